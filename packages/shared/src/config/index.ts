@@ -1,0 +1,180 @@
+import { envSchema } from 'env-schema'
+import Type, { type Static, type TSchema } from 'typebox'
+
+// The only module that reads the environment. Each service validates its own schema at boot
+// and gets a typed, immutable config object; a bad value stops the process with a message
+// that names the variable (and never echoes a secret's value).
+
+const LogLevel = Type.Union(
+  ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+  { default: 'info', description: 'pino log level' },
+)
+
+const Url = (description: string, def: string, schemes: string) =>
+  Type.String({ default: def, pattern: `^(${schemes})://[^\\s]+$`, description })
+
+const Port = (def: number, description: string) =>
+  Type.Integer({ minimum: 0, maximum: 65535, default: def, description })
+
+const Millis = (def: number, description: string) =>
+  Type.Integer({ minimum: 0, maximum: 24 * 3600 * 1000, default: def, description })
+
+// Comma-separated API keys. Each key must be long enough to be a secret; the check runs on the
+// split list in parseKeys() so the error names the variable without printing the key.
+const KeyList = (description: string) => Type.String({ default: '', description })
+
+export const CommonEnvSchema = Type.Object({
+  LOG_LEVEL: LogLevel,
+  REDIS_URL: Url('Redis for BullMQ queues', 'redis://127.0.0.1:6379', 'redis|rediss'),
+  OLLAMA_URL: Url('Base URL of the Ollama server', 'http://127.0.0.1:11434', 'http|https'),
+  CHAT_MODEL: Type.String({
+    minLength: 1,
+    default: 'llama3.2',
+    description: 'Model used when a chat/generate request names none',
+  }),
+  EMBED_MODEL: Type.String({
+    minLength: 1,
+    default: 'nomic-embed-text',
+    description: 'Embedding model for the Confluence index',
+  }),
+  LANCEDB_URI: Type.String({
+    minLength: 1,
+    default: './data/lancedb',
+    description: 'LanceDB directory, or s3://bucket/prefix for object storage',
+  }),
+  SHUTDOWN_GRACE_MS: Millis(10_000, 'How long a shutdown may take before the process exits hard'),
+})
+
+export const ApiEnvSchema = Type.Object({
+  ...CommonEnvSchema.properties,
+  HOST: Type.String({
+    minLength: 1,
+    default: '127.0.0.1',
+    description: 'Interface the API listens on (0.0.0.0 in containers)',
+  }),
+  PORT: Port(3000, 'API port'),
+  API_KEYS: KeyList('Reader API keys (Bearer), comma-separated'),
+  ADMIN_API_KEYS: KeyList('Admin API keys (Bearer), comma-separated'),
+  BODY_LIMIT: Type.Integer({
+    minimum: 1024,
+    default: 32 * 1024 * 1024,
+    description: 'Largest request body in bytes (413 above it)',
+  }),
+  OLLAMA_CONNECT_TIMEOUT_MS: Millis(
+    5_000,
+    'Time to open a connection to Ollama; answers and model loads have no timeout',
+  ),
+  HEALTH_TIMEOUT_MS: Millis(2_000, 'Time each readiness check may take'),
+})
+
+export const WorkerEnvSchema = Type.Object({
+  ...CommonEnvSchema.properties,
+  WORKER_HEALTH_HOST: Type.String({
+    minLength: 1,
+    default: '127.0.0.1',
+    description: 'Interface of the worker health endpoint',
+  }),
+  WORKER_HEALTH_PORT: Port(3001, 'Worker health endpoint port (0 picks a free port)'),
+  WORKER_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 64,
+    default: 4,
+    description: 'Jobs a worker process runs at once per queue',
+  }),
+})
+
+type ApiEnv = Static<typeof ApiEnvSchema>
+type WorkerEnv = Static<typeof WorkerEnvSchema>
+
+export type ApiKeys = { readonly readers: readonly string[]; readonly admins: readonly string[] }
+
+export type ApiConfig = Readonly<Omit<ApiEnv, 'API_KEYS' | 'ADMIN_API_KEYS'>> & {
+  readonly apiKeys: ApiKeys
+}
+export type WorkerConfig = Readonly<WorkerEnv>
+
+export type Env = Record<string, string | undefined>
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+  readonly problems: readonly string[]
+  constructor(problems: readonly string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`)
+    this.problems = problems
+  }
+}
+
+export const MIN_API_KEY_LENGTH = 16
+
+type AjvError = { instancePath: string; message?: string; params?: Record<string, unknown> }
+
+function describe(error: AjvError): string {
+  const variable =
+    error.instancePath.replace(/^\//, '') || String(error.params?.missingProperty ?? 'environment')
+  return `${variable} ${error.message ?? 'is invalid'}`
+}
+
+function validate<S extends TSchema>(schema: S, env: Env): Static<S> {
+  // Only the variables the schema knows are read, so unrelated environment is never copied.
+  const known = Object.keys((schema as unknown as { properties: object }).properties)
+  const data: Record<string, string> = {}
+  for (const key of known) {
+    const value = env[key]
+    if (value !== undefined && value !== '') data[key] = value
+  }
+  try {
+    return envSchema<Static<S>>({
+      schema: schema as unknown as object,
+      data,
+      dotenv: false,
+      ajv: { customOptions: (ajv) => ajv },
+    }) as Static<S>
+  } catch (err) {
+    const errors = (err as { errors?: AjvError[] }).errors
+    throw new ConfigError(errors?.map(describe) ?? [(err as Error).message])
+  }
+}
+
+function parseKeys(raw: string, variable: string, problems: string[]): string[] {
+  const keys = raw
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0)
+  keys.forEach((key, i) => {
+    if (key.length < MIN_API_KEY_LENGTH) {
+      problems.push(
+        `${variable} key #${i + 1} is shorter than ${MIN_API_KEY_LENGTH} characters (value not shown)`,
+      )
+    }
+  })
+  return keys
+}
+
+export function loadApiConfig(env: Env = process.env): ApiConfig {
+  const { API_KEYS, ADMIN_API_KEYS, ...rest } = validate(ApiEnvSchema, env)
+  const problems: string[] = []
+  const readers = parseKeys(API_KEYS, 'API_KEYS', problems)
+  const admins = parseKeys(ADMIN_API_KEYS, 'ADMIN_API_KEYS', problems)
+  if (problems.length > 0) throw new ConfigError(problems)
+  return Object.freeze({ ...rest, apiKeys: Object.freeze({ readers, admins }) })
+}
+
+export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
+  return Object.freeze(validate(WorkerEnvSchema, env))
+}
+
+/** Auth is off when no key of either role is configured (local single-user use). */
+export function authEnabled(config: Pick<ApiConfig, 'apiKeys'>): boolean {
+  return config.apiKeys.readers.length + config.apiKeys.admins.length > 0
+}
+
+/** A URL with any user:password stripped, safe to put in logs and error messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString().replace(/\/$/, '')
+  } catch {
+    return '<invalid url>'
+  }
+}

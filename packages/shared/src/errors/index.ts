@@ -1,0 +1,45 @@
+// Every error a client can see has a stable snake_case `error` code, a human `message` and the
+// HTTP `statusCode`. The codes are defined once here and used by both services.
+
+export const ErrorCode = {
+  validation: 'validation_failed',
+  missingBody: 'missing_request_body',
+  unsupportedMediaType: 'unsupported_media_type',
+  payloadTooLarge: 'payload_too_large',
+  unauthorized: 'unauthorized',
+  forbidden: 'forbidden',
+  notFound: 'not_found',
+  modelNotFound: 'model_not_found',
+  ollamaUnavailable: 'ollama_unavailable',
+  ollamaError: 'ollama_error',
+  ollamaStreamInterrupted: 'ollama_stream_interrupted',
+  redisUnavailable: 'redis_unavailable',
+  shuttingDown: 'shutting_down',
+  internal: 'internal_error',
+} as const
+
+export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode]
+
+export type ErrorBody = { error: string; message: string; statusCode: number }
+
+export class AppError extends Error {
+  override name = 'AppError'
+  readonly statusCode: number
+  readonly code: ErrorCodeName
+  constructor(statusCode: number, code: ErrorCodeName, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.statusCode = statusCode
+    this.code = code
+  }
+
+  toBody(): ErrorBody {
+    return { error: this.code, message: this.message, statusCode: this.statusCode }
+  }
+}
+
+export const appError = (
+  statusCode: number,
+  code: ErrorCodeName,
+  message: string,
+  options?: ErrorOptions,
+): AppError => new AppError(statusCode, code, message, options)
