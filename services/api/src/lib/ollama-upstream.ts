@@ -1,0 +1,97 @@
+import { AppError, ErrorCode, redactUrl } from '@confluence-bot/shared'
+import { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
+
+// The gateway's HTTP client for Ollama: one keep-alive pool, bytes passed through untouched.
+// A connect timeout applies, but no headers or body timeout: a model may take minutes to load
+// (Ollama sends no headers until then) and a pull may stream for an hour.
+
+export type UpstreamResponse = Dispatcher.ResponseData
+
+const CONNECTION_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+])
+
+export class OllamaUpstream {
+  readonly url: string
+  readonly #pool: Pool
+  readonly #basePath: string
+
+  constructor(url: string, options: { connectTimeoutMs: number; connections?: number }) {
+    const parsed = new URL(url)
+    this.url = redactUrl(url)
+    this.#basePath = parsed.pathname.replace(/\/+$/, '')
+    this.#pool = new Pool(parsed.origin, {
+      connections: options.connections ?? 128,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connect: { timeout: options.connectTimeoutMs },
+    })
+  }
+
+  /** POSTs JSON to an Ollama path; connection failures become 503 ollama_unavailable. */
+  post(path: string, payload: unknown, signal?: AbortSignal): Promise<UpstreamResponse> {
+    return this.#request({
+      method: 'POST',
+      path: this.#basePath + path,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(payload),
+      signal,
+    })
+  }
+
+  get(path: string, signal?: AbortSignal): Promise<UpstreamResponse> {
+    return this.#request({ method: 'GET', path: this.#basePath + path, signal })
+  }
+
+  async #request(options: Dispatcher.RequestOptions): Promise<UpstreamResponse> {
+    try {
+      return await this.#pool.request(options)
+    } catch (err) {
+      throw this.unavailable(err)
+    }
+  }
+
+  /** Maps a transport failure to the 503 a client sees; an abort passes through. */
+  unavailable(err: unknown): unknown {
+    const code = (err as { code?: string }).code
+    if (code !== undefined && CONNECTION_ERRORS.has(code)) {
+      return new AppError(
+        503,
+        ErrorCode.ollamaUnavailable,
+        `Ollama is not reachable at OLLAMA_URL=${this.url} (${code})`,
+        { cause: err },
+      )
+    }
+    return err
+  }
+
+  close(): Promise<void> {
+    return this.#pool.close()
+  }
+}
+
+/** Reads an Ollama error body (`{"error":"..."}`, or text) and maps it to an AppError. */
+export async function upstreamError(response: UpstreamResponse): Promise<AppError> {
+  const text = await response.body.text()
+  let message = text.trim() || `Ollama answered ${response.statusCode}`
+  try {
+    const parsed = JSON.parse(text) as { error?: unknown }
+    if (typeof parsed.error === 'string') message = parsed.error
+  } catch {
+    // not JSON: keep the text
+  }
+  const status = response.statusCode
+  if (status === 404) return new AppError(404, ErrorCode.modelNotFound, message)
+  if (status >= 400 && status < 500) return new AppError(status, ErrorCode.ollamaError, message)
+  return new AppError(502, ErrorCode.ollamaError, `Ollama failed: ${message}`)
+}

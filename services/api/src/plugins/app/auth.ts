@@ -1,0 +1,65 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { AppError, authEnabled, ErrorCode } from '@confluence-bot/shared'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+
+export type Role = 'reader' | 'admin'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** An onRequest hook that lets a request through only with a key of at least `role`. */
+    requireRole(role: Role): (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+  }
+  interface FastifyRequest {
+    /** The role the request's API key carries; `admin` when auth is off. */
+    role?: Role
+  }
+}
+
+const digest = (key: string) => createHash('sha256').update(key).digest()
+
+/** True when `token` matches one of `digests`. Every digest is compared, in constant time. */
+function matches(token: Buffer, digests: readonly Buffer[]): boolean {
+  let found = false
+  for (const d of digests) found = timingSafeEqual(token, d) || found
+  return found
+}
+
+async function auth(fastify: FastifyInstance) {
+  const enabled = authEnabled(fastify.config)
+  const admins = fastify.config.apiKeys.admins.map(digest)
+  const readers = fastify.config.apiKeys.readers.map(digest)
+
+  const roleOf = (request: FastifyRequest): Role | undefined => {
+    const header = request.headers.authorization
+    if (typeof header !== 'string') return undefined
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)
+    if (!match?.[1]) return undefined
+    const token = digest(match[1])
+    if (matches(token, admins)) return 'admin'
+    if (matches(token, readers)) return 'reader'
+    return undefined
+  }
+
+  fastify.decorate('requireRole', (needed: Role) => async (request: FastifyRequest, reply) => {
+    if (!enabled) {
+      request.role = 'admin'
+      return
+    }
+    const role = roleOf(request)
+    if (role === undefined) {
+      reply.header('www-authenticate', 'Bearer realm="confluence-bot"')
+      throw new AppError(
+        401,
+        ErrorCode.unauthorized,
+        'Send a valid API key as "Authorization: Bearer <key>"',
+      )
+    }
+    if (needed === 'admin' && role !== 'admin') {
+      throw new AppError(403, ErrorCode.forbidden, 'This operation needs an admin API key')
+    }
+    request.role = role
+  })
+}
+
+export default fp(auth, { name: 'auth', dependencies: ['config'], fastify: '5.x' })

@@ -1,0 +1,91 @@
+import { AppError, ErrorCode, type ErrorBody } from '@confluence-bot/shared'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+
+// One error handler for the whole API: every error leaves as {error, message, statusCode};
+// 4xx keep their message, 5xx are logged with the request and answered generically, and no
+// stack trace ever reaches a client.
+
+const STATUS_CODES: Record<number, string> = {
+  400: ErrorCode.validation,
+  401: ErrorCode.unauthorized,
+  403: ErrorCode.forbidden,
+  404: ErrorCode.notFound,
+  413: ErrorCode.payloadTooLarge,
+  415: ErrorCode.unsupportedMediaType,
+}
+
+function toBody(error: FastifyError, request: FastifyRequest, bodyLimit: number): ErrorBody {
+  if (error instanceof AppError) return error.toBody()
+  if (error.validation) {
+    if (error.validationContext === 'body' && request.body === undefined) {
+      return missingBody
+    }
+    return { error: ErrorCode.validation, message: error.message, statusCode: 400 }
+  }
+  switch (error.code) {
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return missingBody
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return {
+        error: ErrorCode.payloadTooLarge,
+        message: `Request body is larger than BODY_LIMIT (${bodyLimit} bytes)`,
+        statusCode: 413,
+      }
+  }
+  const status = error.statusCode ?? 500
+  if (status >= 400 && status < 500) {
+    return { error: STATUS_CODES[status] ?? 'bad_request', message: error.message, statusCode: status }
+  }
+  return {
+    error: ErrorCode.internal,
+    message: `Internal error (request id ${request.id})`,
+    statusCode: 500,
+  }
+}
+
+const missingBody: ErrorBody = {
+  error: ErrorCode.missingBody,
+  message: 'missing request body',
+  statusCode: 400,
+}
+
+async function errors(fastify: FastifyInstance) {
+  const bodyLimit = fastify.config.BODY_LIMIT
+
+  // Ollama reads a JSON body whatever its Content-Type (curl -d sends a form type), so the
+  // gateway does the same: every body that is not declared JSON is parsed as JSON too.
+  fastify.removeContentTypeParser('text/plain')
+  fastify.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8')
+    if (text.trim() === '') return done(null, undefined)
+    try {
+      done(null, JSON.parse(text))
+    } catch (err) {
+      done(new AppError(400, ErrorCode.validation, `Body is not JSON: ${(err as Error).message}`))
+    }
+  })
+
+  fastify.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const body = toBody(error, request, bodyLimit)
+    if (error instanceof AppError && body.statusCode >= 500) {
+      // A known dependency failure: its message says it all, a stack adds nothing.
+      request.log.warn({ error: body.error, statusCode: body.statusCode }, body.message)
+    } else if (body.statusCode >= 500) {
+      request.log.error({ err: error }, 'request failed')
+    } else {
+      request.log.info({ error: body.error, statusCode: body.statusCode }, body.message)
+    }
+    return reply.code(body.statusCode).type('application/json; charset=utf-8').send(body)
+  })
+
+  fastify.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({
+      error: ErrorCode.notFound,
+      message: `Route ${request.method} ${request.url.split('?')[0]} not found`,
+      statusCode: 404,
+    } satisfies ErrorBody)
+  })
+}
+
+export default fp(errors, { name: 'errors', dependencies: ['config'], fastify: '5.x' })

@@ -1,0 +1,46 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+
+// OpenAPI 3 document generated from the route schemas, served at /docs/json (and /docs/yaml),
+// with Swagger UI at /docs. Only tagged routes are documented.
+async function docs(fastify: FastifyInstance) {
+  await fastify.register(swagger, {
+    hideUntagged: true,
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'confluence-bot API',
+        description:
+          'Ask questions about your Confluence space, answered by a local model on Ollama. ' +
+          'Send an API key as `Authorization: Bearer <key>`: a reader key may chat, generate, ' +
+          'search and list; an admin key may also pull models and manage ingestion.',
+        version: '0.1.0',
+      },
+      tags: [
+        { name: 'chat', description: 'Answers from the model' },
+        { name: 'models', description: 'Models on the Ollama server' },
+        { name: 'health', description: 'Readiness and liveness' },
+        { name: 'admin', description: 'Operator endpoints (admin key)' },
+      ],
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'An API key' },
+        },
+      },
+      security: [{ bearer: [] }],
+    },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) =>
+        typeof json.$id === 'string' ? json.$id : `def-${i}`,
+    },
+  })
+  await fastify.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true },
+    staticCSP: true,
+  })
+}
+
+export default fp(docs, { name: 'swagger', fastify: '5.x' })

@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { type ParsedLine, relayNdjson } from '../../lib/ndjson.ts'
+import { upstreamError } from '../../lib/ollama-upstream.ts'
+import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
+import {
+  type ChatCompletion,
+  ChatCompletionSchema,
+  ChatRequestSchema,
+  ChatStreamLineSchema,
+} from '../../schemas/chat.ts'
+import { errorResponses } from '../../schemas/common.ts'
+
+type OllamaChatAnswer = {
+  model: string
+  message?: { content?: string; thinking?: string; tool_calls?: Record<string, unknown>[] }
+  done_reason?: string
+  prompt_eval_count?: number
+  eval_count?: number
+}
+
+export const usageOf = (line: { prompt_eval_count?: unknown; eval_count?: unknown }) => {
+  const prompt = typeof line.prompt_eval_count === 'number' ? line.prompt_eval_count : 0
+  const completion = typeof line.eval_count === 'number' ? line.eval_count : 0
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
+}
+
+function toCompletion(answer: OllamaChatAnswer): ChatCompletion {
+  const message: ChatCompletion['choices'][number]['message'] = {
+    role: 'assistant',
+    content: answer.message?.content ?? '',
+  }
+  if (answer.message?.thinking) message.thinking = answer.message.thinking
+  if (answer.message?.tool_calls) message.tool_calls = answer.message.tool_calls
+  return {
+    id: `chatcmpl-${randomUUID()}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model: answer.model,
+    choices: [
+      {
+        index: 0,
+        message,
+        finish_reason: answer.message?.tool_calls ? 'tool_calls' : (answer.done_reason ?? 'stop'),
+      },
+    ],
+    usage: usageOf(answer),
+    // Retrieval over the Confluence index fills this list once the index exists.
+    sources: [],
+  }
+}
+
+const chat: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.post(
+    '/chat',
+    {
+      schema: {
+        tags: ['chat'],
+        summary: 'Chat with the model, grounded in the Confluence index',
+        description:
+          'Non-streamed answers have the chat.completion shape with `usage` and `sources`. ' +
+          'With `stream:true` the answer is NDJSON: `{sources}` first, then token lines as ' +
+          'Ollama writes them, then `{done:true, done_reason, usage}`; a failure ends the ' +
+          'stream with `{error, message}`.',
+        body: ChatRequestSchema,
+        response: {
+          200: {
+            description: 'The answer',
+            content: {
+              'application/json': { schema: ChatCompletionSchema },
+              'application/x-ndjson': { schema: ChatStreamLineSchema },
+            },
+          },
+          ...errorResponses(400, 401, 404, 413, 502, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { rag: _rag, ...body } = request.body
+      const stream = body.stream === true
+      const model = body.model ?? fastify.config.CHAT_MODEL
+      const abort = abortOnClientGone(request, reply)
+      const upstream = await fastify.ollama.post(
+        '/api/chat',
+        { ...body, model, stream },
+        abort.signal,
+      )
+      if (upstream.statusCode >= 400) throw await upstreamError(upstream)
+      if (!stream) {
+        const answer = (await upstream.body.json()) as OllamaChatAnswer
+        return reply.type('application/json; charset=utf-8').send(toCompletion(answer))
+      }
+      return sendNdjson(
+        reply,
+        relayNdjson(upstream.body, {
+          prelude: [`${JSON.stringify({ sources: [] })}\n`],
+          onTerminal: (line: ParsedLine) => ({ ...line, usage: usageOf(line) }),
+          interruptedMessage: (reason) =>
+            `The answer from Ollama at ${fastify.ollama.url} stopped before it was complete (${reason})`,
+          isAborted: () => abort.signal.aborted,
+        }),
+      )
+    },
+  )
+}
+
+export default chat

@@ -1,0 +1,46 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { humanBytes } from '../../lib/human-bytes.ts'
+import { upstreamError } from '../../lib/ollama-upstream.ts'
+import { errorResponses } from '../../schemas/common.ts'
+import { type Model, ModelListSchema } from '../../schemas/models.ts'
+
+type OllamaTag = {
+  name: string
+  modified_at: string
+  size: number
+  details?: { family?: string; parameter_size?: string; quantization_level?: string }
+}
+
+function toModel(tag: OllamaTag): Model {
+  const model: Model = {
+    name: tag.name,
+    size: humanBytes(tag.size),
+    bytes: tag.size,
+    modified_at: tag.modified_at,
+  }
+  if (tag.details?.family) model.family = tag.details.family
+  if (tag.details?.parameter_size) model.parameter_size = tag.details.parameter_size
+  if (tag.details?.quantization_level) model.quantization = tag.details.quantization_level
+  return model
+}
+
+const models: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get(
+    '/models',
+    {
+      schema: {
+        tags: ['models'],
+        summary: 'Models installed on the Ollama server',
+        response: { 200: ModelListSchema, ...errorResponses(401, 502, 503) },
+      },
+    },
+    async () => {
+      const upstream = await fastify.ollama.get('/api/tags')
+      if (upstream.statusCode >= 400) throw await upstreamError(upstream)
+      const { models } = (await upstream.body.json()) as { models?: OllamaTag[] | null }
+      return { models: (models ?? []).map(toModel) }
+    },
+  )
+}
+
+export default models

@@ -1,0 +1,63 @@
+import Type, { type TSchema } from 'typebox'
+
+export const ErrorSchema = Type.Object(
+  {
+    error: Type.String({ description: 'Stable snake_case code', examples: ['validation_failed'] }),
+    message: Type.String({ description: 'What went wrong, for a person' }),
+    statusCode: Type.Integer(),
+  },
+  { $id: 'Error', title: 'Error' },
+)
+
+export const errorResponses = (...codes: number[]): Record<number, TSchema> =>
+  Object.fromEntries(
+    codes.map((code) => [code, Type.Ref('Error', { description: ERROR_TEXT[code] ?? 'Error' })]),
+  )
+
+const ERROR_TEXT: Record<number, string> = {
+  400: 'The body is invalid (the message names the field)',
+  401: 'Missing or unknown API key',
+  403: 'The API key lacks the admin role',
+  404: 'Unknown model',
+  413: 'The body is larger than BODY_LIMIT',
+  502: 'Ollama failed',
+  503: 'Ollama (or Redis) is unreachable',
+}
+
+// Ollama's own options are passed through as sent: the gateway names the common ones for the
+// docs and lets anything else through, since Ollama adds fields often.
+export const OllamaOptionsSchema = Type.Object(
+  {
+    temperature: Type.Optional(Type.Number()),
+    top_k: Type.Optional(Type.Integer()),
+    top_p: Type.Optional(Type.Number()),
+    num_ctx: Type.Optional(Type.Integer()),
+    num_predict: Type.Optional(Type.Integer()),
+    seed: Type.Optional(Type.Integer()),
+    stop: Type.Optional(Type.Array(Type.String())),
+  },
+  { additionalProperties: true, description: 'Ollama model options (passed through)' },
+)
+
+export const PassThroughFields = {
+  format: Type.Optional(
+    Type.Union([Type.String(), Type.Object({}, { additionalProperties: true })], {
+      description: '"json" or a JSON Schema the answer must follow',
+    }),
+  ),
+  keep_alive: Type.Optional(
+    Type.Union([Type.String(), Type.Number()], {
+      description: 'How long Ollama keeps the model loaded ("5m", seconds, -1 forever)',
+    }),
+  ),
+  think: Type.Optional(
+    Type.Union([Type.Boolean(), Type.String()], { description: 'Thinking models: true/false/level' }),
+  ),
+}
+
+export const ModelName = Type.String({
+  minLength: 1,
+  maxLength: 256,
+  description: 'Model name as Ollama knows it (default: CHAT_MODEL)',
+  examples: ['llama3.2'],
+})
