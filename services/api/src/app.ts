@@ -7,8 +7,10 @@ import config from './plugins/app/config.ts'
 import errors from './plugins/app/errors.ts'
 import lancedb from './plugins/app/lancedb.ts'
 import ollama from './plugins/app/ollama.ts'
+import queues from './plugins/app/queues.ts'
 import readiness from './plugins/app/readiness.ts'
 import redis from './plugins/app/redis.ts'
+import validation from './plugins/app/validation.ts'
 import swagger from './plugins/external/swagger.ts'
 import admin from './routes/admin/index.ts'
 import api from './routes/api/index.ts'
@@ -42,7 +44,6 @@ export function buildApp(options: BuildOptions): FastifyInstance {
     requestTimeout: 0,
     connectionTimeout: 0,
     return503OnClosing: true,
-    ajv: { customOptions: { removeAdditional: true, useDefaults: true, coerceTypes: 'array' } },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   for (const schema of [ErrorSchema, SourceSchema, UsageSchema, ModelSchema, CheckSchema]) {
@@ -54,11 +55,13 @@ export function buildApp(options: BuildOptions): FastifyInstance {
 
   app.register(config, { config: options.config })
   app.register(errors)
+  app.register(validation)
   app.register(readiness)
   app.register(swagger)
   app.register(ollama)
   app.register(redis)
   app.register(lancedb)
+  app.register(queues)
   app.register(auth)
   app.register(api, { prefix: '/api' })
   app.register(admin, { prefix: '/admin' })

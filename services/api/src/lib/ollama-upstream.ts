@@ -1,6 +1,6 @@
 import { AppError, ErrorCode, redactUrl } from '@confluence-bot/shared'
-import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
+import { Pool } from 'undici'
 
 // The gateway's HTTP client for Ollama: one keep-alive pool, bytes passed through untouched.
 // A connect timeout applies, but no headers or body timeout: a model may take minutes to load

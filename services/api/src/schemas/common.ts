@@ -51,7 +51,9 @@ export const PassThroughFields = {
     }),
   ),
   think: Type.Optional(
-    Type.Union([Type.Boolean(), Type.String()], { description: 'Thinking models: true/false/level' }),
+    Type.Union([Type.Boolean(), Type.String()], {
+      description: 'Thinking models: true/false/level',
+    }),
   ),
 }
 

@@ -24,4 +24,7 @@ export const HealthSchema = Type.Object(
 )
 export type Health = Static<typeof HealthSchema>
 
-export const LiveSchema = Type.Object({ status: Type.Literal('ok') }, { $id: 'Live', title: 'Live' })
+export const LiveSchema = Type.Object(
+  { status: Type.Literal('ok') },
+  { $id: 'Live', title: 'Live' },
+)

@@ -23,7 +23,11 @@ export const PullRequestSchema = Type.Object(
   {
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 256, examples: ['llama3.2'] })),
     model: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 256, description: 'Same as name (Ollama accepts both)' }),
+      Type.String({
+        minLength: 1,
+        maxLength: 256,
+        description: 'Same as name (Ollama accepts both)',
+      }),
     ),
     stream: Type.Optional(
       Type.Boolean({ default: false, description: "true streams Ollama's progress lines" }),

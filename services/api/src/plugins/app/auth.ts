@@ -16,6 +16,20 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * The API key a request presents: `Bearer <key>`, or HTTP Basic with the key as the password
+ * (what a browser can send, so an operator can open the queue dashboard).
+ */
+function presentedKey(header: string | undefined): string | undefined {
+  if (typeof header !== 'string') return undefined
+  const match = /^(Bearer|Basic)[ \t]+(\S+)[ \t]*$/i.exec(header)
+  if (!match?.[1] || !match[2]) return undefined
+  if (match[1].toLowerCase() === 'bearer') return match[2]
+  const decoded = Buffer.from(match[2], 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  return colon === -1 ? undefined : decoded.slice(colon + 1) || undefined
+}
+
 const digest = (key: string) => createHash('sha256').update(key).digest()
 
 /** True when `token` matches one of `digests`. Every digest is compared, in constant time. */
@@ -31,11 +45,9 @@ async function auth(fastify: FastifyInstance) {
   const readers = fastify.config.apiKeys.readers.map(digest)
 
   const roleOf = (request: FastifyRequest): Role | undefined => {
-    const header = request.headers.authorization
-    if (typeof header !== 'string') return undefined
-    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)
-    if (!match?.[1]) return undefined
-    const token = digest(match[1])
+    const key = presentedKey(request.headers.authorization)
+    if (key === undefined) return undefined
+    const token = digest(key)
     if (matches(token, admins)) return 'admin'
     if (matches(token, readers)) return 'reader'
     return undefined
@@ -48,7 +60,11 @@ async function auth(fastify: FastifyInstance) {
     }
     const role = roleOf(request)
     if (role === undefined) {
-      reply.header('www-authenticate', 'Bearer realm="confluence-bot"')
+      // Browsers prompt for Basic credentials; API clients send a Bearer key.
+      reply.header('www-authenticate', [
+        'Bearer realm="confluence-bot"',
+        'Basic realm="confluence-bot", charset="UTF-8"',
+      ])
       throw new AppError(
         401,
         ErrorCode.unauthorized,

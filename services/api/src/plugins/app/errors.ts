@@ -1,4 +1,4 @@
-import { AppError, ErrorCode, type ErrorBody } from '@confluence-bot/shared'
+import { AppError, type ErrorBody, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 
@@ -35,7 +35,11 @@ function toBody(error: FastifyError, request: FastifyRequest, bodyLimit: number)
   }
   const status = error.statusCode ?? 500
   if (status >= 400 && status < 500) {
-    return { error: STATUS_CODES[status] ?? 'bad_request', message: error.message, statusCode: status }
+    return {
+      error: STATUS_CODES[status] ?? 'bad_request',
+      message: error.message,
+      statusCode: status,
+    }
   }
   return {
     error: ErrorCode.internal,

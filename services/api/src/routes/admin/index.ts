@@ -1,6 +1,7 @@
 import { authEnabled } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
+import dashboard from './queues.ts'
 
 const ConfigViewSchema = Type.Object(
   {
@@ -20,6 +21,7 @@ const ConfigViewSchema = Type.Object(
 // Everything under /admin needs an admin key (the queue dashboard joins it with ingestion).
 const admin: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.requireRole('admin'))
+  await fastify.register(dashboard)
 
   fastify.get(
     '/config',

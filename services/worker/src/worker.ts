@@ -1,0 +1,121 @@
+import {
+  ALL_QUEUES,
+  QUEUE_PREFIX,
+  type QueueNameValue,
+  redactUrl,
+  type WorkerConfig,
+} from '@confluence-bot/shared'
+import { type Job, UnrecoverableError, Worker } from 'bullmq'
+import { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import { startHealthServer } from './health.ts'
+
+// Builds one BullMQ Worker per queue of the shared contract, wraps every processor with a
+// per-job logger, and owns the shutdown order: stop taking jobs and let the active ones finish,
+// then close Redis and the probe endpoint.
+
+export type ProcessorDeps = { log: Logger; config: WorkerConfig }
+export type Processor = (job: Job, deps: ProcessorDeps) => Promise<unknown>
+export type ProcessorRegistry = Partial<Record<QueueNameValue, Record<string, Processor>>>
+
+export type RunningWorker = {
+  workers: Worker[]
+  healthPort: number
+  /** Resolves when every worker is running (connected to Redis). */
+  ready(): Promise<void>
+  close(): Promise<void>
+}
+
+export async function startWorker(
+  config: WorkerConfig,
+  log: Logger,
+  registry: ProcessorRegistry = {},
+): Promise<RunningWorker> {
+  // Workers block on Redis, so their connection must never give up on a command.
+  const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null })
+  let redisDown = false
+  connection.on('error', (err: NodeJS.ErrnoException) => {
+    if (redisDown) return
+    redisDown = true
+    log.warn(
+      { code: err.code },
+      `Redis at REDIS_URL=${redactUrl(config.REDIS_URL)} is unreachable; retrying`,
+    )
+  })
+  connection.on('ready', () => {
+    redisDown = false
+  })
+
+  let closing = false
+  const workers = ALL_QUEUES.map((queue) => {
+    const processors = registry[queue] ?? {}
+    const worker = new Worker(
+      queue,
+      async (job) => {
+        const processor = processors[job.name]
+        if (!processor) {
+          throw new UnrecoverableError(`No processor for job "${job.name}" on queue "${queue}"`)
+        }
+        const jobLog = log.child({
+          queue,
+          jobName: job.name,
+          jobId: job.id,
+          attempt: job.attemptsMade + 1,
+        })
+        return processor(job, { log: jobLog, config })
+      },
+      { connection, prefix: QUEUE_PREFIX, concurrency: config.WORKER_CONCURRENCY, autorun: true },
+    )
+    worker.on('error', (err) => log.error({ err, queue }, 'worker error'))
+    worker.on('failed', (job, err) =>
+      log.warn({ queue, jobName: job?.name, jobId: job?.id, err: err.message }, 'job failed'),
+    )
+    worker.on('stalled', (jobId) => log.warn({ queue, jobId }, 'job stalled; it will be retried'))
+    return worker
+  })
+
+  const health = await startHealthServer(
+    config.WORKER_HEALTH_HOST,
+    config.WORKER_HEALTH_PORT,
+    async () => {
+      const started = performance.now()
+      const pong = await Promise.race([
+        connection.ping().then(
+          () => true,
+          () => false,
+        ),
+        new Promise<boolean>((resolve) => setTimeout(resolve, 2_000, false).unref()),
+      ])
+      const running = workers.every((w) => w.isRunning())
+      return {
+        ready: pong && running && !closing,
+        detail: {
+          redis: {
+            status: pong ? 'ok' : 'down',
+            latency_ms: Math.round(performance.now() - started),
+          },
+          queues: Object.fromEntries(
+            workers.map((w) => [w.name, w.isRunning() ? 'running' : 'stopped']),
+          ),
+          shutting_down: closing,
+        },
+      }
+    },
+  )
+  log.info({ queues: ALL_QUEUES, healthPort: health.port }, 'worker started')
+
+  return {
+    workers,
+    healthPort: health.port,
+    ready: async () => {
+      await Promise.all(workers.map((w) => w.waitUntilReady()))
+    },
+    async close() {
+      closing = true
+      await Promise.all(workers.map((w) => w.close()))
+      await connection.quit().catch(() => connection.disconnect())
+      await health.close()
+      log.info('worker stopped')
+    },
+  }
+}

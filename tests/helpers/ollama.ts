@@ -1,0 +1,22 @@
+import { type OllamaStandIn, type StandInOptions, startOllamaStandIn } from './ollama-stand-in.ts'
+
+type Teardown = { teardown(fn: () => unknown): void }
+
+/** A stand-in Ollama for one test, closed when it ends. */
+export async function standIn(
+  t: Teardown,
+  options: Partial<StandInOptions> = {},
+): Promise<OllamaStandIn> {
+  const server = await startOllamaStandIn(options)
+  t.teardown(() => server.close())
+  return server
+}
+
+/** Splits an NDJSON body into parsed objects, checking every line is complete JSON. */
+export function ndjson(text: string): Array<Record<string, unknown>> {
+  if (!text.endsWith('\n')) throw new Error(`NDJSON body does not end with a newline: ${text}`)
+  return text
+    .slice(0, -1)
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+}
