@@ -112,8 +112,12 @@ export async function startWorker(
     },
     async close() {
       closing = true
-      await Promise.all(workers.map((w) => w.close()))
-      await connection.quit().catch(() => connection.disconnect())
+      // With Redis gone nothing can be drained (a job cannot even be marked done), so the
+      // connection is dropped first and pending commands fail instead of waiting forever.
+      if (connection.status !== 'ready') connection.disconnect()
+      await Promise.all(workers.map((w) => w.close(connection.status !== 'ready')))
+      if (connection.status === 'ready')
+        await connection.quit().catch(() => connection.disconnect())
       await health.close()
       log.info('worker stopped')
     },

@@ -75,8 +75,9 @@ export class OllamaUpstream {
     return err
   }
 
+  /** Called once the server has drained its requests: anything still open is cut. */
   close(): Promise<void> {
-    return this.#pool.close()
+    return this.#pool.destroy()
   }
 }
 

@@ -8,7 +8,9 @@ export type Role = 'reader' | 'admin'
 declare module 'fastify' {
   interface FastifyInstance {
     /** An onRequest hook that lets a request through only with a key of at least `role`. */
-    requireRole(role: Role): (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    requireRole(
+      role: Role,
+    ): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
   }
   interface FastifyRequest {
     /** The role the request's API key carries; `admin` when auth is off. */
@@ -39,6 +41,10 @@ function matches(token: Buffer, digests: readonly Buffer[]): boolean {
   return found
 }
 
+function refuse(reply: FastifyReply, error: AppError): FastifyReply {
+  return reply.code(error.statusCode).type('application/json; charset=utf-8').send(error.toBody())
+}
+
 async function auth(fastify: FastifyInstance) {
   const enabled = authEnabled(fastify.config)
   const admins = fastify.config.apiKeys.admins.map(digest)
@@ -59,20 +65,27 @@ async function auth(fastify: FastifyInstance) {
       return
     }
     const role = roleOf(request)
+    // The refusal is sent from here rather than thrown: scopes with an error handler of their
+    // own (the queue dashboard's) must still answer 401/403 in the API's error shape.
     if (role === undefined) {
-      // Browsers prompt for Basic credentials; API clients send a Bearer key.
       reply.header('www-authenticate', [
         'Bearer realm="confluence-bot"',
         'Basic realm="confluence-bot", charset="UTF-8"',
       ])
-      throw new AppError(
-        401,
-        ErrorCode.unauthorized,
-        'Send a valid API key as "Authorization: Bearer <key>"',
+      return refuse(
+        reply,
+        new AppError(
+          401,
+          ErrorCode.unauthorized,
+          'Send a valid API key as "Authorization: Bearer <key>"',
+        ),
       )
     }
     if (needed === 'admin' && role !== 'admin') {
-      throw new AppError(403, ErrorCode.forbidden, 'This operation needs an admin API key')
+      return refuse(
+        reply,
+        new AppError(403, ErrorCode.forbidden, 'This operation needs an admin API key'),
+      )
     }
     request.role = role
   })

@@ -1,5 +1,7 @@
+import { once } from 'node:events'
 import { redactUrl } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { Redis } from 'ioredis'
 import { type Check, type Health, HealthSchema, LiveSchema } from '../../schemas/health.ts'
 
 /** Runs one readiness check with a time limit, reporting its latency either way. */
@@ -23,6 +25,21 @@ async function probe(
   }
 }
 
+/** Waits while the client is (re)connecting, so a check right after start is not a false alarm. */
+async function connected(redis: Redis, signal: AbortSignal): Promise<void> {
+  if (
+    redis.status !== 'connecting' &&
+    redis.status !== 'connect' &&
+    redis.status !== 'reconnecting'
+  ) {
+    return
+  }
+  await Promise.race([
+    once(redis, 'ready', { signal }).catch(() => undefined),
+    once(redis, 'end', { signal }).catch(() => undefined),
+  ])
+}
+
 const health: FastifyPluginAsyncTypebox = async (fastify) => {
   const { config } = fastify
   const redisUrl = redactUrl(config.REDIS_URL)
@@ -43,7 +60,8 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
     async (_request, reply) => {
       const timeout = config.HEALTH_TIMEOUT_MS
       const [redis, lancedb, ollama] = await Promise.all([
-        probe(timeout, async () => {
+        probe(timeout, async (signal) => {
+          await connected(fastify.redis, signal)
           await fastify.redis.ping().catch((err: Error) => {
             throw new Error(`Redis at REDIS_URL=${redisUrl} is not reachable (${err.message})`)
           })

@@ -1,0 +1,67 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+type Teardown = { teardown(fn: () => unknown): void }
+
+export type Service = {
+  child: ChildProcess
+  /** Everything written so far to stdout and stderr. */
+  output(): string
+  /** Resolves with the first log line matching `pattern`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** Runs a service entry point on this Node with the source condition, as `pnpm start` does. */
+export function runService(t: Teardown, entry: string, env: Record<string, string>): Service {
+  const child = spawn(process.execPath, ['--conditions=@confluence-bot/source', entry], {
+    cwd: REPO_ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  const waiters: Array<() => void> = []
+  const onData = (chunk: Buffer) => {
+    out += chunk.toString()
+    for (const w of waiters.splice(0)) w()
+  }
+  child.stdout?.on('data', onData)
+  child.stderr?.on('data', onData)
+  const exit = once(child, 'exit').then(([code, signal]) => ({ code, signal }))
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  return {
+    child,
+    output: () => out,
+    exit,
+    waitFor(pattern, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`timed out waiting for ${pattern}; output:\n${out}`)),
+          timeoutMs,
+        )
+        const check = () => {
+          const line = out.split('\n').find((l) => pattern.test(l))
+          if (line !== undefined) {
+            clearTimeout(timer)
+            resolve(line)
+          } else if (child.exitCode !== null) {
+            clearTimeout(timer)
+            reject(new Error(`exited before ${pattern}; output:\n${out}`))
+          } else {
+            waiters.push(check)
+          }
+        }
+        check()
+      })
+    },
+  }
+}
