@@ -116,3 +116,28 @@ t.test('request ids: a sane caller id is kept, anything else replaced', async (t
   })
   t.match(replaced.headers['x-request-id'], /^[0-9a-f-]{36}$/)
 })
+
+t.test('query strings are coerced to their schema types; bodies are not', async (t) => {
+  const app = (await import('@confluence-bot/api')).buildApp({
+    config: (await buildTestApp(t)).config,
+  })
+  t.teardown(() => app.close())
+  app.post(
+    '/typed',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: { limit: { type: 'integer' } },
+        },
+        body: { type: 'object', properties: { flag: { type: 'boolean' } } },
+      },
+    },
+    async (request) => ({ query: request.query, body: request.body }),
+  )
+  const ok = await app.inject({ method: 'POST', url: '/typed?limit=5', payload: { flag: true } })
+  t.same(ok.json(), { query: { limit: 5 }, body: { flag: true } })
+  const strict = await app.inject({ method: 'POST', url: '/typed', payload: { flag: 'true' } })
+  t.equal(strict.statusCode, 400)
+  t.match(strict.json().message, /body\/flag must be boolean/)
+})

@@ -330,8 +330,9 @@ function runPullScript(
         '#!/bin/sh',
         `echo "$*" >> "${log}"`,
         'case "$1" in',
-        `  serve) trap 'echo stopped >> "${log}"; exit 0' TERM; while :; do sleep 0.05; done ;;`,
-        '  list) exit 0 ;;',
+        // Like the real server, `list` only answers once `serve` is up (and has its TERM trap).
+        `  serve) trap 'echo stopped >> "${log}"; exit 0' TERM; touch "${dir}/up"; while :; do sleep 0.05; done ;;`,
+        `  list) [ -f "${dir}/up" ]; exit $? ;;`,
         `  pull) case " ${(stand.pullFails ?? []).join(' ')} " in *" $2 "*) exit 1 ;; esac; exit 0 ;;`,
         `  show) case " ${(stand.present ?? []).join(' ')} " in *" $2 "*) exit 0 ;; esac; exit 1 ;;`,
         'esac',
@@ -344,7 +345,7 @@ function runPullScript(
     const run = spawnSync(program, args, {
       env: { ...env, PATH: `${dir}:${process.env.PATH}` },
       stdio: 'ignore',
-      timeout: 5_000,
+      timeout: 15_000,
     })
     const calls = readFileSync(log, 'utf8').trim().split('\n')
     return { status: run.status, calls }

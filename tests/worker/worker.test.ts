@@ -63,7 +63,7 @@ t.test('probes: live always, ready while Redis answers and workers run', async (
   t.equal(ready.status, 200)
   t.match(ready.body, {
     status: 'ok',
-    queues: { [QueueName.sync]: 'running' },
+    running: { [QueueName.sync]: true },
     redis: { status: 'ok' },
   })
   t.equal((await get(worker.healthPort, '/nope')).status, 404)

@@ -21,9 +21,8 @@ import { ModelSchema } from './schemas/models.ts'
 
 export type BuildOptions = {
   config: ApiConfig
-  /** pino options or instance; tests usually pass false. */
+  /** pino options; tests usually leave logging off. */
   logger?: FastifyServerOptions['logger']
-  loggerInstance?: FastifyServerOptions['loggerInstance']
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
@@ -31,9 +30,7 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
 /** Builds the API without listening: the server process and the tests both start here. */
 export function buildApp(options: BuildOptions): FastifyInstance {
   const app = Fastify({
-    ...(options.loggerInstance
-      ? { loggerInstance: options.loggerInstance }
-      : { logger: options.logger ?? false }),
+    logger: options.logger ?? false,
     bodyLimit: options.config.BODY_LIMIT,
     // A caller's X-Request-Id is kept when it is sane, so logs can be joined across services.
     genReqId: (req) => {

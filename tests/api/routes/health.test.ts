@@ -78,11 +78,7 @@ t.test('a check that hangs is cut at HEALTH_TIMEOUT_MS', async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const ollama = await standIn(t)
-  const app = await buildTestApp(t, {
-    REDIS_URL: redis.url,
-    OLLAMA_URL: ollama.url,
-    HEALTH_TIMEOUT_MS: '100',
-  })
+  const app = await buildTestApp(t, { REDIS_URL: redis.url, OLLAMA_URL: ollama.url })
   // The stand-in's load delay applies to model calls; /api/version answers at once, so hang
   // the version call by pointing the check at a socket that accepts and never answers.
   const { createServer } = await import('node:net')

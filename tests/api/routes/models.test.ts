@@ -46,3 +46,14 @@ t.test('humanBytes reads like Ollama', async (t) => {
   t.equal(humanBytes(45_960_996_000), '46.0 GB')
   t.equal(humanBytes(3.2e18), '3200 PB')
 })
+
+t.test('an OLLAMA_URL that is not Ollama is a 502 saying so', async (t) => {
+  const ollama = await standIn(t)
+  const app = await buildTestApp(t, { OLLAMA_URL: `${ollama.url}/wrong-prefix` })
+  const res = await app.inject({ method: 'GET', url: '/api/models' })
+  t.equal(res.statusCode, 502)
+  t.match(res.json(), {
+    error: 'ollama_error',
+    message: /wrong-prefix answered 404 \(404 page not found\); is it an Ollama server\?/,
+  })
+})

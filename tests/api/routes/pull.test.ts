@@ -131,3 +131,21 @@ t.test('pull needs an admin key when auth is on', async (t) => {
   })
   t.equal(admin.statusCode, 200)
 })
+
+t.test('a client that leaves a non-streamed pull cancels it upstream', async (t) => {
+  const { listenTestApp } = await import('../../helpers/api.ts')
+  const { request } = await import('undici')
+  const ollama = await standIn(t, { pullTickMs: 200, pullLayers: 3 })
+  const { url } = await listenTestApp(t, { OLLAMA_URL: ollama.url })
+  const controller = new AbortController()
+  const aborted = ollama.waitForAbort(5_000)
+  const pending = request(`${url}/api/pull`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'tinyllama' }),
+    signal: controller.signal,
+  })
+  setTimeout(() => controller.abort(), 300)
+  await t.rejects(pending)
+  t.equal((await aborted).path, '/api/pull')
+})

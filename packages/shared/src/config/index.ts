@@ -106,13 +106,10 @@ export class ConfigError extends Error {
 
 export const MIN_API_KEY_LENGTH = 16
 
-type AjvError = { instancePath: string; message?: string; params?: Record<string, unknown> }
+type AjvError = { instancePath: string; message: string }
 
-function describe(error: AjvError): string {
-  const variable =
-    error.instancePath.replace(/^\//, '') || String(error.params?.missingProperty ?? 'environment')
-  return `${variable} ${error.message ?? 'is invalid'}`
-}
+// Every setting has a default, so each error is about one variable's value: `/PORT` → `PORT`.
+const describe = (error: AjvError): string => `${error.instancePath.slice(1)} ${error.message}`
 
 function validate<S extends TSchema>(schema: S, env: Env): Static<S> {
   // Only the variables the schema knows are read, so unrelated environment is never copied.
@@ -130,8 +127,7 @@ function validate<S extends TSchema>(schema: S, env: Env): Static<S> {
       ajv: { customOptions: (ajv) => ajv },
     }) as Static<S>
   } catch (err) {
-    const errors = (err as { errors?: AjvError[] }).errors
-    throw new ConfigError(errors?.map(describe) ?? [(err as Error).message])
+    throw new ConfigError((err as { errors: AjvError[] }).errors.map(describe))
   }
 }
 

@@ -36,10 +36,3 @@ export class AppError extends Error {
     return { error: this.code, message: this.message, statusCode: this.statusCode }
   }
 }
-
-export const appError = (
-  statusCode: number,
-  code: ErrorCodeName,
-  message: string,
-  options?: ErrorOptions,
-): AppError => new AppError(statusCode, code, message, options)

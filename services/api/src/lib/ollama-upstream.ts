@@ -82,16 +82,24 @@ export class OllamaUpstream {
 }
 
 /** Reads an Ollama error body (`{"error":"..."}`, or text) and maps it to an AppError. */
-export async function upstreamError(response: UpstreamResponse): Promise<AppError> {
+export async function upstreamError(response: UpstreamResponse, url: string): Promise<AppError> {
   const text = await response.body.text()
-  let message = text.trim() || `Ollama answered ${response.statusCode}`
+  const status = response.statusCode
+  let reason: string | undefined
   try {
     const parsed = JSON.parse(text) as { error?: unknown }
-    if (typeof parsed.error === 'string') message = parsed.error
+    if (typeof parsed.error === 'string') reason = parsed.error
   } catch {
-    // not JSON: keep the text
+    // Not Ollama's JSON error: a wrong OLLAMA_URL (another server, or a path Ollama lacks).
   }
-  const status = response.statusCode
+  if (reason === undefined) {
+    return new AppError(
+      502,
+      ErrorCode.ollamaError,
+      `OLLAMA_URL=${url} answered ${status} (${text.trim().slice(0, 200)}); is it an Ollama server?`,
+    )
+  }
+  const message = reason
   if (status === 404) return new AppError(404, ErrorCode.modelNotFound, message)
   if (status >= 400 && status < 500) return new AppError(status, ErrorCode.ollamaError, message)
   return new AppError(502, ErrorCode.ollamaError, `Ollama failed: ${message}`)

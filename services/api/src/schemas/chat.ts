@@ -67,15 +67,7 @@ export const ChatCompletionSchema = Type.Object(
     choices: Type.Array(
       Type.Object({
         index: Type.Integer(),
-        message: Type.Object(
-          {
-            role: Type.Literal('assistant'),
-            content: Type.String(),
-            thinking: Type.Optional(Type.String()),
-            tool_calls: Type.Optional(Type.Array(Type.Object({}, { additionalProperties: true }))),
-          },
-          { additionalProperties: false },
-        ),
+        message: Type.Object({ role: Type.Literal('assistant'), content: Type.String() }),
         finish_reason: Type.String({ examples: ['stop', 'length'] }),
       }),
     ),

@@ -9,12 +9,14 @@ export const ErrorSchema = Type.Object(
   { $id: 'Error', title: 'Error' },
 )
 
-export const errorResponses = (...codes: number[]): Record<number, TSchema> =>
+type ErrorStatus = keyof typeof ERROR_TEXT
+
+export const errorResponses = (...codes: ErrorStatus[]): Record<number, TSchema> =>
   Object.fromEntries(
-    codes.map((code) => [code, Type.Ref('Error', { description: ERROR_TEXT[code] ?? 'Error' })]),
+    codes.map((code) => [code, Type.Ref('Error', { description: ERROR_TEXT[code] })]),
   )
 
-const ERROR_TEXT: Record<number, string> = {
+const ERROR_TEXT = {
   400: 'The body is invalid (the message names the field)',
   401: 'Missing or unknown API key',
   403: 'The API key lacks the admin role',
@@ -22,7 +24,7 @@ const ERROR_TEXT: Record<number, string> = {
   413: 'The body is larger than BODY_LIMIT',
   502: 'Ollama failed',
   503: 'Ollama (or Redis) is unreachable',
-}
+} as const
 
 // Ollama's own options are passed through as sent: the gateway names the common ones for the
 // docs and lets anything else through, since Ollama adds fields often.

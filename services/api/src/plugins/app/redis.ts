@@ -28,8 +28,8 @@ async function redis(fastify: FastifyInstance) {
     )
   })
   client.on('ready', () => {
-    if (reported) fastify.log.info('Redis connection restored')
     reported = false
+    fastify.log.debug('Redis connection ready')
   })
   fastify.decorate('redis', client)
   fastify.addHook('onClose', async () => {

@@ -31,10 +31,8 @@ async function docs(fastify: FastifyInstance) {
       },
       security: [{ bearer: [] }],
     },
-    refResolver: {
-      buildLocalReference: (json, _baseUri, _fragment, i) =>
-        typeof json.$id === 'string' ? json.$id : `def-${i}`,
-    },
+    // Shared schemas are registered with an $id, which becomes their component name.
+    refResolver: { buildLocalReference: (json) => String(json.$id) },
   })
   await fastify.register(swaggerUi, {
     routePrefix: '/docs',

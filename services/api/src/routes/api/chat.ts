@@ -11,27 +11,23 @@ import {
 } from '../../schemas/chat.ts'
 import { errorResponses } from '../../schemas/common.ts'
 
+// Ollama's final chat object (`done:true`): the answer and its token counts.
 type OllamaChatAnswer = {
   model: string
-  message?: { content?: string; thinking?: string; tool_calls?: Record<string, unknown>[] }
-  done_reason?: string
-  prompt_eval_count?: number
-  eval_count?: number
+  message: { content: string }
+  done_reason: string
+  prompt_eval_count: number
+  eval_count: number
 }
 
-export const usageOf = (line: { prompt_eval_count?: unknown; eval_count?: unknown }) => {
-  const prompt = typeof line.prompt_eval_count === 'number' ? line.prompt_eval_count : 0
-  const completion = typeof line.eval_count === 'number' ? line.eval_count : 0
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
-}
+/** OpenAI-style usage from the counts on Ollama's final line. */
+export const usageOf = (line: Pick<OllamaChatAnswer, 'prompt_eval_count' | 'eval_count'>) => ({
+  prompt_tokens: line.prompt_eval_count,
+  completion_tokens: line.eval_count,
+  total_tokens: line.prompt_eval_count + line.eval_count,
+})
 
 function toCompletion(answer: OllamaChatAnswer): ChatCompletion {
-  const message: ChatCompletion['choices'][number]['message'] = {
-    role: 'assistant',
-    content: answer.message?.content ?? '',
-  }
-  if (answer.message?.thinking) message.thinking = answer.message.thinking
-  if (answer.message?.tool_calls) message.tool_calls = answer.message.tool_calls
   return {
     id: `chatcmpl-${randomUUID()}`,
     object: 'chat.completion',
@@ -40,8 +36,8 @@ function toCompletion(answer: OllamaChatAnswer): ChatCompletion {
     choices: [
       {
         index: 0,
-        message,
-        finish_reason: answer.message?.tool_calls ? 'tool_calls' : (answer.done_reason ?? 'stop'),
+        message: { role: 'assistant', content: answer.message.content },
+        finish_reason: answer.done_reason,
       },
     ],
     usage: usageOf(answer),
@@ -85,7 +81,7 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
         { ...body, model, stream },
         abort.signal,
       )
-      if (upstream.statusCode >= 400) throw await upstreamError(upstream)
+      if (upstream.statusCode >= 400) throw await upstreamError(upstream, fastify.ollama.url)
       if (!stream) {
         const answer = (await upstream.body.json()) as OllamaChatAnswer
         return reply.type('application/json; charset=utf-8').send(toCompletion(answer))
@@ -94,7 +90,10 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
         reply,
         relayNdjson(upstream.body, {
           prelude: [`${JSON.stringify({ sources: [] })}\n`],
-          onTerminal: (line: ParsedLine) => ({ ...line, usage: usageOf(line) }),
+          onTerminal: (line: ParsedLine) => ({
+            ...line,
+            usage: usageOf(line as unknown as OllamaChatAnswer),
+          }),
           interruptedMessage: (reason) =>
             `The answer from Ollama at ${fastify.ollama.url} stopped before it was complete (${reason})`,
           isAborted: () => abort.signal.aborted,

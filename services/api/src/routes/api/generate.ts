@@ -37,7 +37,7 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
         { ...request.body, model, stream },
         abort.signal,
       )
-      if (upstream.statusCode >= 400) throw await upstreamError(upstream)
+      if (upstream.statusCode >= 400) throw await upstreamError(upstream, fastify.ollama.url)
       if (!stream) {
         // Ollama's object is already the answer: its bytes go through untouched (a stream is
         // sent as is; the typed reply only knows the schema's object shape).

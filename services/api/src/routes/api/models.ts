@@ -11,18 +11,16 @@ type OllamaTag = {
   details?: { family?: string; parameter_size?: string; quantization_level?: string }
 }
 
-function toModel(tag: OllamaTag): Model {
-  const model: Model = {
-    name: tag.name,
-    size: humanBytes(tag.size),
-    bytes: tag.size,
-    modified_at: tag.modified_at,
-  }
-  if (tag.details?.family) model.family = tag.details.family
-  if (tag.details?.parameter_size) model.parameter_size = tag.details.parameter_size
-  if (tag.details?.quantization_level) model.quantization = tag.details.quantization_level
-  return model
-}
+// Details Ollama leaves out stay out: the serializer drops undefined optional fields.
+const toModel = (tag: OllamaTag): Model => ({
+  name: tag.name,
+  size: humanBytes(tag.size),
+  bytes: tag.size,
+  modified_at: tag.modified_at,
+  family: tag.details?.family,
+  parameter_size: tag.details?.parameter_size,
+  quantization: tag.details?.quantization_level,
+})
 
 const models: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
@@ -36,7 +34,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async () => {
       const upstream = await fastify.ollama.get('/api/tags')
-      if (upstream.statusCode >= 400) throw await upstreamError(upstream)
+      if (upstream.statusCode >= 400) throw await upstreamError(upstream, fastify.ollama.url)
       const { models } = (await upstream.body.json()) as { models?: OllamaTag[] | null }
       return { models: (models ?? []).map(toModel) }
     },

@@ -43,7 +43,7 @@ const pull: FastifyPluginAsyncTypebox = async (fastify) => {
         { model: name, stream: true, insecure: request.body.insecure },
         abort.signal,
       )
-      if (upstream.statusCode >= 400) throw await upstreamError(upstream)
+      if (upstream.statusCode >= 400) throw await upstreamError(upstream, fastify.ollama.url)
       const lines = relayNdjson(upstream.body, {
         interruptedMessage: (reason) =>
           `The pull of ${name} on Ollama at ${fastify.ollama.url} stopped before it finished (${reason})`,

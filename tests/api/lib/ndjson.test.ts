@@ -1,0 +1,92 @@
+import t from 'tap'
+import { relayNdjson } from '../../../services/api/src/lib/ndjson.ts'
+
+async function* chunks(parts: Array<string>, fail?: Error) {
+  for (const part of parts) yield Buffer.from(part)
+  if (fail) throw fail
+}
+
+async function relay(
+  parts: string[],
+  options: Partial<Parameters<typeof relayNdjson>[1]> = {},
+  fail?: Error,
+) {
+  let out = ''
+  for await (const piece of relayNdjson(chunks(parts, fail), {
+    interruptedMessage: (reason) => `cut: ${reason}`,
+    isAborted: () => false,
+    ...options,
+  })) {
+    out += piece.toString()
+  }
+  return out
+}
+
+t.test('lines are reassembled across chunks and passed through byte for byte', async (t) => {
+  const out = await relay([
+    '{"response":"\\u003cb',
+    '\\u003e","done":false}\n{"respo',
+    'nse":"","done":true}\n',
+  ])
+  t.equal(out, '{"response":"\\u003cb\\u003e","done":false}\n{"response":"","done":true}\n')
+})
+
+t.test('only a top-level done/success/error line is terminal', async (t) => {
+  const tricky = [
+    '{"response":"say \\"done\\":true","done":false}\n', // quoted inside a string
+    '{"message":{"content":"x"},"tool":{"done":true},"done":false}\n', // nested key
+    '["error","done":true]\n', // not JSON: passed through as data
+    '"error"\n', // JSON, but not an object
+    'null\n',
+    '{"error":42,"done":false}\n', // error that is not a string
+    '\n', // blank lines are dropped
+    '{"done":true}\n',
+  ]
+  const out = await relay(tricky)
+  t.equal(out, `${tricky.filter((l) => l !== '\n').join('')}`)
+})
+
+t.test('prelude first; the terminal line can be rewritten; nothing is read after it', async (t) => {
+  const out = await relay(['{"done":false}\n{"done":true,"eval_count":2}\n{"late":1}\n'], {
+    prelude: ['{"sources":[]}\n'],
+    onTerminal: (line) => ({ ...line, usage: line.eval_count }),
+  })
+  t.equal(out, '{"sources":[]}\n{"done":false}\n{"done":true,"eval_count":2,"usage":2}\n')
+})
+
+t.test("an upstream error line becomes the API's {error, message} line", async (t) => {
+  const out = await relay(['{"done":false}\n{"error":"boom"}\n'])
+  t.equal(out, '{"done":false}\n{"error":"ollama_error","message":"boom"}\n')
+})
+
+t.test('a pull ends at status success', async (t) => {
+  const out = await relay(['{"status":"pulling manifest"}\n{"status":"success"}\n'])
+  t.equal(out, '{"status":"pulling manifest"}\n{"status":"success"}\n')
+})
+
+t.test('a single object without a newline (a load reply) is completed', async (t) => {
+  t.equal(
+    await relay(['{"done":true,"done_reason":"load"}']),
+    '{"done":true,"done_reason":"load"}\n',
+  )
+})
+
+t.test('an early end or a broken connection gains an interrupted line', async (t) => {
+  t.equal(
+    await relay(['{"done":false}\n{"done":fa']),
+    '{"done":false}\n{"error":"ollama_stream_interrupted","message":"cut: the upstream stream ended early"}\n',
+  )
+  t.equal(
+    await relay(['{"done":false}\n'], {}, new Error('socket hang up')),
+    '{"done":false}\n{"error":"ollama_stream_interrupted","message":"cut: socket hang up"}\n',
+  )
+})
+
+t.test('after an abort nothing more is written', async (t) => {
+  // The upstream read fails because the client went away: no error line for nobody.
+  const failed = await relay(['{"done":false}\n'], { isAborted: () => true }, new Error('aborted'))
+  t.equal(failed, '{"done":false}\n')
+  // The upstream ended without a terminal line, but the client is already gone.
+  const ended = await relay(['{"done":false}\n{"par'], { isAborted: () => true })
+  t.equal(ended, '{"done":false}\n')
+})
