@@ -43,6 +43,11 @@ const credentials: Array<[string, Record<string, string>, 'none' | 'reader' | 'a
     { authorization: `Basic ${Buffer.from('nobody').toString('base64')}` },
     'none',
   ],
+  [
+    'Basic with an empty password',
+    { authorization: `Basic ${Buffer.from('nobody:').toString('base64')}` },
+    'none',
+  ],
 ]
 
 const allowed = (role: Case['role'], who: 'none' | 'reader' | 'admin') =>

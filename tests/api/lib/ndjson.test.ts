@@ -54,6 +54,10 @@ t.test('prelude first; the terminal line can be rewritten; nothing is read after
   t.equal(out, '{"sources":[]}\n{"done":false}\n{"done":true,"eval_count":2,"usage":2}\n')
 })
 
+t.test('chunks arriving after the terminal line are not read', async (t) => {
+  t.equal(await relay(['{"done":true}\n', '{"late":1}\n']), '{"done":true}\n')
+})
+
 t.test("an upstream error line becomes the API's {error, message} line", async (t) => {
   const out = await relay(['{"done":false}\n{"error":"boom"}\n'])
   t.equal(out, '{"done":false}\n{"error":"ollama_error","message":"boom"}\n')

@@ -135,7 +135,7 @@ t.test('pull needs an admin key when auth is on', async (t) => {
 t.test('a client that leaves a non-streamed pull cancels it upstream', async (t) => {
   const { listenTestApp } = await import('../../helpers/api.ts')
   const { request } = await import('undici')
-  const ollama = await standIn(t, { pullTickMs: 200, pullLayers: 3 })
+  const ollama = await standIn(t, { pullTickMs: 100, pullLayers: 5 })
   const { url } = await listenTestApp(t, { OLLAMA_URL: ollama.url })
   const controller = new AbortController()
   const aborted = ollama.waitForAbort(5_000)
@@ -145,7 +145,8 @@ t.test('a client that leaves a non-streamed pull cancels it upstream', async (t)
     body: JSON.stringify({ name: 'tinyllama' }),
     signal: controller.signal,
   })
-  setTimeout(() => controller.abort(), 300)
+  // Leave once progress is flowing (the pull takes 2 s), so the cancel lands mid-pull.
+  setTimeout(() => controller.abort(), 500)
   await t.rejects(pending)
   t.equal((await aborted).path, '/api/pull')
 })

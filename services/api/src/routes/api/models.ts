@@ -35,8 +35,9 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
     async () => {
       const upstream = await fastify.ollama.get('/api/tags')
       if (upstream.statusCode >= 400) throw await upstreamError(upstream, fastify.ollama.url)
-      const { models } = (await upstream.body.json()) as { models?: OllamaTag[] | null }
-      return { models: (models ?? []).map(toModel) }
+      // Ollama lists an empty store as `{"models":[]}`, never null.
+      const { models } = (await upstream.body.json()) as { models: OllamaTag[] }
+      return { models: models.map(toModel) }
     },
   )
 }
