@@ -14,8 +14,8 @@ async function docs(fastify: FastifyInstance) {
         title: 'confluence-bot API',
         description:
           'Ask questions about your Confluence space, answered by a local model on Ollama. ' +
-          'Send an API key as `Authorization: Bearer <key>`: a reader key may chat, generate, ' +
-          'search and list; an admin key may also pull models and manage ingestion.',
+          'Send an API key as `Authorization: Bearer <key>`: a reader key may chat, generate ' +
+          'and list models; an admin key may also pull models and use everything under /admin.',
         version: '0.1.0',
       },
       tags: [
