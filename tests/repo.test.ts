@@ -12,7 +12,7 @@ t.test('the README documents every setting, with its default', async (t) => {
   for (const [name, schema] of Object.entries(settings)) {
     const row = readme.split('\n').find((line) => new RegExp(`^\\| \`${name}\` +\\|`).test(line))
     t.ok(row, `${name} has a row in the configuration table`)
-    const def = (schema as { default: unknown }).default
+    const def = (schema as unknown as { default: unknown }).default
     if (def !== '') t.match(row, `\`${def}\``, `${name}'s row shows its default`)
   }
 })

@@ -41,6 +41,9 @@ export function buildApp(options: BuildOptions): FastifyInstance {
     requestTimeout: 0,
     connectionTimeout: 0,
     return503OnClosing: true,
+    // One line per request (below) instead of Fastify's two: request logging was two thirds of
+    // the gateway's cost over a bare proxy (bench/gateway).
+    disableRequestLogging: true,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   for (const schema of [ErrorSchema, SourceSchema, UsageSchema, ModelSchema, CheckSchema]) {
@@ -48,6 +51,17 @@ export function buildApp(options: BuildOptions): FastifyInstance {
   }
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        statusCode: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 100) / 100,
+      },
+      'request completed',
+    )
   })
 
   app.register(config, { config: options.config })

@@ -72,6 +72,11 @@ async function errors(fastify: FastifyInstance) {
   })
 
   fastify.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    if (reply.raw.destroyed || request.raw.destroyed) {
+      // The client went away (and its upstream request was cancelled): nobody to answer.
+      request.log.info({ err: error.message }, 'client went away before the answer')
+      return reply
+    }
     const body = toBody(error, request, bodyLimit)
     if (error instanceof AppError && body.statusCode >= 500) {
       // A known dependency failure: its message says it all, a stack adds nothing.

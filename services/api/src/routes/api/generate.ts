@@ -41,6 +41,8 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
       if (!stream) {
         // Ollama's object is already the answer: its bytes go through untouched (a stream is
         // sent as is; the typed reply only knows the schema's object shape).
+        const length = upstream.headers['content-length']
+        if (typeof length === 'string') reply.header('content-length', length)
         return reply.type('application/json; charset=utf-8').send(upstream.body as never)
       }
       return sendNdjson(
