@@ -1,0 +1,180 @@
+import { strikethrough, taskListItems } from '@joplin/turndown-plugin-gfm'
+import TurndownService from 'turndown'
+
+// Pass 2 of the converter: the HTML written by pass 1 → GitHub-flavoured markdown with turndown.
+// The GFM plugin gives strikethrough and task list items; tables, code blocks, statuses and line
+// breaks have rules of their own (linear, and aware of the code bodies set aside in pass 1).
+
+type Pass = { code: readonly string[]; lifted: string[] }
+
+type TNode = TurndownService.Node & {
+  getAttribute(name: string): string | null
+  parentNode: TNode | null
+  previousSibling: TNode | null
+  childNodes: ArrayLike<TNode>
+}
+
+const inCell = (node: TNode): boolean => {
+  for (let p = node.parentNode; p !== null; p = p.parentNode) {
+    if (p.nodeName === 'TD' || p.nodeName === 'TH') return true
+  }
+  return false
+}
+
+/** A fence longer than any run of backticks in the body, so the body cannot close it. */
+export function fence(body: string): string {
+  let longest = 0
+  for (const run of body.match(/`+/g) ?? []) longest = Math.max(longest, run.length)
+  return '`'.repeat(Math.max(3, longest + 1))
+}
+
+export function fencedBlock(body: string, language: string): string {
+  const f = fence(body)
+  const end = body.endsWith('\n') ? '' : '\n'
+  return `${f}${language}\n${body}${end}${f}`
+}
+
+let current: Pass = { code: [], lifted: [] }
+let service: TurndownService | undefined
+
+function build(): TurndownService {
+  const td = new TurndownService({
+    headingStyle: 'atx',
+    codeBlockStyle: 'fenced',
+    bulletListMarker: '-',
+    emDelimiter: '_',
+    strongDelimiter: '**',
+    hr: '---',
+    br: '\\',
+  })
+  td.use([strikethrough, taskListItems])
+
+  td.addRule('code-body', {
+    filter: (node) => node.nodeName === 'PRE' && (node as TNode).getAttribute('data-code') !== null,
+    replacement: (_content, node) => {
+      const el = node as TNode
+      const body = current.code[Number(el.getAttribute('data-code'))] ?? ''
+      const block = fencedBlock(body, el.getAttribute('data-lang') ?? '')
+      if (!inCell(el)) return `\n\n${block}\n\n`
+      // A table cell cannot hold a fenced block: it follows the table, and the cell points at it.
+      current.lifted.push(block)
+      return `(code block ${current.lifted.length} below the table)`
+    },
+  })
+  td.addRule('markdown-body', {
+    filter: (node) =>
+      node.nodeName === 'DIV' && (node as TNode).getAttribute('data-markdown') !== null,
+    replacement: (_content, node) => {
+      const body = current.code[Number((node as TNode).getAttribute('data-markdown'))] ?? ''
+      return `\n\n${body.trim()}\n\n`
+    },
+  })
+  td.addRule('status', {
+    filter: (node) => node.nodeName === 'CB-STATUS',
+    replacement: (content) => `[${content.trim()}]`,
+  })
+  // Tight list items ("- x", "1. x"), continuation lines indented under the text. The item's
+  // number comes from an index of its list built once (turndown's own rule searches the list
+  // for every item, which is quadratic on long lists).
+  const positions = new WeakMap<object, Map<object, number>>()
+  td.addRule('list-item', {
+    filter: 'li',
+    replacement: (content, node) => {
+      const el = node as TNode
+      const parent = el.parentNode
+      let prefix = '- '
+      if (parent?.nodeName === 'OL') {
+        let index = positions.get(parent)
+        if (index === undefined) {
+          index = new Map()
+          let i = 0
+          for (const c of Array.from(parent.childNodes as ArrayLike<TNode>))
+            if (c.nodeName === 'LI') index.set(c, i++)
+          positions.set(parent, index)
+        }
+        const start = Number.parseInt(parent.getAttribute('start') ?? '1', 10)
+        prefix = `${(Number.isFinite(start) ? start : 1) + (index.get(el) ?? 0)}. `
+      }
+      const text = content.replace(/^\n+/, '').replace(/\n+$/, '')
+      const indented = text.replace(/\n/g, `\n${' '.repeat(prefix.length)}`)
+      return `${prefix}${indented}\n`
+    },
+  })
+  td.addRule('line-break', {
+    filter: 'br',
+    replacement: (_content, node) => (inCell(node as TNode) ? '<br>' : '\\\n'),
+  })
+  td.addRule('table-section', {
+    filter: ['thead', 'tbody', 'tfoot'],
+    replacement: (content) => content,
+  })
+  td.addRule('table-cell', {
+    filter: ['th', 'td'],
+    replacement: (content) => {
+      const text = content
+        .trim()
+        .replace(/\s*\n+\s*/g, '<br>')
+        .replace(/(^|[^\\])\|/g, '$1\\|')
+      return ` ${text} |`
+    },
+  })
+  td.addRule('table-row', {
+    filter: 'tr',
+    replacement: (content, node) => {
+      const row = `|${content}\n`
+      const el = node as TNode
+      if (el.previousSibling !== null) return row
+      const cells = Array.from(el.childNodes as ArrayLike<TNode>).filter(
+        (c) => c.nodeName === 'TH' || c.nodeName === 'TD',
+      )
+      return `${row}|${' --- |'.repeat(cells.length)}\n`
+    },
+  })
+  td.addRule('table', {
+    filter: 'table',
+    replacement: (content) => {
+      const lifted = current.lifted.splice(0)
+      const after = lifted.map((block, i) => `Code block ${i + 1}:\n\n${block}`).join('\n\n')
+      return `\n\n${content.trim()}\n\n${after}\n\n`
+    },
+  })
+  return td
+}
+
+export function toMarkdown(html: string, code: readonly string[]): string {
+  service ??= build()
+  current = { code, lifted: [] }
+  try {
+    return service.turndown(html)
+  } finally {
+    current = { code: [], lifted: [] }
+  }
+}
+
+/**
+ * Stable whitespace outside code blocks: no trailing spaces, no non-breaking spaces, no runs of
+ * blank lines, one final newline. Fenced code is left exactly as it is.
+ */
+export function normalizeWhitespace(markdown: string): string {
+  const out: string[] = []
+  let openFence: string | undefined
+  let blank = 0
+  for (const raw of markdown.split('\n')) {
+    if (openFence !== undefined) {
+      out.push(raw)
+      const t = raw.trim()
+      if (/^`+$/.test(t) && t.length >= openFence.length) openFence = undefined
+      continue
+    }
+    const line = raw.replace(/\u00a0/g, ' ').replace(/[ \t]+$/, '')
+    const opening = /^\s*(`{3,})/.exec(line)
+    if (opening) openFence = opening[1]
+    if (line === '') {
+      blank += 1
+      if (blank > 1 || out.length === 0) continue
+    } else blank = 0
+    out.push(line)
+  }
+  while (out.length > 0 && out.at(-1) === '') out.pop()
+  return out.length === 0 ? '' : `${out.join('\n')}\n`
+}

@@ -1,0 +1,572 @@
+import type { ChildNode, Element } from 'domhandler'
+import { parseDocument } from 'htmlparser2'
+import { emoticon } from './emoticons.ts'
+import { buildTable } from './tables.ts'
+
+// Pass 1 of the converter: Confluence storage format → plain HTML that turndown can read.
+//
+// The storage format is XHTML with Confluence elements (`ac:*`, `ri:*`) and CDATA. Handing it to
+// an HTML parser loses data (CDATA becomes a bogus comment that swallows code; a self-closing
+// `<ac:x/>` swallows the rest of the page), so it is parsed here with htmlparser2, which knows
+// CDATA and self-closing tags and decodes HTML's named entities, and walked once to write HTML:
+// macros become blockquotes, code blocks, links and images; tables are rebuilt as regular grids;
+// navigation macros disappear. Code bodies never go through an HTML parser again: they are set
+// aside and put back byte for byte by the markdown pass.
+
+export type PageTarget = { title: string; spaceKey?: string }
+export type UserTarget = { accountId?: string; userKey?: string; username?: string }
+
+export type ConvertOptions = {
+  /** Base URL of the Confluence site as a browser shows it (`https://acme.atlassian.net/wiki`). */
+  baseUrl?: string
+  /** The page's own space key: links without a space point into it. */
+  spaceKey?: string
+  /** The page's id, for attachment URLs. */
+  pageId?: string
+  /** Page title (and space) → URL, from the pages the crawl has seen. */
+  resolvePage?: (target: PageTarget) => string | undefined
+  /** A user reference → display name (and profile URL), from the users the crawl has seen. */
+  resolveUser?: (target: UserTarget) => { displayName: string; url?: string } | undefined
+  /** Jira base URL (`https://acme.atlassian.net`), to link issue keys. */
+  jiraBaseUrl?: string
+}
+
+export type Prepared = { html: string; code: string[]; warnings: string[] }
+
+/** Deeper nesting than this is flattened to its text: no page needs it, and it bounds recursion. */
+export const MAX_DEPTH = 64
+
+const NAVIGATION_MACROS = new Set([
+  'toc',
+  'toc-zone',
+  'children',
+  'pagetree',
+  'pagetreesearch',
+  'rw-pagetree',
+  'livesearch',
+  'search',
+  'recently-updated',
+  'recently-updated-dashboard',
+  'contentbylabel',
+  'content-by-label',
+  'blog-posts',
+  'listlabels',
+  'popular-labels',
+  'related-labels',
+  'labels-list',
+  'content-report-table',
+  'tasks-report-macro',
+  'outgoing-links',
+  'incoming-links',
+  'spaces',
+  'space-details',
+  'index',
+  'navmap',
+  'page-index',
+  'create-from-template',
+  'create-space-button',
+  'favpages',
+  'pagetree-search',
+  'anchor',
+  'viewport-redirect',
+  'viewport-url-redirect',
+  'redirect',
+])
+
+const PANELS: Record<string, string> = {
+  info: 'Info',
+  note: 'Note',
+  tip: 'Tip',
+  warning: 'Warning',
+  error: 'Error',
+  success: 'Success',
+  panel: '',
+  alert: 'Alert',
+  auimessage: 'Note',
+}
+
+const CODE_MACROS = new Set(['code', 'noformat', 'paste-code-macro', 'sourcecode'])
+const DIAGRAM_LANGUAGE: Record<string, string> = {
+  mermaid: 'mermaid',
+  'mermaid-cloud': 'mermaid',
+  'mermaid-macro': 'mermaid',
+  plantuml: 'plantuml',
+  plantumlcloud: 'plantuml',
+  mathblock: 'math',
+  'easy-math-block': 'math',
+  latex: 'latex',
+}
+
+// Plain HTML elements passed through, with the attributes turndown needs.
+const KEEP_ATTRS: Record<string, readonly string[]> = {
+  a: ['href', 'title'],
+  img: ['src', 'alt', 'title'],
+  ol: ['start'],
+  code: ['class'],
+}
+const VOID = new Set(['br', 'hr', 'img', 'wbr', 'input'])
+const DROP = new Set(['script', 'style', 'colgroup', 'col', 'head', 'title', 'meta', 'link'])
+
+export const escapeText = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+const escapeAttr = (s: string) => escapeText(s).replace(/"/g, '&quot;')
+
+/** The text of a subtree, walked without recursion (so any depth is safe). */
+export function textOf(node: ChildNode): string {
+  let out = ''
+  const stack: ChildNode[] = [node]
+  while (stack.length > 0) {
+    const n = stack.pop() as ChildNode
+    if (n.type === 'text') out += n.data
+    else if ('children' in n) {
+      for (let i = n.children.length - 1; i >= 0; i--) stack.push(n.children[i] as ChildNode)
+    }
+  }
+  return out
+}
+
+const isElement = (n: ChildNode): n is Element =>
+  n.type === 'tag' || n.type === 'script' || n.type === 'style'
+
+const childElements = (el: Element) => el.children.filter(isElement)
+const child = (el: Element, name: string) => childElements(el).find((c) => c.name === name)
+
+type Context = {
+  options: ConvertOptions
+  code: string[]
+  warnings: string[]
+  inTable: boolean
+}
+
+export function prepare(storage: string, options: ConvertOptions = {}): Prepared {
+  const doc = parseDocument(storage, {
+    recognizeCDATA: true,
+    recognizeSelfClosing: true,
+    decodeEntities: true,
+    lowerCaseTags: true,
+    lowerCaseAttributeNames: true,
+  })
+  const ctx: Context = { options, code: [], warnings: [], inTable: false }
+  return { html: children(doc.children, ctx, 0), code: ctx.code, warnings: ctx.warnings }
+}
+
+function children(nodes: readonly ChildNode[], ctx: Context, depth: number): string {
+  let out = ''
+  for (const node of nodes) out += convert(node, ctx, depth)
+  return out
+}
+
+function convert(node: ChildNode, ctx: Context, depth: number): string {
+  if (node.type === 'text') return escapeText(node.data)
+  if (node.type === 'cdata') return escapeText(textOf(node))
+  if (!isElement(node)) return '' // comments, processing instructions
+  if (depth > MAX_DEPTH) {
+    if (depth === MAX_DEPTH + 1)
+      ctx.warnings.push(`nesting deeper than ${MAX_DEPTH} flattened to text`)
+    return ` ${escapeText(textOf(node))} `
+  }
+  const name = node.name
+  if (name.startsWith('ac:') || name.startsWith('ri:')) return confluence(node, ctx, depth)
+  if (DROP.has(name)) return ''
+  if (name === 'table') return table(node, ctx, depth)
+  if (name === 'time') return escapeText(node.attribs.datetime ?? textOf(node))
+  if (name === 'pre') return codeBlock(textOf(node), '', ctx)
+  return element(node, ctx, depth)
+}
+
+function element(node: Element, ctx: Context, depth: number): string {
+  const name = node.name
+  let attrs = ''
+  for (const attr of KEEP_ATTRS[name] ?? []) {
+    const value = node.attribs[attr]
+    if (value !== undefined) attrs += ` ${attr}="${escapeAttr(value)}"`
+  }
+  if (VOID.has(name)) return `<${name}${attrs}>`
+  return `<${name}${attrs}>${children(node.children, ctx, depth + 1)}</${name}>`
+}
+
+/** A fenced code block: the body is kept aside and restored verbatim by the markdown pass. */
+function codeBlock(body: string, language: string, ctx: Context): string {
+  const id = ctx.code.push(body) - 1
+  return `<pre data-code="${id}" data-lang="${escapeAttr(language)}">code</pre>`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Confluence elements
+
+function confluence(node: Element, ctx: Context, depth: number): string {
+  switch (node.name) {
+    case 'ac:structured-macro':
+    case 'ac:macro':
+      return macro(node, ctx, depth)
+    case 'ac:link':
+      return link(node, ctx, depth)
+    case 'ac:image':
+      return image(node, ctx, depth)
+    case 'ac:emoticon':
+      return escapeText(emoticon(node.attribs))
+    case 'ac:task-list':
+      return taskList(node, ctx, depth)
+    case 'ac:adf-extension':
+      return adfExtension(node, ctx, depth)
+    case 'ac:layout':
+    case 'ac:layout-section':
+    case 'ac:layout-cell':
+      // Layouts are reading order: each cell's content in turn, never a table.
+      return `<div>${children(node.children, ctx, depth + 1)}</div>`
+    case 'ri:user':
+      return user(node, ctx)
+    case 'ac:parameter':
+    case 'ac:default-parameter':
+    case 'ac:placeholder':
+    case 'ac:adf-mark':
+    case 'ac:task-id':
+    case 'ac:task-uuid':
+    case 'ac:adf-attribute':
+      return ''
+    default:
+      // Markers and wrappers (inline comments, rich bodies, unknown elements): their content.
+      return children(node.children, ctx, depth + 1)
+  }
+}
+
+function parameters(node: Element): Map<string, Element> {
+  const params = new Map<string, Element>()
+  for (const c of childElements(node)) {
+    if (c.name === 'ac:parameter') params.set(c.attribs['ac:name'] ?? '', c)
+    else if (c.name === 'ac:default-parameter') params.set('', c)
+  }
+  return params
+}
+
+const param = (params: Map<string, Element>, key: string) => {
+  const p = params.get(key)
+  return p === undefined ? undefined : textOf(p).trim()
+}
+
+function macro(node: Element, ctx: Context, depth: number): string {
+  const name = (node.attribs['ac:name'] ?? '').toLowerCase()
+  if (NAVIGATION_MACROS.has(name)) return ''
+  const params = parameters(node)
+  const richBody = child(node, 'ac:rich-text-body')
+  const plainBody = child(node, 'ac:plain-text-body')
+  const body = () => (richBody ? children(richBody.children, ctx, depth + 1) : '')
+
+  if (CODE_MACROS.has(name)) {
+    const title = param(params, 'title')
+    const language = name === 'code' ? (param(params, 'language') ?? '') : ''
+    const heading = title ? `<p><strong>${escapeText(title)}</strong></p>` : ''
+    return heading + codeBlock(plainBody ? textOf(plainBody) : textOf(node), language, ctx)
+  }
+  if (name in DIAGRAM_LANGUAGE && plainBody) {
+    return codeBlock(textOf(plainBody), DIAGRAM_LANGUAGE[name] as string, ctx)
+  }
+  if (name === 'mathinline' || name === 'eazy-math-inline') {
+    const formula = param(params, 'body') ?? (plainBody ? textOf(plainBody) : '')
+    return `<code>${escapeText(`$${formula}$`)}</code>`
+  }
+  if (name in PANELS) {
+    const kind = PANELS[name] as string
+    const title = param(params, 'title')
+    const icon = param(params, 'panelIconText')
+    return panel(labelFor(kind, title, icon), body())
+  }
+  if (name === 'expand') {
+    const title = param(params, 'title') || 'Details'
+    return `<p><strong>${escapeText(title)}</strong></p>${body()}`
+  }
+  if (name === 'status') {
+    const title = param(params, 'title') || param(params, 'colour') || 'STATUS'
+    return `<cb-status>${escapeText(title)}</cb-status>`
+  }
+  if (name === 'jira' || name === 'jiraissues') return jira(params, ctx)
+  if (name === 'markdown' && plainBody) {
+    // A markdown macro's body already is markdown: it is kept as written.
+    const id = ctx.code.push(textOf(plainBody)) - 1
+    return `<div data-markdown="${id}">markdown</div>`
+  }
+  if (name === 'include' || name === 'excerpt-include') {
+    const target = pageReference(node)
+    if (target && !richBody) {
+      const href = pageUrl(target, ctx.options)
+      const verb = name === 'include' ? 'Included from' : 'Excerpt from'
+      return `<p>${verb} <a href="${escapeAttr(href)}">${escapeText(target.title)}</a></p>`
+    }
+  }
+  return unknownMacro(node, params, richBody ? body() : '', plainBody, ctx)
+}
+
+/** Any other macro keeps its title, what it points at, and its text body. */
+function unknownMacro(
+  node: Element,
+  params: Map<string, Element>,
+  richBody: string,
+  plainBody: Element | undefined,
+  ctx: Context,
+): string {
+  const title = param(params, 'title')
+  let out = title ? `<p><strong>${escapeText(title)}</strong></p>` : ''
+  for (const p of params.values()) {
+    for (const ref of childElements(p)) out += reference(ref, ctx)
+  }
+  if (richBody) out += `<div>${richBody}</div>`
+  else if (plainBody) {
+    const text = textOf(plainBody)
+    if (text.trim()) out += codeBlock(text, '', ctx)
+  }
+  void node
+  return out
+}
+
+/** A link to what a macro parameter references (an attachment, a page), if anything. */
+function reference(ref: Element, ctx: Context): string {
+  if (ref.name === 'ri:attachment') {
+    const filename = ref.attribs['ri:filename'] ?? ''
+    if (!filename) return ''
+    const href = attachmentUrl(filename, ctx.options)
+    return `<p><a href="${escapeAttr(href)}">${escapeText(filename)}</a></p>`
+  }
+  if (ref.name === 'ri:page') {
+    const title = ref.attribs['ri:content-title'] ?? ''
+    if (!title) return ''
+    const href = pageUrl({ title, spaceKey: ref.attribs['ri:space-key'] }, ctx.options)
+    return `<p><a href="${escapeAttr(href)}">${escapeText(title)}</a></p>`
+  }
+  return ''
+}
+
+type Label = { text: string; icon: string }
+
+function labelFor(kind: string, title: string | undefined, icon: string | undefined): Label {
+  return { text: kind && title ? `${kind}: ${title}` : kind || title || '', icon: icon ?? '' }
+}
+
+/** A labelled blockquote: `> **Note:** first paragraph…` (a custom panel: its emoji). */
+function panel(label: Label, body: string): string {
+  const icon = label.icon ? `${escapeText(label.icon)} ` : ''
+  const strong = icon + (label.text ? `<strong>${escapeText(label.text)}:</strong> ` : '')
+  if (body.startsWith('<p>')) return `<blockquote><p>${strong}${body.slice(3)}</blockquote>`
+  return `<blockquote>${strong ? `<p>${strong}</p>` : ''}${body}</blockquote>`
+}
+
+const ADF_PANELS: Record<string, string> = {
+  info: 'Info',
+  note: 'Note',
+  warning: 'Warning',
+  error: 'Error',
+  success: 'Success',
+  tip: 'Tip',
+  custom: '',
+}
+
+function adfExtension(node: Element, ctx: Context, depth: number): string {
+  const adf = child(node, 'ac:adf-node')
+  const content = adf && child(adf, 'ac:adf-content')
+  if (adf && content && adf.attribs.type === 'panel') {
+    const attributes = childElements(adf).filter((c) => c.name === 'ac:adf-attribute')
+    const attr = (key: string) =>
+      attributes.find((a) => a.attribs.key === key)
+        ? textOf(attributes.find((a) => a.attribs.key === key) as Element).trim()
+        : undefined
+    const type = attr('panel-type') ?? 'info'
+    const label = labelFor(ADF_PANELS[type] ?? type, undefined, attr('panel-icon-text'))
+    return panel(label, children(content.children, ctx, depth + 1))
+  }
+  const fallback = child(node, 'ac:adf-fallback')
+  if (fallback) return children(fallback.children, ctx, depth + 1)
+  return content ? children(content.children, ctx, depth + 1) : ''
+}
+
+function jira(params: Map<string, Element>, ctx: Context): string {
+  const key = param(params, 'key')
+  if (key) {
+    const base = ctx.options.jiraBaseUrl?.replace(/\/+$/, '')
+    if (!base) return escapeText(key)
+    return `<a href="${escapeAttr(`${base}/browse/${encodeURIComponent(key)}`)}">${escapeText(key)}</a>`
+  }
+  const jql = param(params, 'jqlQuery')
+  return jql ? `<p>Jira issues: <code>${escapeText(jql)}</code></p>` : ''
+}
+
+function taskList(node: Element, ctx: Context, depth: number): string {
+  let items = ''
+  for (const task of childElements(node).filter((c) => c.name === 'ac:task')) {
+    const status = child(task, 'ac:task-status')
+    const done = status !== undefined && textOf(status).trim() === 'complete'
+    const body = child(task, 'ac:task-body')
+    let content = body ? children(body.children, ctx, depth + 2) : ''
+    // A date in a task is its due date.
+    content = content.replace(/<time-due>([^<]*)<\/time-due>/g, '(due $1)')
+    items += `<li><input type="checkbox"${done ? ' checked' : ''}> ${content.trim()}</li>`
+    const nested = childElements(task).filter((c) => c.name === 'ac:task-list')
+    for (const list of nested)
+      items = items.replace(/<\/li>$/, `${taskList(list, ctx, depth + 2)}</li>`)
+  }
+  return `<ul>${items}</ul>`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Links, users, images
+
+function pageReference(node: Element): PageTarget | undefined {
+  for (const c of childElements(node)) {
+    if (c.name === 'ri:page' || c.name === 'ri:blog-post') {
+      return { title: c.attribs['ri:content-title'] ?? '', spaceKey: c.attribs['ri:space-key'] }
+    }
+    if (c.name === 'ac:parameter') {
+      const inner = pageReference(c)
+      if (inner) return inner
+    }
+  }
+  return undefined
+}
+
+const plus = (s: string) => encodeURIComponent(s).replace(/%20/g, '+')
+
+export function pageUrl(target: PageTarget, options: ConvertOptions): string {
+  const resolved = options.resolvePage?.(target)
+  if (resolved) return resolved
+  const space = target.spaceKey ?? options.spaceKey
+  if (options.baseUrl && space) {
+    return `${options.baseUrl.replace(/\/+$/, '')}/display/${plus(space)}/${plus(target.title)}`
+  }
+  return `confluence://page/${encodeURIComponent(space ?? '')}/${encodeURIComponent(target.title)}`
+}
+
+export function attachmentUrl(filename: string, options: ConvertOptions, pageId?: string): string {
+  const owner = pageId ?? options.pageId
+  if (options.baseUrl && owner) {
+    return `${options.baseUrl.replace(/\/+$/, '')}/download/attachments/${encodeURIComponent(owner)}/${encodeURIComponent(filename)}`
+  }
+  return `confluence://attachment/${encodeURIComponent(owner ?? '')}/${encodeURIComponent(filename)}`
+}
+
+function userTarget(el: Element): UserTarget {
+  return {
+    accountId: el.attribs['ri:account-id'],
+    userKey: el.attribs['ri:userkey'],
+    username: el.attribs['ri:username'],
+  }
+}
+
+function userLabel(el: Element, ctx: Context): { text: string; url?: string } {
+  const target = userTarget(el)
+  const known = ctx.options.resolveUser?.(target)
+  if (known) return { text: `@${known.displayName}`, url: known.url }
+  return { text: `@${target.username ?? target.userKey ?? target.accountId ?? 'unknown-user'}` }
+}
+
+function user(el: Element, ctx: Context): string {
+  const { text, url } = userLabel(el, ctx)
+  return url ? `<a href="${escapeAttr(url)}">${escapeText(text)}</a>` : escapeText(text)
+}
+
+function link(node: Element, ctx: Context, depth: number): string {
+  const anchor = node.attribs['ac:anchor']
+  const richBody = child(node, 'ac:link-body')
+  const plainBody = child(node, 'ac:plain-text-link-body')
+  let href = ''
+  let label = ''
+  const target = childElements(node).find((c) => c.name.startsWith('ri:'))
+  if (target === undefined) {
+    href = anchor ? `#${anchor}` : ''
+    label = anchor ?? ''
+  } else if (target.name === 'ri:page' || target.name === 'ri:blog-post') {
+    const title = target.attribs['ri:content-title'] ?? ''
+    href = pageUrl({ title, spaceKey: target.attribs['ri:space-key'] }, ctx.options)
+    label = title
+  } else if (target.name === 'ri:attachment') {
+    const filename = target.attribs['ri:filename'] ?? ''
+    href = attachmentUrl(filename, ctx.options)
+    label = filename
+  } else if (target.name === 'ri:user') {
+    const u = userLabel(target, ctx)
+    href = u.url ?? ''
+    label = u.text
+  } else if (target.name === 'ri:space') {
+    const key = target.attribs['ri:space-key'] ?? ''
+    const base = ctx.options.baseUrl?.replace(/\/+$/, '')
+    href = base ? `${base}/display/${plus(key)}` : `confluence://space/${encodeURIComponent(key)}`
+    label = key
+  } else if (target.name === 'ri:url') {
+    href = target.attribs['ri:value'] ?? ''
+    label = href
+  } else if (target.name === 'ri:content-entity') {
+    const id = target.attribs['ri:content-id'] ?? ''
+    const base = ctx.options.baseUrl?.replace(/\/+$/, '')
+    href = base
+      ? `${base}/pages/viewpage.action?pageId=${encodeURIComponent(id)}`
+      : `confluence://content/${encodeURIComponent(id)}`
+    label = `content ${id}`
+  }
+  if (anchor && target !== undefined && href && !href.includes('#')) href += `#${anchor}`
+  let text = ''
+  if (richBody) text = children(richBody.children, ctx, depth + 1)
+  else if (plainBody) text = escapeText(textOf(plainBody))
+  if (!text.trim()) text = escapeText(label)
+  if (!href) return text
+  return `<a href="${escapeAttr(href)}">${text}</a>`
+}
+
+function image(node: Element, ctx: Context, depth: number): string {
+  let src = ''
+  let filename = ''
+  for (const c of childElements(node)) {
+    if (c.name === 'ri:attachment') {
+      filename = c.attribs['ri:filename'] ?? ''
+      src = attachmentUrl(filename, ctx.options)
+    } else if (c.name === 'ri:url') {
+      src = c.attribs['ri:value'] ?? ''
+      filename = src
+    }
+  }
+  const captionEl = child(node, 'ac:caption')
+  const caption = captionEl ? textOf(captionEl).replace(/\s+/g, ' ').trim() : ''
+  const alt = node.attribs['ac:alt']
+  const altText =
+    (alt && alt !== filename ? alt : '') || caption || node.attribs['ac:title'] || filename
+  let out = `<img src="${escapeAttr(src)}" alt="${escapeAttr(altText)}">`
+  if (captionEl && caption)
+    out += ` <em>${children(captionEl.children, ctx, depth + 1)
+      .replace(/<\/?p>/g, ' ')
+      .trim()}</em>`
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables
+
+function table(node: Element, ctx: Context, depth: number): string {
+  const rows: Element[] = []
+  let caption = ''
+  for (const c of childElements(node)) {
+    if (c.name === 'tr') rows.push(c)
+    else if (c.name === 'thead' || c.name === 'tbody' || c.name === 'tfoot') {
+      rows.push(...childElements(c).filter((r) => r.name === 'tr'))
+    } else if (c.name === 'caption') caption = children(c.children, ctx, depth + 1)
+  }
+  const captionHtml = caption.trim() ? `<p><em>${caption}</em></p>` : ''
+  if (ctx.inTable) {
+    // A table inside a table cell: its rows as lines of text, cells separated by ' · '.
+    const lines = rows.map((r) =>
+      childElements(r)
+        .filter((c) => c.name === 'td' || c.name === 'th')
+        .map((c) => escapeText(textOf(c).replace(/\s+/g, ' ').trim()))
+        .join(' · '),
+    )
+    return `${captionHtml}<p>${lines.join('<br>')}</p>`
+  }
+  const outer = ctx.inTable
+  ctx.inTable = true
+  const grid = rows.map((r) =>
+    childElements(r)
+      .filter((c) => c.name === 'td' || c.name === 'th')
+      .map((c) => ({
+        html: children(c.children, ctx, depth + 2),
+        colspan: Number.parseInt(c.attribs.colspan ?? '1', 10),
+        rowspan: Number.parseInt(c.attribs.rowspan ?? '1', 10),
+      })),
+  )
+  ctx.inTable = outer
+  return captionHtml + buildTable(grid)
+}
