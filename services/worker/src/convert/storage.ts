@@ -136,17 +136,21 @@ type Context = {
   code: string[]
   warnings: string[]
   inTable: boolean
+  inTask: boolean
 }
 
 export function prepare(storage: string, options: ConvertOptions = {}): Prepared {
-  const doc = parseDocument(storage, {
+  // A page cut off inside a CDATA section keeps what it has: the section is closed.
+  const open = storage.lastIndexOf('<![CDATA[')
+  const source = open !== -1 && storage.indexOf(']]>', open) === -1 ? `${storage}]]>` : storage
+  const doc = parseDocument(source, {
     recognizeCDATA: true,
     recognizeSelfClosing: true,
     decodeEntities: true,
     lowerCaseTags: true,
     lowerCaseAttributeNames: true,
   })
-  const ctx: Context = { options, code: [], warnings: [], inTable: false }
+  const ctx: Context = { options, code: [], warnings: [], inTable: false, inTask: false }
   return { html: children(doc.children, ctx, 0), code: ctx.code, warnings: ctx.warnings }
 }
 
@@ -169,9 +173,30 @@ function convert(node: ChildNode, ctx: Context, depth: number): string {
   if (name.startsWith('ac:') || name.startsWith('ri:')) return confluence(node, ctx, depth)
   if (DROP.has(name)) return ''
   if (name === 'table') return table(node, ctx, depth)
-  if (name === 'time') return escapeText(node.attribs.datetime ?? textOf(node))
+  if (name === 'time') {
+    const date = escapeText(node.attribs.datetime ?? textOf(node))
+    return ctx.inTask ? `(due ${date})` : date
+  }
+  if (name === 'li') return listItem(node, ctx, depth)
   if (name === 'pre') return codeBlock(textOf(node), '', ctx)
   return element(node, ctx, depth)
+}
+
+/**
+ * A list item whose text is one paragraph (Confluence writes `<li><p>…</p></li>`) loses the
+ * paragraph, so the list stays tight; an item with several paragraphs keeps them.
+ */
+function listItem(node: Element, ctx: Context, depth: number): string {
+  const paragraphs = node.children.filter((c) => isElement(c) && c.name === 'p')
+  if (paragraphs.length !== 1) return element(node, ctx, depth)
+  let out = '<li>'
+  for (const c of node.children) {
+    out +=
+      c === paragraphs[0]
+        ? children((c as Element).children, ctx, depth + 2)
+        : convert(c, ctx, depth + 1)
+  }
+  return `${out}</li>`
 }
 
 function element(node: Element, ctx: Context, depth: number): string {
@@ -394,10 +419,12 @@ function taskList(node: Element, ctx: Context, depth: number): string {
     const status = child(task, 'ac:task-status')
     const done = status !== undefined && textOf(status).trim() === 'complete'
     const body = child(task, 'ac:task-body')
-    let content = body ? children(body.children, ctx, depth + 2) : ''
     // A date in a task is its due date.
-    content = content.replace(/<time-due>([^<]*)<\/time-due>/g, '(due $1)')
-    items += `<li><input type="checkbox"${done ? ' checked' : ''}> ${content.trim()}</li>`
+    const outer = ctx.inTask
+    ctx.inTask = true
+    const content = body ? children(body.children, ctx, depth + 2) : ''
+    ctx.inTask = outer
+    items += `<li><input type="checkbox"${done ? ' checked' : ''}>${content.trim()}</li>`
     const nested = childElements(task).filter((c) => c.name === 'ac:task-list')
     for (const list of nested)
       items = items.replace(/<\/li>$/, `${taskList(list, ctx, depth + 2)}</li>`)
@@ -408,13 +435,17 @@ function taskList(node: Element, ctx: Context, depth: number): string {
 // ---------------------------------------------------------------------------------------------
 // Links, users, images
 
-function pageReference(node: Element): PageTarget | undefined {
+/** The page a macro points at: a `ri:page` among its parameters (possibly inside an ac:link). */
+function pageReference(node: Element, depth = 0): PageTarget | undefined {
   for (const c of childElements(node)) {
     if (c.name === 'ri:page' || c.name === 'ri:blog-post') {
       return { title: c.attribs['ri:content-title'] ?? '', spaceKey: c.attribs['ri:space-key'] }
     }
-    if (c.name === 'ac:parameter') {
-      const inner = pageReference(c)
+    if (
+      depth < 3 &&
+      (c.name === 'ac:parameter' || c.name === 'ac:default-parameter' || c.name === 'ac:link')
+    ) {
+      const inner = pageReference(c, depth + 1)
       if (inner) return inner
     }
   }

@@ -1,0 +1,346 @@
+import t from 'tap'
+import { ConversionError, convertStorage } from '../../../services/worker/src/convert/index.ts'
+
+const md = (storage: string, options: Parameters<typeof convertStorage>[1] = {}) =>
+  convertStorage(storage, options).markdown
+
+t.test('headings, paragraphs, emphasis, rules, quotes', async (t) => {
+  t.equal(
+    md(
+      '<h1>Title</h1><p>Some <strong>bold</strong>, <em>italic</em>, <s>gone</s> and <code>x()</code>.</p>' +
+        '<hr/><blockquote><p>Quoted</p></blockquote><h3>Deeper</h3><p>a<br/>b</p>',
+    ),
+    '# Title\n\nSome **bold**, _italic_, ~~gone~~ and `x()`.\n\n---\n\n> Quoted\n\n### Deeper\n\na\\\nb\n',
+  )
+})
+
+t.test('lists and nested lists, with <p> in items as Confluence writes them', async (t) => {
+  t.equal(
+    md(
+      '<ul><li><p>one</p></li><li><p>two</p><ul><li><p>two.a</p></li></ul></li></ul>' +
+        '<ol start="3"><li>three</li><li>four</li></ol>',
+    ),
+    '- one\n- two\n  - two.a\n\n3. three\n4. four\n',
+  )
+})
+
+t.test('tables: header row, colgroup ignored, <p> in cells, pipes escaped', async (t) => {
+  t.equal(
+    md(
+      '<table><colgroup><col/><col/></colgroup><tbody>' +
+        '<tr><th><p>Name</p></th><th><p>Value</p></th></tr>' +
+        '<tr><td><p>a|b</p></td><td><p>one</p><p>two</p></td></tr>' +
+        '</tbody></table>',
+    ),
+    '| Name | Value |\n| --- | --- |\n| a\\|b | one<br>two |\n',
+  )
+})
+
+t.test('tables: colspan and rowspan repeat the cell, lists in cells are kept', async (t) => {
+  t.equal(
+    md(
+      '<table><tr><th colspan="2">Both</th><th>C</th></tr>' +
+        '<tr><td rowspan="2">tall</td><td>x</td><td><ul><li>i1</li><li>i2</li></ul></td></tr>' +
+        '<tr><td>y</td></tr></table>',
+    ),
+    '| Both | Both | C |\n| --- | --- | --- |\n| tall | x | - i1<br>- i2 |\n| tall | y |  |\n',
+  )
+})
+
+t.test('a table without header cells still gets its first row as the header', async (t) => {
+  t.equal(
+    md('<table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>'),
+    '| a | b |\n| --- | --- |\n| c |  |\n',
+  )
+})
+
+t.test('a table inside a table cell degrades to lines of text', async (t) => {
+  t.equal(
+    md(
+      '<table><tr><th>outer</th></tr><tr><td><table><tr><td>i1</td><td>i2</td></tr><tr><td>i3</td></tr></table></td></tr></table>',
+    ),
+    '| outer |\n| --- |\n| i1 · i2<br>i3 |\n',
+  )
+})
+
+t.test('layouts, sections and columns are reading order, never a table', async (t) => {
+  t.equal(
+    md(
+      '<ac:layout><ac:layout-section ac:type="two_equal"><ac:layout-cell><p>left</p></ac:layout-cell>' +
+        '<ac:layout-cell><p>right</p></ac:layout-cell></ac:layout-section></ac:layout>',
+    ),
+    'left\n\nright\n',
+  )
+})
+
+t.test('code macro: fenced, with language and title, body byte for byte', async (t) => {
+  const body = 'if (a < b && c > d) {\n  return "<p>&amp;</p>"\n}\r\n\ttabbed  '
+  const out = md(
+    `<ac:structured-macro ac:name="code"><ac:parameter ac:name="language">js</ac:parameter>` +
+      `<ac:parameter ac:name="title">Example</ac:parameter><ac:plain-text-body><![CDATA[${body}]]></ac:plain-text-body></ac:structured-macro>`,
+  )
+  t.equal(out, `**Example**\n\n\`\`\`js\n${body}\n\`\`\`\n`)
+})
+
+t.test('a fence longer than any backtick run in the body', async (t) => {
+  const body = 'use ```js fences``` or ````'
+  t.equal(
+    md(
+      `<ac:structured-macro ac:name="code"><ac:plain-text-body><![CDATA[${body}]]></ac:plain-text-body></ac:structured-macro>`,
+    ),
+    `\`\`\`\`\`\n${body}\n\`\`\`\`\`\n`,
+  )
+})
+
+t.test('noformat macro and a self-closing macro before it do not swallow the page', async (t) => {
+  t.equal(
+    md(
+      '<ac:structured-macro ac:name="toc" /><p>before</p><ac:structured-macro ac:name="noformat">' +
+        '<ac:plain-text-body><![CDATA[raw <text>]]></ac:plain-text-body></ac:structured-macro><p>after</p>',
+    ),
+    'before\n\n```\nraw <text>\n```\n\nafter\n',
+  )
+})
+
+t.test('panels become labelled blockquotes', async (t) => {
+  const panel = (name: string, extra = '') =>
+    md(
+      `<ac:structured-macro ac:name="${name}">${extra}<ac:rich-text-body><p>Body text.</p><p>More.</p></ac:rich-text-body></ac:structured-macro>`,
+    )
+  t.equal(panel('info'), '> **Info:** Body text.\n>\n> More.\n')
+  t.equal(panel('note'), '> **Note:** Body text.\n>\n> More.\n')
+  t.equal(panel('tip'), '> **Tip:** Body text.\n>\n> More.\n')
+  t.equal(panel('warning'), '> **Warning:** Body text.\n>\n> More.\n')
+  t.equal(
+    panel('warning', '<ac:parameter ac:name="title">Careful</ac:parameter>'),
+    '> **Warning: Careful:** Body text.\n>\n> More.\n',
+  )
+  t.equal(
+    panel(
+      'panel',
+      '<ac:parameter ac:name="panelIconText">🌈</ac:parameter><ac:parameter ac:name="bgColor">#E6FCFF</ac:parameter>',
+    ),
+    '> 🌈 Body text.\n>\n> More.\n',
+  )
+  t.equal(
+    md(
+      '<ac:structured-macro ac:name="info"><ac:rich-text-body><ul><li>item</li></ul></ac:rich-text-body></ac:structured-macro>',
+    ),
+    '> **Info:**\n>\n> - item\n',
+  )
+})
+
+t.test('Cloud adf-extension panels are labelled too', async (t) => {
+  const adf = (type: string) =>
+    md(
+      `<ac:adf-extension><ac:adf-node type="panel"><ac:adf-attribute key="panel-type">${type}</ac:adf-attribute>` +
+        '<ac:adf-content><p>Careful now.</p></ac:adf-content></ac:adf-node><ac:adf-fallback><div><p>Careful now.</p></div></ac:adf-fallback></ac:adf-extension>',
+    )
+  t.equal(adf('note'), '> **Note:** Careful now.\n')
+  t.equal(adf('error'), '> **Error:** Careful now.\n')
+  t.equal(adf('success'), '> **Success:** Careful now.\n')
+  t.equal(
+    md(
+      '<ac:adf-extension><ac:adf-node type="decision-list"></ac:adf-node><ac:adf-fallback><p>fallback text</p></ac:adf-fallback></ac:adf-extension>',
+    ),
+    'fallback text\n',
+  )
+})
+
+t.test('expand: its title then its body; status: [TEXT]', async (t) => {
+  t.equal(
+    md(
+      '<ac:structured-macro ac:name="expand"><ac:parameter ac:name="title">More details</ac:parameter><ac:rich-text-body><p>Hidden.</p></ac:rich-text-body></ac:structured-macro>',
+    ),
+    '**More details**\n\nHidden.\n',
+  )
+  t.equal(
+    md(
+      '<p>State: <ac:structured-macro ac:name="status"><ac:parameter ac:name="colour">Green</ac:parameter><ac:parameter ac:name="title">DONE</ac:parameter></ac:structured-macro></p>',
+    ),
+    'State: [DONE]\n',
+  )
+})
+
+t.test(
+  'details, excerpt and unknown macros keep their bodies and titles; navigation is dropped',
+  async (t) => {
+    t.equal(
+      md(
+        '<ac:structured-macro ac:name="details"><ac:rich-text-body><table><tr><th>Owner</th><td>Ann</td></tr></table></ac:rich-text-body></ac:structured-macro>',
+      ),
+      '| Owner | Ann |\n| --- | --- |\n',
+    )
+    t.equal(
+      md(
+        '<ac:structured-macro ac:name="excerpt"><ac:rich-text-body><p>The gist.</p></ac:rich-text-body></ac:structured-macro>',
+      ),
+      'The gist.\n',
+    )
+    t.equal(
+      md(
+        '<ac:structured-macro ac:name="vendor-box"><ac:parameter ac:name="title">Box</ac:parameter><ac:rich-text-body><p>Inside.</p></ac:rich-text-body></ac:structured-macro>',
+      ),
+      '**Box**\n\nInside.\n',
+    )
+    for (const nav of [
+      'toc',
+      'children',
+      'pagetree',
+      'livesearch',
+      'recently-updated',
+      'contentbylabel',
+      'blog-posts',
+    ]) {
+      t.equal(
+        md(
+          `<p>a</p><ac:structured-macro ac:name="${nav}"><ac:parameter ac:name="x">y</ac:parameter></ac:structured-macro><p>b</p>`,
+        ),
+        'a\n\nb\n',
+        nav,
+      )
+    }
+  },
+)
+
+t.test('include shows where the content comes from', async (t) => {
+  t.equal(
+    md(
+      '<ac:structured-macro ac:name="include"><ac:parameter ac:name=""><ac:link><ri:page ri:content-title="Shared part" /></ac:link></ac:parameter></ac:structured-macro>',
+      { spaceKey: 'ENG' },
+    ),
+    'Included from [Shared part](confluence://page/ENG/Shared%20part)\n',
+  )
+})
+
+t.test('task lists with status and due dates', async (t) => {
+  t.equal(
+    md(
+      '<ac:task-list><ac:task><ac:task-id>1</ac:task-id><ac:task-status>complete</ac:task-status><ac:task-body>Ship it</ac:task-body></ac:task>' +
+        '<ac:task><ac:task-id>2</ac:task-id><ac:task-status>incomplete</ac:task-status><ac:task-body>Review <time datetime="2020-01-01" /></ac:task-body></ac:task></ac:task-list>',
+    ),
+    '- [x] Ship it\n- [ ] Review (due 2020-01-01)\n',
+  )
+})
+
+t.test('links to pages, anchors, attachments, users, spaces and URLs', async (t) => {
+  const options = {
+    spaceKey: 'ENG',
+    resolvePage: (p: { title: string; spaceKey?: string }) =>
+      p.title === 'Known' ? 'https://wiki.example.com/x/known' : undefined,
+    resolveUser: (u: { accountId?: string }) =>
+      u.accountId === 'abc' ? { displayName: 'Ann Smith' } : undefined,
+  }
+  const link = (inner: string, extra = '') =>
+    md(`<p><ac:link${extra}>${inner}</ac:link></p>`, options)
+  t.equal(
+    link('<ri:page ri:content-title="Known" />'),
+    '[Known](https://wiki.example.com/x/known)\n',
+  )
+  t.equal(
+    link(
+      '<ri:page ri:content-title="Other page" ri:space-key="OPS" /><ac:plain-text-link-body><![CDATA[see this]]></ac:plain-text-link-body>',
+    ),
+    '[see this](confluence://page/OPS/Other%20page)\n',
+  )
+  t.equal(
+    link('<ri:page ri:content-title="Known" />', ' ac:anchor="Setup"'),
+    '[Known](https://wiki.example.com/x/known#Setup)\n',
+  )
+  t.equal(link('', ' ac:anchor="Setup"'), '[Setup](#Setup)\n')
+  t.equal(
+    link('<ri:attachment ri:filename="plan v2.pdf" />'),
+    '[plan v2.pdf](confluence://attachment//plan%20v2.pdf)\n',
+  )
+  t.equal(link('<ri:user ri:account-id="abc" />'), '@Ann Smith\n')
+  t.equal(link('<ri:user ri:account-id="zzz" />'), '@zzz\n')
+  t.equal(link('<ri:space ri:space-key="OPS" />'), '[OPS](confluence://space/OPS)\n')
+  t.equal(
+    link(
+      '<ri:url ri:value="https://example.com/a" /><ac:link-body><strong>bold</strong> text</ac:link-body>',
+    ),
+    '[**bold** text](https://example.com/a)\n',
+  )
+  t.equal(md('<p><ri:user ri:account-id="abc" /> wrote</p>', options), '@Ann Smith wrote\n')
+})
+
+t.test('with a base URL, page and attachment links are real Confluence URLs', async (t) => {
+  const options = { baseUrl: 'https://acme.atlassian.net/wiki/', spaceKey: 'ENG', pageId: '42' }
+  t.equal(
+    md('<p><ac:link><ri:page ri:content-title="Deploy &amp; run" /></ac:link></p>', options),
+    '[Deploy & run](https://acme.atlassian.net/wiki/display/ENG/Deploy+%26+run)\n',
+  )
+  t.equal(
+    md('<ac:image><ri:attachment ri:filename="a b.png" /></ac:image>', options),
+    '![a b.png](https://acme.atlassian.net/wiki/download/attachments/42/a%20b.png)\n',
+  )
+})
+
+t.test('images: alt, else caption, else file name; the caption is kept', async (t) => {
+  t.equal(
+    md(
+      '<ac:image ac:alt="Architecture"><ri:url ri:value="https://example.com/a.png" /></ac:image>',
+    ),
+    '![Architecture](https://example.com/a.png)\n',
+  )
+  t.equal(
+    md(
+      '<ac:image ac:alt="diagram.png"><ri:attachment ri:filename="diagram.png" /><ac:caption><p>The data flow</p></ac:caption></ac:image>',
+    ),
+    '![The data flow](confluence://attachment//diagram.png) _The data flow_\n',
+  )
+})
+
+t.test('emoticons become emoji, time becomes the date, jira the issue key', async (t) => {
+  t.equal(
+    md(
+      '<p><ac:emoticon ac:name="tick" /> <ac:emoticon ac:name="blue-star" ac:emoji-id="1f308" /> <ac:emoticon ac:name="smile" ac:emoji-fallback="🙂" /> <ac:emoticon ac:name="custom" /></p>',
+    ),
+    '✅ 🌈 🙂 :custom:\n',
+  )
+  t.equal(md('<p>On <time datetime="2024-05-01" />.</p>'), 'On 2024-05-01.\n')
+  const jira =
+    '<p><ac:structured-macro ac:name="jira"><ac:parameter ac:name="key">ENG-42</ac:parameter></ac:structured-macro></p>'
+  t.equal(md(jira), 'ENG-42\n')
+  t.equal(
+    md(jira, { jiraBaseUrl: 'https://acme.atlassian.net' }),
+    '[ENG-42](https://acme.atlassian.net/browse/ENG-42)\n',
+  )
+})
+
+t.test('inline comment markers and placeholders leave no trace but their text', async (t) => {
+  t.equal(
+    md(
+      '<p>Keep <ac:inline-comment-marker ac:ref="x">this</ac:inline-comment-marker> text<ac:placeholder>Type here</ac:placeholder></p>',
+    ),
+    'Keep this text\n',
+  )
+})
+
+t.test('whitespace is normalised for stable diffs', async (t) => {
+  t.equal(md('<p>a&nbsp;&nbsp;</p><p></p><p></p><p>  b   </p>\n\n\n'), 'a\n\nb\n')
+  t.equal(md(''), '')
+})
+
+t.test('robust: malformed, truncated, undeclared entities, deep nesting, huge input', async (t) => {
+  t.equal(md('<p>unclosed <strong>bold'), 'unclosed **bold**\n')
+  t.equal(md('<p>&rarr; &hellip; &unknownentity; &amp;</p>'), '→ … &unknownentity; &\n')
+  t.equal(
+    md('<ac:structured-macro ac:name="code"><ac:plain-text-body><![CDATA[cut off'),
+    '```\ncut off\n```\n',
+  )
+  const deep = `${'<div>'.repeat(5000)}deep text${'</div>'.repeat(5000)}`
+  const result = convertStorage(deep)
+  t.equal(result.markdown, 'deep text\n')
+  t.match(result.warnings, [/nesting deeper than/])
+  t.throws(() => convertStorage('x'.repeat(2048), { maxBytes: 1024 }), ConversionError)
+})
+
+t.test('a 400×8 table converts completely (linear cost)', async (t) => {
+  const row = (tag: string, r: number) =>
+    `<tr>${Array.from({ length: 8 }, (_, c) => `<${tag}><p>r${r}c${c}</p></${tag}>`).join('')}</tr>`
+  const html = `<table><colgroup><col/></colgroup><tbody>${row('th', 0)}${Array.from({ length: 400 }, (_, r) => row('td', r + 1)).join('')}</tbody></table>`
+  const out = md(html)
+  t.equal(out.split('\n').filter(Boolean).length, 402)
+  t.match(out, /\| r400c0 \| r400c1 \|/)
+})
