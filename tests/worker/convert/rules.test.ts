@@ -344,3 +344,13 @@ t.test('a 400×8 table converts completely (linear cost)', async (t) => {
   t.equal(out.split('\n').filter(Boolean).length, 402)
   t.match(out, /\| r400c0 \| r400c1 \|/)
 })
+
+t.test('empty line breaks and bold in headings leave no marks', async (t) => {
+  t.equal(
+    md('<h2><strong>Goal</strong></h2><p><br/></p><p>end of line<br/></p><p>x</p>'),
+    '## Goal\n\nend of line\n\nx\n',
+  )
+  const code =
+    '<ac:structured-macro ac:name="code"><ac:plain-text-body><![CDATA[keep \\\n\nthis\\]]></ac:plain-text-body></ac:structured-macro>'
+  t.equal(md(code), '```\nkeep \\\n\nthis\\\n```\n', 'code keeps its backslashes')
+})

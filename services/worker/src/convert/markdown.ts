@@ -158,7 +158,13 @@ export function toMarkdown(html: string, code: readonly string[]): string {
 export function normalizeWhitespace(markdown: string): string {
   const out: string[] = []
   let openFence: string | undefined
-  let blank = 0
+  let lastText = -1 // index in `out` of the last line outside code, while it may end a block
+  const endBlock = () => {
+    // A line break with nothing after it (`<p>text<br/></p>`) breaks nothing.
+    const line = out[lastText]
+    if (line !== undefined && /[^\\]\\$/.test(line)) out[lastText] = line.slice(0, -1).trimEnd()
+    lastText = -1
+  }
   for (const raw of markdown.split('\n')) {
     if (openFence !== undefined) {
       out.push(raw)
@@ -166,15 +172,17 @@ export function normalizeWhitespace(markdown: string): string {
       if (/^`+$/.test(t) && t.length >= openFence.length) openFence = undefined
       continue
     }
-    const line = raw.replace(/\u00a0/g, ' ').replace(/[ \t]+$/, '')
+    let line = raw.replace(/\u00a0/g, ' ').replace(/[ \t]+$/, '')
+    if (line === '\\') line = ''
     const opening = /^\s*(`{3,})/.exec(line)
+    if (line === '' || opening) endBlock()
     if (opening) openFence = opening[1]
     if (line === '') {
-      blank += 1
-      if (blank > 1 || out.length === 0) continue
-    } else blank = 0
+      if (out.length === 0 || out.at(-1) === '') continue
+    } else if (!opening) lastText = out.length
     out.push(line)
   }
+  endBlock()
   while (out.length > 0 && out.at(-1) === '') out.pop()
   return out.length === 0 ? '' : `${out.join('\n')}\n`
 }

@@ -178,6 +178,15 @@ function convert(node: ChildNode, ctx: Context, depth: number): string {
     return ctx.inTask ? `(due ${date})` : date
   }
   if (name === 'li') return listItem(node, ctx, depth)
+  // A heading is already strong: bold inside it would only add asterisks.
+  if (
+    (name === 'strong' || name === 'b') &&
+    node.parent &&
+    isElement(node.parent as ChildNode) &&
+    /^h[1-6]$/.test((node.parent as Element).name)
+  ) {
+    return children(node.children, ctx, depth + 1)
+  }
   if (name === 'pre') return codeBlock(textOf(node), '', ctx)
   return element(node, ctx, depth)
 }
