@@ -354,3 +354,53 @@ t.test('empty line breaks and bold in headings leave no marks', async (t) => {
     '<ac:structured-macro ac:name="code"><ac:plain-text-body><![CDATA[keep \\\n\nthis\\]]></ac:plain-text-body></ac:structured-macro>'
   t.equal(md(code), '```\nkeep \\\n\nthis\\\n```\n', 'code keeps its backslashes')
 })
+
+t.test('found by the fixture sweep', async (t) => {
+  t.equal(md('<h3><br />2. Title</h3>'), '### 2\\. Title\n', 'a line break in a heading is a space')
+  t.equal(
+    md('<p><code><span><ac:link><ri:page ri:content-title="T"/></ac:link></span></code></p>', {
+      spaceKey: 'E',
+    }),
+    '[`T`](confluence://page/E/T)\n',
+    'a page link inside inline code stays a link',
+  )
+  t.equal(
+    md(
+      '<table><tr><td><table><tr><td><ac:link><ri:page ri:content-title="Target"/></ac:link></td><td><p>a</p><p>b</p></td></tr></table></td></tr></table>',
+      { spaceKey: 'E' },
+    ),
+    '| [Target](confluence://page/E/Target) · a b |\n| --- |\n',
+    'a nested table keeps its links',
+  )
+  t.equal(
+    md(
+      '<ac:structured-macro ac:name="toc-zone"><ac:rich-text-body><p>Zone text</p></ac:rich-text-body></ac:structured-macro>',
+    ),
+    'Zone text\n',
+  )
+  t.equal(
+    md(
+      '<ac:structured-macro ac:name="info"><ac:rich-text-body><ac:structured-macro ac:name="code"><ac:plain-text-body><![CDATA[x   \ny\u00a0z]]></ac:plain-text-body></ac:structured-macro></ac:rich-text-body></ac:structured-macro>',
+    ),
+    '> **Info:**\n>\n> ```\n> x   \n> y\u00a0z\n> ```\n',
+    'code in a panel keeps its whitespace',
+  )
+  t.equal(
+    md(
+      '<p><ac:link><ri:page ri:content-title="T"/><ac:plain-text-link-body><![CDATA[this page]] ></ac:plain-text-link-body></ac:link></p><p>after</p>',
+      { spaceKey: 'E' },
+    ),
+    '[this page](confluence://page/E/T)\n\nafter\n',
+    'a backup-style `]] >` ends its CDATA',
+  )
+  t.equal(
+    md(
+      '<ol><li><p>Click the filter.</p><ac:image><ri:attachment ri:filename="a.png"/></ac:image></li></ol>',
+    ),
+    '1. Click the filter.\n\n   ![a.png](confluence://attachment//a.png)\n',
+  )
+  t.equal(
+    md('<p>Write &lt;p&gt; for a paragraph, a &lt; b</p>'),
+    'Write \\<p> for a paragraph, a < b\n',
+  )
+})

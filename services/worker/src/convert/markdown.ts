@@ -48,6 +48,9 @@ function build(): TurndownService {
     br: '\\',
   })
   td.use([strikethrough, taskListItems])
+  // Text that looks like a tag (`<p>` written in a sentence) is escaped so renderers show it.
+  const escape = td.escape.bind(td)
+  td.escape = (text: string) => escape(text).replace(/<(?=[A-Za-z/!?])/g, '\\<')
 
   td.addRule('code-body', {
     filter: (node) => node.nodeName === 'PRE' && (node as TNode).getAttribute('data-code') !== null,
@@ -168,13 +171,14 @@ export function normalizeWhitespace(markdown: string): string {
   for (const raw of markdown.split('\n')) {
     if (openFence !== undefined) {
       out.push(raw)
-      const t = raw.trim()
+      // A fence may sit in a blockquote (a panel) or a list item: look past `>` and indentation.
+      const t = raw.replace(/^[\s>]*/, '').trim()
       if (/^`+$/.test(t) && t.length >= openFence.length) openFence = undefined
       continue
     }
     let line = raw.replace(/\u00a0/g, ' ').replace(/[ \t]+$/, '')
     if (line === '\\') line = ''
-    const opening = /^\s*(`{3,})/.exec(line)
+    const opening = /^[\s>]*(`{3,})/.exec(line)
     if (line === '' || opening) endBlock()
     if (opening) openFence = opening[1]
     if (line === '') {

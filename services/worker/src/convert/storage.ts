@@ -38,7 +38,6 @@ export const MAX_DEPTH = 64
 
 const NAVIGATION_MACROS = new Set([
   'toc',
-  'toc-zone',
   'children',
   'pagetree',
   'pagetreesearch',
@@ -125,6 +124,19 @@ export function textOf(node: ChildNode): string {
   return out
 }
 
+/** True when an element named `name` is somewhere below `node` (walked without recursion). */
+function contains(node: Element, name: string): boolean {
+  const stack: ChildNode[] = [...node.children]
+  while (stack.length > 0) {
+    const n = stack.pop() as ChildNode
+    if (isElement(n)) {
+      if (n.name === name) return true
+      stack.push(...n.children)
+    }
+  }
+  return false
+}
+
 const isElement = (n: ChildNode): n is Element =>
   n.type === 'tag' || n.type === 'script' || n.type === 'style'
 
@@ -137,12 +149,23 @@ type Context = {
   warnings: string[]
   inTable: boolean
   inTask: boolean
+  inCode: boolean
+}
+
+/**
+ * An unterminated CDATA section would swallow the rest of the page. XML space backups write a
+ * CDATA end as `]] >`; a page cut off inside a section keeps what it has: the section is closed.
+ */
+function closeCdata(storage: string): string {
+  const open = storage.lastIndexOf('<![CDATA[')
+  if (open === -1 || storage.indexOf(']]>', open) !== -1) return storage
+  const spaced = storage.indexOf(']] >', open)
+  if (spaced !== -1) return `${storage.slice(0, spaced)}]]>${storage.slice(spaced + 4)}`
+  return `${storage}]]>`
 }
 
 export function prepare(storage: string, options: ConvertOptions = {}): Prepared {
-  // A page cut off inside a CDATA section keeps what it has: the section is closed.
-  const open = storage.lastIndexOf('<![CDATA[')
-  const source = open !== -1 && storage.indexOf(']]>', open) === -1 ? `${storage}]]>` : storage
+  const source = closeCdata(storage)
   const doc = parseDocument(source, {
     recognizeCDATA: true,
     recognizeSelfClosing: true,
@@ -150,7 +173,14 @@ export function prepare(storage: string, options: ConvertOptions = {}): Prepared
     lowerCaseTags: true,
     lowerCaseAttributeNames: true,
   })
-  const ctx: Context = { options, code: [], warnings: [], inTable: false, inTask: false }
+  const ctx: Context = {
+    options,
+    code: [],
+    warnings: [],
+    inTable: false,
+    inTask: false,
+    inCode: false,
+  }
   return { html: children(doc.children, ctx, 0), code: ctx.code, warnings: ctx.warnings }
 }
 
@@ -178,6 +208,17 @@ function convert(node: ChildNode, ctx: Context, depth: number): string {
     return ctx.inTask ? `(due ${date})` : date
   }
   if (name === 'li') return listItem(node, ctx, depth)
+  // A heading is one line: a line break in it is a space.
+  if (name === 'br' && node.parent && /^h[1-6]$/.test((node.parent as Element).name ?? ''))
+    return ' '
+  if (name === 'code' && contains(node, 'ac:link')) {
+    // A link cannot live inside inline code: the link goes outside, its text stays code.
+    const outer = ctx.inCode
+    ctx.inCode = true
+    const html = `<code>${children(node.children, ctx, depth + 1)}</code>`
+    ctx.inCode = outer
+    return html
+  }
   // A heading is already strong: bold inside it would only add asterisks.
   if (
     (name === 'strong' || name === 'b') &&
@@ -197,7 +238,14 @@ function convert(node: ChildNode, ctx: Context, depth: number): string {
  */
 function listItem(node: Element, ctx: Context, depth: number): string {
   const paragraphs = node.children.filter((c) => isElement(c) && c.name === 'p')
-  if (paragraphs.length !== 1) return element(node, ctx, depth)
+  // Only a paragraph followed by nothing but nested lists can lose its <p>.
+  const rest = node.children.filter((c) => c !== paragraphs[0])
+  const onlyLists = rest.every(
+    (c) =>
+      (isElement(c) && (c.name === 'ul' || c.name === 'ol')) ||
+      (c.type === 'text' && !c.data.trim()),
+  )
+  if (paragraphs.length !== 1 || !onlyLists) return element(node, ctx, depth)
   let out = '<li>'
   for (const c of node.children) {
     out +=
@@ -545,6 +593,7 @@ function link(node: Element, ctx: Context, depth: number): string {
   else if (plainBody) text = escapeText(textOf(plainBody))
   if (!text.trim()) text = escapeText(label)
   if (!href) return text
+  if (ctx.inCode) return `</code><a href="${escapeAttr(href)}"><code>${text}</code></a><code>`
   return `<a href="${escapeAttr(href)}">${text}</a>`
 }
 
@@ -576,6 +625,12 @@ function image(node: Element, ctx: Context, depth: number): string {
 // ---------------------------------------------------------------------------------------------
 // Tables
 
+const BLOCK_TAGS = /<\/?(?:p|div|ul|ol|li|h[1-6]|blockquote|pre|table|tr|td|th|hr)(?:\s[^>]*)?>/g
+
+function flattenBlocks(html: string): string {
+  return html.replace(BLOCK_TAGS, ' ').replace(/\s+/g, ' ').trim()
+}
+
 function table(node: Element, ctx: Context, depth: number): string {
   const rows: Element[] = []
   let caption = ''
@@ -587,11 +642,12 @@ function table(node: Element, ctx: Context, depth: number): string {
   }
   const captionHtml = caption.trim() ? `<p><em>${caption}</em></p>` : ''
   if (ctx.inTable) {
-    // A table inside a table cell: its rows as lines of text, cells separated by ' · '.
+    // A table inside a table cell: its rows as lines, cells separated by ' · ', inline markup
+    // and links kept, blocks flattened.
     const lines = rows.map((r) =>
       childElements(r)
         .filter((c) => c.name === 'td' || c.name === 'th')
-        .map((c) => escapeText(textOf(c).replace(/\s+/g, ' ').trim()))
+        .map((c) => flattenBlocks(children(c.children, ctx, depth + 2)))
         .join(' · '),
     )
     return `${captionHtml}<p>${lines.join('<br>')}</p>`

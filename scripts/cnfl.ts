@@ -1,0 +1,173 @@
+// `pnpm --silent cnfl convert FILE`: an operator's tool around the worker's converter. Prints the
+// markdown of one Confluence storage-format page on stdout (exactly what the worker indexes),
+// its warnings on stderr. FILE is storage XHTML, a REST response (.json, v1 or v2) holding
+// `body.storage`, or `-` for stdin. Exit codes: 0 done, 1 error (one line on stderr), 2 usage.
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import {
+  ConversionError,
+  type ConvertOptions,
+  convertStorage,
+} from '../services/worker/src/convert/index.ts'
+
+const USAGE = `Usage: cnfl <command> [options]
+
+Commands:
+  convert FILE      Print the markdown of a Confluence storage-format page. FILE is storage
+                    XHTML, a REST response (.json, v1 or v2) holding body.storage, or - for
+                    stdin. Warnings go to stderr.
+
+Options of convert:
+  --base-url URL    the site as a browser shows it (https://acme.atlassian.net/wiki): page and
+                    attachment links point there
+  --space KEY       the page's space key (links without a space point into it)
+  --page-id ID      the page's id (attachment links)
+  --jira-url URL    Jira base URL, to link issue keys
+  --max-bytes N     refuse a page body over N bytes (default: the worker's limit)
+  A REST response supplies --base-url, --space and --page-id from its _links.base, space key
+  and id; the options override them.
+
+  -h, --help        this help
+`
+
+class CliError extends Error {}
+
+type Page = { storage: string; defaults: ConvertOptions }
+
+/** The storage body of a REST response, and what it says about the page. */
+function fromResponse(text: string, name: string): Page {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new CliError(`${name}: not valid JSON (${(err as Error).message})`)
+  }
+  const page = (json ?? {}) as {
+    id?: unknown
+    space?: { key?: unknown }
+    body?: { storage?: unknown }
+    _links?: { base?: unknown; webui?: unknown }
+  }
+  const storage = page.body?.storage
+  const value =
+    typeof storage === 'string' ? storage : (storage as { value?: unknown } | undefined)?.value
+  if (typeof value !== 'string') {
+    const has = Object.keys(page.body ?? {}).join(', ') || 'no body'
+    throw new CliError(
+      `${name}: no body.storage in this response (it has: ${has}); ask for the storage ` +
+        'format (v1: expand=body.storage, v2: body-format=storage)',
+    )
+  }
+  const defaults: ConvertOptions = {}
+  if (typeof page.id === 'string' || typeof page.id === 'number') defaults.pageId = String(page.id)
+  const webui = typeof page._links?.webui === 'string' ? page._links.webui : ''
+  const spaceKey = page.space?.key ?? /\/spaces\/([^/]+)\//.exec(webui)?.[1]
+  if (typeof spaceKey === 'string') defaults.spaceKey = decodeURIComponent(spaceKey)
+  if (typeof page._links?.base === 'string') defaults.baseUrl = page._links.base
+  return { storage: value, defaults }
+}
+
+async function readInput(file: string): Promise<Page> {
+  let text: string
+  if (file === '-') {
+    const chunks: Buffer[] = []
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+    text = Buffer.concat(chunks).toString('utf8')
+  } else {
+    // Under `pnpm cnfl` the working directory is the repository; paths are the caller's.
+    const base = process.env.npm_lifecycle_event === 'cnfl' ? process.env.INIT_CWD : undefined
+    try {
+      text = await readFile(resolve(base ?? process.cwd(), file), 'utf8')
+    } catch (err) {
+      const { code, message } = err as NodeJS.ErrnoException
+      const why =
+        code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : message
+      throw new CliError(`cannot read ${file}: ${why}`)
+    }
+  }
+  const name = file === '-' ? 'stdin' : file
+  const json = file === '-' ? text.trimStart().startsWith('{') : /\.json$/i.test(file)
+  return json ? fromResponse(text, name) : { storage: text, defaults: {} }
+}
+
+async function convert(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      'base-url': { type: 'string' },
+      space: { type: 'string' },
+      'page-id': { type: 'string' },
+      'jira-url': { type: 'string' },
+      'max-bytes': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
+  if (values.help) {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  if (positionals.length !== 1) {
+    process.stderr.write(
+      positionals.length === 0 ? USAGE : `cnfl convert: one FILE at a time\n\n${USAGE}`,
+    )
+    return 2
+  }
+  let maxBytes: number | undefined
+  if (values['max-bytes'] !== undefined) {
+    maxBytes = Number(values['max-bytes'])
+    if (!Number.isInteger(maxBytes) || maxBytes < 0) {
+      throw new CliError(`--max-bytes must be a whole number of bytes, not ${values['max-bytes']}`)
+    }
+  }
+  const file = positionals[0] as string
+  const { storage, defaults } = await readInput(file)
+  const options: ConvertOptions & { maxBytes?: number } = { ...defaults }
+  if (values['base-url'] !== undefined) options.baseUrl = values['base-url']
+  if (values.space !== undefined) options.spaceKey = values.space
+  if (values['page-id'] !== undefined) options.pageId = values['page-id']
+  if (values['jira-url'] !== undefined) options.jiraBaseUrl = values['jira-url']
+  if (maxBytes !== undefined) options.maxBytes = maxBytes
+  let result: ReturnType<typeof convertStorage>
+  try {
+    result = convertStorage(storage, options)
+  } catch (err) {
+    if (err instanceof ConversionError) throw new CliError(`${file}: ${err.message}`)
+    throw err
+  }
+  for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`)
+  process.stdout.write(result.markdown)
+  return 0
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === undefined) {
+    process.stderr.write(USAGE)
+    return 2
+  }
+  if (command === '-h' || command === '--help' || command === 'help') {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  if (command === 'convert') return convert(rest)
+  throw new CliError(`unknown command '${command}' (cnfl --help lists the commands)`)
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2))
+} catch (err) {
+  // parseArgs reports unknown or malformed options with a code of its own.
+  const code = (err as { code?: string }).code ?? ''
+  const message = (err as Error).message
+  if (err instanceof CliError) {
+    process.stderr.write(`cnfl: ${message}\n`)
+    process.exitCode = 1
+  } else if (code.startsWith('ERR_PARSE_ARGS')) {
+    const unknown = /^Unknown option '([^']+)'/.exec(message)?.[1]
+    const line = unknown ? `unknown option ${unknown}` : (message.split('. ')[0] as string)
+    process.stderr.write(`cnfl: ${line} (cnfl --help lists the options)\n`)
+    process.exitCode = 1
+  } else throw err
+}
