@@ -49,8 +49,8 @@ function build(): TurndownService {
   })
   td.use([strikethrough, taskListItems])
   // Text that looks like a tag (`<p>` written in a sentence) is escaped so renderers show it.
-  const escape = td.escape.bind(td)
-  td.escape = (text: string) => escape(text).replace(/<(?=[A-Za-z/!?])/g, '\\<')
+  const escapeMarkdown = td.escape.bind(td)
+  td.escape = (text: string) => escapeMarkdown(text).replace(/<(?=[A-Za-z/!?])/g, '\\<')
 
   td.addRule('code-body', {
     filter: (node) => node.nodeName === 'PRE' && (node as TNode).getAttribute('data-code') !== null,
