@@ -5,11 +5,7 @@
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import {
-  ConversionError,
-  type ConvertOptions,
-  convertStorage,
-} from '../services/worker/src/convert/index.ts'
+import { type ConvertOptions, convertStorage } from '../services/worker/src/convert/index.ts'
 
 const USAGE = `Usage: cnfl <command> [options]
 
@@ -80,10 +76,7 @@ async function readInput(file: string): Promise<Page> {
     try {
       text = await readFile(resolve(base ?? process.cwd(), file), 'utf8')
     } catch (err) {
-      const { code, message } = err as NodeJS.ErrnoException
-      const why =
-        code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : message
-      throw new CliError(`cannot read ${file}: ${why}`)
+      throw new CliError(`cannot read ${file}: ${(err as Error).message}`)
     }
   }
   const name = file === '-' ? 'stdin' : file
@@ -133,8 +126,8 @@ async function convert(args: string[]): Promise<number> {
   try {
     result = convertStorage(storage, options)
   } catch (err) {
-    if (err instanceof ConversionError) throw new CliError(`${file}: ${err.message}`)
-    throw err
+    // convertStorage only throws ConversionError (a page over the size limit).
+    throw new CliError(`${file}: ${(err as Error).message}`)
   }
   for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`)
   process.stdout.write(result.markdown)
@@ -161,13 +154,13 @@ try {
   // parseArgs reports unknown or malformed options with a code of its own.
   const code = (err as { code?: string }).code ?? ''
   const message = (err as Error).message
-  if (err instanceof CliError) {
-    process.stderr.write(`cnfl: ${message}\n`)
-    process.exitCode = 1
-  } else if (code.startsWith('ERR_PARSE_ARGS')) {
+  if (code.startsWith('ERR_PARSE_ARGS')) {
     const unknown = /^Unknown option '([^']+)'/.exec(message)?.[1]
     const line = unknown ? `unknown option ${unknown}` : (message.split('. ')[0] as string)
     process.stderr.write(`cnfl: ${line} (cnfl --help lists the options)\n`)
-    process.exitCode = 1
-  } else throw err
+  } else {
+    // A CliError says what went wrong in one line; anything else is shown the same way.
+    process.stderr.write(`cnfl: ${message}\n`)
+  }
+  process.exitCode = 1
 }

@@ -37,10 +37,14 @@ async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string
 
 type Run = { code: number | null; stdout: string; stderr: string }
 
-function cnfl(args: string[], input?: string): Promise<Run> {
+function cnfl(args: string[], input?: string, env: Record<string, string> = {}): Promise<Run> {
   const child = spawn(process.execPath, ['--conditions=@confluence-bot/source', ENTRY, ...args], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '' },
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '',
+      ...env,
+    },
     stdio: ['pipe', 'pipe', 'pipe'],
   })
   let stdout = ''
@@ -139,6 +143,16 @@ t.test('a REST response gives its storage body, and the page it describes', asyn
   const fromStdin = await cnfl(['convert', '-'], JSON.stringify(v2))
   t.equal(fromStdin.code, 0)
   t.equal(fromStdin.stdout, markdown(SAMPLE, { pageId: '7', spaceKey: 'KB' }))
+
+  // A bare storage string, a numeric id, no links; and a relative path under `pnpm cnfl`,
+  // which runs in the repository: the path is the caller's (INIT_CWD).
+  writeFileSync(join(dir, 'bare.json'), JSON.stringify({ id: 8, body: { storage: SAMPLE } }))
+  const bare = await cnfl(['convert', 'bare.json'], undefined, {
+    npm_lifecycle_event: 'cnfl',
+    INIT_CWD: dir,
+  })
+  t.equal(bare.code, 0)
+  t.equal(bare.stdout, markdown(SAMPLE, { pageId: '8' }))
 })
 
 t.test(
@@ -184,13 +198,19 @@ t.test('errors: one line on stderr, exit 1; usage: exit 2', async (t) => {
   const dir = await tempDir(t)
   const file = join(dir, 'page.xhtml')
   writeFileSync(file, SAMPLE)
+  writeFileSync(join(dir, 'null.json'), 'null')
   const cases: Array<[string, string[], RegExp]> = [
     [
       'missing file',
       ['convert', join(dir, 'absent.xhtml')],
-      /cannot read .*absent\.xhtml: no such file/,
+      /cannot read .*absent\.xhtml: ENOENT: no such file/,
     ],
-    ['a directory', ['convert', dir], /cannot read .*: is a directory/],
+    ['a directory', ['convert', dir], /cannot read .*: EISDIR/],
+    [
+      'JSON null',
+      ['convert', join(dir, 'null.json')],
+      /no body\.storage in this response \(it has: no body\)/,
+    ],
     [
       'over the size limit',
       ['convert', '--max-bytes', '100', file],
@@ -209,10 +229,13 @@ t.test('errors: one line on stderr, exit 1; usage: exit 2', async (t) => {
       ['convert', '-'],
       /stdin: no body\.storage in this response \(it has: no body\)/,
     ],
+    ['broken JSON', ['convert', '-'], /stdin: not valid JSON/],
   ]
   // Independent runs, so they run side by side.
   const runs = await Promise.all(
-    cases.map(([what, args]) => cnfl(args, what.startsWith('JSON') ? '{"id":"1"}' : '')),
+    cases.map(([what, args]) =>
+      cnfl(args, what.startsWith('JSON') ? '{"id":"1"}' : what === 'broken JSON' ? '{"id":' : ''),
+    ),
   )
   cases.forEach(([what, , message], i) => {
     const run = runs[i] as Run

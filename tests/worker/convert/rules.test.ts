@@ -404,3 +404,153 @@ t.test('found by the fixture sweep', async (t) => {
     'Write \\<p> for a paragraph, a < b\n',
   )
 })
+
+t.test('edge cases of lists, tables, panels and references', async (t) => {
+  t.equal(md('<ol start="x"><li>a</li></ol>'), '1. a\n', 'a bad start number counts from 1')
+  t.equal(md('<p>a</p><table></table><p>b</p>'), 'a\n\nb\n', 'an empty table leaves nothing')
+  t.equal(
+    md(
+      '<ac:adf-extension><ac:adf-node type="panel"><ac:adf-attribute key="panel-type">custom</ac:adf-attribute><ac:adf-attribute key="panel-icon-text">🚀</ac:adf-attribute><ac:adf-content><p>Go.</p></ac:adf-content></ac:adf-node></ac:adf-extension>',
+    ),
+    '> 🚀 Go.\n',
+  )
+  t.equal(
+    md(
+      '<ac:structured-macro ac:name="view-file"><ac:parameter ac:name="name"><ri:attachment ri:filename="spec.pdf" /></ac:parameter></ac:structured-macro><ac:structured-macro ac:name="view-file"><ac:parameter ac:name="name"><ri:attachment /></ac:parameter></ac:structured-macro>',
+    ),
+    '[spec.pdf](confluence://attachment//spec.pdf)\n',
+    'a macro showing an attachment links to it',
+  )
+  t.equal(
+    md(
+      '<ac:structured-macro ac:name="widget"><ac:parameter ac:name="page"><ri:page ri:content-title="Home" ri:space-key="S" /></ac:parameter><ac:parameter ac:name="p2"><ri:page /></ac:parameter><ac:parameter ac:name="p3"><ri:space ri:space-key="S" /></ac:parameter></ac:structured-macro>',
+    ),
+    '[Home](confluence://page/S/Home)\n',
+  )
+  t.equal(
+    md(
+      '<ac:structured-macro ac:name="plantuml"><ac:plain-text-body><![CDATA[A -> B]]></ac:plain-text-body></ac:structured-macro><ac:structured-macro ac:name="unknown-plain"><ac:plain-text-body><![CDATA[text body]]></ac:plain-text-body></ac:structured-macro><ac:structured-macro ac:name="unknown-empty"><ac:plain-text-body><![CDATA[  ]]></ac:plain-text-body></ac:structured-macro>',
+    ),
+    '```plantuml\nA -> B\n```\n\n```\ntext body\n```\n',
+  )
+  t.equal(
+    md(
+      '<p><ac:structured-macro ac:name="mathinline"><ac:parameter ac:name="body">x^2</ac:parameter></ac:structured-macro></p><ac:structured-macro ac:name="markdown"><ac:plain-text-body><![CDATA[*kept* as written]]></ac:plain-text-body></ac:structured-macro>',
+    ),
+    '`$x^2$`\n\n*kept* as written\n',
+  )
+  t.equal(
+    md(
+      '<p><ac:link><ri:content-entity ri:content-id="99" /></ac:link> <ac:link><ri:blog-post ri:content-title="News" ri:posting-day="2024/01/01" /></ac:link></p>',
+      { baseUrl: 'https://w.example.com', spaceKey: 'S' },
+    ),
+    '[content 99](https://w.example.com/pages/viewpage.action?pageId=99) [News](https://w.example.com/display/S/News)\n',
+  )
+  t.equal(
+    md('<p><ac:link><ri:space ri:space-key="OPS" /></ac:link></p>', {
+      baseUrl: 'https://w.example.com',
+    }),
+    '[OPS](https://w.example.com/display/OPS)\n',
+  )
+  t.equal(
+    md('<p><ac:link><ri:content-entity ri:content-id="7" /></ac:link></p>'),
+    '[content 7](confluence://content/7)\n',
+  )
+  t.equal(
+    md('<p><ac:link><ri:user ri:account-id="u1" /></ac:link> <ri:user ri:userkey="k2" /></p>', {
+      resolveUser: () => ({ displayName: 'Bo', url: 'https://w.example.com/u' }),
+    }),
+    '[@Bo](https://w.example.com/u) [@Bo](https://w.example.com/u)\n',
+  )
+  t.equal(
+    md('<p><ac:link><ri:unknown-thing /></ac:link></p>'),
+    '',
+    'a link to nothing known leaves nothing',
+  )
+})
+
+t.test('if the markdown pass fails, the page is kept as plain text with a warning', async (t) => {
+  const real = await import('../../../services/worker/src/convert/markdown.ts')
+  const { convertStorage: convert } = await t.mockImport<
+    typeof import('../../../services/worker/src/convert/index.ts')
+  >('../../../services/worker/src/convert/index.ts', {
+    '../../../services/worker/src/convert/markdown.ts': {
+      ...real,
+      toMarkdown: () => {
+        throw new Error('boom')
+      },
+    },
+  })
+  const result = convert(
+    '<p>Hello <strong>there</strong></p><ac:structured-macro ac:name="code"><ac:plain-text-body><![CDATA[x < y]]></ac:plain-text-body></ac:structured-macro>',
+  )
+  t.equal(result.markdown, 'Hello therex < y\n')
+  t.match(result.warnings, [/converted as plain text: boom/])
+})
+
+t.test('elements missing their attributes or bodies degrade quietly', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['<script>alert(1)</script><style>p{}</style><p>kept</p>', 'kept\n'],
+    ['<p><time>2024-01-02</time></p>', '2024-01-02\n'],
+    ['<br/>top<h2>a<br/>b</h2>', 'top\n\n## a b\n'],
+    [
+      '<ac:parameter ac:name="x">p</ac:parameter><ac:default-parameter>d</ac:default-parameter><p>body</p>',
+      'body\n',
+    ],
+    ['<ac:structured-macro ac:name="info" />', '> **Info:**\n'],
+    ['<ac:structured-macro ac:name="code">raw text</ac:structured-macro>', '```\nraw text\n```\n'],
+    [
+      '<p><ac:structured-macro ac:name="mathinline"><ac:plain-text-body><![CDATA[y]]></ac:plain-text-body></ac:structured-macro> <ac:structured-macro ac:name="mathinline" /></p>',
+      '`$y$` `$$`\n',
+    ],
+    [
+      '<ac:structured-macro ac:name="expand"><ac:rich-text-body><p>Hidden.</p></ac:rich-text-body></ac:structured-macro>',
+      '**Details**\n\nHidden.\n',
+    ],
+    [
+      '<ac:adf-extension><ac:adf-node type="panel"><ac:adf-content><p>Plain.</p></ac:adf-content></ac:adf-node></ac:adf-extension>',
+      '> **Info:** Plain.\n',
+    ],
+    [
+      '<ac:adf-extension><ac:adf-node type="panel"><ac:adf-attribute key="panel-type">odd</ac:adf-attribute><ac:adf-content><p>X.</p></ac:adf-content></ac:adf-node></ac:adf-extension>',
+      '> **odd:** X.\n',
+    ],
+    [
+      '<ac:adf-extension><ac:adf-node type="rule"><ac:adf-content><p>From content.</p></ac:adf-content></ac:adf-node></ac:adf-extension>',
+      'From content.\n',
+    ],
+    ['<p>a</p><ac:adf-extension><ac:adf-node type="rule" /></ac:adf-extension>', 'a\n'],
+    ['<p>a</p><ac:structured-macro ac:name="jira" />', 'a\n'],
+    [
+      '<ac:task-list><ac:task><ac:task-status>incomplete</ac:task-status></ac:task><ac:task><ac:task-body>parent</ac:task-body><ac:task-list><ac:task><ac:task-status>complete</ac:task-status><ac:task-body>child</ac:task-body></ac:task></ac:task-list></ac:task></ac:task-list>',
+      '- [ ]\n- [ ] parent\n  - [x] child\n',
+    ],
+    [
+      '<p>a</p><ac:structured-macro ac:name="include"><ac:parameter ac:name=""><ri:page /></ac:parameter></ac:structured-macro>',
+      'a\n',
+    ],
+    ['<p>a</p><ac:structured-macro ac:name="include" />', 'a\n'],
+    [
+      '<p><ri:user /> <ri:user ri:username="jdoe" /> <ri:user ri:userkey="k1" /></p>',
+      '@unknown-user @jdoe @k1\n',
+    ],
+    [
+      '<p>[<ac:link><ri:page /></ac:link>] [<ac:link><ri:url /></ac:link>]</p>',
+      '\\[[](confluence://page//)\\] \\[\\]\n',
+    ],
+    [
+      '<p><ac:link><ri:attachment /></ac:link><ac:link><ri:space /></ac:link><ac:link><ri:content-entity /></ac:link></p>',
+      '[](confluence://attachment//)[](confluence://space/)[content](confluence://content/)\n',
+    ],
+    ['<ac:image><ri:attachment /></ac:image><ac:image><ri:url /></ac:image>', '![](confluence://attachment//)\n'],
+    [
+      '<table><caption>Totals</caption><tr><th>a</th></tr></table><table><caption> </caption><tr><td>b</td></tr></table>',
+      '_Totals_\n\n| a |\n| --- |\n\n| b |\n| --- |\n',
+    ],
+    [
+      '<table><tr><td><table><tr><th>h1</th><th>h2</th></tr></table></td></tr></table>',
+      '| h1 · h2 |\n| --- |\n',
+    ],
+  ]
+  for (const [storage, expected] of cases) t.equal(md(storage), expected, storage)
+})

@@ -25,12 +25,13 @@ export function sendNdjson(reply: FastifyReply, lines: AsyncIterable<Buffer | st
     .send(Readable.from(lines, { objectMode: false }))
 }
 
-/** The last line an NDJSON producer writes, read without keeping the others. */
+/** The last line an NDJSON producer writes (`{}` if none), read without keeping the others. */
 export async function lastLine(lines: AsyncIterable<Buffer | string>): Promise<string> {
-  let last = ''
+  let last = '{}'
   for await (const part of lines) {
-    const text = part.toString().trim()
-    if (text !== '') last = text.slice(text.lastIndexOf('\n') + 1)
+    // The relay writes whole, non-empty lines.
+    const text = part.toString().trimEnd()
+    last = text.slice(text.lastIndexOf('\n') + 1)
   }
   return last
 }

@@ -56,8 +56,9 @@ function build(): TurndownService {
     filter: (node) => node.nodeName === 'PRE' && (node as TNode).getAttribute('data-code') !== null,
     replacement: (_content, node) => {
       const el = node as TNode
-      const body = current.code[Number(el.getAttribute('data-code'))] ?? ''
-      const block = fencedBlock(body, el.getAttribute('data-lang') ?? '')
+      // Pass 1 sets both attributes on every code placeholder.
+      const body = current.code[Number(el.getAttribute('data-code'))] as string
+      const block = fencedBlock(body, el.getAttribute('data-lang') as string)
       if (!inCell(el)) return `\n\n${block}\n\n`
       // A table cell cannot hold a fenced block: it follows the table, and the cell points at it.
       current.lifted.push(block)
@@ -68,7 +69,7 @@ function build(): TurndownService {
     filter: (node) =>
       node.nodeName === 'DIV' && (node as TNode).getAttribute('data-markdown') !== null,
     replacement: (_content, node) => {
-      const body = current.code[Number((node as TNode).getAttribute('data-markdown'))] ?? ''
+      const body = current.code[Number((node as TNode).getAttribute('data-markdown'))] as string
       return `\n\n${body.trim()}\n\n`
     },
   })
@@ -95,8 +96,8 @@ function build(): TurndownService {
             if (c.nodeName === 'LI') index.set(c, i++)
           positions.set(parent, index)
         }
-        const start = Number.parseInt(parent.getAttribute('start') ?? '1', 10)
-        prefix = `${(Number.isFinite(start) ? start : 1) + (index.get(el) ?? 0)}. `
+        const start = Number.parseInt(parent.getAttribute('start') ?? '1', 10) || 1
+        prefix = `${start + (index.get(el) as number)}. `
       }
       const text = content.replace(/^\n+/, '').replace(/\n+$/, '')
       const indented = text.replace(/\n/g, `\n${' '.repeat(prefix.length)}`)
@@ -127,10 +128,8 @@ function build(): TurndownService {
       const row = `|${content}\n`
       const el = node as TNode
       if (el.previousSibling !== null) return row
-      const cells = Array.from(el.childNodes as ArrayLike<TNode>).filter(
-        (c) => c.nodeName === 'TH' || c.nodeName === 'TD',
-      )
-      return `${row}|${' --- |'.repeat(cells.length)}\n`
+      // Rows of a rebuilt table hold cells only, one per column.
+      return `${row}|${' --- |'.repeat(el.childNodes.length)}\n`
     },
   })
   td.addRule('table', {

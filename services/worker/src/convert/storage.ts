@@ -446,10 +446,10 @@ function adfExtension(node: Element, ctx: Context, depth: number): string {
   const content = adf && child(adf, 'ac:adf-content')
   if (adf && content && adf.attribs.type === 'panel') {
     const attributes = childElements(adf).filter((c) => c.name === 'ac:adf-attribute')
-    const attr = (key: string) =>
-      attributes.find((a) => a.attribs.key === key)
-        ? textOf(attributes.find((a) => a.attribs.key === key) as Element).trim()
-        : undefined
+    const attr = (key: string) => {
+      const found = attributes.find((a) => a.attribs.key === key)
+      return found && textOf(found).trim()
+    }
     const type = attr('panel-type') ?? 'info'
     const label = labelFor(ADF_PANELS[type] ?? type, undefined, attr('panel-icon-text'))
     return panel(label, children(content.children, ctx, depth + 1))
@@ -495,8 +495,9 @@ function taskList(node: Element, ctx: Context, depth: number): string {
 /** The page a macro points at: a `ri:page` among its parameters (possibly inside an ac:link). */
 function pageReference(node: Element, depth = 0): PageTarget | undefined {
   for (const c of childElements(node)) {
-    if (c.name === 'ri:page' || c.name === 'ri:blog-post') {
-      return { title: c.attribs['ri:content-title'] ?? '', spaceKey: c.attribs['ri:space-key'] }
+    const title = c.attribs['ri:content-title']
+    if ((c.name === 'ri:page' || c.name === 'ri:blog-post') && title) {
+      return { title, spaceKey: c.attribs['ri:space-key'] }
     }
     if (
       depth < 3 &&

@@ -51,13 +51,13 @@ const pull: FastifyPluginAsyncTypebox = async (fastify) => {
       })
       if (request.body.stream === true) return sendNdjson(reply, lines)
 
-      const last = JSON.parse((await lastLine(lines)) || '{}') as {
+      const last = JSON.parse(await lastLine(lines)) as {
         status?: string
         error?: string
         message?: string
       }
       if (last.status === 'success') return { status: 'success' }
-      if (abort.signal.aborted) return reply
+      // (A client that left is not answered: the error handler sees the closed socket.)
       const message = last.message ?? 'the pull did not finish'
       if (/file does not exist|not found/i.test(message)) {
         throw new AppError(404, ErrorCode.modelNotFound, `${name}: ${message}`)
