@@ -3,7 +3,7 @@ import { convertStorage } from '../../services/worker/src/convert/index.ts'
 import { normalizeWhitespace, toMarkdown } from '../../services/worker/src/convert/markdown.ts'
 import { prepare } from '../../services/worker/src/convert/storage.ts'
 import { hostBusySeconds } from '../lib/host-cpu.ts'
-import { note, reporter } from '../lib/report.ts'
+import { note, reporter, setting } from '../lib/report.ts'
 import { median, percentile } from '../lib/stats.ts'
 import { buildPage, buildTable } from './pages.ts'
 
@@ -31,17 +31,9 @@ const BENCH = 'convert'
 const report = reporter(BENCH)
 const log = (message: string) => note(BENCH, message)
 
-function setting(name: string, fallback: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer`)
-  return value
-}
-
-const ROUNDS = setting('BENCH_CONVERT_ROUNDS', 3)
-const PAGES_PER_RUN = setting('BENCH_CONVERT_PAGES', 600)
-const BASELINE_PAGES = setting('BENCH_CONVERT_BASELINE_PAGES', 200)
+const ROUNDS = setting('BENCH_CONVERT_ROUNDS', 3, true)
+const PAGES_PER_RUN = setting('BENCH_CONVERT_PAGES', 600, true)
+const BASELINE_PAGES = setting('BENCH_CONVERT_BASELINE_PAGES', 200, true)
 const WARMUP = 100
 const VARIANTS = 20
 

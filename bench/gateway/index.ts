@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path'
 import { request } from 'undici'
 import { type AutocannonResult, loadTest } from '../lib/autocannon.ts'
 import { hostBusySeconds } from '../lib/host-cpu.ts'
-import { note, reporter } from '../lib/report.ts'
+import { note, reporter, setting } from '../lib/report.ts'
 import { median, percentile } from '../lib/stats.ts'
 import { firstTokenProbe } from './first-token.ts'
 import { type ServerProcess, type Stats, startServer } from './processes.ts'
@@ -35,14 +35,6 @@ import { type ServerProcess, type Stats, startServer } from './processes.ts'
 const BENCH = 'gateway'
 const report = reporter(BENCH)
 const log = (message: string) => note(BENCH, message)
-
-function setting(name: string, fallback: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`)
-  return value
-}
 
 const DURATION_S = setting('BENCH_GATEWAY_DURATION_S', 8)
 const WARMUP_S = setting('BENCH_GATEWAY_WARMUP_S', 2)

@@ -17,3 +17,14 @@ export function reporter(bench: string): Report {
 export function note(bench: string, message: string): void {
   process.stderr.write(`[${bench}] ${message}\n`)
 }
+
+/** A positive number from the environment (a benchmark's knob), or its default. */
+export function setting(name: string, fallback: number, integer = false): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!(integer ? Number.isInteger(value) : Number.isFinite(value)) || value <= 0) {
+    throw new Error(`${name} must be a positive ${integer ? 'integer' : 'number'}`)
+  }
+  return value
+}

@@ -542,7 +542,10 @@ t.test('elements missing their attributes or bodies degrade quietly', async (t) 
       '<p><ac:link><ri:attachment /></ac:link><ac:link><ri:space /></ac:link><ac:link><ri:content-entity /></ac:link></p>',
       '[](confluence://attachment//)[](confluence://space/)[content](confluence://content/)\n',
     ],
-    ['<ac:image><ri:attachment /></ac:image><ac:image><ri:url /></ac:image>', '![](confluence://attachment//)\n'],
+    [
+      '<ac:image><ri:attachment /></ac:image><ac:image><ri:url /></ac:image>',
+      '![](confluence://attachment//)\n',
+    ],
     [
       '<table><caption>Totals</caption><tr><th>a</th></tr></table><table><caption> </caption><tr><td>b</td></tr></table>',
       '_Totals_\n\n| a |\n| --- |\n\n| b |\n| --- |\n',

@@ -8,6 +8,7 @@ import type {
 } from '../../../services/worker/node_modules/domhandler/dist/index.js'
 import { parseDocument } from '../../../services/worker/node_modules/htmlparser2/dist/index.js'
 import { convertStorage } from '../../../services/worker/src/convert/index.ts'
+import { NAVIGATION_MACROS } from '../../../services/worker/src/convert/storage.ts'
 
 // The converter against every storage-format page in ../shared/fixtures/confluence (real pages
 // and other tools' test material, see its README). Each page is checked for what must never be
@@ -125,33 +126,8 @@ const PARSE = {
   lowerCaseAttributeNames: true,
 }
 
-/** Macros whose body is navigation, which the converter drops (their content is not counted). */
-const NAVIGATION = new Set([
-  'toc',
-  'children',
-  'pagetree',
-  'pagetreesearch',
-  'livesearch',
-  'search',
-  'recently-updated',
-  'contentbylabel',
-  'content-by-label',
-  'blog-posts',
-  'listlabels',
-  'popular-labels',
-  'related-labels',
-  'labels-list',
-  'content-report-table',
-  'tasks-report-macro',
-  'incoming-links',
-  'outgoing-links',
-  'spaces',
-  'space-details',
-  'index',
-  'navmap',
-  'page-index',
-  'anchor',
-])
+// Macros whose body is navigation are dropped by the converter: their content is not counted.
+const NAVIGATION = NAVIGATION_MACROS
 const CODE = new Set(['code', 'noformat'])
 /** Elements whose text is not shown on the page, or is a raw macro body (code is checked apart). */
 const HIDDEN = new Set([

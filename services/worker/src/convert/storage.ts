@@ -36,7 +36,8 @@ export type Prepared = { html: string; code: string[]; warnings: string[] }
 /** Deeper nesting than this is flattened to its text: no page needs it, and it bounds recursion. */
 export const MAX_DEPTH = 64
 
-const NAVIGATION_MACROS = new Set([
+/** Macros that only navigate (tables of contents, page trees, searches): dropped. */
+export const NAVIGATION_MACROS: ReadonlySet<string> = new Set([
   'toc',
   'children',
   'pagetree',
