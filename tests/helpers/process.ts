@@ -15,15 +15,48 @@ export type Service = {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
+/** A child's environment: only PATH, tap's coverage directory and what the test sets. */
+const childEnv = (env: Record<string, string>) => ({
+  PATH: process.env.PATH ?? '',
+  NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '',
+  ...env,
+})
+
+const SOURCE = '--conditions=@confluence-bot/source'
+
+export type Run = { code: number | null; stdout: string; stderr: string }
+
+/** Runs a script once on this Node with the source condition, as `pnpm` does; input on stdin. */
+export function runScript(
+  entry: string,
+  args: string[],
+  options: { input?: string; env?: Record<string, string> } = {},
+): Promise<Run> {
+  const child = spawn(process.execPath, [SOURCE, entry, ...args], {
+    cwd: REPO_ROOT,
+    env: childEnv(options.env ?? {}),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk
+  })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk
+  })
+  child.stdin.end(options.input)
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
 /** Runs a service entry point on this Node with the source condition, as `pnpm start` does. */
 export function runService(t: Teardown, entry: string, env: Record<string, string>): Service {
-  const child = spawn(process.execPath, ['--conditions=@confluence-bot/source', entry], {
+  const child = spawn(process.execPath, [SOURCE, entry], {
     cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '',
-      ...env,
-    },
+    env: childEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''

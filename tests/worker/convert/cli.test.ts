@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { type ConvertOptions, convertStorage } from '../../../services/worker/src/convert/index.ts'
-import { REPO_ROOT } from '../../helpers/process.ts'
+import { tempDir } from '../../helpers/api.ts'
+import { type Run, runScript } from '../../helpers/process.ts'
 
 // `cnfl convert` as an operator runs it: a child process on this Node with the source condition,
 // as `pnpm cnfl` starts it. Its stdout must be exactly what the worker would index.
@@ -29,38 +27,8 @@ about <ac:structured-macro ac:name="jira"><ac:parameter ac:name="key">OPS-12</ac
 <ac:structured-macro ac:name="info"><ac:rich-text-body><p>Back up first.</p></ac:rich-text-body></ac:structured-macro>
 <p><ac:image><ri:attachment ri:filename="diagram.png" /></ac:image></p>`
 
-async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cnfl-cli-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
-type Run = { code: number | null; stdout: string; stderr: string }
-
-function cnfl(args: string[], input?: string, env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(process.execPath, ['--conditions=@confluence-bot/source', ENTRY, ...args], {
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '',
-      ...env,
-    },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk
-  })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk
-  })
-  child.stdin.end(input)
-  return new Promise((resolve, reject) => {
-    child.once('error', reject)
-    child.once('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+const cnfl = (args: string[], input?: string, env: Record<string, string> = {}) =>
+  runScript(ENTRY, args, { input, env })
 
 const markdown = (storage: string, options: ConvertOptions = {}) =>
   convertStorage(storage, options).markdown
