@@ -43,6 +43,17 @@ export const CommonEnvSchema = Type.Object({
     description: 'LanceDB directory, or s3://bucket/prefix for object storage',
   }),
   SHUTDOWN_GRACE_MS: Millis(10_000, 'How long a shutdown may take before the process exits hard'),
+  CONFLUENCE_ALLOWED_HOSTS: Type.String({
+    default: '',
+    description:
+      'Comma-separated hosts a source base_url may name when they resolve to loopback, private or link-local addresses (public hosts are always allowed)',
+  }),
+  EXPORTS_DIR: Type.String({
+    minLength: 1,
+    default: './data/exports',
+    description:
+      'Where uploaded HTML space export zips are kept (a volume shared by api and worker)',
+  }),
 })
 
 export const ApiEnvSchema = Type.Object({
@@ -80,6 +91,55 @@ export const WorkerEnvSchema = Type.Object({
     maximum: 64,
     default: 4,
     description: 'Jobs a worker process runs at once per queue',
+  }),
+  WORKER_LOCK_MS: Millis(
+    30_000,
+    'Lock a worker holds on an active job; a job whose worker died is retried after it lapses',
+  ),
+  CONFLUENCE_USERNAME: Type.String({
+    default: '',
+    description:
+      'Default Confluence user (Cloud: e-mail) for sources registered without credentials',
+  }),
+  CONFLUENCE_TOKEN: Type.String({
+    default: '',
+    description:
+      'Default Confluence API token, PAT or password (Bearer when CONFLUENCE_USERNAME is empty)',
+  }),
+  CONFLUENCE_REQUESTS_PER_SECOND: Type.Number({
+    exclusiveMinimum: 0,
+    maximum: 1000,
+    default: 5,
+    description:
+      'Requests per second to one Confluence source, across all workers (per-source override: rate_limit)',
+  }),
+  CONFLUENCE_TIMEOUT_MS: Millis(
+    60_000,
+    'Time one Confluence request may take before it is retried',
+  ),
+  SYNC_BATCH_PAGES: Type.Integer({
+    minimum: 1,
+    maximum: 250,
+    default: 25,
+    description: 'Changed pages fetched, converted, embedded and written per batch job',
+  }),
+  SYNC_MAX_DELETE_SHARE: Type.Number({
+    minimum: 0,
+    maximum: 1,
+    default: 0.2,
+    description:
+      'Largest share of a space a sync may delete unless it is run with force (guards against a broken credential wiping the index)',
+  }),
+  EMBED_BATCH_SIZE: Type.Integer({
+    minimum: 1,
+    maximum: 1024,
+    default: 32,
+    description: 'Chunks per Ollama embed call',
+  }),
+  VECTOR_INDEX_MIN_ROWS: Type.Integer({
+    minimum: 256,
+    default: 10_000,
+    description: 'Rows from which the chunk table gets a vector index (smaller tables are scanned)',
   }),
 })
 

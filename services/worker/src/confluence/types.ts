@@ -1,0 +1,75 @@
+// What the sync pipeline needs from a Confluence source, whatever its kind: Cloud (REST v2, CQL
+// through v1), Server/Data Center (REST v1) or an offline HTML space export zip. Every id is a
+// string; `version` is the page's version number on REST and a content hash for an export, so
+// "same version" always means "nothing to do".
+
+export type SourceKind = 'cloud' | 'datacenter' | 'export'
+
+export type SourceAuth =
+  | { type: 'basic'; username: string; token: string }
+  | { type: 'bearer'; token: string }
+
+export type SourceTls = {
+  /** PEM bundle of the CA(s) that sign the server's certificate (added to the default roots). */
+  ca_cert?: string
+  /** false accepts any certificate for this source only; never the process-wide switch. */
+  reject_unauthorized?: boolean
+}
+
+/** A registered source as stored (credentials are kept apart; see SourceAuth). */
+export type SourceSpec = {
+  id: string
+  name: string
+  kind: SourceKind
+  /** Cloud `https://acme.atlassian.net/wiki`, DC `https://wiki.acme.com/confluence`; '' for export. */
+  base_url: string
+  spaces: string[]
+  cql?: string
+  root_page_id?: string
+  labels?: { include?: string[]; exclude?: string[] }
+  schedule?: string
+  rate_limit?: { requests_per_second: number }
+  tls?: SourceTls
+  /** export only: the zip on disk. */
+  export_path?: string
+  created_at: string
+}
+
+export type PageRef = {
+  id: string
+  spaceKey: string
+  title: string
+  /** Version number as a string on REST; a content hash for an export. */
+  version: string
+  parentId?: string
+  labels: string[]
+  /** ISO time of the current version. */
+  updatedAt?: string
+  /** Web URL to cite: `${base}/spaces/KEY/pages/ID…` or `${base}/pages/viewpage.action?pageId=ID`. */
+  url: string
+  /** Last editor, when the listing says (DC/v1 `version.by`), for resolving user mentions. */
+  author?: { id: string; name: string }
+}
+
+export type PageBody = PageRef & {
+  /** Storage-format XHTML (REST) or the export's rendered `#main-content` HTML. */
+  body: string
+  format: 'storage' | 'view'
+}
+
+/** Why one page could not be read; recorded and skipped, never aborting the space. */
+export type PageFailure = { id: string; message: string; status?: number }
+
+export interface ConfluenceSource {
+  readonly kind: SourceKind
+  /** Every page in scope (spaces, then narrowed by cql / root page / labels), without bodies. */
+  listPages(signal?: AbortSignal): AsyncIterable<PageRef>
+  /** Space key → space name, for breadcrumbs (after or during listPages). */
+  spaceNames(): Promise<Map<string, string>>
+  /** Bodies of these pages. A page that cannot be read comes back as a PageFailure. */
+  fetchBodies(
+    refs: readonly PageRef[],
+    signal?: AbortSignal,
+  ): Promise<Array<PageBody | PageFailure>>
+  close(): Promise<void>
+}
