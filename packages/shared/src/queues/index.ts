@@ -1,17 +1,62 @@
-// The queue contract shared by the api (producer) and the worker (consumer): queue names, the
-// key prefix, default job options and job-id builders. Plain data only: each service builds
-// its own Queue/Worker instances from these definitions in its composition root.
+// The queue contract shared by the api (producer) and the worker (consumer): queue names, job
+// names and payloads, the key prefix, default job options and job-id builders. Plain data only:
+// each service builds its own Queue/Worker instances from these definitions in its composition
+// root.
 
 export const QUEUE_PREFIX = 'cnfl'
 
 export const QueueName = {
-  /** Crawls a Confluence source and keeps its pages in the index (jobs arrive with ingestion). */
+  /** One job per sync of a source: list, diff, fan out page batches, then delete and maintain. */
   sync: 'confluence-sync',
+  /** Batches of changed pages: fetch, convert, chunk, embed and write; spread over workers. */
+  pages: 'confluence-pages',
 } as const
 
 export type QueueNameValue = (typeof QueueName)[keyof typeof QueueName]
 
 export const ALL_QUEUES: readonly QueueNameValue[] = Object.values(QueueName)
+
+export const JobName = {
+  sync: 'sync',
+  pages: 'pages',
+  /** Removes every chunk of a deleted source. */
+  purge: 'purge',
+} as const
+
+export type SyncJobData = {
+  source_id: string
+  /** Reconvert and re-embed every page, not only the changed ones. */
+  full?: boolean
+  /** Delete pages gone from Confluence even beyond SYNC_MAX_DELETE_SHARE. */
+  force?: boolean
+}
+
+export type PurgeJobData = { source_id: string }
+
+/** Counters a sync reports through job.updateProgress (dashboard and GET /api/jobs/:id). */
+export type SyncProgress = {
+  discovered: number
+  converted: number
+  embedded: number
+  unchanged: number
+  deleted: number
+  failed: number
+}
+
+export const emptyProgress = (): SyncProgress => ({
+  discovered: 0,
+  converted: 0,
+  embedded: 0,
+  unchanged: 0,
+  deleted: 0,
+  failed: 0,
+})
+
+/** What a finished sync returns (job.returnvalue); errors are per page where a page is known. */
+export type SyncResult = {
+  progress: SyncProgress
+  errors: Array<{ page_id?: string; message: string }>
+}
 
 /** Retries with exponential backoff and jitter; bounded retention by count and age. */
 export const defaultJobOptions = {
@@ -26,3 +71,9 @@ export function jobId(kind: string, ...parts: Array<string | number>): string {
   const clean = [kind, ...parts].map((p) => String(p).replace(/[^A-Za-z0-9_.-]+/g, '_'))
   return clean.join('-')
 }
+
+/** The Job Scheduler that runs a source's periodic sync. */
+export const syncSchedulerId = (sourceId: string) => jobId('schedule', sourceId)
+
+/** Deduplication key: one sync of a source waits or runs at a time. */
+export const syncDedupId = (sourceId: string) => jobId('sync', sourceId)

@@ -3,37 +3,15 @@
 // string; `version` is the page's version number on REST and a content hash for an export, so
 // "same version" always means "nothing to do".
 
-export type SourceKind = 'cloud' | 'datacenter' | 'export'
+// The source records themselves are shared with the api (packages/shared/src/sources).
+export type {
+  SourceAuth,
+  SourceKind,
+  SourceSpec,
+  SourceTls,
+} from '@confluence-bot/shared'
 
-export type SourceAuth =
-  | { type: 'basic'; username: string; token: string }
-  | { type: 'bearer'; token: string }
-
-export type SourceTls = {
-  /** PEM bundle of the CA(s) that sign the server's certificate (added to the default roots). */
-  ca_cert?: string
-  /** false accepts any certificate for this source only; never the process-wide switch. */
-  reject_unauthorized?: boolean
-}
-
-/** A registered source as stored (credentials are kept apart; see SourceAuth). */
-export type SourceSpec = {
-  id: string
-  name: string
-  kind: SourceKind
-  /** Cloud `https://acme.atlassian.net/wiki`, DC `https://wiki.acme.com/confluence`; '' for export. */
-  base_url: string
-  spaces: string[]
-  cql?: string
-  root_page_id?: string
-  labels?: { include?: string[]; exclude?: string[] }
-  schedule?: string
-  rate_limit?: { requests_per_second: number }
-  tls?: SourceTls
-  /** export only: the zip on disk. */
-  export_path?: string
-  created_at: string
-}
+import type { SourceKind } from '@confluence-bot/shared'
 
 export type PageRef = {
   id: string

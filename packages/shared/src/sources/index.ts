@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import { QUEUE_PREFIX } from '../queues/index.ts'
+
+// The registry of Confluence sources, kept in Redis next to the queues so the api (which
+// registers them) and every worker (which syncs them) read one truth. Credentials live in a
+// hash of their own: the source record that endpoints return and jobs reference never holds
+// them, and job data only ever carries a source id.
+
+export type SourceKind = 'cloud' | 'datacenter' | 'export'
+
+export type SourceAuth =
+  | { type: 'basic'; username: string; token: string }
+  | { type: 'bearer'; token: string }
+
+export type SourceTls = {
+  /** PEM bundle of the CA(s) that sign the server's certificate (added to the default roots). */
+  ca_cert?: string
+  /** false accepts any certificate for this source only; never the process-wide switch. */
+  reject_unauthorized?: boolean
+}
+
+/** A registered source as stored and returned (never with its credentials). */
+export type SourceSpec = {
+  id: string
+  name: string
+  kind: SourceKind
+  /** Cloud `https://acme.atlassian.net/wiki`, DC `https://wiki.acme.com/confluence`; '' for export. */
+  base_url: string
+  spaces: string[]
+  cql?: string
+  root_page_id?: string
+  labels?: { include?: string[]; exclude?: string[] }
+  /** Cron pattern of the periodic sync (a BullMQ Job Scheduler). */
+  schedule?: string
+  rate_limit?: { requests_per_second: number }
+  tls?: SourceTls
+  /** export only: the zip on disk (under EXPORTS_DIR). */
+  export_path?: string
+  created_at: string
+}
+
+export type SourceInput = Omit<SourceSpec, 'id' | 'created_at'> & { auth?: SourceAuth }
+
+const SOURCES = `${QUEUE_PREFIX}:sources`
+const NAMES = `${QUEUE_PREFIX}:source-names`
+const SECRETS = `${QUEUE_PREFIX}:source-secrets`
+
+export class SourceNameTakenError extends Error {
+  override name = 'SourceNameTakenError'
+}
+
+export function newSourceId(): string {
+  return `src_${randomBytes(6).toString('hex')}`
+}
+
+/** The source record without anything secret, in a stable key order. */
+export function publicSource(spec: SourceSpec): SourceSpec {
+  const { tls, ...rest } = spec
+  // A CA bundle is public data, but it is bulky; say that one is set instead of echoing it.
+  return tls === undefined
+    ? rest
+    : {
+        ...rest,
+        tls: {
+          ...(tls.ca_cert !== undefined ? { ca_cert: '(set)' } : {}),
+          ...(tls.reject_unauthorized !== undefined
+            ? { reject_unauthorized: tls.reject_unauthorized }
+            : {}),
+        },
+      }
+}
+
+export async function createSource(
+  redis: Redis,
+  input: SourceInput,
+  id: string = newSourceId(),
+): Promise<SourceSpec> {
+  const { auth, ...rest } = input
+  const spec: SourceSpec = { id, ...rest, created_at: new Date().toISOString() }
+  // The name is claimed first so two concurrent registrations of one name cannot both win.
+  if ((await redis.hsetnx(NAMES, spec.name, id)) === 0) {
+    throw new SourceNameTakenError(`A source named "${spec.name}" already exists`)
+  }
+  const tx = redis.multi().hset(SOURCES, id, JSON.stringify(spec))
+  if (auth !== undefined) tx.hset(SECRETS, id, JSON.stringify(auth))
+  await tx.exec()
+  return spec
+}
+
+export async function getSource(redis: Redis, id: string): Promise<SourceSpec | undefined> {
+  const raw = await redis.hget(SOURCES, id)
+  return raw === null ? undefined : (JSON.parse(raw) as SourceSpec)
+}
+
+export async function listSources(redis: Redis): Promise<SourceSpec[]> {
+  const all = await redis.hvals(SOURCES)
+  return all
+    .map((raw) => JSON.parse(raw) as SourceSpec)
+    .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))
+}
+
+/** The credentials registered with a source, for the worker's client only. */
+export async function sourceAuth(redis: Redis, id: string): Promise<SourceAuth | undefined> {
+  const raw = await redis.hget(SECRETS, id)
+  return raw === null ? undefined : (JSON.parse(raw) as SourceAuth)
+}
+
+export async function removeSource(redis: Redis, spec: SourceSpec): Promise<void> {
+  await redis.multi().hdel(SOURCES, spec.id).hdel(SECRETS, spec.id).hdel(NAMES, spec.name).exec()
+}
