@@ -14,9 +14,8 @@
  * The body is a rendered form of the storage XHTML (the real exporter writes the view): plain
  * XHTML is its own view; the code and noformat macros become the syntaxhighlighter `<pre>` panels
  * Confluence writes (code escaped, language as `brush`, `java` when unset as older Confluence
- * renders it); `ac:link` to a page of the export
- * becomes `<a href="Title_ID.html">`, to a page outside it `/display/KEY/Title` (under `baseUrl`
- * when given); images point at `attachments/…`; emoticons are icon images; panels (info, note,
+ * renders it); `ac:link` to a page of the export becomes `<a href="Title_ID.html">`, to a page
+ * outside it `/display/KEY/Title` (under `baseUrl` when given); images point at `attachments/…`; emoticons are icon images; panels (info, note,
  * tip, warning) are information-macro divs; any other macro is its rich-text body (a plain-text
  * body as `<pre>`). The rendering is string-based: storage from the stand-in is well-formed XHTML.
  *
