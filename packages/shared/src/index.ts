@@ -1,5 +1,6 @@
 export * from './config/index.ts'
 export * from './errors/index.ts'
+export * from './index-schema/index.ts'
 export * from './logging/index.ts'
 export * from './queues/index.ts'
 export * from './sources/index.ts'
