@@ -6,10 +6,13 @@ import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { type ConvertOptions, convertStorage } from '../services/worker/src/convert/index.ts'
+import { INGEST_USAGE, ingest, UsageError } from './ingest.ts'
 
 const USAGE = `Usage: cnfl <command> [options]
 
 Commands:
+  ingest SOURCE_ID  Run one sync of a source in the foreground, progress on stderr (or register
+                    one first with --export FILE.zip or --kind; see below).
   convert FILE      Print the markdown of a Confluence storage-format page. FILE is storage
                     XHTML, a REST response (.json, v1 or v2) holding body.storage, or - for
                     stdin. Warnings go to stderr.
@@ -25,7 +28,8 @@ Options of convert:
   and id; the options override them.
 
   -h, --help        this help
-`
+
+${INGEST_USAGE}`
 
 class CliError extends Error {}
 
@@ -145,6 +149,10 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'convert') return convert(rest)
+  if (command === 'ingest') {
+    const base = process.env.npm_lifecycle_event === 'cnfl' ? process.env.INIT_CWD : undefined
+    return ingest(rest, base ?? process.cwd())
+  }
   throw new CliError(`unknown command '${command}' (cnfl --help lists the commands)`)
 }
 
@@ -162,5 +170,5 @@ try {
     // A CliError says what went wrong in one line; anything else is shown the same way.
     process.stderr.write(`cnfl: ${message}\n`)
   }
-  process.exitCode = 1
+  process.exitCode = err instanceof UsageError ? 2 : 1
 }

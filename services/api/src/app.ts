@@ -19,6 +19,7 @@ import { SourceSchema, UsageSchema } from './schemas/chat.ts'
 import { ErrorSchema } from './schemas/common.ts'
 import { CheckSchema } from './schemas/health.ts'
 import { ModelSchema } from './schemas/models.ts'
+import { ConfluenceSourceSchema, JobSchema } from './schemas/sources.ts'
 
 export type BuildOptions = {
   config: ApiConfig
@@ -45,7 +46,15 @@ export function buildApp(options: BuildOptions): FastifyInstance {
     logController: new OneLineRequestLog(),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  for (const schema of [ErrorSchema, SourceSchema, UsageSchema, ModelSchema, CheckSchema]) {
+  for (const schema of [
+    ErrorSchema,
+    SourceSchema,
+    UsageSchema,
+    ModelSchema,
+    CheckSchema,
+    ConfluenceSourceSchema,
+    JobSchema,
+  ]) {
     app.addSchema(schema)
   }
   app.addHook('onRequest', async (request, reply) => {

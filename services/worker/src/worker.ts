@@ -14,7 +14,12 @@ import { startHealthServer } from './health.ts'
 // per-job logger, and owns the shutdown order: stop taking jobs and let the active ones finish,
 // then close Redis and the probe endpoint.
 
-export type ProcessorDeps = { log: Logger; config: WorkerConfig }
+export type ProcessorDeps = {
+  log: Logger
+  config: WorkerConfig
+  /** The job's lock token (for moveToWaitingChildren and friends). */
+  token?: string
+}
 export type Processor = (job: Job, deps: ProcessorDeps) => Promise<unknown>
 export type ProcessorRegistry = Partial<Record<QueueNameValue, Record<string, Processor>>>
 
@@ -51,7 +56,7 @@ export async function startWorker(
     const processors = registry[queue] ?? {}
     const worker = new Worker(
       queue,
-      async (job) => {
+      async (job, token) => {
         const processor = processors[job.name]
         if (!processor) {
           throw new UnrecoverableError(`No processor for job "${job.name}" on queue "${queue}"`)
@@ -62,9 +67,17 @@ export async function startWorker(
           jobId: job.id,
           attempt: job.attemptsMade + 1,
         })
-        return processor(job, { log: jobLog, config })
+        return processor(job, { log: jobLog, config, token })
       },
-      { connection, prefix: QUEUE_PREFIX, concurrency: config.WORKER_CONCURRENCY, autorun: true },
+      {
+        connection,
+        prefix: QUEUE_PREFIX,
+        concurrency: config.WORKER_CONCURRENCY,
+        autorun: true,
+        // A job whose worker died is seen as stalled once its lock lapses, then run again.
+        lockDuration: config.WORKER_LOCK_MS,
+        stalledInterval: config.WORKER_LOCK_MS,
+      },
     )
     worker.on('error', (err) => log.error({ err, queue }, 'worker error'))
     worker.on('failed', (job, err) =>

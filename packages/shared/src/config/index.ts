@@ -76,6 +76,11 @@ export const ApiEnvSchema = Type.Object({
     'Time to open a connection to Ollama; answers and model loads have no timeout',
   ),
   HEALTH_TIMEOUT_MS: Millis(2_000, 'Time each readiness check may take'),
+  EXPORT_UPLOAD_LIMIT: Type.Integer({
+    minimum: 1024,
+    default: 2 * 1024 * 1024 * 1024,
+    description: 'Largest HTML space export zip the upload route accepts, in bytes',
+  }),
 })
 
 export const WorkerEnvSchema = Type.Object({

@@ -77,3 +77,22 @@ export const syncSchedulerId = (sourceId: string) => jobId('schedule', sourceId)
 
 /** Deduplication key: one sync of a source waits or runs at a time. */
 export const syncDedupId = (sourceId: string) => jobId('sync', sourceId)
+
+/** Redis keys of one sync run (keyed by the sync job id), kept as long as failed jobs are. */
+export const runKeys = (syncJobId: string) => ({
+  counters: `${QUEUE_PREFIX}:run:${syncJobId}`,
+  /** Page batches already counted, so a retried batch is not counted twice. */
+  counted: `${QUEUE_PREFIX}:run:${syncJobId}:counted`,
+  errors: `${QUEUE_PREFIX}:run:${syncJobId}:errors`,
+})
+
+export const RUN_TTL_S = defaultJobOptions.removeOnFail.age
+
+/** Per-page errors kept per run; beyond this the count still grows, the list does not. */
+export const MAX_RUN_ERRORS = 1_000
+
+/** The job a source's Job Scheduler creates on each tick. */
+export const scheduledSyncTemplate = (sourceId: string) => ({
+  name: JobName.sync,
+  data: { source_id: sourceId } satisfies SyncJobData,
+})

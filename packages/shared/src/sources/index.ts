@@ -106,6 +106,13 @@ export async function sourceAuth(redis: Redis, id: string): Promise<SourceAuth |
   return raw === null ? undefined : (JSON.parse(raw) as SourceAuth)
 }
 
+/** Rewrites a source's record (not its name or credentials): e.g. an export's space key. */
+export async function updateSource(redis: Redis, spec: SourceSpec): Promise<void> {
+  if ((await redis.hexists(SOURCES, spec.id)) === 1) {
+    await redis.hset(SOURCES, spec.id, JSON.stringify(spec))
+  }
+}
+
 export async function removeSource(redis: Redis, spec: SourceSpec): Promise<void> {
   await redis.multi().hdel(SOURCES, spec.id).hdel(SECRETS, spec.id).hdel(NAMES, spec.name).exec()
 }

@@ -2,10 +2,13 @@ import type { FastifyInstance } from 'fastify'
 import chat from './chat.ts'
 import generate from './generate.ts'
 import health from './health.ts'
+import jobs from './jobs.ts'
 import models from './models.ts'
 import pull from './pull.ts'
+import sources from './sources.ts'
 
-// /api: health is open; everything else needs a reader key, and model pulls an admin key.
+// /api: health is open; everything else needs a reader key; model pulls, sources and jobs
+// need an admin key.
 // Each role is an encapsulated scope with its own onRequest hook.
 export default async function api(fastify: FastifyInstance) {
   await fastify.register(health)
@@ -20,5 +23,7 @@ export default async function api(fastify: FastifyInstance) {
   await fastify.register(async (admins) => {
     admins.addHook('onRequest', admins.requireRole('admin'))
     await admins.register(pull)
+    await admins.register(sources)
+    await admins.register(jobs)
   })
 }

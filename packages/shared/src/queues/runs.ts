@@ -1,0 +1,65 @@
+import type { Redis } from 'ioredis'
+import {
+  emptyProgress,
+  MAX_RUN_ERRORS,
+  RUN_TTL_S,
+  runKeys,
+  type SyncProgress,
+  type SyncResult,
+} from './index.ts'
+
+// A sync's counters and per-page errors live in Redis, not in one process: the page batches
+// that feed them run on any worker. Each batch adds its figures exactly once (a retried batch
+// finds itself in the `counted` set), so counters stay true under retries and crashes.
+
+type Counter = keyof SyncProgress
+const COUNTERS: readonly Counter[] = Object.keys(emptyProgress()) as Counter[]
+
+// KEYS: counters, counted, errors. ARGV: batch id, ttl, max errors, errors JSON, then
+// counter/amount pairs. Returns 0 when the batch was already counted.
+const ADD_ONCE = `
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+for i = 5, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local errors = cjson.decode(ARGV[4])
+for _, e in ipairs(errors) do redis.call('RPUSH', KEYS[3], e) end
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+return 1
+`
+
+export type PageError = { page_id?: string; message: string }
+
+export async function addToRun(
+  redis: Redis,
+  runId: string,
+  batchId: string,
+  counts: Partial<SyncProgress>,
+  errors: readonly PageError[] = [],
+): Promise<boolean> {
+  const keys = runKeys(runId)
+  const pairs = Object.entries(counts).flatMap(([k, v]) => [k, String(v)])
+  const added = await redis.eval(
+    ADD_ONCE,
+    3,
+    keys.counters,
+    keys.counted,
+    keys.errors,
+    batchId,
+    String(RUN_TTL_S),
+    String(MAX_RUN_ERRORS),
+    JSON.stringify(errors.map((e) => JSON.stringify(e))),
+    ...pairs,
+  )
+  return added === 1
+}
+
+export async function readRun(redis: Redis, runId: string): Promise<SyncResult> {
+  const keys = runKeys(runId)
+  const [counters, errors] = await Promise.all([
+    redis.hgetall(keys.counters),
+    redis.lrange(keys.errors, 0, -1),
+  ])
+  const progress = emptyProgress()
+  for (const name of COUNTERS) progress[name] = Number(counters[name] ?? 0)
+  return { progress, errors: errors.map((e) => JSON.parse(e) as PageError) }
+}

@@ -1,0 +1,294 @@
+import { createWriteStream } from 'node:fs'
+import { mkdir, rename, rm } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { Transform } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import {
+  AppError,
+  checkSourceHost,
+  createSource,
+  ErrorCode,
+  getSource,
+  JobName,
+  jobId,
+  listSources,
+  newSourceId,
+  publicSource,
+  QueueName,
+  removeSource,
+  SourceHostError,
+  SourceNameTakenError,
+  type SourceSpec,
+  scheduledSyncTemplate,
+  sourceAuth,
+  syncDedupId,
+  syncSchedulerId,
+} from '@confluence-bot/shared'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance } from 'fastify'
+import { checkExportZip } from '../../lib/export-zip.ts'
+import { errorResponses } from '../../schemas/common.ts'
+import {
+  ConfluenceSourceSchema,
+  ExportUploadQuery,
+  JobAcceptedSchema,
+  SourceCreateSchema,
+  SourceIdParams,
+  SourceListSchema,
+  SyncRequestSchema,
+} from '../../schemas/sources.ts'
+
+// Confluence sources (admin): register, list, delete, sync, and upload an HTML space export.
+// A source's periodic sync is a BullMQ Job Scheduler created and removed with it.
+
+const ZIP_TYPES = ['application/zip', 'application/x-zip-compressed', 'application/octet-stream']
+
+async function view(fastify: FastifyInstance, spec: SourceSpec) {
+  return {
+    ...publicSource(spec),
+    has_credentials: (await sourceAuth(fastify.redis, spec.id)) !== undefined,
+  }
+}
+
+async function found(fastify: FastifyInstance, id: string): Promise<SourceSpec> {
+  const spec = await getSource(fastify.redis, id)
+  if (spec === undefined) throw new AppError(404, ErrorCode.sourceNotFound, `No source ${id}`)
+  return spec
+}
+
+async function schedule(fastify: FastifyInstance, spec: SourceSpec): Promise<void> {
+  if (spec.schedule === undefined) return
+  const template = scheduledSyncTemplate(spec.id)
+  try {
+    await fastify.queues[QueueName.sync].upsertJobScheduler(
+      syncSchedulerId(spec.id),
+      { pattern: spec.schedule, tz: 'UTC' },
+      template,
+    )
+  } catch (err) {
+    await removeSource(fastify.redis, spec)
+    throw new AppError(
+      400,
+      ErrorCode.validation,
+      `body/schedule "${spec.schedule}" is not a valid cron pattern: ${(err as Error).message}`,
+    )
+  }
+}
+
+async function enqueueSync(
+  fastify: FastifyInstance,
+  sourceId: string,
+  body: { full?: boolean; force?: boolean } = {},
+) {
+  const wanted = jobId('sync', sourceId, Date.now())
+  const job = await fastify.queues[QueueName.sync].add(
+    JobName.sync,
+    { source_id: sourceId, ...body },
+    { jobId: wanted, deduplication: { id: syncDedupId(sourceId) } },
+  )
+  return { job_id: job.id as string, deduplicated: job.id !== wanted }
+}
+
+/** Streams a request body to `path`, refusing it past `limit` bytes. */
+async function saveUpload(stream: NodeJS.ReadableStream, path: string, limit: number) {
+  let size = 0
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      size += chunk.length
+      if (size > limit) {
+        done(
+          new AppError(
+            413,
+            ErrorCode.payloadTooLarge,
+            `The export is over ${limit} bytes (EXPORT_UPLOAD_LIMIT)`,
+          ),
+        )
+      } else done(null, chunk)
+    },
+  })
+  await pipeline(stream, counter, createWriteStream(path))
+  return size
+}
+
+const sources: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { config } = fastify
+  // An uploaded zip is streamed to disk as it arrives, never held in memory.
+  fastify.addContentTypeParser(ZIP_TYPES, (_request, payload, done) => done(null, payload))
+
+  fastify.post(
+    '/sources',
+    {
+      schema: {
+        tags: ['sources'],
+        summary: 'Register a Confluence Cloud or Data Center source (admin)',
+        body: SourceCreateSchema,
+        response: {
+          201: ConfluenceSourceSchema,
+          ...errorResponses(400, 401, 403, 409, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body
+      try {
+        await checkSourceHost(body.base_url, config.CONFLUENCE_ALLOWED_HOSTS)
+      } catch (err) {
+        if (err instanceof SourceHostError) {
+          throw new AppError(400, ErrorCode.sourceRefused, err.message)
+        }
+        throw err
+      }
+      const input = { ...body, base_url: body.base_url.replace(/\/+$/, '') }
+      let spec: SourceSpec
+      try {
+        spec = await createSource(fastify.redis, input)
+      } catch (err) {
+        if (err instanceof SourceNameTakenError) {
+          throw new AppError(409, ErrorCode.sourceExists, err.message)
+        }
+        throw err
+      }
+      await schedule(fastify, spec)
+      reply.code(201)
+      return view(fastify, spec)
+    },
+  )
+
+  fastify.get(
+    '/sources',
+    {
+      schema: {
+        tags: ['sources'],
+        summary: 'List the registered sources (admin)',
+        response: { 200: SourceListSchema, ...errorResponses(401, 403, 503) },
+      },
+    },
+    async () => {
+      const all = await listSources(fastify.redis)
+      return { sources: await Promise.all(all.map((spec) => view(fastify, spec))) }
+    },
+  )
+
+  fastify.get(
+    '/sources/:id',
+    {
+      schema: {
+        tags: ['sources'],
+        summary: 'One source (admin)',
+        params: SourceIdParams,
+        response: { 200: ConfluenceSourceSchema, ...errorResponses(401, 403, 404, 503) },
+      },
+    },
+    async (request) => view(fastify, await found(fastify, request.params.id)),
+  )
+
+  fastify.delete(
+    '/sources/:id',
+    {
+      schema: {
+        tags: ['sources'],
+        summary: 'Delete a source; a purge job removes its chunks from the index (admin)',
+        params: SourceIdParams,
+        response: { 202: JobAcceptedSchema, ...errorResponses(401, 403, 404, 503) },
+      },
+    },
+    async (request, reply) => {
+      const spec = await found(fastify, request.params.id)
+      await fastify.queues[QueueName.sync].removeJobScheduler(syncSchedulerId(spec.id))
+      await removeSource(fastify.redis, spec)
+      const job = await fastify.queues[QueueName.sync].add(
+        JobName.purge,
+        { source_id: spec.id, export_path: spec.export_path },
+        { jobId: jobId('purge', spec.id) },
+      )
+      reply.code(202)
+      return { job_id: job.id as string }
+    },
+  )
+
+  fastify.post(
+    '/sources/:id/sync',
+    {
+      schema: {
+        tags: ['sources'],
+        summary: 'Start a sync of a source (admin)',
+        description:
+          'Answers 202 with the job id. While a sync of the same source waits or runs, the id of that sync is returned instead (`deduplicated: true`).',
+        params: SourceIdParams,
+        body: SyncRequestSchema,
+        response: { 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 404, 503) },
+      },
+    },
+    async (request, reply) => {
+      const spec = await found(fastify, request.params.id)
+      reply.code(202)
+      return enqueueSync(fastify, spec.id, request.body ?? {})
+    },
+  )
+
+  fastify.post(
+    '/sources/export',
+    {
+      schema: {
+        tags: ['sources'],
+        summary: 'Upload a Confluence HTML space export zip as a new source, and sync it (admin)',
+        description:
+          'The body is the zip itself (`Content-Type: application/zip`), streamed to EXPORTS_DIR. Answers 201 with the source; its first sync is queued.',
+        querystring: ExportUploadQuery,
+        response: { 201: ConfluenceSourceSchema, ...errorResponses(400, 401, 403, 409, 413, 503) },
+      },
+    },
+    async (request, reply) => {
+      if (!ZIP_TYPES.includes(String(request.headers['content-type']).split(';')[0] as string)) {
+        throw new AppError(
+          415,
+          ErrorCode.unsupportedMediaType,
+          'Send the export zip as the body with Content-Type: application/zip',
+        )
+      }
+      const id = newSourceId()
+      const dir = resolve(config.EXPORTS_DIR)
+      await mkdir(dir, { recursive: true })
+      const partial = join(dir, `${id}.zip.part`)
+      let export_path = `${id}.zip`
+      try {
+        await saveUpload(request.body as NodeJS.ReadableStream, partial, config.EXPORT_UPLOAD_LIMIT)
+        await checkExportZip(partial)
+        await rename(partial, join(dir, export_path))
+      } catch (err) {
+        await rm(partial, { force: true })
+        if (err instanceof AppError) throw err
+        throw new AppError(400, ErrorCode.invalidExport, (err as Error).message)
+      }
+      let spec: SourceSpec
+      try {
+        spec = await createSource(
+          fastify.redis,
+          {
+            name: request.query.name,
+            kind: 'export',
+            base_url: (request.query.base_url ?? '').replace(/\/+$/, ''),
+            // The worker reads the space key from the export's index.html on the first sync.
+            spaces: [],
+            export_path,
+            schedule: request.query.schedule,
+          },
+          id,
+        )
+      } catch (err) {
+        await rm(join(dir, export_path), { force: true })
+        export_path = ''
+        if (err instanceof SourceNameTakenError) {
+          throw new AppError(409, ErrorCode.sourceExists, err.message)
+        }
+        throw err
+      }
+      await schedule(fastify, spec)
+      await enqueueSync(fastify, spec.id)
+      reply.code(201)
+      return view(fastify, spec)
+    },
+  )
+}
+
+export default sources

@@ -1,0 +1,82 @@
+import { Ollama } from 'ollama'
+
+// Embeddings through the official `ollama` client: texts go out in batches (one /api/embed
+// call per batch, `input` as an array), one batch at a time because Ollama runs one embedding
+// model request at a time anyway. "The model is not there" (Ollama down, or the model not
+// pulled) is a state, not an error: the caller stores the chunks without vectors and fills them
+// in on a later sync. Anything else (a 500, a wrong vector length) throws, so the job retries.
+
+export type EmbedderOptions = { url: string; model: string; batchSize: number }
+
+export class EmbeddingError extends Error {
+  override name = 'EmbeddingError'
+}
+
+export type Embedder = {
+  readonly model: string
+  /** Vectors for `texts`, in order; null when the model cannot be reached right now. */
+  embed(texts: readonly string[]): Promise<number[][] | null>
+  /** The model's vector length, found with one embed call; null when it cannot be reached. */
+  dimension(): Promise<number | null>
+  /** Embed calls made so far (one per batch). */
+  readonly calls: number
+}
+
+function unreachable(err: unknown): boolean {
+  const status = (err as { status_code?: number }).status_code
+  if (status === 404) return true // "model not found, try pulling it first"
+  if (status !== undefined) return false
+  // fetch() failures: connection refused, reset, DNS.
+  return err instanceof TypeError || (err as { code?: string }).code === 'ECONNREFUSED'
+}
+
+export function createEmbedder(options: EmbedderOptions): Embedder {
+  const client = new Ollama({ host: options.url })
+  let calls = 0
+  let knownDim: number | undefined
+
+  async function call(input: string[]): Promise<number[][] | null> {
+    calls++
+    try {
+      const { embeddings } = await client.embed({ model: options.model, input, truncate: true })
+      if (embeddings.length !== input.length) {
+        throw new EmbeddingError(
+          `Ollama returned ${embeddings.length} vectors for ${input.length} texts (model ${options.model})`,
+        )
+      }
+      for (const vector of embeddings) {
+        knownDim ??= vector.length
+        if (vector.length !== knownDim || vector.length === 0) {
+          throw new EmbeddingError(
+            `Ollama returned a vector of length ${vector.length} from ${options.model}; expected ${knownDim}`,
+          )
+        }
+      }
+      return embeddings
+    } catch (err) {
+      if (unreachable(err)) return null
+      throw err
+    }
+  }
+
+  return {
+    model: options.model,
+    get calls() {
+      return calls
+    },
+    async embed(texts) {
+      const out: number[][] = []
+      for (let i = 0; i < texts.length; i += options.batchSize) {
+        const vectors = await call(texts.slice(i, i + options.batchSize))
+        if (vectors === null) return null
+        out.push(...vectors)
+      }
+      return out
+    },
+    async dimension() {
+      if (knownDim !== undefined) return knownDim
+      const vectors = await call(['dimension probe'])
+      return vectors === null ? null : (vectors[0] as number[]).length
+    },
+  }
+}

@@ -1,0 +1,92 @@
+import { resolve } from 'node:path'
+import {
+  JobName,
+  QUEUE_PREFIX,
+  QueueName,
+  type SourceAuth,
+  type SourceSpec,
+  sourceAuth,
+  type WorkerConfig,
+} from '@confluence-bot/shared'
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import type { Logger } from 'pino'
+import { openExportSource } from '../confluence/export.ts'
+import { openRestSource } from '../confluence/open.ts'
+import { createEmbedder } from '../embed/embedder.ts'
+import { createPagesProcessor } from '../processors/pages.ts'
+import { createPurgeProcessor } from '../processors/purge.ts'
+import { createSyncProcessor } from '../processors/sync.ts'
+import { reconcileSchedulers } from '../schedulers.ts'
+import { openChunkStore } from '../store/chunks.ts'
+import type { ProcessorRegistry } from '../worker.ts'
+import type { Ingest } from './context.ts'
+
+// The composition root of ingestion in one worker process: one command connection, the chunk
+// store, the embedder, the producer queues (for page batches and progress), and the processors
+// registered by queue and job name.
+
+/** Credentials of a source registered without any: the CONFLUENCE_* settings, if set. */
+export function defaultAuth(config: WorkerConfig): SourceAuth | undefined {
+  if (config.CONFLUENCE_TOKEN === '') return undefined
+  return config.CONFLUENCE_USERNAME === ''
+    ? { type: 'bearer', token: config.CONFLUENCE_TOKEN }
+    : { type: 'basic', username: config.CONFLUENCE_USERNAME, token: config.CONFLUENCE_TOKEN }
+}
+
+export type RunningIngest = { ingest: Ingest; registry: ProcessorRegistry; close(): Promise<void> }
+
+export async function createIngest(config: WorkerConfig, log: Logger): Promise<RunningIngest> {
+  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null })
+  redis.on('error', () => {}) // reported by the worker's own connection
+  const queues = {
+    sync: new Queue(QueueName.sync, { connection: redis, prefix: QUEUE_PREFIX }),
+    pages: new Queue(QueueName.pages, { connection: redis, prefix: QUEUE_PREFIX }),
+  }
+  const store = await openChunkStore({
+    uri: config.LANCEDB_URI,
+    redis,
+    log,
+    vectorIndexMinRows: config.VECTOR_INDEX_MIN_ROWS,
+  })
+  const embedder = createEmbedder({
+    url: config.OLLAMA_URL,
+    model: config.EMBED_MODEL,
+    batchSize: config.EMBED_BATCH_SIZE,
+  })
+  const ingest: Ingest = {
+    config,
+    redis,
+    store,
+    embedder,
+    queues,
+    async openSource(spec: SourceSpec) {
+      if (spec.kind === 'export') {
+        const path = resolve(config.EXPORTS_DIR, spec.export_path ?? '')
+        return openExportSource({ ...spec, export_path: path }, { log })
+      }
+      const auth = (await sourceAuth(redis, spec.id)) ?? defaultAuth(config)
+      return openRestSource(spec, auth, { redis, log, config })
+    },
+  }
+  // In the background: with Redis down the worker still starts, and this runs once it is back.
+  reconcileSchedulers(redis, queues.sync, log).catch((err: Error) =>
+    log.warn({ err: err.message }, "could not reconcile the sync schedules"),
+  )
+  const registry: ProcessorRegistry = {
+    [QueueName.sync]: {
+      [JobName.sync]: createSyncProcessor(ingest),
+      [JobName.purge]: createPurgeProcessor(ingest),
+    },
+    [QueueName.pages]: { [JobName.pages]: createPagesProcessor(ingest) },
+  }
+  return {
+    ingest,
+    registry,
+    async close() {
+      await Promise.all([queues.sync.close(), queues.pages.close()])
+      await store.close?.()
+      await redis.quit().catch(() => redis.disconnect())
+    },
+  }
+}

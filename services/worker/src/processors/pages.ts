@@ -1,0 +1,108 @@
+import { addToRun, getSource, type PageError, readRun } from '@confluence-bot/shared'
+import { Job, UnrecoverableError } from 'bullmq'
+import { isFatal } from '../confluence/errors.ts'
+import type { PageBody, PageRef } from '../confluence/types.ts'
+import { loadCatalog } from '../ingest/catalog.ts'
+import type { Ingest } from '../ingest/context.ts'
+import { embedText, pageRows } from '../ingest/rows.ts'
+import type { ProcessorDeps } from '../worker.ts'
+
+// A batch of changed pages of one sync: fetch their bodies in bulk, convert and chunk each,
+// embed every chunk in batched calls, and write the batch to LanceDB in one merge insert (which
+// also drops each page's old chunks). A page that fails is recorded and skipped; its old rows
+// stay until a sync can read it again. Retrying the whole batch is safe: the write is an upsert
+// keyed by chunk id, and the run's counters take each batch once.
+
+export type BatchPage = PageRef & { ancestors: string[] }
+
+export type PagesJobData = {
+  source_id: string
+  /** The sync job this batch belongs to (its counters and progress). */
+  run_id: string
+  batch: number
+  /** The embedding model the sync chose; null when none was reachable. */
+  embed: { model: string; dim: number } | null
+  space_names: Record<string, string>
+  pages: BatchPage[]
+}
+
+export function createPagesProcessor(ingest: Ingest) {
+  return async function pages(job: Job, { log }: ProcessorDeps) {
+    const data = job.data as PagesJobData
+    const spec = await getSource(ingest.redis, data.source_id)
+    if (spec === undefined) return { skipped: 'the source was deleted' }
+
+    const source = await ingest.openSource(spec)
+    let bodies: Array<PageBody | { id: string; message: string }>
+    try {
+      bodies = await source.fetchBodies(data.pages)
+    } catch (err) {
+      if (isFatal(err)) throw new UnrecoverableError((err as Error).message)
+      throw err
+    } finally {
+      await source.close()
+    }
+
+    const resolvers = await loadCatalog(ingest.redis, spec.id)
+    const byId = new Map(data.pages.map((p) => [p.id, p]))
+    const errors: PageError[] = []
+    const written: string[] = []
+    const rows: Parameters<typeof ingest.store.replacePages>[2] = []
+    for (const body of bodies) {
+      if (!('body' in body)) {
+        errors.push({ page_id: body.id, message: body.message })
+        continue
+      }
+      try {
+        const page = pageRows(body, {
+          sourceId: spec.id,
+          kind: spec.kind,
+          baseUrl: spec.base_url,
+          spaceName: data.space_names[body.spaceKey] ?? body.spaceKey,
+          ancestors: byId.get(body.id)?.ancestors ?? [],
+          resolvers,
+        })
+        for (const row of page.rows) rows.push({ ...row, vector: null, embed_model: '' })
+        written.push(body.id)
+      } catch (err) {
+        errors.push({ page_id: body.id, message: `conversion failed: ${(err as Error).message}` })
+      }
+    }
+
+    let embedded = 0
+    if (data.embed !== null && rows.length > 0) {
+      const vectors = await ingest.embedder.embed(rows.map(embedText))
+      if (vectors === null) {
+        log.warn(
+          { model: data.embed.model },
+          'embedding model unreachable: pages stored without vectors, filled in on a later sync',
+        )
+      } else {
+        rows.forEach((row, i) => {
+          row.vector = vectors[i] as number[]
+          row.embed_model = data.embed?.model as string
+        })
+        embedded = written.length
+      }
+    }
+    await ingest.store.replacePages(spec.id, written, rows)
+
+    await addToRun(
+      ingest.redis,
+      data.run_id,
+      job.id as string,
+      { converted: written.length, embedded, failed: errors.length },
+      errors,
+    )
+    await reportProgress(ingest, data.run_id)
+    return { converted: written.length, embedded, failed: errors.length, chunks: rows.length }
+  }
+}
+
+/** Copies the run's counters onto the sync job, where the dashboard shows them. */
+export async function reportProgress(ingest: Ingest, runId: string): Promise<void> {
+  const parent = await Job.fromId(ingest.queues.sync, runId)
+  if (parent === undefined) return
+  const { progress } = await readRun(ingest.redis, runId)
+  await parent.updateProgress(progress)
+}

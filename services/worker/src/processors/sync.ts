@@ -1,0 +1,235 @@
+import {
+  addToRun,
+  defaultJobOptions,
+  getSource,
+  JobName,
+  jobId,
+  QUEUE_PREFIX,
+  readRun,
+  type SyncJobData,
+  type SyncResult,
+  updateSource,
+} from '@confluence-bot/shared'
+import { type Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
+import { isFatal } from '../confluence/errors.ts'
+import type { PageRef } from '../confluence/types.ts'
+import { saveCatalog } from '../ingest/catalog.ts'
+import type { Ingest } from '../ingest/context.ts'
+import { embedText } from '../ingest/rows.ts'
+import type { ProcessorDeps } from '../worker.ts'
+import { type BatchPage, type PagesJobData, reportProgress } from './pages.ts'
+
+// One sync of a source, in two steps of one job (the step is kept in the job's data, so a
+// worker that dies mid-way is replaced by one that carries on from the last finished step):
+//
+// 1. crawl: list every page in scope (ids and versions, no bodies), diff against the index,
+//    remember the pages for link resolution, and fan the changed ones out as page batches
+//    (child jobs with deterministic ids, spread over every worker). The sync then waits for
+//    its children.
+// 2. finish: delete the pages gone from Confluence (unless that would be most of the space:
+//    a broken credential or permission change looks just like a deletion), fill in vectors that
+//    are missing (the model was unreachable, or was changed), and maintain the table (indexes,
+//    compaction).
+
+type SyncState = SyncJobData & {
+  step?: 'finish'
+  /** Page ids indexed but not listed any more. */
+  gone?: string[]
+  /** Pages the index held when the crawl began (base of the delete guard). */
+  indexed?: number
+  embed?: { model: string; dim: number } | null
+}
+
+const SYNC_LOCK_TTL_S = 24 * 3600
+
+/** Page ids of a source: one sync at a time, whether started by hand or by its schedule. */
+const syncLockKey = (sourceId: string) => `${QUEUE_PREFIX}:sync-lock:${sourceId}`
+
+export function createSyncProcessor(ingest: Ingest) {
+  async function claim(job: Job, sourceId: string): Promise<boolean> {
+    const key = syncLockKey(sourceId)
+    const id = job.id as string
+    if ((await ingest.redis.set(key, id, 'EX', SYNC_LOCK_TTL_S, 'NX')) === 'OK') return true
+    const holder = await ingest.redis.get(key)
+    if (holder === id) return true
+    // The holder may have ended without letting go (a crash between steps, a removed job).
+    const state = holder === null ? 'unknown' : await ingest.queues.sync.getJobState(holder)
+    // A failed or finished holder is taken over; one that is running or about to is not.
+    if (!['unknown', 'completed', 'failed'].includes(state)) return false
+    await ingest.redis.set(key, id, 'EX', SYNC_LOCK_TTL_S)
+    return true
+  }
+
+  // Only a finished sync lets go: a failed attempt keeps the claim for its retry, and a sync
+  // that failed for good is taken over by the next one (claim above).
+  async function release(sourceId: string, job: Job) {
+    const key = syncLockKey(sourceId)
+    if ((await ingest.redis.get(key)) === job.id) await ingest.redis.del(key)
+  }
+
+  async function chooseEmbedding(): Promise<{ model: string; dim: number } | null> {
+    const model = ingest.config.EMBED_MODEL
+    const recorded = await ingest.store.embedding()
+    // The table says which model made its vectors: same model, no probe call needed.
+    if (recorded !== null && recorded.model === model) return recorded
+    const dim = await ingest.embedder.dimension()
+    if (dim === null) return null
+    // A new model (or the first one): the table drops the old vectors, never mixing two models;
+    // the pages keep their text and get new vectors in the finish step.
+    await ingest.store.useEmbedding(model, dim)
+    return { model, dim }
+  }
+
+  async function crawl(job: Job, data: SyncState, token: string, log: ProcessorDeps['log']) {
+    const spec = await getSource(ingest.redis, data.source_id)
+    if (spec === undefined) throw new UnrecoverableError(`source ${data.source_id} does not exist`)
+    const embed = await chooseEmbedding()
+
+    const source = await ingest.openSource(spec)
+    const listed: PageRef[] = []
+    let spaceNames: Map<string, string>
+    try {
+      for await (const page of source.listPages()) listed.push(page)
+      spaceNames = await source.spaceNames()
+    } catch (err) {
+      if (isFatal(err)) throw new UnrecoverableError((err as Error).message)
+      throw err
+    } finally {
+      await source.close()
+    }
+
+    // An uploaded export names its space only inside the zip.
+    const keys = [...spaceNames.keys()].sort()
+    if (spec.kind === 'export' && keys.join() !== [...spec.spaces].sort().join()) {
+      await updateSource(ingest.redis, { ...spec, spaces: keys })
+    }
+
+    const indexed = await ingest.store.pageVersions(spec.id)
+    const seen = new Set(listed.map((p) => p.id))
+    const gone = [...indexed.keys()].filter((id) => !seen.has(id))
+    const changed = listed.filter(
+      (p) => data.full === true || indexed.get(p.id)?.version !== p.version,
+    )
+    await saveCatalog(ingest.redis, spec.id, listed)
+
+    const byId = new Map(listed.map((p) => [p.id, p]))
+    const ancestorsOf = (page: PageRef): string[] => {
+      const titles: string[] = []
+      const visited = new Set<string>([page.id])
+      for (let p = page.parentId; p !== undefined && !visited.has(p); ) {
+        visited.add(p)
+        const parent = byId.get(p)
+        if (parent === undefined) break
+        titles.unshift(parent.title)
+        p = parent.parentId
+      }
+      return titles
+    }
+
+    await addToRun(ingest.redis, job.id as string, 'crawl', {
+      discovered: listed.length,
+      unchanged: listed.length - changed.length,
+    })
+    await job.updateData({ ...data, step: 'finish', gone, indexed: indexed.size, embed })
+    await reportProgress(ingest, job.id as string)
+    log.info(
+      { source: spec.id, discovered: listed.length, changed: changed.length, gone: gone.length },
+      'crawl done',
+    )
+
+    const size = ingest.config.SYNC_BATCH_PAGES
+    const space_names = Object.fromEntries(spaceNames)
+    const batches = []
+    for (let i = 0, n = 0; i < changed.length; i += size, n++) {
+      const pages: BatchPage[] = changed
+        .slice(i, i + size)
+        .map((p) => ({ ...p, ancestors: ancestorsOf(p) }))
+      const payload: PagesJobData = {
+        source_id: spec.id,
+        run_id: job.id as string,
+        batch: n,
+        embed,
+        space_names,
+        pages,
+      }
+      batches.push({
+        name: JobName.pages,
+        data: payload,
+        opts: {
+          ...structuredClone(defaultJobOptions),
+          jobId: jobId('pages', job.id as string, n),
+          parent: { id: job.id as string, queue: job.queueQualifiedName },
+          // A batch that fails for good is reported by the sync, never blocks it.
+          ignoreDependencyOnFailure: true,
+        },
+      })
+    }
+    if (batches.length > 0) {
+      await ingest.queues.pages.addBulk(batches as never)
+      if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError()
+    }
+  }
+
+  async function finish(job: Job, data: SyncState, log: ProcessorDeps['log']): Promise<SyncResult> {
+    const runId = job.id as string
+    const gone = data.gone ?? []
+    const errors = []
+    let deleted = 0
+    const limit = Math.floor((data.indexed ?? 0) * ingest.config.SYNC_MAX_DELETE_SHARE)
+    if (gone.length > 0 && gone.length > limit && data.force !== true) {
+      const share = Math.round((100 * gone.length) / (data.indexed as number))
+      errors.push({
+        message:
+          `Refused to delete ${gone.length} of ${data.indexed} indexed pages (${share}%, over ` +
+          `SYNC_MAX_DELETE_SHARE=${ingest.config.SYNC_MAX_DELETE_SHARE}): check the source's ` +
+          'credentials and permissions, then sync with {"force":true} if the pages were really removed',
+      })
+    } else if (gone.length > 0) {
+      await ingest.store.deletePages(data.source_id, gone)
+      deleted = gone.length
+    }
+
+    // Vectors missing for any reason (model was down, model changed) are filled in here, from
+    // the stored text: no page is fetched or converted again for it.
+    let embeddedPages = 0
+    const embed = data.embed ?? null
+    if (embed !== null) {
+      const current = await ingest.store.embedding()
+      while (current?.model === embed.model) {
+        const rows = await ingest.store.rowsWithoutVectors(data.source_id, 256)
+        if (rows.length === 0) break
+        const vectors = await ingest.embedder.embed(rows.map(embedText))
+        if (vectors === null) break
+        await ingest.store.setVectors(
+          embed.model,
+          rows.map((row, i) => ({ chunk_id: row.chunk_id, vector: vectors[i] as number[] })),
+        )
+        embeddedPages += new Set(rows.map((r) => r.page_id)).size
+      }
+    }
+    await addToRun(
+      ingest.redis,
+      runId,
+      'finish',
+      { deleted, embedded: embeddedPages, failed: 0 },
+      errors,
+    )
+    await ingest.store.maintain()
+    await reportProgress(ingest, runId)
+    const result = await readRun(ingest.redis, runId)
+    log.info({ source: data.source_id, ...result.progress }, 'sync done')
+    return result
+  }
+
+  return async function sync(job: Job, { log, token }: ProcessorDeps) {
+    const data = job.data as SyncState
+    if (!(await claim(job, data.source_id))) {
+      log.info({ source: data.source_id }, 'a sync of this source is already running; skipped')
+      return { skipped: 'a sync of this source is already running' }
+    }
+    if (data.step !== 'finish') await crawl(job, data, token as string, log)
+    const result = await finish(job, job.data as SyncState, log)
+    await release(data.source_id, job)
+    return result
+  }
+}

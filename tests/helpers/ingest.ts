@@ -1,0 +1,219 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import {
+  CHUNKS_TABLE,
+  createSource,
+  type Env,
+  JobName,
+  jobId,
+  loadWorkerConfig,
+  QUEUE_PREFIX,
+  QueueName,
+  readRun,
+  type SourceInput,
+  type SyncResult,
+  syncDedupId,
+  type WorkerConfig,
+} from '@confluence-bot/shared'
+import * as lancedb from '@lancedb/lancedb'
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import { pino } from 'pino'
+import { buildPage } from '../../bench/convert/pages.ts'
+import { createIngest, type RunningIngest } from '../../services/worker/src/ingest/index.ts'
+import { type RunningWorker, startWorker } from '../../services/worker/src/worker.ts'
+import { tempDir } from './api.ts'
+import {
+  type ConfluenceStandIn,
+  type ConfluenceStandInOptions,
+  type StandInPage,
+  startConfluenceStandIn,
+} from './confluence-stand-in.ts'
+import { standIn } from './ollama.ts'
+import type { OllamaStandIn, StandInOptions } from './ollama-stand-in.ts'
+import { startRedis, type TestRedis } from './redis.ts'
+
+// A whole ingestion rig for end-to-end tests: real Redis, real LanceDB in a temp directory,
+// real BullMQ workers (in this process, or as child processes), and the Ollama and Confluence
+// stand-ins. Everything is torn down with the test.
+
+type T = { teardown(fn: () => unknown): void }
+
+const FIXTURES = fileURLToPath(
+  new URL(
+    '../../../shared/fixtures/confluence/querypie__querypie-docs/confluence-mdx/tests/testcases/',
+    import.meta.url,
+  ),
+)
+
+/** The real querypie Cloud pages (storage bodies, titles, parents), or null without ../shared. */
+export function querypieSpace(): StandInPage[] | null {
+  if (!existsSync(FIXTURES)) return null
+  const ids = readdirSync(FIXTURES).filter(
+    (d) => existsSync(join(FIXTURES, d, 'page.xhtml')) && existsSync(join(FIXTURES, d, 'page.v1.json')),
+  )
+  const pages: StandInPage[] = []
+  for (const id of ids.sort()) {
+    const v1 = JSON.parse(readFileSync(join(FIXTURES, id, 'page.v1.json'), 'utf8')) as {
+      title: string
+      ancestors?: Array<{ id: string }>
+    }
+    const parent = v1.ancestors?.at(-1)?.id
+    pages.push({
+      id,
+      title: v1.title,
+      spaceKey: 'QM',
+      parentId: parent !== undefined && ids.includes(parent) ? parent : undefined,
+      version: 1,
+      storage: readFileSync(join(FIXTURES, id, 'page.xhtml'), 'utf8'),
+    })
+  }
+  return pages
+}
+
+/** `count` generated pages of realistic size in a small tree, ids from 1001. */
+export function generatedSpace(
+  count: number,
+  spaceKey = 'ENG',
+  size: 'small' | 'full' = 'small',
+): StandInPage[] {
+  return Array.from({ length: count }, (_, i) => ({
+    id: String(1001 + i),
+    title: `Page ${i + 1} of ${spaceKey}`,
+    spaceKey,
+    parentId: i === 0 ? undefined : String(1001 + Math.floor((i - 1) / 5)),
+    version: 1,
+    storage:
+      size === 'full'
+        ? buildPage(i % 20)
+        : `<h1>Section ${i}</h1><p>Words about topic ${i} and the ${spaceKey} space.</p>` +
+          `<h2>Details</h2><p>${'detail '.repeat(40 + (i % 7) * 30)}</p>`,
+    updatedAt: '2024-05-01T10:00:00.000Z',
+  }))
+}
+
+export type Rig = {
+  redis: TestRedis
+  client: Redis
+  ollama: OllamaStandIn
+  confluence: ConfluenceStandIn
+  env: Record<string, string>
+  config: WorkerConfig
+  lancedbUri: string
+  register(input?: Partial<SourceInput>): Promise<string>
+  /** Starts a worker in this process (stopped with the test). */
+  startWorker(env?: Env): Promise<{ worker: RunningWorker; ingest: RunningIngest }>
+  /** Enqueues a sync as the api does, returns its job id. */
+  enqueue(sourceId: string, data?: { full?: boolean; force?: boolean }): Promise<string>
+  /** Waits until a job has finished; returns its state and the run's counters. */
+  waitFor(
+    jobId: string,
+    timeoutMs?: number,
+  ): Promise<SyncResult & { state: string; failedReason?: string }>
+  /** Every chunk row of the index (vectors included), sorted by chunk id. */
+  rows(): Promise<Array<Record<string, unknown>>>
+}
+
+export async function ingestRig(
+  t: T,
+  options: {
+    pages: StandInPage[]
+    confluence?: Partial<ConfluenceStandInOptions>
+    ollama?: Partial<StandInOptions>
+    env?: Env
+  },
+): Promise<Rig> {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const client = new Redis(redis.url, { maxRetriesPerRequest: null })
+  t.teardown(() => client.quit())
+  const ollama = await standIn(t, { embedDimension: 32, ...options.ollama })
+  const confluence = await startConfluenceStandIn({ pages: options.pages, ...options.confluence })
+  t.teardown(() => confluence.close())
+  const lancedbUri = join(await tempDir(t, 'cnfl-ingest-'), 'lancedb')
+  const env: Record<string, string> = {
+    LOG_LEVEL: 'silent',
+    REDIS_URL: redis.url,
+    OLLAMA_URL: ollama.url,
+    LANCEDB_URI: lancedbUri,
+    EXPORTS_DIR: join(lancedbUri, '..', 'exports'),
+    CONFLUENCE_ALLOWED_HOSTS: '127.0.0.1',
+    CONFLUENCE_REQUESTS_PER_SECOND: '1000',
+    WORKER_HEALTH_PORT: '0',
+    WORKER_LOCK_MS: '2000',
+    SYNC_BATCH_PAGES: '5',
+    VECTOR_INDEX_MIN_ROWS: '100000',
+    ...(options.env as Record<string, string>),
+  }
+  const config = loadWorkerConfig(env)
+  const queue = new Queue(QueueName.sync, { connection: client, prefix: QUEUE_PREFIX })
+  t.teardown(() => queue.close())
+
+  return {
+    redis,
+    client,
+    ollama,
+    confluence,
+    env,
+    config,
+    lancedbUri,
+    async register(input = {}) {
+      const spec = await createSource(client, {
+        name: 'Test space',
+        kind: confluence.options.deployment === 'dc' ? 'datacenter' : 'cloud',
+        base_url: confluence.baseUrl,
+        spaces: [...new Set(options.pages.map((p) => p.spaceKey))],
+        ...input,
+      })
+      return spec.id
+    },
+    async startWorker(overrides = {}) {
+      const cfg = loadWorkerConfig({ ...env, ...(overrides as Record<string, string>) })
+      const log = pino({ level: 'silent' })
+      const ingest = await createIngest(cfg, log)
+      const worker = await startWorker(cfg, log, ingest.registry)
+      t.teardown(async () => {
+        await worker.close()
+        await ingest.close()
+      })
+      await worker.ready()
+      return { worker, ingest }
+    },
+    async enqueue(sourceId, data = {}) {
+      const wanted = jobId('sync', sourceId, Date.now())
+      const job = await queue.add(
+        JobName.sync,
+        { source_id: sourceId, ...data },
+        { jobId: wanted, deduplication: { id: syncDedupId(sourceId) } },
+      )
+      return job.id as string
+    },
+    async waitFor(id, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const state = await queue.getJobState(id)
+        if (state === 'completed' || state === 'failed') {
+          const job = await queue.getJob(id)
+          return { state, failedReason: job?.failedReason, ...(await readRun(client, id)) }
+        }
+        if (Date.now() > deadline) throw new Error(`job ${id} still ${state} after ${timeoutMs} ms`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    },
+    async rows() {
+      const db = await lancedb.connect(lancedbUri)
+      if (!(await db.tableNames()).includes(CHUNKS_TABLE)) return []
+      const table = await db.openTable(CHUNKS_TABLE)
+      const all = (await table.query().toArray()).map((row) => {
+        const plain = { ...row } as Record<string, unknown>
+        if (plain.vector) plain.vector = Array.from(plain.vector as Iterable<number>)
+        if (plain.labels) plain.labels = Array.from(plain.labels as Iterable<string>)
+        return plain
+      })
+      table.close()
+      db.close()
+      return all.sort((a, b) => String(a.chunk_id).localeCompare(String(b.chunk_id)))
+    },
+  }
+}
