@@ -27,9 +27,24 @@
  * - 429 carries `Retry-After`, `X-RateLimit-*` and (Cloud) `RateLimit-Reason`; 503 carries no
  *   `Retry-After`. Faults are checked before auth; `rateLimit.every` counts every request received.
  * - v1 `limit` is clamped silently to 1000 and echoed; `body.view` repeats the storage XHTML.
+ * - `GET /api/v2/pages?id=…` (bulk) lists the pages among those ids that exist, by ascending id,
+ *   with the same cursor paging as the space listing (limit 1–250); unknown ids are left out.
+ * - CQL search (`/rest/api/content/search`) understands a subset: fields `type`, `space`, `id`,
+ *   `ancestor`, `parent`, `label` and `title`; operators `=`, `!=`, `in`, `not in` and `~` (title,
+ *   case-insensitive substring); `AND`, `OR`, `NOT`, parentheses; a trailing `ORDER BY` is
+ *   ignored. Results go by ascending id. Anything else answers 400 "Could not parse cql". `limit`
+ *   is clamped silently to 50 with a body expansion, 200 with other expansions, 1000 without
+ *   (the DC rule, applied to Cloud too). DC pages by offset (`start`); Cloud by a cursor in
+ *   `next` (base64 JSON of the last id) and ignores `start`, as real Cloud search does.
+ * - `faults` script answers per request (status, headers, body; or a connection reset, a request
+ *   never answered, a 200 whose JSON body is cut in half), matched by path and consumed in order,
+ *   before `failNext`, `rateLimit`, auth and routing.
+ * - Each recorded request carries `at`, `performance.now()` when it arrived, so tests can measure
+ *   the wait after a 429.
  */
 import { createHash } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { Socket } from 'node:net'
 
 export type StandInPage = {
@@ -43,6 +58,23 @@ export type StandInPage = {
   labels?: string[]
   /** ISO time of the current version (v2 `version.createdAt`, v1 `version.when`). */
   updatedAt?: string
+}
+
+/** One scripted answer (see ConfluenceStandInOptions.faults). */
+export type StandInFault = {
+  /** Matched against `pathname + search`; unset matches every request. */
+  path?: RegExp
+  /** How many matching requests get it (default 1). */
+  times?: number
+  /**
+   * `status` (default): answer `status` with `headers` and `body` (default a v1 error envelope).
+   * `reset`: destroy the connection. `hang`: never answer (until close()). `truncate`: the real
+   * answer's status and headers with only the first half of its body.
+   */
+  kind?: 'status' | 'reset' | 'hang' | 'truncate'
+  status?: number
+  headers?: Record<string, string | string[]>
+  body?: string
 }
 
 export type StandInAuth =
@@ -69,6 +101,20 @@ export type ConfluenceStandInOptions = {
   failNext: number
   /** Delay before answering every request. */
   delayMs: number
+  /** Scripted answers, consumed in order (first match wins; see StandInFault). */
+  faults: StandInFault[]
+  /** Space names by key (default: the key). */
+  spaceNames: Record<string, string>
+  /**
+   * Largest page any list route serves, whatever `limit` asks (v1 echoes it as its `limit`): how
+   * tests see several pages of results from a client that asks for 200 or 250 [infer: Cloud may
+   * also return fewer results than asked].
+   */
+  clampLimit?: number
+  /** Ids the search index has not caught up with: left out of CQL results, served elsewhere. */
+  unindexed: string[]
+  /** Serve HTTPS with this PEM key and certificate (read at start only). */
+  tls?: { key: string; cert: string }
 }
 
 export type ConfluenceRecordedRequest = {
@@ -76,6 +122,8 @@ export type ConfluenceRecordedRequest = {
   path: string
   query: Record<string, string>
   headers: Record<string, string | string[] | undefined>
+  /** performance.now() when the request arrived. */
+  at: number
 }
 
 export type ConfluenceStandIn = {
@@ -131,7 +179,165 @@ function compareIds(a: string, b: string): number {
   return x < y ? -1 : x > y ? 1 : a < b ? -1 : a > b ? 1 : 0
 }
 
-type Reply = { status: number; body: string; headers?: Record<string, string> }
+function encodeCursor(after: string): string {
+  return Buffer.from(JSON.stringify({ after })).toString('base64')
+}
+
+/** The id a cursor points after, or undefined when it does not decode. */
+function decodeCursor(cursor: string): string | undefined {
+  try {
+    const decoded = JSON.parse(Buffer.from(cursor, 'base64').toString('utf8')) as {
+      after?: unknown
+    }
+    return typeof decoded.after === 'string' ? decoded.after : undefined
+  } catch {
+    return undefined
+  }
+}
+
+type Reply = { status: number; body: string; headers?: Record<string, string | string[]> }
+
+// ---------------------------------------------------------------------------------------------
+// CQL subset (see the header comment)
+
+type CqlToken = { kind: 'word' | 'string' | 'op' | 'open' | 'close' | 'comma'; text: string }
+type CqlPredicate = (page: StandInPage) => boolean
+/** Values of a CQL field for one page. */
+export type CqlFields = Record<string, (page: StandInPage) => string[]>
+
+function tokenizeCql(cql: string): CqlToken[] {
+  const tokens: CqlToken[] = []
+  let i = 0
+  while (i < cql.length) {
+    const ch = cql[i] as string
+    if (/\s/.test(ch)) {
+      i++
+    } else if (ch === '"' || ch === "'") {
+      let text = ''
+      i++
+      while (i < cql.length && cql[i] !== ch) {
+        if (cql[i] === '\\') i++
+        text += cql[i] ?? ''
+        i++
+      }
+      if (i >= cql.length) throw new Error('unterminated string')
+      i++
+      tokens.push({ kind: 'string', text })
+    } else if (ch === '(' || ch === ')' || ch === ',') {
+      tokens.push({ kind: ch === '(' ? 'open' : ch === ')' ? 'close' : 'comma', text: ch })
+      i++
+    } else if (ch === '!' && cql[i + 1] === '=') {
+      tokens.push({ kind: 'op', text: '!=' })
+      i += 2
+    } else if (ch === '=' || ch === '~') {
+      tokens.push({ kind: 'op', text: ch })
+      i++
+    } else {
+      const word = /^[A-Za-z0-9_.-]+/.exec(cql.slice(i))
+      if (!word) throw new Error(`unexpected "${ch}"`)
+      tokens.push({ kind: 'word', text: word[0] })
+      i += word[0].length
+    }
+  }
+  return tokens
+}
+
+/** Compiles the CQL subset into a predicate; throws on anything outside it. */
+export function compileCql(cql: string, fields: CqlFields): CqlPredicate {
+  const tokens = tokenizeCql(cql)
+  let pos = 0
+  const isWord = (token: CqlToken | undefined, word: string) =>
+    token?.kind === 'word' && token.text.toLowerCase() === word
+  const take = (kind: CqlToken['kind']): CqlToken => {
+    const token = tokens[pos++]
+    if (token?.kind !== kind) throw new Error(`expected ${kind} at token ${pos}`)
+    return token
+  }
+  const value = (): string => {
+    const token = tokens[pos++]
+    if (token?.kind !== 'word' && token?.kind !== 'string') throw new Error('expected a value')
+    return token.text
+  }
+  function clause(): CqlPredicate {
+    const name = take('word').text.toLowerCase()
+    const get = fields[name]
+    if (!get) throw new Error(`unknown field ${name}`)
+    let op: string
+    const next = tokens[pos]
+    if (next?.kind === 'op') {
+      op = next.text
+      pos++
+    } else if (isWord(next, 'in')) {
+      op = 'in'
+      pos++
+    } else if (isWord(next, 'not') && isWord(tokens[pos + 1], 'in')) {
+      op = 'not in'
+      pos += 2
+    } else {
+      throw new Error(`expected an operator after ${name}`)
+    }
+    const values: string[] = []
+    if (op === 'in' || op === 'not in') {
+      take('open')
+      values.push(value())
+      while (tokens[pos]?.kind === 'comma') {
+        pos++
+        values.push(value())
+      }
+      take('close')
+    } else {
+      values.push(value())
+    }
+    if (op === '~') {
+      if (name !== 'title') throw new Error('~ only on title')
+      const needle = (values[0] as string).toLowerCase()
+      return (page) => page.title.toLowerCase().includes(needle)
+    }
+    const positive = op === '=' || op === 'in'
+    return (page) => {
+      const have = get(page)
+      return values.some((v) => have.includes(v)) === positive
+    }
+  }
+  function unary(): CqlPredicate {
+    if (isWord(tokens[pos], 'not')) {
+      pos++
+      const inner = unary()
+      return (page) => !inner(page)
+    }
+    if (tokens[pos]?.kind === 'open') {
+      pos++
+      const inner = or()
+      take('close')
+      return inner
+    }
+    return clause()
+  }
+  function and(): CqlPredicate {
+    let left = unary()
+    while (isWord(tokens[pos], 'and')) {
+      pos++
+      const a = left
+      const b = unary()
+      left = (page) => a(page) && b(page)
+    }
+    return left
+  }
+  function or(): CqlPredicate {
+    let left = and()
+    while (isWord(tokens[pos], 'or')) {
+      pos++
+      const a = left
+      const b = and()
+      left = (page) => a(page) || b(page)
+    }
+    return left
+  }
+  const predicate = or()
+  if (isWord(tokens[pos], 'order') && isWord(tokens[pos + 1], 'by')) pos = tokens.length
+  if (pos < tokens.length) throw new Error(`unexpected ${tokens[pos]?.text}`)
+  return predicate
+}
 
 function json(status: number, value: unknown, headers: Record<string, string> = {}): Reply {
   return {
@@ -170,6 +376,9 @@ function defaults(): ConfluenceStandInOptions {
     pageSize: 25,
     failNext: 0,
     delayMs: 0,
+    faults: [],
+    spaceNames: {},
+    unindexed: [],
   }
 }
 
@@ -213,6 +422,10 @@ export async function startConfluenceStandIn(
 
   function position(page: StandInPage): number {
     return standIn.options.pages.indexOf(page) + 1
+  }
+
+  function spaceName(key: string): string {
+    return standIn.options.spaceNames[key] ?? key
   }
 
   function isCloud(): boolean {
@@ -347,22 +560,37 @@ export async function startConfluenceStandIn(
     }
   }
 
+  function v1Space(key: string) {
+    return {
+      id: Number(standIn.spaceId(key)),
+      key,
+      name: spaceName(key),
+      type: 'global',
+      status: 'current',
+      _expandable: {
+        settings: `/rest/api/space/${key}/settings`,
+        metadata: '',
+        operations: '',
+        lookAndFeel: `/rest/api/settings/lookandfeel?spaceKey=${key}`,
+        identifiers: '',
+        permissions: '',
+        icon: '',
+        description: '',
+        theme: `/rest/api/space/${key}/theme`,
+        history: '',
+        homepage: '',
+      },
+      _links: {
+        webui: isCloud() ? `/spaces/${key}` : `/display/${key}`,
+        self: `${base()}/rest/api/space/${key}`,
+      },
+    }
+  }
+
   function v1Page(page: StandInPage, expand: Set<string>, single: boolean) {
     const roots = new Set([...expand].map((path) => path.split('.')[0] as string))
     const out = v1Identity(page)
-    if (roots.has('space')) {
-      out.space = {
-        id: Number(standIn.spaceId(page.spaceKey)),
-        key: page.spaceKey,
-        name: page.spaceKey,
-        type: 'global',
-        status: 'current',
-        _links: {
-          webui: `/spaces/${page.spaceKey}`,
-          self: `${base()}/rest/api/space/${page.spaceKey}`,
-        },
-      }
-    }
+    if (roots.has('space')) out.space = v1Space(page.spaceKey)
     if (roots.has('version')) out.version = v1Version(page)
     if (roots.has('ancestors')) {
       out.ancestors = ancestorsOf(page).map((ancestor) => ({
@@ -446,15 +674,39 @@ export async function startConfluenceStandIn(
 
   function parseLimit(query: URLSearchParams, max: number): number | undefined {
     const raw = query.get('limit')
-    if (raw === null || raw === '') return standIn.options.pageSize
+    if (raw === null || raw === '') return clamp(standIn.options.pageSize)
     const limit = Number(raw)
     if (!Number.isInteger(limit) || limit < 1) return undefined
-    return Math.min(limit, max)
+    return clamp(Math.min(limit, max))
+  }
+
+  function clamp(limit: number): number {
+    return Math.min(limit, standIn.options.clampLimit ?? limit)
   }
 
   function v2SpacePages(spaceId: string, query: URLSearchParams): Reply {
     const key = knownSpaces().find((candidate) => standIn.spaceId(candidate) === spaceId)
     if (key === undefined) return v2Error(404, 'NOT_FOUND', 'Not Found', null)
+    return v2List(sortedPages(key), query, `/api/v2/spaces/${spaceId}/pages`, [])
+  }
+
+  /** `GET /api/v2/pages`: every page, or those among `id=1,2,3` (unknown ids left out). */
+  function v2Pages(query: URLSearchParams): Reply {
+    const raw = query.get('id')
+    const ids = raw === null ? undefined : new Set(raw.split(',').filter((id) => id !== ''))
+    const pages = [...standIn.options.pages]
+      .filter((page) => ids === undefined || ids.has(page.id))
+      .sort((a, b) => compareIds(a.id, b.id))
+    return v2List(pages, query, '/api/v2/pages', ['id'])
+  }
+
+  /** One cursor page of `pages` (sorted by id); `keep` names query parameters `next` repeats. */
+  function v2List(
+    pages: StandInPage[],
+    query: URLSearchParams,
+    route: string,
+    keep: string[],
+  ): Reply {
     const raw = query.get('limit')
     const limit = raw === null ? standIn.options.pageSize : Number(raw)
     if (!Number.isInteger(limit) || limit < 1 || limit > V2_MAX_LIMIT) {
@@ -468,13 +720,8 @@ export async function startConfluenceStandIn(
     let after: string | undefined
     const cursor = query.get('cursor')
     if (cursor !== null) {
-      try {
-        const decoded = JSON.parse(Buffer.from(cursor, 'base64').toString('utf8')) as {
-          after?: unknown
-        }
-        if (typeof decoded.after !== 'string') throw new Error('bad cursor')
-        after = decoded.after
-      } catch {
+      after = decodeCursor(cursor)
+      if (after === undefined) {
         return v2Error(
           400,
           'INVALID_REQUEST_PARAMETER',
@@ -492,19 +739,21 @@ export async function startConfluenceStandIn(
         null,
       )
     }
-    const all = sortedPages(key).filter(
-      (page) => after === undefined || compareIds(page.id, after) > 0,
-    )
-    const slice = all.slice(0, limit)
+    const all = pages.filter((page) => after === undefined || compareIds(page.id, after) > 0)
+    const slice = all.slice(0, clamp(limit))
     const links: Record<string, string> = { base: base() }
     const headers: Record<string, string> = {}
     const last = slice.at(-1)
     if (last && all.length > slice.length) {
       const next = new URLSearchParams()
-      next.set('cursor', Buffer.from(JSON.stringify({ after: last.id })).toString('base64'))
+      next.set('cursor', encodeCursor(last.id))
       next.set('limit', String(limit))
+      for (const name of keep) {
+        const value = query.get(name)
+        if (value !== null) next.set(name, value)
+      }
       if (bodyFormat !== undefined) next.set('body-format', bodyFormat)
-      links.next = `${standIn.options.contextPath}/api/v2/spaces/${spaceId}/pages?${next}`
+      links.next = `${standIn.options.contextPath}${route}?${next}`
       headers.link = `<${links.next}>; rel="next", <${base()}>; rel="base"`
     }
     return json(
@@ -525,7 +774,7 @@ export async function startConfluenceStandIn(
     return {
       id: standIn.spaceId(key),
       key,
-      name: key,
+      name: spaceName(key),
       type: 'global',
       status: 'current',
       authorId: ACCOUNT_ID,
@@ -536,6 +785,7 @@ export async function startConfluenceStandIn(
   }
 
   function routeV2(rest: string, query: URLSearchParams): Reply {
+    if (rest === '/pages') return v2Pages(query)
     if (rest === '/spaces') {
       const wanted = (query.get('keys') ?? '').split(',').filter((key) => key !== '')
       const spaces = knownSpaces().filter((key) => wanted.length === 0 || wanted.includes(key))
@@ -611,6 +861,18 @@ export async function startConfluenceStandIn(
         _links: links,
       })
     }
+    if (rest === '/content/search') return v1Search(query)
+    const space = /^\/space\/([^/]+)$/.exec(rest)
+    if (space) {
+      const key = decodeURIComponent(space[1] as string)
+      if (!knownSpaces().includes(key)) {
+        return v1Error(404, 'Not Found', `No space found with key : ${key}`)
+      }
+      return json(200, {
+        ...v1Space(key),
+        _links: { ...v1Space(key)._links, base: base(), context: standIn.options.contextPath },
+      })
+    }
     const match = /^\/content\/([^/]+)$/.exec(rest)
     if (match) {
       const id = decodeURIComponent(match[1] as string)
@@ -619,6 +881,84 @@ export async function startConfluenceStandIn(
       return json(200, v1Page(page, parseExpand(query), true))
     }
     return v1Error(404, 'Not Found', `null for uri: ${base()}/rest/api${rest}`)
+  }
+
+  const cqlFields: CqlFields = {
+    type: () => ['page'],
+    space: (page) => [page.spaceKey],
+    id: (page) => [page.id],
+    ancestor: (page) => ancestorsOf(page).map((ancestor) => ancestor.id),
+    parent: (page) => (page.parentId === undefined ? [] : [page.parentId]),
+    label: (page) => page.labels ?? [],
+    title: (page) => [page.title],
+  }
+
+  /** v1 CQL search: DC pages by offset, Cloud by a cursor in `next` (start is ignored). */
+  function v1Search(query: URLSearchParams): Reply {
+    const cql = query.get('cql') ?? ''
+    let predicate: CqlPredicate
+    try {
+      predicate = compileCql(cql, cqlFields)
+    } catch (error) {
+      return v1Error(
+        400,
+        'Bad Request',
+        `Could not parse cql : ${cql} (${(error as Error).message})`,
+      )
+    }
+    const expand = parseExpand(query)
+    const cap = [...expand].some((path) => path.startsWith('body'))
+      ? 50
+      : expand.size > 0
+        ? 200
+        : V1_MAX_LIMIT
+    const limit = parseLimit(query, cap)
+    const requestedStart = Number(query.get('start') ?? '0')
+    if (limit === undefined || !Number.isInteger(requestedStart) || requestedStart < 0) {
+      return v1Error(400, 'Bad Request', 'Invalid start or limit')
+    }
+    const all = [...standIn.options.pages]
+      .sort((a, b) => compareIds(a.id, b.id))
+      .filter((page) => !standIn.options.unindexed.includes(page.id) && predicate(page))
+    let start = requestedStart
+    const cursor = query.get('cursor')
+    if (isCloud()) {
+      const after = cursor === null ? undefined : decodeCursor(cursor)
+      if (cursor !== null && after === undefined) {
+        return v1Error(400, 'Bad Request', 'The provided cursor was not valid.')
+      }
+      const from = all.findIndex((page) => after === undefined || compareIds(page.id, after) > 0)
+      start = from === -1 ? all.length : from
+    }
+    const slice = all.slice(start, start + limit)
+    const links: Record<string, string> = {
+      base: base(),
+      context: standIn.options.contextPath,
+      self: `${base()}/rest/api/content/search?${query}`,
+    }
+    const last = slice.at(-1)
+    if (last && start + limit < all.length) {
+      const params = new URLSearchParams()
+      params.set('next', 'true')
+      if (isCloud()) params.set('cursor', encodeCursor(last.id))
+      params.set('limit', String(limit))
+      params.set('start', String(start + limit))
+      for (const name of ['cql', 'expand']) {
+        const value = query.get(name)
+        if (value !== null) params.set(name, value)
+      }
+      links.next = `/rest/api/content/search?${params}`
+    }
+    return json(200, {
+      results: slice.map((page) => v1Page(page, expand, false)),
+      start,
+      limit,
+      size: slice.length,
+      totalSize: all.length,
+      cqlQuery: cql,
+      searchDuration: 1,
+      _links: links,
+    })
   }
 
   function authorized(header: string | undefined): boolean {
@@ -687,6 +1027,18 @@ export async function startConfluenceStandIn(
     return v1Error(404, 'Not Found', `null for uri: ${path}`)
   }
 
+  /** The first scripted fault matching this request, counted down (and dropped at zero). */
+  function takeFault(target: string): StandInFault | undefined {
+    const faults = standIn.options.faults
+    const index = faults.findIndex((fault) => !fault.path || fault.path.test(target))
+    if (index === -1) return undefined
+    const fault = faults[index] as StandInFault
+    const left = (fault.times ?? 1) - 1
+    if (left <= 0) faults.splice(index, 1)
+    else fault.times = left
+    return fault
+  }
+
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url as string, 'http://stand-in')
     standIn.requests.push({
@@ -694,13 +1046,38 @@ export async function startConfluenceStandIn(
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
       headers: { ...req.headers },
+      at: performance.now(),
     })
     const send = () => {
+      const fault = takeFault(`${url.pathname}${url.search}`)
+      if (fault?.kind === 'reset') {
+        received++
+        req.socket.destroy()
+        return
+      }
+      if (fault?.kind === 'hang') {
+        received++
+        return
+      }
       let reply: Reply
-      try {
-        reply = answer(req, url.pathname, url.searchParams)
-      } catch (error) {
-        reply = v1Error(500, 'Internal Server Error', String(error))
+      if (fault !== undefined && fault.kind !== 'truncate') {
+        received++
+        reply = {
+          status: fault.status ?? 500,
+          headers: { 'content-type': 'application/json;charset=UTF-8', ...fault.headers },
+          body:
+            fault.body ??
+            JSON.stringify({ statusCode: fault.status ?? 500, message: 'Scripted fault' }),
+        }
+      } else {
+        try {
+          reply = answer(req, url.pathname, url.searchParams)
+        } catch (error) {
+          reply = v1Error(500, 'Internal Server Error', String(error))
+        }
+        if (fault?.kind === 'truncate') {
+          reply = { ...reply, body: reply.body.slice(0, Math.floor(reply.body.length / 2)) }
+        }
       }
       res.writeHead(reply.status, reply.headers ?? {})
       res.end(reply.body)
@@ -718,15 +1095,17 @@ export async function startConfluenceStandIn(
     }
   }
 
-  const server = createServer(onRequest)
-  server.on('connection', (socket) => {
+  const server = initial.tls
+    ? createHttpsServer({ key: initial.tls.key, cert: initial.tls.cert }, onRequest)
+    : createServer(onRequest)
+  server.on('connection', (socket: Socket) => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const address = server.address()
   if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  standIn.url = `http://127.0.0.1:${address.port}`
+  standIn.url = `${initial.tls ? 'https' : 'http'}://127.0.0.1:${address.port}`
   standIn.baseUrl = base()
   return standIn
 }

@@ -1,0 +1,204 @@
+import { fetchBodiesInBulk } from './bodies.ts'
+import { idsCql, isNarrowed, scopeCql } from './cql.ts'
+import { ConfluenceError } from './errors.ts'
+import { type ConfluenceHttp, mapLimit } from './http.ts'
+import type { ConfluenceSource, PageBody, PageRef, SourceSpec } from './types.ts'
+import { v2Link } from './urls.ts'
+import { uniqueById, V1_REF_EXPAND, type V1Content, v1Ref, walkV1 } from './v1.ts'
+
+// Confluence Cloud: content through REST v2 (v1 content routes are being removed, reference §1.1),
+// CQL through v1 `content/search`, which has no v2 equivalent. Listing never asks for bodies (they
+// can be hundreds of kB each); bodies come 250 ids to a request.
+
+/** The v2 maximum for `limit`, and for ids in one `GET /pages?id=…`. */
+const V2_LIMIT = 250
+/** CQL search page size; Cloud clamps it silently if it wants fewer. */
+const SEARCH_LIMIT = 200
+
+type V2Page = {
+  id: string
+  title: string
+  parentId?: string | null
+  version: { number: number; createdAt?: string }
+  body?: { storage?: { value: string } }
+}
+type V2List<T> = { results: T[]; _links?: { next?: string } }
+type V2Space = { id: string; key: string; name: string }
+
+export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): ConfluenceSource {
+  const { base } = http
+  const narrowed = isNarrowed(spec)
+  /** key → v2 space id and name, for the keys the source names. */
+  let spaces: Promise<Map<string, V2Space>> | undefined
+  /** Space names met in CQL results (a source's cql may reach beyond its `spaces`). */
+  const seenNames = new Map<string, string>()
+
+  const pageUrl = (id: string, spaceKey: string) =>
+    `${base}/spaces/${encodeURIComponent(spaceKey)}/pages/${id}`
+
+  async function* walkV2<T>(first: string, signal?: AbortSignal): AsyncGenerator<T> {
+    let url: string | undefined = first
+    while (url !== undefined) {
+      const page: V2List<T> = await http.getJson<V2List<T>>(url, signal)
+      yield* page.results
+      const next = page._links?.next
+      url = next ? v2Link(base, next) : undefined
+    }
+  }
+
+  async function loadSpaces(signal?: AbortSignal): Promise<Map<string, V2Space>> {
+    const found = new Map<string, V2Space>()
+    for (let i = 0; i < spec.spaces.length; i += V2_LIMIT) {
+      const keys = spec.spaces
+        .slice(i, i + V2_LIMIT)
+        .map(encodeURIComponent)
+        .join(',')
+      const first = `${base}/api/v2/spaces?keys=${keys}&limit=${V2_LIMIT}`
+      for await (const space of walkV2<V2Space>(first, signal)) found.set(space.key, space)
+    }
+    const missing = spec.spaces.filter((key) => !found.has(key))
+    if (missing.length > 0) {
+      // An empty answer means missing or hidden: both need the source's settings changed.
+      throw new ConfluenceError(
+        'not_found',
+        `Confluence at ${http.host} has no space ${missing.join(', ')}, or the source's user cannot see it: check the source's spaces (keys are case-sensitive) and that user's permissions`,
+        { fatal: true },
+      )
+    }
+    return found
+  }
+
+  function resolveSpaces(signal?: AbortSignal): Promise<Map<string, V2Space>> {
+    spaces ??= loadSpaces(signal).catch((err: unknown) => {
+      spaces = undefined
+      throw err
+    })
+    return spaces
+  }
+
+  function v2Ref(item: V2Page, spaceKey: string): PageRef {
+    const ref: PageRef = {
+      id: item.id,
+      spaceKey,
+      title: item.title,
+      version: String(item.version.number),
+      labels: [],
+      url: pageUrl(item.id, spaceKey),
+    }
+    if (item.parentId) ref.parentId = item.parentId
+    if (item.version.createdAt !== undefined) ref.updatedAt = item.version.createdAt
+    return ref
+  }
+
+  function search(cql: string, expand: string): string {
+    return `${base}/rest/api/content/search?cql=${encodeURIComponent(cql)}&expand=${expand}&limit=${SEARCH_LIMIT}`
+  }
+
+  async function* refs(items: AsyncIterable<V1Content>): AsyncGenerator<PageRef> {
+    for await (const item of items) {
+      const ref = v1Ref(item, pageUrl)
+      if (item.space?.name !== undefined) seenNames.set(ref.spaceKey, item.space.name)
+      yield ref
+    }
+  }
+
+  async function* listPages(signal?: AbortSignal): AsyncGenerator<PageRef> {
+    const bySpace = await resolveSpaces(signal)
+    if (narrowed) {
+      yield* uniqueById(refs(walkV1(http, search(scopeCql(spec), V1_REF_EXPAND), signal)))
+      return
+    }
+    for (const key of spec.spaces) {
+      const space = bySpace.get(key) as V2Space
+      // status=current: the v2 default also lists archived pages.
+      const first = `${base}/api/v2/spaces/${space.id}/pages?status=current&limit=${V2_LIMIT}`
+      for await (const item of walkV2<V2Page>(first, signal)) yield v2Ref(item, key)
+    }
+  }
+
+  function withBody(ref: PageRef, item: V2Page): PageBody {
+    // The answer is newer than the listing: its title, version and parent win.
+    return {
+      ...v2Ref(item, ref.spaceKey),
+      labels: ref.labels,
+      body: item.body?.storage?.value ?? '',
+      format: 'storage',
+    }
+  }
+
+  /**
+   * Labels for pages listed through v2 (which carries none): one CQL request per 250 pages rather
+   * than one request per page. A page too new for the search index is asked for alone.
+   */
+  async function addLabels(bodies: PageBody[], signal?: AbortSignal): Promise<void> {
+    const labels = new Map<string, string[]>()
+    for (let i = 0; i < bodies.length; i += V2_LIMIT) {
+      const cql = idsCql(bodies.slice(i, i + V2_LIMIT).map((body) => body.id))
+      for await (const item of walkV1(http, search(cql, 'metadata.labels'), signal)) {
+        labels.set(String(item.id), v1Ref(item, pageUrl).labels)
+      }
+    }
+    await mapLimit(bodies, 4, async (body) => {
+      const known = labels.get(body.id)
+      if (known !== undefined) {
+        body.labels = known
+        return
+      }
+      const first = `${base}/api/v2/pages/${body.id}/labels?limit=${V2_LIMIT}`
+      const names: string[] = []
+      try {
+        for await (const label of walkV2<{ name: string }>(first, signal)) names.push(label.name)
+      } catch (err) {
+        // Gone since its body was read: the next sync drops the page anyway.
+        if (!(err instanceof ConfluenceError && err.code === 'not_found')) throw err
+      }
+      body.labels = names
+    })
+  }
+
+  return {
+    kind: 'cloud',
+    listPages,
+    async spaceNames() {
+      const own = [...(await resolveSpaces()).values()].map((space): [string, string] => [
+        space.key,
+        space.name,
+      ])
+      // The names of the source's own spaces win over names met in search results.
+      return new Map([...seenNames, ...own])
+    },
+    async fetchBodies(refs, signal) {
+      const results = await fetchBodiesInBulk(
+        refs,
+        {
+          chunkSize: V2_LIMIT,
+          async bulk(chunk, signal) {
+            const byId = new Map(chunk.map((ref) => [ref.id, ref]))
+            const ids = chunk.map((ref) => encodeURIComponent(ref.id)).join(',')
+            const first = `${base}/api/v2/pages?id=${ids}&body-format=storage&limit=${V2_LIMIT}`
+            const found = new Map<string, PageBody>()
+            for await (const item of walkV2<V2Page>(first, signal)) {
+              const ref = byId.get(item.id)
+              if (ref !== undefined) found.set(item.id, withBody(ref, item))
+            }
+            return found
+          },
+          async single(ref, signal) {
+            const url = `${base}/api/v2/pages/${encodeURIComponent(ref.id)}?body-format=storage`
+            return withBody(ref, await http.getJson<V2Page>(url, signal))
+          },
+          // v2 reads the database, not the search index: an id it leaves out is gone or hidden.
+          recheckMissing: false,
+        },
+        signal,
+      )
+      // A narrowed listing came through CQL and already carries each page's labels.
+      if (!narrowed) {
+        const bodies = results.filter((result): result is PageBody => 'body' in result)
+        await addLabels(bodies, signal)
+      }
+      return results
+    },
+    close: () => http.close(),
+  }
+}

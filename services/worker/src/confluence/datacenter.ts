@@ -1,0 +1,117 @@
+import { fetchBodiesInBulk } from './bodies.ts'
+import { idsCql, isNarrowed, scopeCql } from './cql.ts'
+import { ConfluenceError } from './errors.ts'
+import type { ConfluenceHttp } from './http.ts'
+import type { ConfluenceSource, PageBody, PageRef, SourceSpec } from './types.ts'
+import { uniqueById, V1_REF_EXPAND, type V1Content, v1Ref, walkV1 } from './v1.ts'
+
+// Confluence Server / Data Center: REST v1 only, under the base URL exactly as configured (it
+// carries the context path; `/wiki` is Cloud's and never added here, reference §1).
+
+/** DC clamps `limit` to 200 with expansions other than the body, and to 50 with a body (§3.2). */
+const LIST_LIMIT = 200
+const BODY_LIMIT = 50
+const BODY_EXPAND = `body.storage,${V1_REF_EXPAND}`
+
+export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): ConfluenceSource {
+  const { base } = http
+  const narrowed = isNarrowed(spec)
+  let spaces: Promise<Map<string, string>> | undefined
+  const seenNames = new Map<string, string>()
+
+  // Rename-proof, unlike `/display/KEY/Title` (reference §6).
+  const pageUrl = (id: string) => `${base}/pages/viewpage.action?pageId=${id}`
+
+  async function loadSpaces(signal?: AbortSignal): Promise<Map<string, string>> {
+    const names = new Map<string, string>()
+    for (const key of spec.spaces) {
+      const url = `${base}/rest/api/space/${encodeURIComponent(key)}`
+      try {
+        names.set(key, (await http.getJson<{ name: string }>(url, signal)).name)
+      } catch (err) {
+        if (!(err instanceof ConfluenceError && err.code === 'not_found')) throw err
+        throw new ConfluenceError(
+          'not_found',
+          `Confluence at ${http.host} has no space ${key}, or the source's user cannot see it: check the source's spaces (keys are case-sensitive), its base_url (with the context path, e.g. /confluence) and that user's permissions`,
+          { status: 404, fatal: true, cause: err },
+        )
+      }
+    }
+    return names
+  }
+
+  // Also proves every key exists before a listing could come back empty for a typo (and have the
+  // sync delete the space's pages).
+  function resolveSpaces(signal?: AbortSignal): Promise<Map<string, string>> {
+    spaces ??= loadSpaces(signal).catch((err: unknown) => {
+      spaces = undefined
+      throw err
+    })
+    return spaces
+  }
+
+  function search(cql: string, expand: string, limit: number): string {
+    return `${base}/rest/api/content/search?cql=${encodeURIComponent(cql)}&expand=${expand}&limit=${limit}&start=0`
+  }
+
+  function ref(item: V1Content): PageRef {
+    const out = v1Ref(item, pageUrl)
+    if (item.space?.name !== undefined) seenNames.set(out.spaceKey, item.space.name)
+    return out
+  }
+
+  function withBody(item: V1Content): PageBody {
+    return { ...ref(item), body: item.body?.storage?.value ?? '', format: 'storage' }
+  }
+
+  async function* listPages(signal?: AbortSignal): AsyncGenerator<PageRef> {
+    await resolveSpaces(signal)
+    const firsts = narrowed
+      ? [search(scopeCql(spec), V1_REF_EXPAND, LIST_LIMIT)]
+      : spec.spaces.map(
+          (key) =>
+            `${base}/rest/api/content?spaceKey=${encodeURIComponent(key)}&type=page&status=current&expand=${V1_REF_EXPAND}&limit=${LIST_LIMIT}&start=0`,
+        )
+    async function* all(): AsyncGenerator<PageRef> {
+      for (const first of firsts) {
+        for await (const item of walkV1(http, first, signal)) yield ref(item)
+      }
+    }
+    yield* uniqueById(all())
+  }
+
+  return {
+    kind: 'datacenter',
+    listPages,
+    async spaceNames() {
+      // The names of the source's own spaces win over names met in search results.
+      return new Map([...seenNames, ...(await resolveSpaces())])
+    },
+    fetchBodies(refs, signal) {
+      // CQL `id in (…)` brings 50 bodies a request where the per-page GET brings one. The search
+      // index can lag behind a new page, so an id it leaves out is asked for alone (the per-page
+      // GET reads the database and says 404 only for a page that is really gone or hidden).
+      return fetchBodiesInBulk(
+        refs,
+        {
+          chunkSize: BODY_LIMIT,
+          async bulk(chunk, signal) {
+            const cql = idsCql(chunk.map((page) => page.id))
+            const found = new Map<string, PageBody>()
+            for await (const item of walkV1(http, search(cql, BODY_EXPAND, BODY_LIMIT), signal)) {
+              found.set(String(item.id), withBody(item))
+            }
+            return found
+          },
+          async single(page, signal) {
+            const url = `${base}/rest/api/content/${encodeURIComponent(page.id)}?expand=${BODY_EXPAND}`
+            return withBody(await http.getJson<V1Content>(url, signal))
+          },
+          recheckMissing: true,
+        },
+        signal,
+      )
+    },
+    close: () => http.close(),
+  }
+}
