@@ -1,3 +1,4 @@
+import { hostname } from 'node:os'
 import {
   ALL_QUEUES,
   QUEUE_PREFIX,
@@ -74,6 +75,8 @@ export async function startWorker(
         prefix: QUEUE_PREFIX,
         concurrency: config.WORKER_CONCURRENCY,
         autorun: true,
+        // Stored on each job it runs (processedBy), so the dashboard tells workers apart.
+        name: `${hostname()}:${process.pid}`,
         // A job whose worker died is seen as stalled once its lock lapses, then run again.
         lockDuration: config.WORKER_LOCK_MS,
         stalledInterval: config.WORKER_LOCK_MS,
