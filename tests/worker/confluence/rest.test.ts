@@ -378,6 +378,14 @@ t.test('Cloud: an unknown space key stops the listing, naming the key', async (t
   t.equal((await list(source)).length, 7, 'looked up again once the spaces exist')
 })
 
+t.test('Cloud: a base_url without v2 (no /wiki, or a DC server) is named', async (t) => {
+  const { s, source } = await setup(t, { options: dc, spec: { kind: 'cloud' } })
+  const err = await failure(list(source))
+  t.match(err, { code: 'not_found', status: 404, fatal: true })
+  t.match(err.message, `has no REST v2 under ${s.baseUrl}: check the source's base_url`)
+  t.equal(s.requests.length, 1)
+})
+
 t.test(
   'Cloud: refused credentials fail on the first request, never logging the token',
   async (t) => {

@@ -54,7 +54,17 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
         .map(encodeURIComponent)
         .join(',')
       const first = `${base}/api/v2/spaces?keys=${keys}&limit=${V2_LIMIT}`
-      for await (const space of walkV2<V2Space>(first, signal)) found.set(space.key, space)
+      try {
+        for await (const space of walkV2<V2Space>(first, signal)) found.set(space.key, space)
+      } catch (err) {
+        if (!(err instanceof ConfluenceError && err.code === 'not_found')) throw err
+        // No v2 at all: the base is missing /wiki, or this is not Confluence Cloud.
+        throw new ConfluenceError(
+          'not_found',
+          `Confluence at ${http.host} has no REST v2 under ${base}: check the source's base_url (Cloud: https://<site>.atlassian.net/wiki) and its kind (Server/Data Center is 'datacenter')`,
+          { status: 404, fatal: true, cause: err },
+        )
+      }
     }
     const missing = spec.spaces.filter((key) => !found.has(key))
     if (missing.length > 0) {
