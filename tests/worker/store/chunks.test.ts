@@ -184,6 +184,12 @@ t.test('a page that shrinks loses its extra chunks in the same commit', async (t
   const versions = await store.pageVersions('s1')
   t.same(versions.get('p1'), { version: '2', vectors: false })
   t.same(versions.get('p2'), { version: '1', vectors: false })
+
+  // Growing (or keeping its size) deletes nothing, also in one commit.
+  const grown = await store.replacePages('s1', ['p1'], page('s1', 'p1', 4, { version: '3' }))
+  t.same(grown, { inserted: 2, updated: 2, deleted: 0 })
+  t.equal(await (await table()).version(), versionBefore + 2, 'one commit')
+  t.equal(await store.countRows("page_id = 'p1' AND version = '3'"), 4)
 })
 
 t.test('a listed page without rows is removed; rows name their pages too', async (t) => {

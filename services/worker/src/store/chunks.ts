@@ -183,7 +183,8 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
     return existing
   }
 
-  function validateRows(sourceId: string, rows: readonly ChunkRow[]): Set<string> {
+  /** The pages the rows belong to and their chunk ids; throws on a row that does not fit. */
+  function validateRows(sourceId: string, rows: readonly ChunkRow[]) {
     const pages = new Set<string>()
     const ids = new Set<string>()
     for (const row of rows) {
@@ -197,7 +198,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       ids.add(row.chunk_id)
       pages.add(row.page_id)
     }
-    return pages
+    return { pages, ids }
   }
 
   return {
@@ -252,7 +253,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
     },
 
     async replacePages(sourceId, pageIds, rows) {
-      const pages = validateRows(sourceId, rows)
+      const { pages, ids } = validateRows(sourceId, rows)
       for (const id of pageIds) pages.add(id)
       if (pages.size === 0) return { inserted: 0, updated: 0, deleted: 0 }
       const scope = `${bySource(sourceId)} AND ${ChunkColumn.pageId} IN ${sqlStringList(pages)}`
@@ -282,13 +283,22 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
             'vectors not from the recorded embedding model were stored as null',
           )
         }
-        signal.throwIfAborted()
-        const result = await t
+        // Deleting through the merge makes it scan the whole table (about 1 s per 1000-row
+        // batch at 100k rows, against under 0.1 s for a plain upsert), so the merge is asked to
+        // delete only when one of these pages has chunks the new rows do not replace.
+        const present = await t.query().where(scope).select([ChunkColumn.chunkId]).toArrow()
+        const stale = present.batches.some((batch) =>
+          (batch.getChild(ChunkColumn.chunkId) as Vector)
+            .toArray()
+            .some((id: string) => !ids.has(id)),
+        )
+        const upsert = t
           .mergeInsert(ChunkColumn.chunkId)
           .whenMatchedUpdateAll()
           .whenNotMatchedInsertAll()
-          .whenNotMatchedBySourceDelete({ where: scope })
-          .execute(rowsToArrow(schema, write))
+        const merge = stale ? upsert.whenNotMatchedBySourceDelete({ where: scope }) : upsert
+        signal.throwIfAborted()
+        const result = await merge.execute(rowsToArrow(schema, write))
         return {
           inserted: result.numInsertedRows,
           updated: result.numUpdatedRows,
