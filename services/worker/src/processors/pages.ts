@@ -32,6 +32,14 @@ export function createPagesProcessor(ingest: Ingest) {
     const spec = await getSource(ingest.redis, data.source_id)
     if (spec === undefined) return { skipped: 'the source was deleted' }
 
+    // Stage timings go into the job's result: the dashboard shows them, the bench reads them.
+    const ms = { fetch: 0, convert: 0, embed: 0, write: 0 }
+    let mark = performance.now()
+    const lap = (stage: keyof typeof ms) => {
+      const now = performance.now()
+      ms[stage] = Math.round(now - mark)
+      mark = now
+    }
     const source = await ingest.openSource(spec)
     let bodies: Array<PageBody | { id: string; message: string }>
     try {
@@ -43,6 +51,7 @@ export function createPagesProcessor(ingest: Ingest) {
       await source.close()
     }
 
+    lap('fetch')
     const resolvers = await loadCatalog(ingest.redis, spec.id)
     const byId = new Map(data.pages.map((p) => [p.id, p]))
     const errors: PageError[] = []
@@ -69,6 +78,7 @@ export function createPagesProcessor(ingest: Ingest) {
       }
     }
 
+    lap('convert')
     let embedded = 0
     if (data.embed !== null && rows.length > 0) {
       const vectors = await ingest.embedder.embed(rows.map(embedText))
@@ -85,7 +95,9 @@ export function createPagesProcessor(ingest: Ingest) {
         embedded = written.length
       }
     }
+    lap('embed')
     await ingest.store.replacePages(spec.id, written, rows)
+    lap('write')
 
     await addToRun(
       ingest.redis,
@@ -95,7 +107,13 @@ export function createPagesProcessor(ingest: Ingest) {
       errors,
     )
     await reportProgress(ingest, data.run_id)
-    return { converted: written.length, embedded, failed: errors.length, chunks: rows.length }
+    return {
+      converted: written.length,
+      embedded,
+      failed: errors.length,
+      chunks: rows.length,
+      ms,
+    }
   }
 }
 

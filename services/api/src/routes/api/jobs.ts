@@ -12,7 +12,7 @@ import type { Job } from 'bullmq'
 import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import { errorResponses } from '../../schemas/common.ts'
-import { JobListQuery, JobListSchema, JobSchema } from '../../schemas/sources.ts'
+import { JobListQuery, JobListSchema } from '../../schemas/sources.ts'
 
 // Sync and purge jobs (admin): state, progress counters and per-page errors. Counters and
 // errors are read from the run's Redis record, which every page batch feeds, so they are live
@@ -90,7 +90,7 @@ const jobs: FastifyPluginAsyncTypebox = async (fastify) => {
         tags: ['sources'],
         summary: 'One job: state, progress counters, per-page errors (admin)',
         params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 200 }) }),
-        response: { 200: JobSchema, ...errorResponses(401, 403, 404, 503) },
+        response: { 200: Type.Ref('Job'), ...errorResponses(401, 403, 404, 503) },
       },
     },
     async (request) => {

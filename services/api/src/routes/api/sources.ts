@@ -26,10 +26,10 @@ import {
 } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
+import Type from 'typebox'
 import { checkExportZip } from '../../lib/export-zip.ts'
 import { errorResponses } from '../../schemas/common.ts'
 import {
-  ConfluenceSourceSchema,
   ExportUploadQuery,
   JobAcceptedSchema,
   SourceCreateSchema,
@@ -40,6 +40,9 @@ import {
 
 // Confluence sources (admin): register, list, delete, sync, and upload an HTML space export.
 // A source's periodic sync is a BullMQ Job Scheduler created and removed with it.
+
+// The source schema is shared (app.addSchema); responses name it by reference.
+const SourceRef = Type.Ref('ConfluenceSource')
 
 const ZIP_TYPES = ['application/zip', 'application/x-zip-compressed', 'application/octet-stream']
 
@@ -123,7 +126,7 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Register a Confluence Cloud or Data Center source (admin)',
         body: SourceCreateSchema,
         response: {
-          201: ConfluenceSourceSchema,
+          201: SourceRef,
           ...errorResponses(400, 401, 403, 409, 503),
         },
       },
@@ -176,7 +179,7 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         tags: ['sources'],
         summary: 'One source (admin)',
         params: SourceIdParams,
-        response: { 200: ConfluenceSourceSchema, ...errorResponses(401, 403, 404, 503) },
+        response: { 200: SourceRef, ...errorResponses(401, 403, 404, 503) },
       },
     },
     async (request) => view(fastify, await found(fastify, request.params.id)),
@@ -235,7 +238,7 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         description:
           'The body is the zip itself (`Content-Type: application/zip`), streamed to EXPORTS_DIR. Answers 201 with the source; its first sync is queued.',
         querystring: ExportUploadQuery,
-        response: { 201: ConfluenceSourceSchema, ...errorResponses(400, 401, 403, 409, 413, 503) },
+        response: { 201: SourceRef, ...errorResponses(400, 401, 403, 409, 413, 503) },
       },
     },
     async (request, reply) => {

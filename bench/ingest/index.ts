@@ -1,0 +1,178 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  createSource,
+  JobName,
+  jobId,
+  QUEUE_PREFIX,
+  QueueName,
+  readRun,
+} from '@confluence-bot/shared'
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import { chunkMarkdown } from '../../services/worker/src/chunk/index.ts'
+import { convertStorage } from '../../services/worker/src/convert/index.ts'
+import {
+  type StandInPage,
+  startConfluenceStandIn,
+} from '../../tests/helpers/confluence-stand-in.ts'
+import { startOllamaStandIn } from '../../tests/helpers/ollama-stand-in.ts'
+import { runService } from '../../tests/helpers/process.ts'
+import { startRedis } from '../../tests/helpers/redis.ts'
+import { buildPage } from '../convert/pages.ts'
+import { note, reporter, setting } from '../lib/report.ts'
+import { percentile } from '../lib/stats.ts'
+
+// `pnpm bench ingest`: the whole ingestion pipeline on PAGES generated pages of realistic size
+// (the ~21 KB pages of the convert bench) — a worker process with its default settings, real
+// Redis, real LanceDB in a temp directory, the Confluence stand-in (Cloud v2) and the Ollama
+// stand-in (768-d vectors), both with no added latency. Figures:
+// - pages_per_s: a full sync, enqueue to completion;
+// - convert_pages_per_s (the baseline, measured first in this process on one core): storage →
+//   markdown → chunks for the same pages; pipeline_vs_convert_ratio = the two divided;
+// - <stage>_ms_p95: per page batch (fetch, convert, embed, write), from the batches' results;
+// - worker_peak_rss_mb: the worker's VmHWM after the full sync;
+// - resync_time_ratio / resync_embed_calls: a second sync with nothing changed.
+// Knobs: BENCH_INGEST_PAGES (5000), BENCH_INGEST_BASELINE_PAGES (400).
+
+const BENCH = 'ingest'
+const report = reporter(BENCH)
+const log = (message: string) => note(BENCH, message)
+const PAGES = setting('BENCH_INGEST_PAGES', 5_000, true)
+const BASELINE_PAGES = setting('BENCH_INGEST_BASELINE_PAGES', 400, true)
+
+function space(count: number): StandInPage[] {
+  const bodies = Array.from({ length: 20 }, (_, i) => buildPage(i))
+  return Array.from({ length: count }, (_, i) => ({
+    id: String(100_001 + i),
+    title: `Runbook ${i + 1}`,
+    spaceKey: 'ENG',
+    parentId: i === 0 ? undefined : String(100_001 + Math.floor((i - 1) / 8)),
+    version: 1,
+    storage: bodies[i % 20] as string,
+  }))
+}
+
+function baseline(pages: StandInPage[]): number {
+  const started = performance.now()
+  for (const page of pages) {
+    const { markdown } = convertStorage(page.storage, { spaceKey: page.spaceKey, pageId: page.id })
+    chunkMarkdown(markdown, {
+      pageId: page.id,
+      title: page.title,
+      url: `https://x/${page.id}`,
+      space: 'ENG',
+      ancestors: [],
+    })
+  }
+  return (pages.length / (performance.now() - started)) * 1000
+}
+
+async function peakRssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN)
+  return kb / 1024
+}
+
+async function main() {
+  const pages = space(PAGES)
+  for (const page of pages.slice(0, 20)) baseline([page]) // warm-up
+  const convertRate = baseline(pages.slice(0, BASELINE_PAGES))
+  log(`conversion only: ${convertRate.toFixed(1)} pages/s on one core`)
+
+  const cleanups: Array<() => unknown> = []
+  const dir = await mkdtemp(join(tmpdir(), 'cnfl-bench-ingest-'))
+  cleanups.push(() => rm(dir, { recursive: true, force: true }))
+  const redis = await startRedis()
+  cleanups.push(() => redis.stop())
+  const ollama = await startOllamaStandIn({ embedDimension: 768 })
+  cleanups.push(() => ollama.close())
+  const confluence = await startConfluenceStandIn({ pages, pageSize: 250 })
+  cleanups.push(() => confluence.close())
+  const client = new Redis(redis.url, { maxRetriesPerRequest: null })
+  cleanups.push(() => client.quit())
+  const queue = new Queue(QueueName.sync, { connection: client, prefix: QUEUE_PREFIX })
+  const batches = new Queue(QueueName.pages, { connection: client, prefix: QUEUE_PREFIX })
+  cleanups.push(
+    () => queue.close(),
+    () => batches.close(),
+  )
+  try {
+    const worker = runService(
+      { teardown: (fn) => cleanups.unshift(fn) },
+      'services/worker/src/main.ts',
+      {
+        REDIS_URL: redis.url,
+        OLLAMA_URL: ollama.url,
+        LANCEDB_URI: join(dir, 'lancedb'),
+        EXPORTS_DIR: join(dir, 'exports'),
+        CONFLUENCE_ALLOWED_HOSTS: '127.0.0.1',
+        CONFLUENCE_REQUESTS_PER_SECOND: '1000',
+        WORKER_HEALTH_PORT: '0',
+        LOG_LEVEL: 'info',
+      },
+    )
+    await worker.waitFor(/worker started/, 60_000)
+    const source = await createSource(client, {
+      name: 'bench',
+      kind: 'cloud',
+      base_url: confluence.baseUrl,
+      spaces: ['ENG'],
+    })
+
+    const sync = async () => {
+      const calls = ollama.embedCalls
+      const started = performance.now()
+      const job = await queue.add(
+        JobName.sync,
+        { source_id: source.id },
+        { jobId: jobId('sync', source.id, Date.now()) },
+      )
+      for (;;) {
+        const state = await queue.getJobState(job.id as string)
+        if (state === 'completed') break
+        if (state === 'failed')
+          throw new Error(`sync failed: ${(await queue.getJob(job.id as string))?.failedReason}`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      const seconds = (performance.now() - started) / 1000
+      return {
+        seconds,
+        calls: ollama.embedCalls - calls,
+        run: await readRun(client, job.id as string),
+      }
+    }
+
+    log(`full sync of ${PAGES} pages…`)
+    const full = await sync()
+    const rate = PAGES / full.seconds
+    log(`full sync: ${full.seconds.toFixed(1)} s, ${JSON.stringify(full.run.progress)}`)
+    if (full.run.progress.converted !== PAGES) throw new Error('not every page was converted')
+    report('pages_per_s', rate, 'pages/s')
+    report('convert_pages_per_s', convertRate, 'pages/s')
+    report('pipeline_vs_convert_ratio', rate / convertRate, 'ratio')
+    report('worker_peak_rss_mb', await peakRssMb(worker.child.pid as number), 'MB')
+    report('embed_calls_full', full.calls, 'calls')
+
+    const done = await batches.getJobs(['completed'])
+    for (const stage of ['fetch', 'convert', 'embed', 'write'] as const) {
+      const samples = done.map(
+        (job) => (job.returnvalue as { ms: Record<string, number> }).ms[stage] as number,
+      )
+      report(`${stage}_ms_p95`, percentile(samples, 95), 'ms per batch')
+    }
+    report('batch_pages', Math.round(PAGES / done.length), 'pages')
+
+    const resync = await sync()
+    log(`no-change re-sync: ${resync.seconds.toFixed(2)} s, ${JSON.stringify(resync.run.progress)}`)
+    report('resync_time_ratio', resync.seconds / full.seconds, 'ratio')
+    report('resync_embed_calls', resync.calls, 'calls')
+    worker.child.kill('SIGTERM')
+    await worker.exit
+  } finally {
+    for (const fn of cleanups) await fn()
+  }
+}
+
+await main()
