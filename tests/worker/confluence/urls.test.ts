@@ -80,7 +80,8 @@ t.test('checkBaseUrl: scheme, credentials, unresolvable hosts', async (t) => {
   )) as ConfluenceError
   t.equal(dns.code, 'network')
   t.match(dns.message, /Could not resolve the source host wiki\.invalid \(E[A-Z_]+\): check/)
-  t.equal(dns.fatal, (dns.cause as NodeJS.ErrnoException).code === 'ENOTFOUND')
+  const resolver = (dns.cause as Error).cause as NodeJS.ErrnoException
+  t.equal(dns.fatal, resolver.code === 'ENOTFOUND')
 })
 
 t.test('relative links: v1 from the base, v2 from the origin', async (t) => {
