@@ -31,8 +31,10 @@ import { percentile } from '../lib/stats.ts'
 // - pages_per_s: a full sync, enqueue to completion;
 // - convert_pages_per_s (the baseline, measured first in this process on one core): storage →
 //   markdown → chunks for the same pages; pipeline_vs_convert_ratio = the two divided;
+// - maintain_s_after_full_sync: the index upkeep job the sync queued (index builds, compaction);
 // - <stage>_ms_p95: per page batch (fetch, convert, embed, write), from the batches' results;
-// - worker_peak_rss_mb: the worker's VmHWM after the full sync;
+// - worker_peak_rss_mb: the worker's largest RSS seen during the full sync (polled), and its
+//   VmHWM once the index upkeep is done too;
 // - resync_time_ratio / resync_embed_calls: a second sync with nothing changed.
 // Knobs: BENCH_INGEST_PAGES (5000), BENCH_INGEST_BASELINE_PAGES (400).
 
@@ -69,9 +71,9 @@ function baseline(pages: StandInPage[]): number {
   return (pages.length / (performance.now() - started)) * 1000
 }
 
-async function peakRssMb(pid: number): Promise<number> {
+async function memoryMb(pid: number, field: 'VmHWM' | 'VmRSS' | 'RssAnon'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN)
+  const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? Number.NaN)
   return kb / 1024
 }
 
@@ -121,9 +123,12 @@ async function main() {
       spaces: ['ENG'],
     })
 
+    const pid = worker.child.pid as number
     const sync = async () => {
       const calls = ollama.embedCalls
       const started = performance.now()
+      let peakRss = 0
+      let peakAnon = 0
       const job = await queue.add(
         JobName.sync,
         { source_id: source.id },
@@ -131,6 +136,8 @@ async function main() {
       )
       for (;;) {
         const state = await queue.getJobState(job.id as string)
+        peakRss = Math.max(peakRss, await memoryMb(pid, 'VmRSS'))
+        peakAnon = Math.max(peakAnon, await memoryMb(pid, 'RssAnon'))
         if (state === 'completed') break
         if (state === 'failed')
           throw new Error(`sync failed: ${(await queue.getJob(job.id as string))?.failedReason}`)
@@ -139,6 +146,8 @@ async function main() {
       const seconds = (performance.now() - started) / 1000
       return {
         seconds,
+        peakRss,
+        peakAnon,
         calls: ollama.embedCalls - calls,
         run: await readRun(client, job.id as string),
       }
@@ -152,7 +161,21 @@ async function main() {
     report('pages_per_s', rate, 'pages/s')
     report('convert_pages_per_s', convertRate, 'pages/s')
     report('pipeline_vs_convert_ratio', rate / convertRate, 'ratio')
-    report('worker_peak_rss_mb', await peakRssMb(worker.child.pid as number), 'MB')
+    report('worker_peak_rss_mb', full.peakRss, 'MB')
+    // RSS counts mapped LanceDB files too; anonymous memory is what the worker itself holds.
+    report('worker_peak_anon_rss_mb', full.peakAnon, 'MB')
+
+    // The index upkeep the sync queued (full-text and vector index builds, compaction).
+    const maintainStarted = performance.now()
+    for (;;) {
+      const [maintain] = await queue.getJobs(['completed'], 0, 0)
+      const jobs = await queue.getJobs(['completed'])
+      if (jobs.some((j) => j.name === JobName.maintain) || maintain?.name === JobName.maintain)
+        break
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    report('maintain_s_after_full_sync', (performance.now() - maintainStarted) / 1000, 's')
+    report('worker_peak_rss_mb_with_maintain', await memoryMb(pid, 'VmHWM'), 'MB')
     report('embed_calls_full', full.calls, 'calls')
 
     const done = await batches.getJobs(['completed'])
@@ -170,6 +193,9 @@ async function main() {
     report('resync_embed_calls', resync.calls, 'calls')
     worker.child.kill('SIGTERM')
     await worker.exit
+    for (const line of worker.output().split('\n')) {
+      if (/crawl done|sync done/.test(line)) log(`worker: ${line}`)
+    }
   } finally {
     for (const fn of cleanups) await fn()
   }

@@ -51,7 +51,8 @@ const FIXTURES = fileURLToPath(
 export function querypieSpace(): StandInPage[] | null {
   if (!existsSync(FIXTURES)) return null
   const ids = readdirSync(FIXTURES).filter(
-    (d) => existsSync(join(FIXTURES, d, 'page.xhtml')) && existsSync(join(FIXTURES, d, 'page.v1.json')),
+    (d) =>
+      existsSync(join(FIXTURES, d, 'page.xhtml')) && existsSync(join(FIXTURES, d, 'page.v1.json')),
   )
   const pages: StandInPage[] = []
   for (const id of ids.sort()) {

@@ -52,7 +52,7 @@ t.test(
     await first.waitFor(/worker started/)
     const job = await rig.enqueue(source)
     // (The table may be half-created when first looked at: then it has no rows yet.)
-  await waitUntil(async () => (await rig.rows().catch(() => [])).length > 0)
+    await waitUntil(async () => (await rig.rows().catch(() => [])).length > 0)
     first.child.kill('SIGKILL')
     await first.exit
     const partial = new Set((await rig.rows()).map((r) => r.page_id)).size

@@ -21,6 +21,8 @@ export const JobName = {
   pages: 'pages',
   /** Removes every chunk of a deleted source. */
   purge: 'purge',
+  /** Index upkeep after writes: full-text and vector indexes, compaction. */
+  maintain: 'maintain',
 } as const
 
 export type SyncJobData = {
@@ -74,6 +76,9 @@ export function jobId(kind: string, ...parts: Array<string | number>): string {
 
 /** The Job Scheduler that runs a source's periodic sync. */
 export const syncSchedulerId = (sourceId: string) => jobId('schedule', sourceId)
+
+/** One maintenance job waits at a time, however many syncs asked for one. */
+export const MAINTAIN_DEDUP_ID = 'maintain-index'
 
 /** Deduplication key: one sync of a source waits or runs at a time. */
 export const syncDedupId = (sourceId: string) => jobId('sync', sourceId)

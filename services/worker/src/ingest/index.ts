@@ -14,6 +14,7 @@ import type { Logger } from 'pino'
 import { openExportSource } from '../confluence/export.ts'
 import { openRestSource } from '../confluence/open.ts'
 import { createEmbedder } from '../embed/embedder.ts'
+import { createMaintainProcessor } from '../processors/maintain.ts'
 import { createPagesProcessor } from '../processors/pages.ts'
 import { createPurgeProcessor } from '../processors/purge.ts'
 import { createSyncProcessor } from '../processors/sync.ts'
@@ -43,6 +44,7 @@ export async function createIngest(config: WorkerConfig, log: Logger): Promise<R
     sync: new Queue(QueueName.sync, { connection: redis, prefix: QUEUE_PREFIX }),
     pages: new Queue(QueueName.pages, { connection: redis, prefix: QUEUE_PREFIX }),
   }
+  for (const queue of Object.values(queues)) queue.on('error', () => {}) // reported as above
   const store = await openChunkStore({
     uri: config.LANCEDB_URI,
     redis,
@@ -71,12 +73,13 @@ export async function createIngest(config: WorkerConfig, log: Logger): Promise<R
   }
   // In the background: with Redis down the worker still starts, and this runs once it is back.
   reconcileSchedulers(redis, queues.sync, log).catch((err: Error) =>
-    log.warn({ err: err.message }, "could not reconcile the sync schedules"),
+    log.warn({ err: err.message }, 'could not reconcile the sync schedules'),
   )
   const registry: ProcessorRegistry = {
     [QueueName.sync]: {
       [JobName.sync]: createSyncProcessor(ingest),
       [JobName.purge]: createPurgeProcessor(ingest),
+      [JobName.maintain]: createMaintainProcessor(ingest),
     },
     [QueueName.pages]: { [JobName.pages]: createPagesProcessor(ingest) },
   }

@@ -4,6 +4,7 @@ import {
   getSource,
   JobName,
   jobId,
+  MAINTAIN_DEDUP_ID,
   QUEUE_PREFIX,
   readRun,
   type SyncJobData,
@@ -214,10 +215,26 @@ export function createSyncProcessor(ingest: Ingest) {
       { deleted, embedded: embeddedPages, failed: 0 },
       errors,
     )
-    await ingest.store.maintain()
+    // Index upkeep is a job of its own: the sync is done once its rows are written (and
+    // searchable), and syncs of several sources share one index build instead of queueing
+    // one each behind the writer lock.
+    await ingest.queues.sync.add(
+      JobName.maintain,
+      {},
+      { jobId: jobId('maintain', Date.now()), deduplication: { id: MAINTAIN_DEDUP_ID } },
+    )
     await reportProgress(ingest, runId)
     const result = await readRun(ingest.redis, runId)
-    log.info({ source: data.source_id, ...result.progress }, 'sync done')
+    const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage()
+    const mb = (n: number) => Math.round(n / 2 ** 20)
+    log.info(
+      {
+        source: data.source_id,
+        ...result.progress,
+        memory_mb: { rss: mb(rss), heap: mb(heapUsed), external: mb(external + arrayBuffers) },
+      },
+      'sync done',
+    )
     return result
   }
 

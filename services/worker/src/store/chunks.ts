@@ -6,7 +6,7 @@ import {
   sqlString,
   sqlStringList,
 } from '@confluence-bot/shared'
-import { type Connection, connect, Index, type Table } from '@lancedb/lancedb'
+import { type Connection, connect, Index, Session, type Table } from '@lancedb/lancedb'
 import type { Field, Vector } from 'apache-arrow'
 import type { Redis } from 'ioredis'
 import { type Logger, pino } from 'pino'
@@ -110,9 +110,14 @@ export type ChunkStore = {
   close(): Promise<void>
 }
 
-/** A connection whose reads see other processes' commits at once (writers live elsewhere). */
-export function lancedbConnect(uri: string): Promise<Connection> {
-  return connect(uri, { readConsistencyInterval: 0 })
+/**
+ * A connection whose reads see other processes' commits at once (writers live elsewhere), with
+ * bounded caches: LanceDB's defaults (6 GB of index cache, 1 GB of file metadata) let a worker
+ * grow far past its memory limit during a large sync.
+ */
+export function lancedbConnect(uri: string, cacheMb = 128): Promise<Connection> {
+  const mb = BigInt(cacheMb) * 1024n * 1024n
+  return connect(uri, { readConsistencyInterval: 0 }, new Session(mb, mb / 4n))
 }
 
 const STORED_COLUMNS = Object.values(ChunkColumn).filter((c) => c !== ChunkColumn.vector)

@@ -76,6 +76,7 @@ const jobs: FastifyPluginAsyncTypebox = async (fastify) => {
       )
       const selected = found
         .filter((job): job is Job => job !== undefined && job !== null)
+        .filter((job) => job.name !== JobName.maintain)
         .filter((job) => source_id === undefined || job.data?.source_id === source_id)
         .sort((a, b) => b.timestamp - a.timestamp)
         .slice(0, limit)
@@ -95,7 +96,7 @@ const jobs: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request) => {
       const job = await queue.getJob(request.params.id)
-      if (job === undefined || job === null) {
+      if (job === undefined || job === null || job.name === JobName.maintain) {
         throw new AppError(404, ErrorCode.jobNotFound, `No job ${request.params.id}`)
       }
       return describe(fastify, job)
