@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { type ConvertOptions, convertStorage } from '../services/worker/src/convert/index.ts'
-import { INGEST_USAGE, ingest, UsageError } from './ingest.ts'
+import { INGEST_USAGE, UsageError } from './ingest-usage.ts'
 
 const USAGE = `Usage: cnfl <command> [options]
 
@@ -151,6 +151,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'convert') return convert(rest)
   if (command === 'ingest') {
     const base = process.env.npm_lifecycle_event === 'cnfl' ? process.env.INIT_CWD : undefined
+    const { ingest } = await import('./ingest.ts')
     return ingest(rest, base ?? process.cwd())
   }
   throw new CliError(`unknown command '${command}' (cnfl --help lists the commands)`)

@@ -124,10 +124,10 @@ export const ConfluenceSourceSchema = Type.Object(
     name: Type.String(),
     kind: Type.Union([Type.Literal('cloud'), Type.Literal('datacenter'), Type.Literal('export')]),
     base_url: Type.String(),
-    ...structuredClone(ScopeFields),
+    ...ScopeFields,
     spaces: Type.Array(Type.String()),
-    schedule: structuredClone(CommonFields.schedule),
-    rate_limit: structuredClone(CommonFields.rate_limit),
+    schedule: CommonFields.schedule,
+    rate_limit: CommonFields.rate_limit,
     tls: Type.Optional(
       Type.Object({
         ca_cert: Type.Optional(Type.String({ description: '"(set)" when a CA bundle is set' })),

@@ -15,6 +15,8 @@ const STATUS_CODES: Record<number, string> = {
   415: ErrorCode.unsupportedMediaType,
 }
 
+const REDIS_DOWN = /Stream isn't writeable|Connection is closed|enableOfflineQueue/
+
 function toBody(error: FastifyError, request: FastifyRequest, bodyLimit: number): ErrorBody {
   if (error instanceof AppError) return error.toBody()
   if (error.validation) {
@@ -32,6 +34,14 @@ function toBody(error: FastifyError, request: FastifyRequest, bodyLimit: number)
         message: `Request body is larger than BODY_LIMIT (${bodyLimit} bytes)`,
         statusCode: 413,
       }
+  }
+  if (REDIS_DOWN.test(error.message) || error.name === 'MaxRetriesPerRequestError') {
+    // The fail-fast Redis connection refuses commands while Redis is unreachable.
+    return {
+      error: ErrorCode.redisUnavailable,
+      message: 'Redis is unreachable (REDIS_URL); sources and jobs cannot be read or queued',
+      statusCode: 503,
+    }
   }
   const status = error.statusCode ?? 500
   if (status >= 400 && status < 500) {

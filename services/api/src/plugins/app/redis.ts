@@ -32,6 +32,20 @@ async function redis(fastify: FastifyInstance) {
     fastify.log.debug('Redis connection ready')
   })
   fastify.decorate('redis', client)
+  // Give the connection a moment at boot so the first requests find it open; a Redis that is
+  // down does not stop the api (its routes answer 503 and readiness says so).
+  fastify.addHook('onReady', async () => {
+    if (client.status === 'ready') return
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        client.off('ready', done)
+        resolve()
+      }
+      const timer = setTimeout(done, 2_000)
+      client.once('ready', done)
+    })
+  })
   fastify.addHook('onClose', async () => {
     await client.quit().catch(() => client.disconnect())
   })

@@ -92,25 +92,34 @@ async function enqueueSync(
   return { job_id: job.id as string, deduplicated: job.id !== wanted }
 }
 
-/** Streams a request body to `path`, refusing it past `limit` bytes. */
-async function saveUpload(stream: NodeJS.ReadableStream, path: string, limit: number) {
+const tooLarge = (limit: number) =>
+  new AppError(
+    413,
+    ErrorCode.payloadTooLarge,
+    `The export is over ${limit} bytes (EXPORT_UPLOAD_LIMIT)`,
+  )
+
+/**
+ * Streams a request body to `path`, refusing it past `limit` bytes. A declared length is checked
+ * first; an undeclared one is read to its end (and dropped past the limit), so the client still
+ * gets its 413 instead of a reset connection.
+ */
+async function saveUpload(
+  stream: NodeJS.ReadableStream,
+  declared: number,
+  path: string,
+  limit: number,
+) {
+  if (declared > limit) throw tooLarge(limit)
   let size = 0
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       size += chunk.length
-      if (size > limit) {
-        done(
-          new AppError(
-            413,
-            ErrorCode.payloadTooLarge,
-            `The export is over ${limit} bytes (EXPORT_UPLOAD_LIMIT)`,
-          ),
-        )
-      } else done(null, chunk)
+      done(null, size > limit ? undefined : chunk)
     },
   })
   await pipeline(stream, counter, createWriteStream(path))
-  return size
+  if (size > limit) throw tooLarge(limit)
 }
 
 const sources: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -221,6 +230,10 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         body: SyncRequestSchema,
         response: { 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 404, 503) },
       },
+      // `curl -X POST …/sync` with no body is a plain sync.
+      preValidation: async (request) => {
+        request.body ??= {}
+      },
     },
     async (request, reply) => {
       const spec = await found(fastify, request.params.id)
@@ -255,7 +268,12 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
       const partial = join(dir, `${id}.zip.part`)
       let export_path = `${id}.zip`
       try {
-        await saveUpload(request.body as NodeJS.ReadableStream, partial, config.EXPORT_UPLOAD_LIMIT)
+        await saveUpload(
+          request.body as NodeJS.ReadableStream,
+          Number(request.headers['content-length'] ?? 0),
+          partial,
+          config.EXPORT_UPLOAD_LIMIT,
+        )
         await checkExportZip(partial)
         await rename(partial, join(dir, export_path))
       } catch (err) {
