@@ -110,6 +110,7 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
     'Deployment/api',
     'Deployment/ollama',
     'Deployment/worker',
+    'PersistentVolumeClaim/exports',
     'PersistentVolumeClaim/lancedb',
     'PersistentVolumeClaim/ollama-models',
     'PodDisruptionBudget/api',
@@ -128,8 +129,16 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
     CHAT_MODEL: 'llama3.2',
     EMBED_MODEL: 'nomic-embed-text',
     LANCEDB_URI: '/data/lancedb',
+    EXPORTS_DIR: '/data/exports',
     LOG_LEVEL: 'info',
   })
+  // Uploaded export zips: written by the api, read and deleted by the worker.
+  for (const name of ['api', 'worker']) {
+    const pod = find(render('base'), 'Deployment', name).spec.template.spec
+    const mount = pod.containers[0].volumeMounts.find((m: { name: string }) => m.name === 'exports')
+    t.match(mount, { mountPath: '/data/exports' }, name)
+    t.notOk(mount.readOnly, `${name} writes the exports volume`)
+  }
 })
 
 t.test('every container has cpu and memory requests and limits, requests ≤ limits', async (t) => {
