@@ -134,9 +134,14 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
   })
   // Uploaded export zips: written by the api, read and deleted by the worker.
   for (const name of ['api', 'worker']) {
-    const pod = find(render('base'), 'Deployment', name).spec.template.spec as {
-      containers: Array<{ volumeMounts: Array<{ name: string; readOnly?: boolean }> }>
+    const deployment = find(render('base'), 'Deployment', name) as {
+      spec: {
+        template: {
+          spec: { containers: Array<{ volumeMounts: Array<{ name: string; readOnly?: boolean }> }> }
+        }
+      }
     }
+    const pod = deployment.spec.template.spec
     const mount = pod.containers[0]?.volumeMounts.find((m) => m.name === 'exports')
     t.match(mount, { mountPath: '/data/exports' }, name)
     t.notOk(mount?.readOnly, `${name} writes the exports volume`)
