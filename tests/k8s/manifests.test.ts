@@ -134,7 +134,7 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
   })
   // Uploaded export zips: written by the api, read and deleted by the worker.
   for (const name of ['api', 'worker']) {
-    const deployment = find(render('base'), 'Deployment', name) as {
+    const deployment = find(render('base'), 'Deployment', name) as unknown as {
       spec: {
         template: {
           spec: { containers: Array<{ volumeMounts: Array<{ name: string; readOnly?: boolean }> }> }
