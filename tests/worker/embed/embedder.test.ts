@@ -1,0 +1,86 @@
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import t, { type Test } from 'tap'
+import { createEmbedder } from '../../../services/worker/src/embed/embedder.ts'
+import { standIn } from '../../helpers/ollama.ts'
+import { expectedEmbedding } from '../../helpers/ollama-stand-in.ts'
+import { freePort } from '../../helpers/redis.ts'
+
+// The embedder: batched /api/embed calls through the ollama client; "no model" is a state
+// (null), anything else an error.
+
+/** A fake Ollama that answers /api/embed with `reply(inputs)`. */
+async function fakeOllama(t: Test, reply: (inputs: string[]) => unknown) {
+  const server = createServer((req, res) => {
+    let body = ''
+    req.on('data', (chunk) => {
+      body += chunk
+    })
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify(reply((JSON.parse(body) as { input: string[] }).input)))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+t.test('texts go out in batches and come back in order', async (t) => {
+  const ollama = await standIn(t, { embedDimension: 8 })
+  const embedder = createEmbedder({ url: ollama.url, model: 'nomic-embed-text', batchSize: 2 })
+  const texts = ['one', 'two', 'three', 'four', 'five']
+  const vectors = await embedder.embed(texts)
+  t.same(
+    vectors,
+    texts.map((text) => expectedEmbedding('nomic-embed-text', text, 8)),
+  )
+  t.equal(embedder.calls, 3, 'ceil(5 / 2) calls')
+  t.same(
+    ollama.requests.map((r) => (r.body as { input: string[] }).input),
+    [['one', 'two'], ['three', 'four'], ['five']],
+  )
+  t.equal(await embedder.dimension(), 8, 'known from the vectors: no probe')
+  t.equal(embedder.calls, 3)
+  t.equal(embedder.model, 'nomic-embed-text')
+})
+
+t.test('the dimension is probed once with one call', async (t) => {
+  const ollama = await standIn(t, { embedDimension: 12 })
+  const embedder = createEmbedder({ url: ollama.url, model: 'nomic-embed-text', batchSize: 8 })
+  t.equal(await embedder.dimension(), 12)
+  t.equal(await embedder.dimension(), 12)
+  t.equal(ollama.embedCalls, 1)
+})
+
+t.test('a model that is not pulled, or an Ollama that is down, is null', async (t) => {
+  const ollama = await standIn(t, { models: [] })
+  const missing = createEmbedder({ url: ollama.url, model: 'nomic-embed-text', batchSize: 8 })
+  t.equal(await missing.embed(['x']), null)
+  t.equal(await missing.dimension(), null)
+  const down = createEmbedder({
+    url: `http://127.0.0.1:${await freePort()}`,
+    model: 'nomic-embed-text',
+    batchSize: 8,
+  })
+  t.equal(await down.embed(['x']), null)
+})
+
+t.test('an Ollama error or a malformed answer throws, so the job is retried', async (t) => {
+  const failing = await standIn(t, { failBeforeOutput: { status: 500, error: 'out of memory' } })
+  const broken = createEmbedder({ url: failing.url, model: 'nomic-embed-text', batchSize: 8 })
+  await t.rejects(broken.embed(['x']), /out of memory/)
+
+  const short = await fakeOllama(t, () => ({ embeddings: [[0.1, 0.2]] }))
+  const missingOne = createEmbedder({ url: short, model: 'm', batchSize: 8 })
+  await t.rejects(missingOne.embed(['a', 'b']), /returned 1 vectors for 2 texts/)
+
+  const ragged = await fakeOllama(t, (inputs) => ({
+    embeddings: inputs.map((_, i) => (i === 0 ? [0.1, 0.2] : [0.1])),
+  }))
+  const uneven = createEmbedder({ url: ragged, model: 'm', batchSize: 8 })
+  await t.rejects(uneven.embed(['a', 'b']), /a vector of length 1 from m; expected 2/)
+
+  const empty = await fakeOllama(t, () => ({ embeddings: [[]] }))
+  await t.rejects(createEmbedder({ url: empty, model: 'm', batchSize: 8 }).embed(['a']), /length 0/)
+})
