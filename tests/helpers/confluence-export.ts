@@ -246,6 +246,19 @@ const FOOTER = `
         </section>
     </div>`
 
+/** `<head>` to the opening `<body>` of an exported page, as Confluence writes it, at `indent`. */
+const headAndBody = (title: string, indent: string) =>
+  [
+    '<head>',
+    `    <title>${title}</title>`,
+    '    <link rel="stylesheet" href="styles/site.css" type="text/css" />',
+    '    <META http-equiv="Content-Type" content="text/html; charset=UTF-8">',
+    '</head>',
+    '<body class="theme-default aui-theme-default">',
+  ]
+    .map((line) => indent + line)
+    .join('\n')
+
 function indexHtml(
   roots: StandInPage[],
   children: Map<string, StandInPage[]>,
@@ -266,12 +279,7 @@ function indexHtml(
           .join('\n')}</ul>`
   return `<!DOCTYPE html>
 <html>
-<head>
-    <title>${escapeHtml(opts.spaceName)}</title>
-    <link rel="stylesheet" href="styles/site.css" type="text/css" />
-    <META http-equiv="Content-Type" content="text/html; charset=UTF-8">
-</head>
-<body class="theme-default aui-theme-default">
+${headAndBody(escapeHtml(opts.spaceName), '')}
 <div id="page">
     <div id="main" class="aui-page-panel">
         <div id="main-header">
@@ -332,12 +340,7 @@ function pageHtml(
           .join('\n')}</div></div>`
   return `<!DOCTYPE html>
 <html>
-    <head>
-        <title>${title}</title>
-        <link rel="stylesheet" href="styles/site.css" type="text/css" />
-        <META http-equiv="Content-Type" content="text/html; charset=UTF-8">
-    </head>
-    <body class="theme-default aui-theme-default">
+${headAndBody(title, '    ')}
         <div id="page">
             <div id="main" class="aui-page-panel">
                 <div id="main-header">

@@ -3,9 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { pino } from 'pino'
 import t, { type Test } from 'tap'
-import type { ConfluenceError } from '../../../services/worker/src/confluence/errors.ts'
 import {
   createHttp,
   errorDetail,
@@ -14,6 +12,7 @@ import {
   parseRetryAfter,
 } from '../../../services/worker/src/confluence/http.ts'
 import { createLimiter, type Limiter } from '../../../services/worker/src/confluence/limiter.ts'
+import { captureLog, failure } from '../../helpers/capture.ts'
 import {
   type ConfluenceStandIn,
   type ConfluenceStandInOptions,
@@ -63,15 +62,6 @@ function client(t: Test, s: ConfluenceStandIn, options: Partial<HttpOptions> = {
 
 const pageUrl = (s: ConfluenceStandIn) => `${s.baseUrl}/api/v2/pages/1001`
 
-async function failure(promise: Promise<unknown>): Promise<ConfluenceError> {
-  try {
-    await promise
-  } catch (err) {
-    return err as ConfluenceError
-  }
-  throw new Error('expected a rejection')
-}
-
 function noSecrets(t: Test, text: string, what: string) {
   t.notMatch(text, TOKEN, `${what}: no token`)
   t.notMatch(text, BASIC, `${what}: no Authorization value`)
@@ -102,8 +92,7 @@ t.test('bearer and anonymous sources', async (t) => {
 
 t.test('401 fails at once: one request, fatal, the token never in the message', async (t) => {
   const s = await standIn(t)
-  const lines: string[] = []
-  const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) })
+  const { log, lines } = captureLog()
   const http = client(t, s, { auth: { type: 'basic', username: USER, token: 'wrong-token' }, log })
   const err = await failure(http.getJson(pageUrl(s)))
   t.equal(err.code, 'auth')
@@ -315,8 +304,7 @@ t.test('429 with Retry-After: 2 pauses the source for at least 2 s', async (t) =
   t.teardown(() => redis.quit())
   const s = await standIn(t)
   s.options.faults.push({ status: 429, headers: { 'retry-after': ['2', '30'] } })
-  const lines: string[] = []
-  const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) })
+  const { log, lines } = captureLog()
   const limiter = createLimiter(redis, 'src-429', 50)
   const http = client(t, s, { limiter, log })
   const other = client(t, s, { limiter: createLimiter(redis, 'src-429', 50) })

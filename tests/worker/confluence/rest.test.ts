@@ -1,5 +1,4 @@
 import { Redis } from 'ioredis'
-import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { MISSING } from '../../../services/worker/src/confluence/bodies.ts'
 import { type ConfluenceError, isFatal } from '../../../services/worker/src/confluence/errors.ts'
@@ -14,6 +13,7 @@ import type {
   PageRef,
   SourceSpec,
 } from '../../../services/worker/src/confluence/types.ts'
+import { captureLog, failure } from '../../helpers/capture.ts'
 import {
   type ConfluenceRecordedRequest,
   type ConfluenceStandIn,
@@ -120,20 +120,45 @@ async function list(source: ConfluenceSource, signal?: AbortSignal): Promise<Pag
   return out
 }
 
-async function failure(promise: Promise<unknown>): Promise<ConfluenceError> {
-  try {
-    await promise
-  } catch (err) {
-    return err as ConfluenceError
-  }
-  throw new Error('expected a rejection')
-}
-
 const ids = (items: Array<{ id: string }>) => items.map((item) => item.id)
 const paths = (s: ConfluenceStandIn) => s.requests.map((request) => request.path)
 const named = (s: ConfluenceStandIn, suffix: string): ConfluenceRecordedRequest[] =>
   s.requests.filter((request) => request.path.endsWith(suffix))
 const isBody = (result: PageBody | PageFailure): result is PageBody => 'body' in result
+
+// What both clients should make of the same stand-in pages; only what differs is passed in.
+
+/** Every page of ENG and OPS, in listing order. */
+const EVERY_ID = ['1001', '1002', '1003', '1004', '1005', '1006', '1007', '2001', '2002', '2003']
+const SPACE_NAMES = new Map([
+  ['ENG', 'Engineering'],
+  ['OPS', 'Operations'],
+])
+
+/** Page 1003 ('Setup', under 'Guide') as a listing reports it. */
+const setupRef = (fields: Pick<PageRef, 'labels' | 'url'> & Partial<PageRef>): PageRef => ({
+  id: '1003',
+  spaceKey: 'ENG',
+  title: 'Setup',
+  version: '1',
+  parentId: '1002',
+  updatedAt: WHEN,
+  ...fields,
+})
+
+/** Page 1002 after `edit(s, '1002', 'Guide v2')`, with its body. */
+const guideV2 = (fields: Partial<PageBody>): Partial<PageBody> => ({
+  id: '1002',
+  title: 'Guide v2',
+  version: '2',
+  body: '<p>Guide v2</p>',
+  format: 'storage',
+  labels: ['howto'],
+  ...fields,
+})
+
+/** The failure recorded for a page that is gone. */
+const gone = (id: string): PageFailure => ({ id, message: MISSING, status: 404 })
 
 function edit(s: ConfluenceStandIn, id: string, title: string) {
   const page = s.options.pages.find((candidate) => candidate.id === id) as StandInPage
@@ -153,28 +178,8 @@ t.test('Cloud: lists every page of its spaces through v2, without bodies', async
   const { s, source } = await setup(t)
   t.equal(source.kind, 'cloud')
   const refs = await list(source)
-  t.same(ids(refs), [
-    '1001',
-    '1002',
-    '1003',
-    '1004',
-    '1005',
-    '1006',
-    '1007',
-    '2001',
-    '2002',
-    '2003',
-  ])
-  t.same(refs[2], {
-    id: '1003',
-    spaceKey: 'ENG',
-    title: 'Setup',
-    version: '1',
-    labels: [],
-    url: `${s.baseUrl}/spaces/ENG/pages/1003`,
-    parentId: '1002',
-    updatedAt: WHEN,
-  })
+  t.same(ids(refs), EVERY_ID)
+  t.same(refs[2], setupRef({ labels: [], url: `${s.baseUrl}/spaces/ENG/pages/1003` }))
   t.notOk('parentId' in (refs[0] as PageRef), 'a root page has no parent')
 
   const [spaces, ...listings] = s.requests
@@ -188,13 +193,7 @@ t.test('Cloud: lists every page of its spaces through v2, without bodies', async
   t.same(listings[0]?.query, { status: 'current', limit: '250' })
   t.ok(listings[1]?.query.cursor, 'the next page came from _links.next')
 
-  t.same(
-    await source.spaceNames(),
-    new Map([
-      ['ENG', 'Engineering'],
-      ['OPS', 'Operations'],
-    ]),
-  )
+  t.same(await source.spaceNames(), SPACE_NAMES)
   t.equal(s.requests.length, 5, 'space names were already known')
 })
 
@@ -209,19 +208,10 @@ t.test('Cloud: bodies in bulk, labels by one CQL search, vanished pages as failu
 
   const results = await source.fetchBodies(refs)
   t.same(ids(results), ids(refs), 'one result per ref, in order')
-  t.same(results[5], { id: '1006', message: MISSING, status: 404 })
+  t.same(results[5], gone('1006'))
   const bodies = results.filter(isBody)
   t.equal(bodies.length, 6)
-  t.match(bodies[1], {
-    id: '1002',
-    title: 'Guide v2',
-    version: '2',
-    body: '<p>Guide v2</p>',
-    format: 'storage',
-    labels: ['howto'],
-    parentId: '1001',
-    url: `${s.baseUrl}/spaces/ENG/pages/1002`,
-  })
+  t.match(bodies[1], guideV2({ parentId: '1001', url: `${s.baseUrl}/spaces/ENG/pages/1002` }))
   t.same(
     bodies.map((body) => body.labels),
     [[], ['howto'], ['howto', 'draft'], [], ['secret'], ['notes']],
@@ -283,7 +273,7 @@ t.test('Cloud: a failing bulk request is retried page by page', async (t) => {
   const results = await source.fetchBodies(refs)
   t.match(results[0], { id: '1001', body: '<p>Home</p>' })
   t.match(results[1], { id: '1002', status: 400, message: /Cannot render page/ })
-  t.same(results[2], { id: '1003', message: MISSING, status: 404 })
+  t.same(results[2], gone('1003'))
   t.ok(
     s.requests.some((request) => request.path === '/wiki/api/v2/pages/1001'),
     'one GET per page',
@@ -312,17 +302,14 @@ t.test('Cloud: a label filter lists through CQL search, cursor-paged', async (t)
   })
   const refs = await list(source)
   t.same(ids(refs), ['1002', '1003', '2002'])
-  t.same(refs[1], {
-    id: '1003',
-    spaceKey: 'ENG',
-    title: 'Setup',
-    version: '1',
-    labels: ['howto', 'draft'],
-    url: `${s.baseUrl}/spaces/ENG/pages/1003`,
-    parentId: '1002',
-    updatedAt: WHEN,
-    author: { id: ACCOUNT_ID, name: 'Stand-in User' },
-  })
+  t.same(
+    refs[1],
+    setupRef({
+      labels: ['howto', 'draft'],
+      url: `${s.baseUrl}/spaces/ENG/pages/1003`,
+      author: { id: ACCOUNT_ID, name: 'Stand-in User' },
+    }),
+  )
   const searches = named(s, '/rest/api/content/search')
   t.equal(searches.length, 2)
   t.same(searches[0]?.query, {
@@ -389,8 +376,7 @@ t.test('Cloud: a base_url without v2 (no /wiki, or a DC server) is named', async
 t.test(
   'Cloud: refused credentials fail on the first request, never logging the token',
   async (t) => {
-    const lines: string[] = []
-    const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) })
+    const { log, lines } = captureLog()
     const { s, source } = await setup(t, { token: 'not-the-token', deps: { log } })
     const err = await failure(list(source))
     t.equal(err.code, 'auth')
@@ -409,29 +395,15 @@ t.test('DC: v1 offset listing under the context path, with authors and labels', 
   const { s, source } = await setup(t, { options: dc })
   t.equal(source.kind, 'datacenter')
   const refs = await list(source)
-  t.same(ids(refs), [
-    '1001',
-    '1002',
-    '1003',
-    '1004',
-    '1005',
-    '1006',
-    '1007',
-    '2001',
-    '2002',
-    '2003',
-  ])
-  t.same(refs[2], {
-    id: '1003',
-    spaceKey: 'ENG',
-    title: 'Setup',
-    version: '1',
-    labels: ['howto', 'draft'],
-    url: `${s.baseUrl}/pages/viewpage.action?pageId=1003`,
-    parentId: '1002',
-    updatedAt: WHEN,
-    author: { id: 'standin-key', name: 'Stand-in User' },
-  })
+  t.same(ids(refs), EVERY_ID)
+  t.same(
+    refs[2],
+    setupRef({
+      labels: ['howto', 'draft'],
+      url: `${s.baseUrl}/pages/viewpage.action?pageId=1003`,
+      author: { id: 'standin-key', name: 'Stand-in User' },
+    }),
+  )
   t.same(paths(s).slice(0, 2), ['/confluence/rest/api/space/ENG', '/confluence/rest/api/space/OPS'])
   const listings = named(s, '/rest/api/content')
   t.equal(listings.length, 4, 'ENG in 3 pages of results, OPS in 1')
@@ -450,13 +422,7 @@ t.test('DC: v1 offset listing under the context path, with authors and labels', 
   for (const path of paths(s)) {
     t.ok(path.startsWith('/confluence/rest/api/'), `${path}: v1 under the context path only`)
   }
-  t.same(
-    await source.spaceNames(),
-    new Map([
-      ['ENG', 'Engineering'],
-      ['OPS', 'Operations'],
-    ]),
-  )
+  t.same(await source.spaceNames(), SPACE_NAMES)
 })
 
 t.test('DC: a page added mid-walk shifts the offsets; nothing is listed twice', async (t) => {
@@ -490,17 +456,14 @@ t.test('DC: bodies by CQL id search, pages the index lacks one by one', async (t
   s.options.unindexed = ['1007']
   const results = await source.fetchBodies(refs)
   t.same(ids(results), ids(refs))
-  t.same(results[5], { id: '1006', message: MISSING, status: 404 })
-  t.match(results[1], {
-    id: '1002',
-    title: 'Guide v2',
-    version: '2',
-    body: '<p>Guide v2</p>',
-    format: 'storage',
-    labels: ['howto'],
-    url: `${s.baseUrl}/pages/viewpage.action?pageId=1002`,
-    author: { id: 'standin-key', name: 'Stand-in User' },
-  })
+  t.same(results[5], gone('1006'))
+  t.match(
+    results[1],
+    guideV2({
+      url: `${s.baseUrl}/pages/viewpage.action?pageId=1002`,
+      author: { id: 'standin-key', name: 'Stand-in User' },
+    }),
+  )
   t.match(results[6], { id: '1007', body: '<p>Notes</p>', labels: ['notes'] })
   const after = s.requests.slice(listed)
   const searches = after.filter((request) => request.path.endsWith('/content/search'))

@@ -2,33 +2,39 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { buildExportZip } from '../../helpers/confluence-export.ts'
-import { generatedSpace, ingestRig } from '../../helpers/ingest.ts'
+import { generatedSpace, ingestRig, type Rig } from '../../helpers/ingest.ts'
 import { runScript } from '../../helpers/process.ts'
 
 // `cnfl ingest`: a sync in the foreground, progress on stderr, a JSON summary on stdout.
 
 const CNFL = 'scripts/cnfl.ts'
 
+/** `cnfl ingest` of the rig's Cloud space ENG as a source named Eng, with any further flags. */
+function ingestEng(rig: Rig, ...extra: string[]) {
+  return runScript(
+    CNFL,
+    [
+      'ingest',
+      '--kind',
+      'cloud',
+      '--base-url',
+      rig.confluence.baseUrl,
+      '--space',
+      'ENG',
+      '--name',
+      'Eng',
+      ...extra,
+    ],
+    { env: rig.env },
+  )
+}
+
 t.test(
   'cnfl ingest registers a source, syncs it with a progress bar, and syncs it again',
   async (t) => {
     const pages = generatedSpace(6)
     const rig = await ingestRig(t, { pages })
-    const first = await runScript(
-      CNFL,
-      [
-        'ingest',
-        '--kind',
-        'cloud',
-        '--base-url',
-        rig.confluence.baseUrl,
-        '--space',
-        'ENG',
-        '--name',
-        'Eng',
-      ],
-      { env: rig.env },
-    )
+    const first = await ingestEng(rig)
     t.equal(first.code, 0, first.stderr)
     const summary = JSON.parse(first.stdout)
     t.match(summary, {
@@ -46,22 +52,7 @@ t.test(
     t.equal(again.code, 0, again.stderr)
     t.match(JSON.parse(again.stdout).progress, { unchanged: 5, deleted: 1, converted: 0 })
 
-    const byName = await runScript(
-      CNFL,
-      [
-        'ingest',
-        '--kind',
-        'cloud',
-        '--base-url',
-        rig.confluence.baseUrl,
-        '--space',
-        'ENG',
-        '--name',
-        'Eng',
-        '--full',
-      ],
-      { env: rig.env },
-    )
+    const byName = await ingestEng(rig, '--full')
     t.equal(
       JSON.parse(byName.stdout).source_id,
       summary.source_id,
@@ -111,6 +102,11 @@ t.test('cnfl ingest usage errors exit 2', async (t) => {
     t.equal(run.code, 2, args.join(' '))
     t.match(run.stderr, message)
   }
+  const noRedis = await runScript(CNFL, ['ingest', 'src_000000000000'], {
+    env: { ...rig.env, REDIS_URL: 'redis://127.0.0.1:1' },
+  })
+  t.equal(noRedis.code, 1)
+  t.match(noRedis.stderr, /Redis at REDIS_URL=redis:\/\/127\.0\.0\.1:1 is unreachable/)
   const help = await runScript(CNFL, ['ingest', '--help'], { env: rig.env })
   t.equal(help.code, 0)
   t.match(help.stdout, /--export FILE.zip/)

@@ -41,6 +41,31 @@ async function contend(redisFor: (i: number) => Redis, key: string, count: numbe
   return { most, order }
 }
 
+/**
+ * Holds `key` while `takeAway` makes the lock lapse, until the holder's signal says it is lost;
+ * returns the signal's reason.
+ */
+async function holdUntilLost(
+  redis: Redis,
+  key: string,
+  ttlMs: number,
+  takeAway: () => Promise<unknown>,
+): Promise<unknown> {
+  let lostWith: unknown
+  await withLock(
+    redis,
+    key,
+    async (signal) => {
+      const taking = takeAway()
+      await once(signal, 'abort')
+      lostWith = signal.reason
+      await taking
+    },
+    { ttlMs },
+  )
+  return lostWith
+}
+
 t.test('holders in one process run one at a time', async (t) => {
   const redis = await connection(t)
   const key = newKey()
@@ -117,18 +142,8 @@ t.test(
   async (t) => {
     const redis = await connection(t)
     const key = newKey()
-    let lostWith: unknown
-    await withLock(
-      redis,
-      key,
-      async (signal) => {
-        // As if the TTL had lapsed and another process had taken the lock.
-        await redis.set(key, 'someone-else')
-        await once(signal, 'abort')
-        lostWith = signal.reason
-      },
-      { ttlMs: 90 },
-    )
+    // As if the TTL had lapsed and another process had taken the lock.
+    const lostWith = await holdUntilLost(redis, key, 90, () => redis.set(key, 'someone-else'))
     t.type(lostWith, LockLostError)
     t.match((lostWith as Error).message, /another holder has it/)
     t.equal(await redis.get(key), 'someone-else', 'the new owner still holds the lock')
@@ -138,25 +153,15 @@ t.test(
 t.test('a renewal that hangs longer than the TTL counts as lost', async (t) => {
   const redis = await connection(t)
   const busy = await connection(t)
-  const key = newKey()
-  let lostWith: unknown
-  await withLock(
-    redis,
-    key,
-    async (signal) => {
-      // Redis runs one script at a time: a script longer than the TTL stalls the renewal.
-      const stall = busy.eval(
-        `local t = redis.call('TIME')
-         local start = t[1] * 1000000 + t[2]
-         repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - start > 600000
-         return 1`,
-        0,
-      )
-      await once(signal, 'abort')
-      lostWith = signal.reason
-      await stall
-    },
-    { ttlMs: 150 },
+  // Redis runs one script at a time: a script longer than the TTL stalls the renewal.
+  const lostWith = await holdUntilLost(redis, newKey(), 150, () =>
+    busy.eval(
+      `local t = redis.call('TIME')
+       local start = t[1] * 1000000 + t[2]
+       repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - start > 600000
+       return 1`,
+      0,
+    ),
   )
   t.type(lostWith, LockLostError)
   t.match((lostWith as Error).message, /not renewed within its TTL/)
