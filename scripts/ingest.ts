@@ -11,15 +11,39 @@ import {
   listSources,
   loadWorkerConfig,
   readRun,
+  redactUrl,
   type SourceSpec,
   type SyncProgress,
   syncDedupId,
 } from '@confluence-bot/shared'
+import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { inspectExport } from '../services/worker/src/confluence/export.ts'
 import { createIngest } from '../services/worker/src/ingest/index.ts'
 import { startWorker } from '../services/worker/src/worker.ts'
 import { INGEST_USAGE, UsageError } from './ingest-usage.ts'
+
+/** The worker's connection waits for Redis forever; a foreground command says so and stops. */
+async function checkRedis(url: string): Promise<void> {
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 3_000,
+    retryStrategy: () => null,
+  })
+  probe.on('error', () => {})
+  try {
+    await probe.connect()
+    await probe.ping()
+  } catch {
+    throw new Error(
+      `Redis at REDIS_URL=${redactUrl(url)} is unreachable: start it (./confluence-bot start runs one) or set REDIS_URL`,
+    )
+  } finally {
+    probe.disconnect()
+  }
+}
 
 function bar(p: SyncProgress): string {
   const done = p.unchanged + p.converted + p.failed
@@ -58,6 +82,7 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
     return 2
   }
   const config = loadWorkerConfig()
+  await checkRedis(config.REDIS_URL)
   const log = pino(
     { level: config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL },
     pino.destination(2),
