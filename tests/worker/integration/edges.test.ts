@@ -1,0 +1,199 @@
+import {
+  createSource,
+  JobName,
+  loadWorkerConfig,
+  QUEUE_PREFIX,
+  QueueName,
+  syncSchedulerId,
+} from '@confluence-bot/shared'
+import { Queue } from 'bullmq'
+import { pino } from 'pino'
+import t from 'tap'
+import { loadCatalog, saveCatalog } from '../../../services/worker/src/ingest/catalog.ts'
+import { defaultAuth } from '../../../services/worker/src/ingest/index.ts'
+import { pageRows } from '../../../services/worker/src/ingest/rows.ts'
+import { reconcileSchedulers } from '../../../services/worker/src/schedulers.ts'
+import { generatedSpace, ingestRig } from '../../helpers/ingest.ts'
+
+// The corners of a sync: a page that cannot be read or converted, a source that is gone, a
+// sync that finds another one running, odd page trees, schedules reconciled at boot.
+
+t.test('a page that cannot be read, or converted, is recorded and skipped', async (t) => {
+  const pages = generatedSpace(6)
+  const huge = pages[4] as (typeof pages)[number]
+  huge.storage = `<p>${'x'.repeat(17 * 1024 * 1024)}</p>`
+  const rig = await ingestRig(t, {
+    pages,
+    confluence: {
+      faults: [
+        { path: /\/api\/v2\/pages\?/, status: 400, times: 1 },
+        { path: /\/api\/v2\/pages\/1003\b/, status: 404, times: 10 },
+      ],
+    },
+  })
+  await rig.startWorker()
+  const source = await rig.register()
+  const run = await rig.waitFor(await rig.enqueue(source))
+  t.equal(run.state, 'completed', run.failedReason ?? '')
+  t.match(run.progress, { discovered: 6, converted: 4, failed: 2 })
+  t.match(
+    [...run.errors].sort((a, b) => String(a.page_id).localeCompare(String(b.page_id))),
+    [
+      { page_id: '1003', message: /not found or no permission/ },
+      { page_id: huge.id, message: /conversion failed: page body is \d+ bytes/ },
+    ],
+  )
+  const ids = new Set((await rig.rows()).map((r) => r.page_id))
+  t.notOk(ids.has('1003'))
+  t.equal(ids.size, 4)
+})
+
+t.test(
+  'a sync of a source that is gone fails for good; a page batch of one is skipped',
+  async (t) => {
+    const rig = await ingestRig(t, { pages: generatedSpace(2) })
+    await rig.startWorker()
+    const run = await rig.waitFor(await rig.enqueue('src_000000000000'))
+    t.equal(run.state, 'failed')
+    t.match(run.failedReason, /source src_000000000000 does not exist/)
+
+    const pages = new Queue(QueueName.pages, { connection: rig.client, prefix: QUEUE_PREFIX })
+    t.teardown(() => pages.close())
+    const batch = await pages.add(JobName.pages, {
+      source_id: 'src_000000000000',
+      run_id: 'none',
+      batch: 0,
+      embed: null,
+      space_names: {},
+      pages: [],
+    })
+    await rig.waitFor(batch.id as string).catch(() => undefined)
+    for (let i = 0; i < 100 && (await batch.getState()) !== 'completed'; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    t.same((await pages.getJob(batch.id as string))?.returnvalue, {
+      skipped: 'the source was deleted',
+    })
+  },
+)
+
+t.test('a sync that finds another one of its source running steps aside', async (t) => {
+  const rig = await ingestRig(t, { pages: generatedSpace(2) })
+  const source = await rig.register()
+  const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => queue.close())
+  // A sync waiting for its retry holds the claim; one that is gone does not.
+  const held = await queue.add(JobName.sync, { source_id: source }, { delay: 60_000 })
+  await rig.client.set(`cnfl:sync-lock:${source}`, held.id as string)
+  await rig.startWorker()
+  const skipped = await queue.add(JobName.sync, { source_id: source })
+  await rig.waitFor(skipped.id as string)
+  t.same((await queue.getJob(skipped.id as string))?.returnvalue, {
+    skipped: 'a sync of this source is already running',
+  })
+  await held.remove()
+  await rig.client.set(`cnfl:sync-lock:${source}`, 'sync-that-is-gone')
+  const run = await rig.waitFor(await rig.enqueue(source))
+  t.equal(run.state, 'completed')
+  t.equal(run.progress.converted, 2, 'a stale claim is taken over')
+  t.equal(await rig.client.get(`cnfl:sync-lock:${source}`), null, 'released when done')
+})
+
+t.test('breadcrumbs survive a parent outside the scope and a parent loop', async (t) => {
+  const pages = generatedSpace(4)
+  ;(pages[0] as (typeof pages)[number]).parentId = '999'
+  ;(pages[2] as (typeof pages)[number]).parentId = '1004'
+  ;(pages[3] as (typeof pages)[number]).parentId = '1003'
+  const rig = await ingestRig(t, { pages })
+  await rig.startWorker()
+  const run = await rig.waitFor(await rig.enqueue(await rig.register()))
+  t.equal(run.state, 'completed')
+  const crumbs = Object.fromEntries(
+    (await rig.rows()).filter((r) => r.chunk_pos === 0).map((r) => [r.page_id, r.breadcrumb]),
+  )
+  t.match(crumbs['1001'], /^ENG › Page 1 of ENG › Section 0$/, 'a parent outside: no ancestors')
+  t.match(crumbs['1003'], /^ENG › Page 4 of ENG › Page 3 of ENG › /, 'the loop is cut')
+})
+
+t.test('schedules are reconciled with the sources at boot', async (t) => {
+  const rig = await ingestRig(t, { pages: generatedSpace(1) })
+  const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => queue.close())
+  const kept = await createSource(rig.client, {
+    name: 'hourly',
+    kind: 'cloud',
+    base_url: rig.confluence.baseUrl,
+    spaces: ['ENG'],
+    schedule: '0 * * * *',
+  })
+  await queue.upsertJobScheduler(syncSchedulerId('src_gone00000000'), { pattern: '0 0 * * *' })
+  await reconcileSchedulers(rig.client, queue, pino({ level: 'silent' }))
+  t.same(
+    (await queue.getJobSchedulers()).map((s) => [s.key, s.pattern]),
+    [[syncSchedulerId(kept.id), '0 * * * *']],
+  )
+})
+
+t.test('default credentials come from CONFLUENCE_USERNAME / CONFLUENCE_TOKEN', async (t) => {
+  const config = (env: Record<string, string>) => loadWorkerConfig({ LOG_LEVEL: 'silent', ...env })
+  t.equal(defaultAuth(config({})), undefined)
+  t.same(defaultAuth(config({ CONFLUENCE_TOKEN: 'pat' })), { type: 'bearer', token: 'pat' })
+  t.same(defaultAuth(config({ CONFLUENCE_USERNAME: 'bot', CONFLUENCE_TOKEN: 'tok' })), {
+    type: 'basic',
+    username: 'bot',
+    token: 'tok',
+  })
+})
+
+t.test(
+  'links and mentions resolve through what the crawl saw; an empty page keeps one row',
+  async (t) => {
+    const rig = await ingestRig(t, { pages: generatedSpace(1) })
+    await saveCatalog(rig.client, 'src_a', [
+      {
+        id: '1',
+        spaceKey: 'ENG',
+        title: 'Runbook',
+        version: '1',
+        labels: [],
+        url: 'https://wiki/x/1',
+        author: { id: 'u-1', name: 'Ada Lovelace' },
+      },
+    ])
+    const resolvers = await loadCatalog(rig.client, 'src_a')
+    t.equal(resolvers.resolvePage({ title: 'Runbook' }, 'ENG'), 'https://wiki/x/1')
+    t.equal(resolvers.resolvePage({ title: 'Runbook', spaceKey: 'OPS' }, 'ENG'), undefined)
+    t.same(resolvers.resolveUser({ userKey: 'u-1' }), { displayName: 'Ada Lovelace' })
+    t.equal(resolvers.resolveUser({ accountId: 'nobody' }), undefined)
+
+    const { rows } = pageRows(
+      {
+        id: '7',
+        spaceKey: 'ENG',
+        title: 'Empty',
+        version: '3',
+        labels: ['x'],
+        url: 'https://wiki/x/7',
+        body: '<p> </p>',
+        format: 'storage',
+      },
+      {
+        sourceId: 'src_a',
+        kind: 'datacenter',
+        baseUrl: '',
+        spaceName: 'Engineering',
+        ancestors: ['Home'],
+        resolvers,
+      },
+    )
+    t.match(rows, [
+      {
+        chunk_id: 'src_a:7:0',
+        text: 'Empty',
+        breadcrumb: 'Engineering › Home › Empty',
+        updated_at: '',
+        labels: ['x'],
+      },
+    ])
+  },
+)
