@@ -1,9 +1,11 @@
 import {
   createSource,
+  getSource,
   JobName,
   loadWorkerConfig,
   QUEUE_PREFIX,
   QueueName,
+  removeSource,
   syncSchedulerId,
 } from '@confluence-bot/shared'
 import { Queue } from 'bullmq'
@@ -48,34 +50,37 @@ t.test('a page that cannot be read, or converted, is recorded and skipped', asyn
   t.equal(ids.size, 4)
 })
 
-t.test(
-  'a sync of a source that is gone fails for good; a page batch of one is skipped',
-  async (t) => {
-    const rig = await ingestRig(t, { pages: generatedSpace(2) })
-    await rig.startWorker()
-    const run = await rig.waitFor(await rig.enqueue('src_000000000000'))
-    t.equal(run.state, 'failed')
-    t.match(run.failedReason, /source src_000000000000 does not exist/)
+t.test('a sync of a source that is gone fails for good', async (t) => {
+  const rig = await ingestRig(t, { pages: generatedSpace(2) })
+  await rig.startWorker()
+  const run = await rig.waitFor(await rig.enqueue('src_000000000000'))
+  t.equal(run.state, 'failed')
+  t.match(run.failedReason, /source src_000000000000 does not exist/)
+})
 
-    const pages = new Queue(QueueName.pages, { connection: rig.client, prefix: QUEUE_PREFIX })
-    t.teardown(() => pages.close())
-    const batch = await pages.add(JobName.pages, {
-      source_id: 'src_000000000000',
-      run_id: 'none',
-      batch: 0,
-      embed: null,
-      space_names: {},
-      pages: [],
-    })
-    await rig.waitFor(batch.id as string).catch(() => undefined)
-    for (let i = 0; i < 100 && (await batch.getState()) !== 'completed'; i++) {
-      await new Promise((r) => setTimeout(r, 20))
-    }
-    t.same((await pages.getJob(batch.id as string))?.returnvalue, {
-      skipped: 'the source was deleted',
-    })
-  },
-)
+t.test('page batches of a source deleted mid-sync are skipped', async (t) => {
+  const rig = await ingestRig(t, {
+    pages: generatedSpace(4),
+    confluence: { delayMs: 150 },
+    env: { SYNC_BATCH_PAGES: '1', WORKER_CONCURRENCY: '1' },
+  })
+  await rig.startWorker()
+  const source = await rig.register()
+  const job = await rig.enqueue(source)
+  const pages = new Queue(QueueName.pages, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => pages.close())
+  while ((await pages.getJobCounts('completed')).completed === 0) {
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  const spec = await getSource(rig.client, source)
+  await removeSource(rig.client, spec as NonNullable<typeof spec>)
+  t.equal((await rig.waitFor(job)).state, 'completed')
+  const results = (await pages.getJobs(['completed'])).map((j) => j.returnvalue)
+  t.ok(
+    results.some((r) => r?.skipped === 'the source was deleted'),
+    'the batches after the deletion did nothing',
+  )
+})
 
 t.test('a sync that finds another one of its source running steps aside', async (t) => {
   const rig = await ingestRig(t, { pages: generatedSpace(2) })
