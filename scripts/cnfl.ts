@@ -33,6 +33,12 @@ ${INGEST_USAGE}`
 
 class CliError extends Error {}
 
+/** Under `pnpm cnfl` the working directory is the repository; paths are the caller's. */
+function callerCwd(): string {
+  const base = process.env.npm_lifecycle_event === 'cnfl' ? process.env.INIT_CWD : undefined
+  return base ?? process.cwd()
+}
+
 type Page = { storage: string; defaults: ConvertOptions }
 
 /** The storage body of a REST response, and what it says about the page. */
@@ -75,10 +81,8 @@ async function readInput(file: string): Promise<Page> {
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
     text = Buffer.concat(chunks).toString('utf8')
   } else {
-    // Under `pnpm cnfl` the working directory is the repository; paths are the caller's.
-    const base = process.env.npm_lifecycle_event === 'cnfl' ? process.env.INIT_CWD : undefined
     try {
-      text = await readFile(resolve(base ?? process.cwd(), file), 'utf8')
+      text = await readFile(resolve(callerCwd(), file), 'utf8')
     } catch (err) {
       throw new CliError(`cannot read ${file}: ${(err as Error).message}`)
     }
@@ -150,9 +154,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'convert') return convert(rest)
   if (command === 'ingest') {
-    const base = process.env.npm_lifecycle_event === 'cnfl' ? process.env.INIT_CWD : undefined
     const { ingest } = await import('./ingest.ts')
-    return ingest(rest, base ?? process.cwd())
+    return ingest(rest, callerCwd())
   }
   throw new CliError(`unknown command '${command}' (cnfl --help lists the commands)`)
 }

@@ -134,17 +134,20 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
     )
     const id = job.id as string
     if (id !== wanted) process.stderr.write(`a sync of this source is already running: ${id}\n`)
+    /* c8 ignore next 2: a terminal redraws one line; tests read stderr through a pipe */
     const tty = process.stderr.isTTY === true
+    const draw = tty ? (line: string) => `\r${line}` : (line: string) => `${line}\n`
     let last = ''
     for (;;) {
       const state = await queues.sync.getJobState(id)
       const { progress, errors } = await readRun(redis, id)
       const line = bar(progress)
       if (line !== last) {
-        process.stderr.write(tty ? `\r${line}` : `${line}\n`)
+        process.stderr.write(draw(line))
         last = line
       }
       if (state === 'completed' || state === 'failed' || state === 'unknown') {
+        /* c8 ignore next */
         if (tty) process.stderr.write('\n')
         const failed = state === 'failed' ? (await queues.sync.getJob(id))?.failedReason : undefined
         for (const e of errors) process.stderr.write(`error: ${e.page_id ?? ''} ${e.message}\n`)

@@ -20,7 +20,6 @@ import * as lancedb from '@lancedb/lancedb'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
-import { buildPage } from '../../bench/convert/pages.ts'
 import { createIngest, type RunningIngest } from '../../services/worker/src/ingest/index.ts'
 import { type RunningWorker, startWorker } from '../../services/worker/src/worker.ts'
 import { tempDir } from './api.ts'
@@ -74,11 +73,7 @@ export function querypieSpace(): StandInPage[] | null {
 }
 
 /** `count` generated pages of realistic size in a small tree, ids from 1001. */
-export function generatedSpace(
-  count: number,
-  spaceKey = 'ENG',
-  size: 'small' | 'full' = 'small',
-): StandInPage[] {
+export function generatedSpace(count: number, spaceKey = 'ENG'): StandInPage[] {
   return Array.from({ length: count }, (_, i) => ({
     id: String(1001 + i),
     title: `Page ${i + 1} of ${spaceKey}`,
@@ -86,10 +81,8 @@ export function generatedSpace(
     parentId: i === 0 ? undefined : String(1001 + Math.floor((i - 1) / 5)),
     version: 1,
     storage:
-      size === 'full'
-        ? buildPage(i % 20)
-        : `<h1>Section ${i}</h1><p>Words about topic ${i} and the ${spaceKey} space.</p>` +
-          `<h2>Details</h2><p>${'detail '.repeat(40 + (i % 7) * 30)}</p>`,
+      `<h1>Section ${i}</h1><p>Words about topic ${i} and the ${spaceKey} space.</p>` +
+      `<h2>Details</h2><p>${'detail '.repeat(40 + (i % 7) * 30)}</p>`,
     updatedAt: '2024-05-01T10:00:00.000Z',
   }))
 }

@@ -95,12 +95,12 @@ t.test('a source is registered, listed and shown without its credentials', async
       ...cloud,
       name: 'No creds',
       auth: undefined,
-      tls: { ca_cert: '-----BEGIN CERTIFICATE-----\nx' },
+      tls: { ca_cert: '-----BEGIN CERTIFICATE-----\nx', reject_unauthorized: false },
     },
   })
   t.equal(noCreds.statusCode, 201)
   t.equal(noCreds.json().has_credentials, false)
-  t.same(noCreds.json().tls, { ca_cert: '(set)' })
+  t.same(noCreds.json().tls, { ca_cert: '(set)', reject_unauthorized: false })
 })
 
 t.test(
@@ -114,7 +114,7 @@ t.test(
       [{ ...cloud, auth: { type: 'basic', token: 'x' } }, /auth/],
       [{ ...cloud, base_url: 'http://127.0.0.1:8090' }, /CONFLUENCE_ALLOWED_HOSTS/],
       [{ ...cloud, base_url: 'http://169.254.169.254/latest' }, /link-local/],
-    [{ ...cloud, base_url: 'https://wiki.nowhere.invalid' }, /Could not resolve/],
+      [{ ...cloud, base_url: 'https://wiki.nowhere.invalid' }, /Could not resolve/],
     ]
     for (const [payload, message] of cases) {
       const res = await app.inject({ method: 'POST', url: '/api/sources', headers: admin, payload })
@@ -132,6 +132,36 @@ t.test(
     t.same(list.json().sources, [], 'nothing was registered')
   },
 )
+
+t.test('with Redis down, sources answer 503 and no upload is kept', async (t) => {
+  const exports = await tempDir(t, 'cnfl-exports-')
+  const app = await buildTestApp(t, {
+    ...keys,
+    CONFLUENCE_ALLOWED_HOSTS: 'acme.atlassian.net',
+    EXPORTS_DIR: exports,
+  })
+  const res = await app.inject({
+    method: 'POST',
+    url: '/api/sources',
+    headers: admin,
+    payload: cloud,
+  })
+  t.equal(res.statusCode, 503)
+  t.match(res.json(), { error: 'redis_unavailable', message: /REDIS_URL/ })
+  const zip = await buildExportZip(generatedSpace(1), {
+    spaceKey: 'ENG',
+    spaceName: 'Engineering',
+    path: join(await tempDir(t, 'cnfl-zip-'), 'eng.zip'),
+  })
+  const upload = await app.inject({
+    method: 'POST',
+    url: '/api/sources/export?name=x',
+    headers: { ...admin, 'content-type': 'application/zip' },
+    payload: await readFile(zip.path),
+  })
+  t.equal(upload.statusCode, 503)
+  t.same(await readdir(exports), [])
+})
 
 t.test('an allowed internal host is accepted', async (t) => {
   const { app } = await setup(t, { CONFLUENCE_ALLOWED_HOSTS: 'wiki.internal, 127.0.0.1:8090' })
@@ -368,6 +398,29 @@ t.test(
       headers: admin,
     })
     t.match(purgeJob.json(), { name: 'purge', state: 'completed', source_id: id })
+    const nope = (
+      await app.inject({
+        method: 'POST',
+        url: '/api/sources',
+        headers: admin,
+        payload: {
+          name: 'Nope',
+          kind: 'cloud',
+          base_url: rig.confluence.baseUrl,
+          spaces: ['NOPE'],
+        },
+      })
+    ).json()
+    const failing = (
+      await app.inject({ method: 'POST', url: `/api/sources/${nope.id}/sync`, headers: admin })
+    ).json()
+    await rig.waitFor(failing.job_id)
+    const failed = await app.inject({
+      method: 'GET',
+      url: `/api/jobs/${failing.job_id}`,
+      headers: admin,
+    })
+    t.match(failed.json(), { state: 'failed', failed_reason: /NOPE/, finished_at: /^\d{4}-/ })
     const jobs = await app.inject({ method: 'GET', url: '/api/jobs', headers: admin })
     t.notOk(
       jobs.json().jobs.some((j: { name: string }) => j.name === 'maintain'),

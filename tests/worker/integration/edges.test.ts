@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import {
   createSource,
   getSource,
@@ -48,6 +51,37 @@ t.test('a page that cannot be read, or converted, is recorded and skipped', asyn
   const ids = new Set((await rig.rows()).map((r) => r.page_id))
   t.notOk(ids.has('1003'))
   t.equal(ids.size, 4)
+})
+
+t.test('a batch refused for good fails its pages, not the sync', async (t) => {
+  const rig = await ingestRig(t, {
+    pages: generatedSpace(6),
+    confluence: {
+      faults: [{ path: /\/api\/v2\/pages\?id=1001/, status: 401, body: '{"code":401}', times: 1 }],
+    },
+  })
+  await rig.startWorker()
+  const run = await rig.waitFor(await rig.enqueue(await rig.register()))
+  t.equal(run.state, 'completed', run.failedReason ?? '')
+  t.match(run.progress, { discovered: 6, converted: 1, failed: 5 })
+  t.same(
+    run.errors.map((e) => e.page_id),
+    ['1001', '1002', '1003', '1004', '1005'],
+  )
+  t.match(run.errors[0]?.message, /401/)
+})
+
+t.test('a purge removes the rows and the uploaded zip of an export source', async (t) => {
+  const rig = await ingestRig(t, { pages: generatedSpace(2) })
+  await rig.startWorker()
+  await mkdir(rig.config.EXPORTS_DIR, { recursive: true })
+  const zip = join(rig.config.EXPORTS_DIR, 'src_x.zip')
+  await writeFile(zip, 'zip')
+  const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => queue.close())
+  const job = await queue.add(JobName.purge, { source_id: 'src_x', export_path: 'src_x.zip' })
+  t.equal((await rig.waitFor(job.id as string)).state, 'completed')
+  t.notOk(existsSync(zip), 'the zip is gone')
 })
 
 t.test('a sync of a source that is gone fails for good', async (t) => {

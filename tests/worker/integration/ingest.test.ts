@@ -159,6 +159,29 @@ t.test(
   },
 )
 
+t.test(
+  'an embedding model lost mid-sync leaves the new text without vectors, filled later',
+  async (t) => {
+    const pages = generatedSpace(4)
+    const rig = await ingestRig(t, { pages })
+    await rig.startWorker()
+    const source = await rig.register()
+    await rig.waitFor(await rig.enqueue(source))
+    rig.ollama.options.models = []
+    const edited = pages[1] as (typeof pages)[number]
+    edited.version = 2
+    edited.storage = '<p>Edited while the model was away.</p>'
+    const run = await rig.waitFor(await rig.enqueue(source))
+    t.match(run.progress, { converted: 1, embedded: 0 })
+    const row = (await rig.rows()).find((r) => r.page_id === edited.id)
+    t.match(row, { text: /Edited while/, embed_model: '' })
+    rig.ollama.options.models = DEFAULT_MODELS.map((m) => ({ ...m }))
+    const later = await rig.waitFor(await rig.enqueue(source))
+    t.match(later.progress, { converted: 0, embedded: 1 })
+    t.ok((await rig.rows()).every((r) => r.embed_model === 'nomic-embed-text'))
+  },
+)
+
 t.test('a new embedding model re-embeds every row; the table never mixes models', async (t) => {
   const pages = generatedSpace(5)
   const other = {

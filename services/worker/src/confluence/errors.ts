@@ -1,3 +1,4 @@
+import { UnrecoverableError } from 'bullmq'
 // One error type for everything that goes wrong talking to a Confluence source. `code` says what
 // kind of failure it was, `fatal` whether running the same job again could help: a refused
 // credential, a removed endpoint or a request Confluence calls malformed stays that way until
@@ -44,4 +45,9 @@ export class ConfluenceError extends Error {
 /** True when retrying the job cannot help (see ConfluenceError.fatal); false for anything else. */
 export function isFatal(err: unknown): boolean {
   return err instanceof ConfluenceError && err.fatal
+}
+
+/** What a job throws for a source error: fatal ones end the job at once (no retry storm). */
+export function asJobError(err: unknown): unknown {
+  return isFatal(err) ? new UnrecoverableError((err as Error).message) : err
 }

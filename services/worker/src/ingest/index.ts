@@ -64,7 +64,7 @@ export async function createIngest(config: WorkerConfig, log: Logger): Promise<R
     queues,
     async openSource(spec: SourceSpec) {
       if (spec.kind === 'export') {
-        const path = resolve(config.EXPORTS_DIR, spec.export_path ?? '')
+        const path = resolve(config.EXPORTS_DIR, spec.export_path as string)
         return openExportSource({ ...spec, export_path: path }, { log })
       }
       const auth = (await sourceAuth(redis, spec.id)) ?? defaultAuth(config)

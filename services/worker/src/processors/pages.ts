@@ -1,6 +1,6 @@
 import { addToRun, getSource, type PageError, readRun } from '@confluence-bot/shared'
-import { Job, UnrecoverableError } from 'bullmq'
-import { isFatal } from '../confluence/errors.ts'
+import { Job } from 'bullmq'
+import { asJobError } from '../confluence/errors.ts'
 import type { PageBody, PageRef } from '../confluence/types.ts'
 import { loadCatalog } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
@@ -45,8 +45,7 @@ export function createPagesProcessor(ingest: Ingest) {
     try {
       bodies = await source.fetchBodies(data.pages)
     } catch (err) {
-      if (isFatal(err)) throw new UnrecoverableError((err as Error).message)
-      throw err
+      throw asJobError(err)
     } finally {
       await source.close()
     }

@@ -11,8 +11,8 @@ import {
   type SyncResult,
   updateSource,
 } from '@confluence-bot/shared'
-import { type Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
-import { isFatal } from '../confluence/errors.ts'
+import { Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
+import { asJobError } from '../confluence/errors.ts'
 import type { PageRef } from '../confluence/types.ts'
 import { saveCatalog } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
@@ -93,8 +93,7 @@ export function createSyncProcessor(ingest: Ingest) {
       for await (const page of source.listPages()) listed.push(page)
       spaceNames = await source.spaceNames()
     } catch (err) {
-      if (isFatal(err)) throw new UnrecoverableError((err as Error).message)
-      throw err
+      throw asJobError(err)
     } finally {
       await source.close()
     }
@@ -174,7 +173,18 @@ export function createSyncProcessor(ingest: Ingest) {
   async function finish(job: Job, data: SyncState, log: ProcessorDeps['log']): Promise<SyncResult> {
     const runId = job.id as string
     const gone = data.gone ?? []
-    const errors = []
+    const errors: Array<{ page_id?: string; message: string }> = []
+    // A batch that failed for good (after its retries) did not block the sync; its pages count
+    // as failed, each with the batch's reason.
+    let lost = 0
+    const failures = await job.getIgnoredChildrenFailures()
+    for (const [key, reason] of Object.entries(failures)) {
+      const batch = await Job.fromId(ingest.queues.pages, key.slice(key.lastIndexOf(':') + 1))
+      for (const page of (batch?.data as PagesJobData | undefined)?.pages ?? []) {
+        errors.push({ page_id: page.id, message: reason })
+        lost++
+      }
+    }
     let deleted = 0
     const limit = Math.floor((data.indexed ?? 0) * ingest.config.SYNC_MAX_DELETE_SHARE)
     if (gone.length > 0 && gone.length > limit && data.force !== true) {
@@ -212,7 +222,7 @@ export function createSyncProcessor(ingest: Ingest) {
       ingest.redis,
       runId,
       'finish',
-      { deleted, embedded: embeddedPages, failed: 0 },
+      { deleted, embedded: embeddedPages, failed: lost },
       errors,
     )
     // Index upkeep is a job of its own: the sync is done once its rows are written (and

@@ -35,6 +35,7 @@ async function redis(fastify: FastifyInstance) {
   // Give the connection a moment at boot so the first requests find it open; a Redis that is
   // down does not stop the api (its routes answer 503 and readiness says so).
   fastify.addHook('onReady', async () => {
+    /* c8 ignore next: the connection rarely wins the race against the plugins' boot */
     if (client.status === 'ready') return
     await new Promise<void>((resolve) => {
       const done = () => {
