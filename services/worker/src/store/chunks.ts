@@ -43,6 +43,8 @@ export type ChunkStoreOptions = {
   lockKey?: string
   /** How long the writer lock outlives a holder that died. */
   lockTtlMs?: number
+  /** Versions younger than this survive compaction (default 10 minutes, for readers). */
+  versionGraceMs?: number
 }
 
 /** What the index holds for one page. */
@@ -119,6 +121,10 @@ export function lancedbConnect(uri: string, cacheMb = 128): Promise<Connection> 
   const mb = BigInt(cacheMb) * 1024n * 1024n
   return connect(uri, { readConsistencyInterval: 0 }, new Session(mb, mb / 4n))
 }
+
+// Versions younger than this survive compaction: a reader (the api, another worker) may still be
+// scanning one, and removing its files under it fails the read.
+const READER_GRACE_MS = 10 * 60 * 1000
 
 const STORED_COLUMNS = Object.values(ChunkColumn).filter((c) => c !== ChunkColumn.vector)
 const HAS_VECTOR = `${ChunkColumn.embedModel} != ''`
@@ -414,7 +420,9 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
           }
         }
         // Compaction, index update (new rows folded in) and removal of every older version.
-        const stats = await t.optimize({ cleanupOlderThan: new Date() })
+        const stats = await t.optimize({
+          cleanupOlderThan: new Date(Date.now() - (options.versionGraceMs ?? READER_GRACE_MS)),
+        })
         const indices = (await t.listIndices()).map((i) => i.name).sort()
         return { rows, indices, compacted: stats.compaction.fragmentsRemoved > 0 }
       })

@@ -16,7 +16,6 @@ import {
   publicSource,
   QueueName,
   removeSource,
-  SourceHostError,
   SourceNameTakenError,
   type SourceSpec,
   scheduledSyncTemplate,
@@ -145,10 +144,8 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
       try {
         await checkSourceHost(body.base_url, config.CONFLUENCE_ALLOWED_HOSTS)
       } catch (err) {
-        if (err instanceof SourceHostError) {
-          throw new AppError(400, ErrorCode.sourceRefused, err.message)
-        }
-        throw err
+        // checkSourceHost throws SourceHostError only, always with a message for the caller.
+        throw new AppError(400, ErrorCode.sourceRefused, (err as Error).message)
       }
       const input = { ...body, base_url: body.base_url.replace(/\/+$/, '') }
       let spec: SourceSpec
