@@ -235,7 +235,7 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request, reply) => {
       const spec = await found(fastify, request.params.id)
       reply.code(202)
-      return enqueueSync(fastify, spec.id, request.body ?? {})
+      return enqueueSync(fastify, spec.id, request.body)
     },
   )
 
