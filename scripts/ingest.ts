@@ -7,14 +7,13 @@ import {
   createSource,
   getSource,
   JobName,
-  jobId,
   listSources,
   loadWorkerConfig,
   readRun,
   redactUrl,
   type SourceSpec,
   type SyncProgress,
-  syncDedupId,
+  syncJobOptions,
 } from '@confluence-bot/shared'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
@@ -127,16 +126,17 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
     }
     process.stderr.write(`syncing ${spec.name} (${spec.id})\n`)
 
-    const wanted = jobId('sync', spec.id, Date.now())
+    const options = syncJobOptions(spec.id)
     const job = await queues.sync.add(
       JobName.sync,
       { source_id: spec.id, full: values.full, force: values.force },
-      { jobId: wanted, deduplication: { id: syncDedupId(spec.id) } },
+      options,
     )
     const id = job.id as string
     // (Asserted by the CLI test; branch counts of that child process do not always reach tap.)
     /* c8 ignore next */
-    if (id !== wanted) process.stderr.write(`a sync of this source is already running: ${id}\n`)
+    if (id !== options.jobId)
+      process.stderr.write(`a sync of this source is already running: ${id}\n`)
     /* c8 ignore next 2: a terminal redraws one line; tests read stderr through a pipe */
     const tty = process.stderr.isTTY === true
     const draw = tty ? (line: string) => `\r${line}` : (line: string) => `${line}\n`

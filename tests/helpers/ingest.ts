@@ -6,14 +6,13 @@ import {
   createSource,
   type Env,
   JobName,
-  jobId,
   loadWorkerConfig,
   QUEUE_PREFIX,
   QueueName,
   readRun,
   type SourceInput,
   type SyncResult,
-  syncDedupId,
+  syncJobOptions,
   type WorkerConfig,
 } from '@confluence-bot/shared'
 import * as lancedb from '@lancedb/lancedb'
@@ -175,11 +174,10 @@ export async function ingestRig(
       return { worker, ingest }
     },
     async enqueue(sourceId, data = {}) {
-      const wanted = jobId('sync', sourceId, Date.now())
       const job = await queue.add(
         JobName.sync,
         { source_id: sourceId, ...data },
-        { jobId: wanted, deduplication: { id: syncDedupId(sourceId) } },
+        syncJobOptions(sourceId),
       )
       return job.id as string
     },

@@ -101,3 +101,15 @@ export const scheduledSyncTemplate = (sourceId: string) => ({
   name: JobName.sync,
   data: { source_id: sourceId } satisfies SyncJobData,
 })
+
+/** Options of a new sync job: a fresh id, deduplicated per source while one waits or runs. */
+export const syncJobOptions = (sourceId: string) => ({
+  jobId: jobId('sync', sourceId, Date.now()),
+  deduplication: { id: syncDedupId(sourceId) },
+})
+
+/** Options of an index upkeep job: one waits at a time, however many writers ask. */
+export const maintainJobOptions = () => ({
+  jobId: jobId('maintain', Date.now()),
+  deduplication: { id: MAINTAIN_DEDUP_ID },
+})

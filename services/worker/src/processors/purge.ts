@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { JobName, jobId, MAINTAIN_DEDUP_ID, type PurgeJobData } from '@confluence-bot/shared'
+import { JobName, maintainJobOptions, type PurgeJobData } from '@confluence-bot/shared'
 import type { Job } from 'bullmq'
 import { dropCatalog } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
@@ -17,11 +17,7 @@ export function createPurgeProcessor(ingest: Ingest) {
     if (data.export_path !== undefined) {
       await rm(resolve(ingest.config.EXPORTS_DIR, data.export_path), { force: true })
     }
-    await ingest.queues.sync.add(
-      JobName.maintain,
-      {},
-      { jobId: jobId('maintain', Date.now()), deduplication: { id: MAINTAIN_DEDUP_ID } },
-    )
+    await ingest.queues.sync.add(JobName.maintain, {}, maintainJobOptions())
     log.info({ source: data.source_id, rows: deleted }, 'source purged')
     return { rows_deleted: deleted }
   }

@@ -4,7 +4,7 @@ import {
   getSource,
   JobName,
   jobId,
-  MAINTAIN_DEDUP_ID,
+  maintainJobOptions,
   QUEUE_PREFIX,
   readRun,
   type SyncJobData,
@@ -231,11 +231,7 @@ export function createSyncProcessor(ingest: Ingest) {
     // Index upkeep is a job of its own: the sync is done once its rows are written (and
     // searchable), and syncs of several sources share one index build instead of queueing
     // one each behind the writer lock.
-    await ingest.queues.sync.add(
-      JobName.maintain,
-      {},
-      { jobId: jobId('maintain', Date.now()), deduplication: { id: MAINTAIN_DEDUP_ID } },
-    )
+    await ingest.queues.sync.add(JobName.maintain, {}, maintainJobOptions())
     await reportProgress(ingest, runId)
     const result = await readRun(ingest.redis, runId)
     const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage()

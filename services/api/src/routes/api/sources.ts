@@ -20,7 +20,7 @@ import {
   type SourceSpec,
   scheduledSyncTemplate,
   sourceAuth,
-  syncDedupId,
+  syncJobOptions,
   syncSchedulerId,
 } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
@@ -82,13 +82,13 @@ async function enqueueSync(
   sourceId: string,
   body: { full?: boolean; force?: boolean } = {},
 ) {
-  const wanted = jobId('sync', sourceId, Date.now())
+  const options = syncJobOptions(sourceId)
   const job = await fastify.queues[QueueName.sync].add(
     JobName.sync,
     { source_id: sourceId, ...body },
-    { jobId: wanted, deduplication: { id: syncDedupId(sourceId) } },
+    options,
   )
-  return { job_id: job.id as string, deduplicated: job.id !== wanted }
+  return { job_id: job.id as string, deduplicated: job.id !== options.jobId }
 }
 
 const tooLarge = (limit: number) =>
