@@ -467,6 +467,10 @@ t.test('the vector index waits for vectorIndexMinRows rows with vectors', async 
     .query()
     .nearestTo(vec(42))
     .distanceType('cosine')
+    // The index is approximate (quantised vectors): a wider search and an exact re-rank make
+    // the exact match certain instead of likely.
+    .ef(300)
+    .refineFactor(10)
     .select(['chunk_id', '_distance'])
     .limit(1)
     .toArray()
