@@ -133,8 +133,6 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
       options,
     )
     const id = job.id as string
-    // (Asserted by the CLI test; branch counts of that child process do not always reach tap.)
-    /* c8 ignore next */
     if (id !== options.jobId)
       process.stderr.write(`a sync of this source is already running: ${id}\n`)
     /* c8 ignore next 2: a terminal redraws one line; tests read stderr through a pipe */
@@ -150,10 +148,9 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
         last = line
       }
       if (state === 'completed' || state === 'failed' || state === 'unknown') {
-        /* c8 ignore next */
+        /* c8 ignore next: tests read stderr through a pipe, never a terminal */
         if (tty) process.stderr.write('\n')
         const failed = state === 'failed' ? (await queues.sync.getJob(id))?.failedReason : undefined
-        /* c8 ignore next: asserted by the CLI test (the guard's error has no page id) */
         for (const e of errors) process.stderr.write(`error: ${e.page_id ?? ''} ${e.message}\n`)
         if (failed !== undefined) process.stderr.write(`sync failed: ${failed}\n`)
         process.stdout.write(

@@ -59,8 +59,31 @@ t.test(
       'a source of that name is reused',
     )
     t.equal(JSON.parse(byName.stdout).progress.converted, 5, '--full converts every page again')
+
+    pages.splice(0, 4)
+    const guarded = await runScript(CNFL, ['ingest', summary.source_id], { env: rig.env })
+    t.equal(guarded.code, 0, 'the guard reports; it does not fail the sync')
+    t.match(guarded.stderr, /^error: {2}Refused to delete 4 of 5 indexed pages/m)
+    t.match(JSON.parse(guarded.stdout), { progress: { deleted: 0 }, errors: 1 })
   },
 )
+
+t.test('cnfl ingest prints the pages it could not read', async (t) => {
+  const rig = await ingestRig(t, {
+    pages: generatedSpace(3),
+    confluence: {
+      faults: [
+        { path: /\/api\/v2\/pages\?/, status: 400, times: 1 },
+        { path: /\/api\/v2\/pages\/1002\b/, status: 404, times: 10 },
+      ],
+    },
+  })
+  const source = await rig.register()
+  const run = await runScript(CNFL, ['ingest', source], { env: rig.env })
+  t.equal(run.code, 0, run.stderr)
+  t.match(run.stderr, /^error: 1002 .*not found or no permission/m)
+  t.match(JSON.parse(run.stdout), { progress: { converted: 2, failed: 1 }, errors: 1 })
+})
 
 t.test('cnfl ingest --export FILE.zip ingests an export; a failing sync exits 1', async (t) => {
   const pages = generatedSpace(3)
@@ -87,6 +110,20 @@ t.test('cnfl ingest --export FILE.zip ingests an export; a failing sync exits 1'
   t.match(refused.stderr, /sync failed: .*401/)
   t.notMatch(refused.stderr + refused.stdout, /a-wrong-pat-value/, 'the token is never printed')
   t.match(JSON.parse(refused.stdout), { state: 'failed' })
+})
+
+t.test('cnfl ingest follows the sync of its source that is already waiting', async (t) => {
+  const rig = await ingestRig(t, { pages: generatedSpace(2) })
+  const source = await rig.register()
+  const waiting = await rig.enqueue(source)
+  const run = await runScript(CNFL, ['ingest', source], { env: rig.env })
+  t.equal(run.code, 0, run.stderr)
+  t.match(run.stderr, `a sync of this source is already running: ${waiting}`)
+  t.match(JSON.parse(run.stdout), {
+    job_id: waiting,
+    state: 'completed',
+    progress: { discovered: 2, converted: 2 },
+  })
 })
 
 t.test('cnfl ingest usage errors exit 2', async (t) => {
