@@ -77,6 +77,14 @@ async function memoryMb(pid: number, field: 'VmHWM' | 'VmRSS' | 'RssAnon'): Prom
   return kb / 1024
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 async function main() {
   const pages = space(PAGES)
   for (const page of pages.slice(0, 20)) baseline([page]) // warm-up
@@ -126,6 +134,11 @@ async function main() {
     const pid = worker.child.pid as number
     const sync = async () => {
       const calls = ollama.embedCalls
+      const cpuBefore = {
+        worker: await cpuSeconds(pid),
+        redis: await cpuSeconds(redis.process.pid as number),
+        standIns: process.cpuUsage(),
+      }
       const started = performance.now()
       let peakRss = 0
       let peakAnon = 0
@@ -144,8 +157,15 @@ async function main() {
         await new Promise((r) => setTimeout(r, 100))
       }
       const seconds = (performance.now() - started) / 1000
+      const standIns = process.cpuUsage(cpuBefore.standIns)
       return {
         seconds,
+        cpu: {
+          worker: (await cpuSeconds(pid)) - cpuBefore.worker,
+          redis: (await cpuSeconds(redis.process.pid as number)) - cpuBefore.redis,
+          // This process: the two stand-ins, and the bench's own polling.
+          standIns: (standIns.user + standIns.system) / 1e6,
+        },
         peakRss,
         peakAnon,
         calls: ollama.embedCalls - calls,
@@ -161,6 +181,15 @@ async function main() {
     report('pages_per_s', rate, 'pages/s')
     report('convert_pages_per_s', convertRate, 'pages/s')
     report('pipeline_vs_convert_ratio', rate / convertRate, 'ratio')
+    // Where the two cores went during the full sync, per page: the worker (main thread and
+    // LanceDB's threads), the stand-ins (in this process), Redis.
+    for (const [who, seconds] of Object.entries(full.cpu)) {
+      report(
+        `${who === 'standIns' ? 'stand_ins' : who}_cpu_ms_per_page`,
+        (seconds * 1000) / PAGES,
+        'ms',
+      )
+    }
     report('worker_peak_rss_mb', full.peakRss, 'MB')
     // RSS counts mapped LanceDB files too; anonymous memory is what the worker itself holds.
     report('worker_peak_anon_rss_mb', full.peakAnon, 'MB')

@@ -33,7 +33,7 @@ t.test('texts go out in batches and come back in order', async (t) => {
   const vectors = await embedder.embed(texts)
   t.same(
     vectors,
-    texts.map((text) => expectedEmbedding('nomic-embed-text', text, 8)),
+    texts.map((text) => Float32Array.from(expectedEmbedding('nomic-embed-text', text, 8))),
   )
   t.equal(embedder.calls, 3, 'ceil(5 / 2) calls')
   t.same(

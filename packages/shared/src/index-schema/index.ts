@@ -50,8 +50,8 @@ export type ChunkRow = {
   /** ISO 8601 time of the page version. */
   updated_at: string
   labels: string[]
-  /** From the model the table records, or null until it is embedded. */
-  vector: number[] | null
+  /** From the model the table records (float32 values), or null until it is embedded. */
+  vector: ArrayLike<number> | null
   /** The model that produced `vector`; '' when there is no vector yet. */
   embed_model: string
 }

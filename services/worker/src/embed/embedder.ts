@@ -14,8 +14,11 @@ export class EmbeddingError extends Error {
 
 export type Embedder = {
   readonly model: string
-  /** Vectors for `texts`, in order; null when the model cannot be reached right now. */
-  embed(texts: readonly string[]): Promise<number[][] | null>
+  /**
+   * Vectors for `texts`, in order, as float32 (what the index stores); null when the model
+   * cannot be reached right now.
+   */
+  embed(texts: readonly string[]): Promise<Float32Array[] | null>
   /** The model's vector length, found with one embed call; null when it cannot be reached. */
   dimension(): Promise<number | null>
   /** Embed calls made so far (one per batch). */
@@ -35,7 +38,9 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
   let calls = 0
   let knownDim: number | undefined
 
-  async function call(input: string[]): Promise<number[][] | null> {
+  // Each reply is copied into float32 at once: the parsed number arrays (8 bytes a value, on the
+  // JS heap) die young instead of living through every call of a page batch.
+  async function call(input: string[]): Promise<Float32Array[] | null> {
     calls++
     try {
       const { embeddings } = await client.embed({ model: options.model, input, truncate: true })
@@ -52,7 +57,10 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
           )
         }
       }
-      return embeddings
+      const dim = knownDim as number
+      const values = new Float32Array(embeddings.length * dim)
+      embeddings.forEach((vector, i) => values.set(vector, i * dim))
+      return embeddings.map((_, i) => values.subarray(i * dim, (i + 1) * dim))
     } catch (err) {
       if (unreachable(err)) return null
       throw err
@@ -65,7 +73,7 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
       return calls
     },
     async embed(texts) {
-      const out: number[][] = []
+      const out: Float32Array[] = []
       for (let i = 0; i < texts.length; i += options.batchSize) {
         const vectors = await call(texts.slice(i, i + options.batchSize))
         if (vectors === null) return null
@@ -76,7 +84,7 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
     async dimension() {
       if (knownDim !== undefined) return knownDim
       const vectors = await call(['dimension probe'])
-      return vectors === null ? null : (vectors[0] as number[]).length
+      return vectors === null ? null : (vectors[0] as Float32Array).length
     },
   }
 }

@@ -1,8 +1,9 @@
+import { setImmediate as yieldToEvents } from 'node:timers/promises'
 import { addToRun, getSource, type PageError, readRun } from '@confluence-bot/shared'
 import { Job } from 'bullmq'
 import { asJobError } from '../confluence/errors.ts'
 import type { PageBody, PageRef } from '../confluence/types.ts'
-import { loadCatalog } from '../ingest/catalog.ts'
+import { loadCatalog, type Resolvers } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText, pageRows } from '../ingest/rows.ts'
 import type { ProcessorDeps } from '../worker.ts'
@@ -27,6 +28,22 @@ export type PagesJobData = {
 }
 
 export function createPagesProcessor(ingest: Ingest) {
+  // The catalog is written once per crawl, before its batches go out, so the batches of one run
+  // (a sync job id) share it: read once per process and run, not once per batch (it holds
+  // every page of the source).
+  let catalog: { runId: string; resolvers: Promise<Resolvers> } | undefined
+  const resolversOf = (data: PagesJobData) => {
+    if (catalog?.runId !== data.run_id) {
+      const resolvers = loadCatalog(ingest.redis, data.source_id)
+      catalog = { runId: data.run_id, resolvers }
+      // A failed read is not kept: the next batch reads again.
+      resolvers.catch(() => {
+        if (catalog?.resolvers === resolvers) catalog = undefined
+      })
+    }
+    return catalog.resolvers
+  }
+
   return async function pages(job: Job, { log }: ProcessorDeps) {
     const data = job.data as PagesJobData
     const spec = await getSource(ingest.redis, data.source_id)
@@ -51,12 +68,15 @@ export function createPagesProcessor(ingest: Ingest) {
     }
 
     lap('fetch')
-    const resolvers = await loadCatalog(ingest.redis, spec.id)
+    const resolvers = await resolversOf(data)
     const byId = new Map(data.pages.map((p) => [p.id, p]))
     const errors: PageError[] = []
     const written: string[] = []
     const rows: Parameters<typeof ingest.store.replacePages>[2] = []
     for (const body of bodies) {
+      // Between pages the other batches' replies (embeddings, writes, fetches) get their turn:
+      // converting a whole batch in one go would hold them back for its whole length.
+      await yieldToEvents()
       if (!('body' in body)) {
         errors.push({ page_id: body.id, message: body.message })
         continue
@@ -89,7 +109,7 @@ export function createPagesProcessor(ingest: Ingest) {
         )
       } else {
         rows.forEach((row, i) => {
-          row.vector = vectors[i] as number[]
+          row.vector = vectors[i] as Float32Array
           row.embed_model = data.embed?.model as string
         })
         embedded = written.length

@@ -216,7 +216,7 @@ export function createSyncProcessor(ingest: Ingest) {
         if (vectors === null) break
         await ingest.store.setVectors(
           embed.model,
-          rows.map((row, i) => ({ chunk_id: row.chunk_id, vector: vectors[i] as number[] })),
+          rows.map((row, i) => ({ chunk_id: row.chunk_id, vector: vectors[i] as Float32Array })),
         )
         embeddedPages += new Set(rows.map((r) => r.page_id)).size
       }

@@ -298,6 +298,15 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
         // batch at 100k rows, against under 0.1 s for a plain upsert), so the merge is asked to
         // delete only when one of these pages has chunks the new rows do not replace.
         const present = await t.query().where(scope).select([ChunkColumn.chunkId]).toArrow()
+        const data = rowsToArrow(schema, write)
+        signal.throwIfAborted()
+        // None of these pages has a row yet (a first sync): a plain append, which costs no join
+        // against the whole table. Under the writer lock no one can add them meanwhile, and a
+        // retry finds them present and merges.
+        if (present.numRows === 0) {
+          await t.add(data)
+          return { inserted: write.length, updated: 0, deleted: 0 }
+        }
         const stale = present.batches.some((batch) =>
           (batch.getChild(ChunkColumn.chunkId) as Vector)
             .toArray()
@@ -308,8 +317,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
           .whenMatchedUpdateAll()
           .whenNotMatchedInsertAll()
         const merge = stale ? upsert.whenNotMatchedBySourceDelete({ where: scope }) : upsert
-        signal.throwIfAborted()
-        const result = await merge.execute(rowsToArrow(schema, write))
+        const result = await merge.execute(data)
         return {
           inserted: result.numInsertedRows,
           updated: result.numUpdatedRows,
