@@ -59,7 +59,9 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
       }
       const dim = knownDim as number
       const values = new Float32Array(embeddings.length * dim)
-      embeddings.forEach((vector, i) => values.set(vector, i * dim))
+      embeddings.forEach((vector, i) => {
+        values.set(vector, i * dim)
+      })
       return embeddings.map((_, i) => values.subarray(i * dim, (i + 1) * dim))
     } catch (err) {
       if (unreachable(err)) return null
