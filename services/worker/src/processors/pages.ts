@@ -30,16 +30,12 @@ export type PagesJobData = {
 export function createPagesProcessor(ingest: Ingest) {
   // The catalog is written once per crawl, before its batches go out, so the batches of one run
   // (a sync job id) share it: read once per process and run, not once per batch (it holds
-  // every page of the source).
-  let catalog: { runId: string; resolvers: Promise<Resolvers> } | undefined
-  const resolversOf = (data: PagesJobData) => {
+  // every page of the source). Batches starting together may each read it; a failed read is
+  // not kept.
+  let catalog: { runId: string; resolvers: Resolvers } | undefined
+  const resolversOf = async (data: PagesJobData) => {
     if (catalog?.runId !== data.run_id) {
-      const resolvers = loadCatalog(ingest.redis, data.source_id)
-      catalog = { runId: data.run_id, resolvers }
-      // A failed read is not kept: the next batch reads again.
-      resolvers.catch(() => {
-        if (catalog?.resolvers === resolvers) catalog = undefined
-      })
+      catalog = { runId: data.run_id, resolvers: await loadCatalog(ingest.redis, data.source_id) }
     }
     return catalog.resolvers
   }
