@@ -59,10 +59,10 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
       }
       const dim = knownDim as number
       const values = new Float32Array(embeddings.length * dim)
-      embeddings.forEach((vector, i) => {
+      return embeddings.map((vector, i) => {
         values.set(vector, i * dim)
+        return values.subarray(i * dim, (i + 1) * dim)
       })
-      return embeddings.map((_, i) => values.subarray(i * dim, (i + 1) * dim))
     } catch (err) {
       if (unreachable(err)) return null
       throw err
