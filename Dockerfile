@@ -31,5 +31,7 @@ CMD ["node", "dist/server.js"]
 FROM runtime AS worker
 COPY --from=build --chown=node:node /out/worker /app
 ENV WORKER_HEALTH_HOST=0.0.0.0 WORKER_HEALTH_PORT=3001
+# The worker's memory settings (packages/shared/src/config/runtime.ts has the figures).
+ENV NODE_OPTIONS=--max-semi-space-size=8 MALLOC_ARENA_MAX=2
 EXPOSE 3001
 CMD ["node", "dist/main.js"]

@@ -13,6 +13,7 @@ import {
   loadApiConfig,
   loadWorkerConfig,
   redactUrl,
+  workerProcessEnv,
 } from '@confluence-bot/shared'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -74,11 +75,11 @@ async function ensureRedis(redisUrl: string): Promise<void> {
   process.exit(1)
 }
 
-function run(name: string, entry: string): ChildProcess {
+function run(name: string, entry: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const child = spawn(process.execPath, ['--conditions=@confluence-bot/source', entry], {
     cwd: root,
     stdio: ['ignore', 'inherit', 'inherit'],
-    env: process.env,
+    env,
   })
   child.once('exit', (code, signal) => {
     if (stopping) return
@@ -134,7 +135,7 @@ process.once('SIGTERM', () => void stop(0))
 
 await ensureRedis(api.REDIS_URL)
 run('api', 'services/api/src/server.ts')
-run('worker', 'services/worker/src/main.ts')
+run('worker', 'services/worker/src/main.ts', workerProcessEnv(process.env))
 
 if (await waitForApi(api)) {
   const host = api.HOST === '0.0.0.0' || api.HOST === '::' ? '127.0.0.1' : api.HOST

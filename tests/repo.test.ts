@@ -1,6 +1,11 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { ApiEnvSchema, WorkerEnvSchema } from '@confluence-bot/shared'
+import {
+  ApiEnvSchema,
+  WORKER_MALLOC_ARENA_MAX,
+  WORKER_NODE_OPTIONS,
+  WorkerEnvSchema,
+} from '@confluence-bot/shared'
 import t from 'tap'
 import { REPO_ROOT } from './helpers/process.ts'
 
@@ -68,3 +73,18 @@ t.test('process.env is read only by the config module', async (t) => {
     .filter((file) => /process\.env\b/.test(read(file)))
   t.same(offenders, [])
 })
+
+t.test(
+  'the worker image starts the worker with the same memory settings as `pnpm start`',
+  async (t) => {
+    const stage = /^FROM runtime AS worker$([\s\S]*?)(?=^FROM |(?![\s\S]))/m.exec(
+      read('Dockerfile'),
+    )?.[1]
+    t.ok(stage, 'the Dockerfile has a worker stage')
+    const env = [...(stage ?? '').matchAll(/^ENV (.+)$/gm)].flatMap((m) =>
+      (m[1] as string).split(/\s+/),
+    )
+    t.ok(env.includes(`NODE_OPTIONS=${WORKER_NODE_OPTIONS}`), env.join(' '))
+    t.ok(env.includes(`MALLOC_ARENA_MAX=${WORKER_MALLOC_ARENA_MAX}`), env.join(' '))
+  },
+)

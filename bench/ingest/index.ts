@@ -8,6 +8,7 @@ import {
   QUEUE_PREFIX,
   QueueName,
   readRun,
+  workerProcessEnv,
 } from '@confluence-bot/shared'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
@@ -25,9 +26,10 @@ import { note, reporter, setting } from '../lib/report.ts'
 import { percentile } from '../lib/stats.ts'
 
 // `pnpm bench ingest`: the whole ingestion pipeline on PAGES generated pages of realistic size
-// (the ~21 KB pages of the convert bench) — a worker process with its default settings, real
-// Redis, real LanceDB in a temp directory, the Confluence stand-in (Cloud v2) and the Ollama
-// stand-in (768-d vectors), both with no added latency. Figures:
+// (the ~21 KB pages of the convert bench) — a worker process with its default settings, started
+// with the process environment it is deployed with (workerProcessEnv), real Redis, real LanceDB
+// in a temp directory, the Confluence stand-in (Cloud v2) and the Ollama stand-in (768-d
+// vectors), both with no added latency. Figures:
 // - pages_per_s: a full sync, enqueue to completion;
 // - convert_pages_per_s (the baseline, measured first in this process on one core): storage →
 //   markdown → chunks for the same pages; pipeline_vs_convert_ratio = the two divided;
@@ -112,7 +114,7 @@ async function main() {
     const worker = runService(
       { teardown: (fn) => cleanups.unshift(fn) },
       'services/worker/src/main.ts',
-      {
+      workerProcessEnv({
         REDIS_URL: redis.url,
         OLLAMA_URL: ollama.url,
         LANCEDB_URI: join(dir, 'lancedb'),
@@ -121,7 +123,7 @@ async function main() {
         CONFLUENCE_REQUESTS_PER_SECOND: '1000',
         WORKER_HEALTH_PORT: '0',
         LOG_LEVEL: 'info',
-      },
+      }),
     )
     await worker.waitFor(/worker started/, 60_000)
     const source = await createSource(client, {

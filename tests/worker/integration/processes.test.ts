@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createSource, QUEUE_PREFIX, QueueName } from '@confluence-bot/shared'
+import { createSource, QUEUE_PREFIX, QueueName, workerProcessEnv } from '@confluence-bot/shared'
 import { Queue } from 'bullmq'
 import t, { type Test } from 'tap'
 import { buildExportZip } from '../../helpers/confluence-export.ts'
@@ -14,12 +14,12 @@ import { runService } from '../../helpers/process.ts'
 type T = Test
 
 function workerProcess(t: T, rig: Rig, env: Record<string, string> = {}) {
-  return runService(t, 'services/worker/src/main.ts', {
-    ...rig.env,
-    LOG_LEVEL: 'info',
-    WORKER_CONCURRENCY: '1',
-    ...env,
-  })
+  // With the process environment the image and `pnpm start` give a worker.
+  return runService(
+    t,
+    'services/worker/src/main.ts',
+    workerProcessEnv({ ...rig.env, LOG_LEVEL: 'info', WORKER_CONCURRENCY: '1', ...env }),
+  )
 }
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs = 30_000) {
