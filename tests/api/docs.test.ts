@@ -90,10 +90,34 @@ t.test('the OpenAPI 3 document describes every operation with its schemas', asyn
     title: 'SyncRequest',
     properties: { full: { type: 'boolean' }, force: { type: 'boolean' } },
   })
+  const sync = op('POST /api/sources/{id}/sync')
+  t.equal(sync.requestBody.required, false, 'a sync may be started with no body')
+  t.equal(sync['x-optional-body'], undefined, 'the marker stays out of the document')
+  t.equal(create.requestBody.required, true, 'other bodies stay required')
   const upload = op('POST /api/sources/export')
   t.match(upload.parameters, [{ in: 'query', name: 'name', required: true }])
+  t.equal(upload.requestBody.required, true)
+  for (const type of [
+    'application/zip',
+    'application/x-zip-compressed',
+    'application/octet-stream',
+  ])
+    t.same(
+      upload.requestBody.content[type]?.schema,
+      {
+        type: 'string',
+        format: 'binary',
+        description: 'The export zip',
+      },
+      `the upload takes the zip as ${type}`,
+    )
   t.same(json(upload.responses['201']), ref('ConfluenceSource'))
   t.ok(upload.responses['413'], 'an export over the limit is documented')
+  t.ok(upload.responses['415'], 'a body that is not a zip is documented')
+  t.ok(
+    doc.tags.some((tag: { name: string }) => tag.name === 'sources'),
+    'the sources tag is described',
+  )
   t.match(
     op('GET /api/jobs')
       .parameters.map((p: { in: string; name: string }) => `${p.in} ${p.name}`)

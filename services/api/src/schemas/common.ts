@@ -23,6 +23,7 @@ const ERROR_TEXT = {
   404: 'Not found (the message says what)',
   409: 'A source with that name exists',
   413: 'The body is larger than BODY_LIMIT',
+  415: 'The body has the wrong Content-Type (the message names the right one)',
   502: 'Ollama failed',
   503: 'Ollama (or Redis) is unreachable',
 } as const

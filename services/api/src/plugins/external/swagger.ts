@@ -3,6 +3,32 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 
+/**
+ * Marks a route whose body may be left out (its handler takes none as `{}`): @fastify/swagger
+ * marks every described body as required, and the document is fixed up here.
+ */
+export const OPTIONAL_BODY = 'x-optional-body'
+
+declare module 'fastify' {
+  interface FastifySchema {
+    [OPTIONAL_BODY]?: boolean
+  }
+}
+
+type Operation = { requestBody: { required: boolean }; [OPTIONAL_BODY]?: boolean }
+type Paths = Record<string, Record<string, Operation>>
+
+function optionalBodies(doc: { paths: Paths }) {
+  for (const item of Object.values(doc.paths)) {
+    for (const op of Object.values(item)) {
+      if (op[OPTIONAL_BODY] === undefined) continue
+      delete op[OPTIONAL_BODY]
+      op.requestBody.required = false
+    }
+  }
+  return doc
+}
+
 // OpenAPI 3 document generated from the route schemas, served at /docs/json (and /docs/yaml),
 // with Swagger UI at /docs. Only tagged routes are documented.
 async function docs(fastify: FastifyInstance) {
@@ -15,13 +41,15 @@ async function docs(fastify: FastifyInstance) {
         description:
           'Ask questions about your Confluence space, answered by a local model on Ollama. ' +
           'Send an API key as `Authorization: Bearer <key>`: a reader key may chat, generate ' +
-          'and list models; an admin key may also pull models and use everything under /admin.',
+          'and list models; an admin key may also pull models, manage Confluence sources and ' +
+          'their sync jobs, and use everything under /admin.',
         version: '0.1.0',
       },
       tags: [
         { name: 'chat', description: 'Answers from the model' },
         { name: 'models', description: 'Models on the Ollama server' },
         { name: 'health', description: 'Readiness and liveness' },
+        { name: 'sources', description: 'Confluence sources, their syncs and jobs (admin key)' },
         { name: 'admin', description: 'Operator endpoints (admin key)' },
       ],
       components: {
@@ -33,6 +61,8 @@ async function docs(fastify: FastifyInstance) {
     },
     // Shared schemas are registered with an $id, which becomes their component name.
     refResolver: { buildLocalReference: (json) => String(json.$id) },
+    transformObject: (documents) =>
+      optionalBodies((documents as unknown as { openapiObject: { paths: Paths } }).openapiObject),
   })
   await fastify.register(swaggerUi, {
     routePrefix: '/docs',

@@ -27,6 +27,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import { checkExportZip } from '../../lib/export-zip.ts'
+import { OPTIONAL_BODY } from '../../plugins/external/swagger.ts'
 import { errorResponses } from '../../schemas/common.ts'
 import {
   ExportUploadQuery,
@@ -226,6 +227,7 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         params: SourceIdParams,
         body: SyncRequestSchema,
         response: { 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 404, 503) },
+        [OPTIONAL_BODY]: true,
       },
       // `curl -X POST …/sync` with no body is a plain sync.
       preValidation: async (request) => {
@@ -248,7 +250,19 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         description:
           'The body is the zip itself (`Content-Type: application/zip`), streamed to EXPORTS_DIR. Answers 201 with the source; its first sync is queued.',
         querystring: ExportUploadQuery,
-        response: { 201: SourceRef, ...errorResponses(400, 401, 403, 409, 413, 503) },
+        response: { 201: SourceRef, ...errorResponses(400, 401, 403, 409, 413, 415, 503) },
+      },
+      // The body is read as a stream, not validated; the document still shows it (a file
+      // upload in Swagger UI).
+      config: {
+        swaggerTransform: ({ schema, url }) => ({
+          url,
+          schema: {
+            ...schema,
+            consumes: ZIP_TYPES,
+            body: { type: 'string', format: 'binary', description: 'The export zip' },
+          },
+        }),
       },
     },
     async (request, reply) => {
