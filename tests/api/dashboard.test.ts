@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs'
 import { ALL_QUEUES, QueueName, type SyncProgress } from '@confluence-bot/shared'
-import { type Browser, chromium, type Page } from 'playwright-core'
-import t, { type Test } from 'tap'
+import type { Page } from 'playwright-core'
+import t from 'tap'
 import { ADMIN_KEY, bearer, buildTestApp, listenTestApp, READER_KEY } from '../helpers/api.ts'
-import { generatedSpace, ingestRig } from '../helpers/ingest.ts'
+import { launchChromium, noChromium } from '../helpers/browser.ts'
+import { generatedSpace, ingestRig, registerRigSource, rigApiEnv } from '../helpers/ingest.ts'
 import { startRedis } from '../helpers/redis.ts'
 
 // The bull-board queue dashboard at /admin/queues: behind the admin key (HTTP Basic, any user
@@ -15,27 +15,6 @@ const admin = bearer(ADMIN_KEY)
 const basic = (user: string, password: string) => ({
   authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
 })
-
-const CHROMIUM = '/usr/bin/chromium'
-const noChromium =
-  !existsSync(CHROMIUM) && 'Debian chromium is not installed (./confluence-bot test installs it)'
-
-async function launch(t: Test): Promise<Browser> {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
-  t.teardown(() => browser.close())
-  return browser
-}
 
 /** The counters of the open job's Progress tab, as the dashboard renders them. */
 async function shownProgress(page: Page): Promise<Record<string, number>> {
@@ -109,25 +88,8 @@ t.test(
     const pages = generatedSpace(9)
     const rig = await ingestRig(t, { pages })
     await rig.startWorker()
-    const { app, url } = await listenTestApp(t, {
-      ...keys,
-      REDIS_URL: rig.redis.url,
-      CONFLUENCE_ALLOWED_HOSTS: '127.0.0.1',
-      LANCEDB_URI: rig.lancedbUri,
-    })
-    const created = await app.inject({
-      method: 'POST',
-      url: '/api/sources',
-      headers: admin,
-      payload: {
-        name: 'Stand-in',
-        kind: 'cloud',
-        base_url: rig.confluence.baseUrl,
-        spaces: ['ENG'],
-      },
-    })
-    t.equal(created.statusCode, 201, created.body)
-    const source = created.json().id as string
+    const { app, url } = await listenTestApp(t, { ...keys, ...rigApiEnv(rig) })
+    const source = await registerRigSource(t, app, rig, admin)
     const sync = async () => {
       const res = await app.inject({
         method: 'POST',
@@ -163,7 +125,7 @@ t.test(
       t.same((await queue.getJob(id))?.progress, progress, `the worker reported ${id}'s counters`)
     }
 
-    const browser = await launch(t)
+    const browser = await launchChromium(t)
 
     // No credentials: Chromium gets the Basic challenge, has nothing to answer, and the
     // navigation fails; a wrong key is answered 401 and no board is rendered.

@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs'
-import { chromium } from 'playwright-core'
 import t from 'tap'
 import { buildTestApp, listenTestApp } from '../helpers/api.ts'
+import { launchChromium, noChromium } from '../helpers/browser.ts'
 
 // Every documented operation: the gateway (chat, models, health, admin) and ingestion
 // (sources and their jobs), as the routes under services/api/src/routes declare them.
@@ -131,8 +130,6 @@ t.test('the OpenAPI 3 document describes every operation with its schemas', asyn
   t.ok(op('GET /api/jobs/{id}').responses['404'], 'an unknown job is documented')
 })
 
-const CHROMIUM = '/usr/bin/chromium'
-
 /** `METHOD /path` of each Swagger UI operation block (runs in the page: no outer names). */
 const operationsOf = (blocks: Element[]) =>
   blocks.map((b) => {
@@ -143,26 +140,10 @@ const operationsOf = (blocks: Element[]) =>
 
 t.test(
   'Swagger UI in a real browser shows every gateway and ingestion operation',
-  {
-    skip:
-      !existsSync(CHROMIUM) &&
-      'Debian chromium is not installed (./confluence-bot test installs it)',
-  },
+  { skip: noChromium },
   async (t) => {
     const { url } = await listenTestApp(t)
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    })
-    t.teardown(() => browser.close())
+    const browser = await launchChromium(t)
     const page = await browser.newPage()
     await page.goto(`${url}/docs`)
     await page.waitForSelector('.opblock', { timeout: 30_000 })

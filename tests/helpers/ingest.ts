@@ -17,8 +17,10 @@ import {
 } from '@confluence-bot/shared'
 import * as lancedb from '@lancedb/lancedb'
 import { Queue } from 'bullmq'
+import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
+import type { Test } from 'tap'
 import { createIngest, type RunningIngest } from '../../services/worker/src/ingest/index.ts'
 import { type RunningWorker, startWorker } from '../../services/worker/src/worker.ts'
 import { tempDir } from './api.ts'
@@ -208,4 +210,28 @@ export async function ingestRig(
       return all.sort((a, b) => String(a.chunk_id).localeCompare(String(b.chunk_id)))
     },
   }
+}
+
+/** The settings an api needs to manage the rig's sources (its Redis, index and stand-in host). */
+export const rigApiEnv = (rig: Rig): Env => ({
+  REDIS_URL: rig.redis.url,
+  CONFLUENCE_ALLOWED_HOSTS: '127.0.0.1',
+  LANCEDB_URI: rig.lancedbUri,
+})
+
+/** Registers the rig's stand-in space through the api, as an operator would; its source id. */
+export async function registerRigSource(
+  t: Test,
+  app: FastifyInstance,
+  rig: Rig,
+  headers: Record<string, string>,
+): Promise<string> {
+  const created = await app.inject({
+    method: 'POST',
+    url: '/api/sources',
+    headers,
+    payload: { name: 'Stand-in', kind: 'cloud', base_url: rig.confluence.baseUrl, spaces: ['ENG'] },
+  })
+  t.equal(created.statusCode, 201, created.body)
+  return created.json().id as string
 }

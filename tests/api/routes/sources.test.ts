@@ -7,7 +7,7 @@ import { Queue } from 'bullmq'
 import t, { type Test } from 'tap'
 import { ADMIN_KEY, bearer, buildTestApp, READER_KEY, tempDir } from '../../helpers/api.ts'
 import { buildExportZip, writeZip } from '../../helpers/confluence-export.ts'
-import { generatedSpace, ingestRig } from '../../helpers/ingest.ts'
+import { generatedSpace, ingestRig, registerRigSource, rigApiEnv } from '../../helpers/ingest.ts'
 import { startRedis } from '../../helpers/redis.ts'
 
 // Sources and jobs through the HTTP API: validation, credentials never returned, schedules,
@@ -364,25 +364,8 @@ t.test(
   async (t) => {
     const rig = await ingestRig(t, { pages: generatedSpace(4) })
     await rig.startWorker()
-    const app = await buildTestApp(t, {
-      ...keys,
-      REDIS_URL: rig.redis.url,
-      CONFLUENCE_ALLOWED_HOSTS: '127.0.0.1',
-      LANCEDB_URI: rig.lancedbUri,
-    })
-    const created = await app.inject({
-      method: 'POST',
-      url: '/api/sources',
-      headers: admin,
-      payload: {
-        name: 'Stand-in',
-        kind: 'cloud',
-        base_url: rig.confluence.baseUrl,
-        spaces: ['ENG'],
-      },
-    })
-    t.equal(created.statusCode, 201, created.body)
-    const { id } = created.json()
+    const app = await buildTestApp(t, { ...keys, ...rigApiEnv(rig) })
+    const id = await registerRigSource(t, app, rig, admin)
     const { job_id } = (
       await app.inject({ method: 'POST', url: `/api/sources/${id}/sync`, headers: admin })
     ).json()
