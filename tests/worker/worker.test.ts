@@ -1,4 +1,10 @@
-import { type Env, loadWorkerConfig, QUEUE_PREFIX, QueueName } from '@confluence-bot/shared'
+import {
+  type Env,
+  JobName,
+  loadWorkerConfig,
+  QUEUE_PREFIX,
+  QueueName,
+} from '@confluence-bot/shared'
 import { Queue, QueueEvents } from 'bullmq'
 import { pino } from 'pino'
 import t from 'tap'
@@ -52,6 +58,42 @@ t.test('the worker runs jobs of its queues with a per-job logger', async (t) => 
   const failed = await queue.getJob(unknown.id as string)
   t.equal(failed?.attemptsMade, 1, 'an unknown job is not retried')
 })
+
+t.test(
+  'a job of the contract reaches its processor only with data that fits its schema',
+  async (t) => {
+    const { redis, config } = await setup(t)
+    const seen: unknown[] = []
+    const worker = await startWorker(config, silent, {
+      [QueueName.sync]: {
+        [JobName.maintain]: async (job) => {
+          seen.push(job.data)
+          return 'maintained'
+        },
+      },
+    })
+    t.teardown(() => worker.close())
+    await worker.ready()
+    const connection = { url: redis.url }
+    const queue = new Queue(QueueName.sync, { connection, prefix: QUEUE_PREFIX })
+    const events = new QueueEvents(QueueName.sync, { connection, prefix: QUEUE_PREFIX })
+    t.teardown(async () => {
+      await queue.close()
+      await events.close()
+    })
+    await events.waitUntilReady()
+
+    const ok = await queue.add(JobName.maintain, {})
+    t.equal(await ok.waitUntilFinished(events, 10_000), 'maintained')
+    const forged = await queue.add(JobName.maintain, { path: '/' }, { attempts: 3 })
+    await t.rejects(
+      forged.waitUntilFinished(events, 10_000),
+      /^maintain job data is invalid: path is not allowed$/,
+    )
+    t.equal((await queue.getJob(forged.id as string))?.attemptsMade, 1, 'it is not retried')
+    t.same(seen, [{}], 'the processor never saw the invalid data')
+  },
+)
 
 t.test('probes: live always, ready while Redis answers and workers run', async (t) => {
   const { redis, config } = await setup(t)

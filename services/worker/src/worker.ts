@@ -1,6 +1,8 @@
 import { hostname } from 'node:os'
 import {
   ALL_QUEUES,
+  isJobName,
+  jobDataProblem,
   QUEUE_PREFIX,
   type QueueNameValue,
   redactUrl,
@@ -11,9 +13,10 @@ import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { startHealthServer } from './health.ts'
 
-// Builds one BullMQ Worker per queue of the shared contract, wraps every processor with a
-// per-job logger, and owns the shutdown order: stop taking jobs and let the active ones finish,
-// then close Redis and the probe endpoint.
+// Builds one BullMQ Worker per queue of the shared contract, wraps every processor with a check
+// of the job's data against its shared schema and a per-job logger, and owns the shutdown
+// order: stop taking jobs and let the active ones finish, then close Redis and the probe
+// endpoint.
 
 export type ProcessorDeps = {
   log: Logger
@@ -61,6 +64,11 @@ export async function startWorker(
         const processor = processors[job.name]
         if (!processor) {
           throw new UnrecoverableError(`No processor for job "${job.name}" on queue "${queue}"`)
+        }
+        // Whoever queued it (the dashboard takes any data): a processor sees valid data only.
+        const problem = isJobName(job.name) ? jobDataProblem(job.name, job.data) : undefined
+        if (problem !== undefined) {
+          throw new UnrecoverableError(`${job.name} job data is invalid: ${problem}`)
         }
         const jobLog = log.child({
           queue,

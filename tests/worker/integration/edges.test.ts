@@ -75,11 +75,14 @@ t.test('a purge removes the rows and the uploaded zip of an export source', asyn
   const rig = await ingestRig(t, { pages: generatedSpace(2) })
   await rig.startWorker()
   await mkdir(rig.config.EXPORTS_DIR, { recursive: true })
-  const zip = join(rig.config.EXPORTS_DIR, 'src_x.zip')
+  const zip = join(rig.config.EXPORTS_DIR, 'src_00000000000a.zip')
   await writeFile(zip, 'zip')
   const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
   t.teardown(() => queue.close())
-  const job = await queue.add(JobName.purge, { source_id: 'src_x', export_path: 'src_x.zip' })
+  const job = await queue.add(JobName.purge, {
+    source_id: 'src_00000000000a',
+    export_path: 'src_00000000000a.zip',
+  })
   t.equal((await rig.waitFor(job.id as string)).state, 'completed')
   t.notOk(existsSync(zip), 'the zip is gone')
 })

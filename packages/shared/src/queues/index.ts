@@ -3,6 +3,9 @@
 // each service builds its own Queue/Worker instances from these definitions in its composition
 // root.
 
+import Type, { type Static, type TSchema } from 'typebox'
+import Value from 'typebox/value'
+
 export const QUEUE_PREFIX = 'cnfl'
 
 export const QueueName = {
@@ -25,15 +28,149 @@ export const JobName = {
   maintain: 'maintain',
 } as const
 
-export type SyncJobData = {
-  source_id: string
-  /** Reconvert and re-embed every page, not only the changed ones. */
-  full?: boolean
-  /** Delete pages gone from Confluence even beyond SYNC_MAX_DELETE_SHARE. */
-  force?: boolean
+export type JobNameValue = (typeof JobName)[keyof typeof JobName]
+
+// Payload schemas. Every job's data is checked against its schema by the worker before the
+// processor runs, whoever queued it (the api, a Job Scheduler, the CLI, or an admin through the
+// queue dashboard, which accepts any data): a processor only ever sees the shape below.
+
+/** A source id as newSourceId() makes them. */
+const SourceId = Type.String({ pattern: '^src_[0-9a-f]{12}$' })
+
+/** The characters jobId() keeps (BullMQ's own numeric ids fit too). */
+const JobIdText = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,200}$' })
+
+/** The embedding model a sync chose; null when none was reachable. */
+const EmbeddingSchema = Type.Union([
+  Type.Null(),
+  Type.Object(
+    { model: Type.String({ minLength: 1 }), dim: Type.Integer({ minimum: 1 }) },
+    { additionalProperties: false },
+  ),
+])
+
+export const SyncJobDataSchema = Type.Object(
+  {
+    source_id: SourceId,
+    /** Reconvert and re-embed every page, not only the changed ones. */
+    full: Type.Optional(Type.Boolean()),
+    /** Delete pages gone from Confluence even beyond SYNC_MAX_DELETE_SHARE. */
+    force: Type.Optional(Type.Boolean()),
+    // The sync's own state between its two steps (written with job.updateData by the crawl).
+    step: Type.Optional(Type.Literal('finish')),
+    /** Page ids indexed but not listed any more. */
+    gone: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    /** Pages the index held when the crawl began (base of the delete guard). */
+    indexed: Type.Optional(Type.Integer({ minimum: 0 })),
+    embed: Type.Optional(EmbeddingSchema),
+  },
+  { additionalProperties: false },
+)
+export type SyncJobData = Static<typeof SyncJobDataSchema>
+
+/** One page of a batch: its listing entry (a PageRef of the worker) and its ancestors' titles. */
+export const BatchPageSchema = Type.Object(
+  {
+    id: Type.String({ minLength: 1 }),
+    spaceKey: Type.String(),
+    title: Type.String(),
+    version: Type.String(),
+    parentId: Type.Optional(Type.String()),
+    labels: Type.Array(Type.String()),
+    updatedAt: Type.Optional(Type.String()),
+    url: Type.String(),
+    author: Type.Optional(
+      Type.Object({ id: Type.String(), name: Type.String() }, { additionalProperties: false }),
+    ),
+    ancestors: Type.Array(Type.String()),
+  },
+  { additionalProperties: false },
+)
+
+export const PagesJobDataSchema = Type.Object(
+  {
+    source_id: SourceId,
+    /** The sync job this batch belongs to (its counters and progress). */
+    run_id: JobIdText,
+    batch: Type.Integer({ minimum: 0 }),
+    embed: EmbeddingSchema,
+    space_names: Type.Record(Type.String(), Type.String()),
+    pages: Type.Array(BatchPageSchema),
+  },
+  { additionalProperties: false },
+)
+export type PagesJobData = Static<typeof PagesJobDataSchema>
+
+/** The file name an uploaded export of a source is kept under, in EXPORTS_DIR. */
+export const exportFileName = (sourceId: string) => `${sourceId}.zip`
+
+export const PurgeJobDataSchema = Type.Object(
+  {
+    source_id: SourceId,
+    /** An uploaded export's file in EXPORTS_DIR: a bare name, always `<source_id>.zip`. */
+    export_path: Type.Optional(Type.String({ pattern: '^src_[0-9a-f]{12}\\.zip$' })),
+  },
+  { additionalProperties: false },
+)
+export type PurgeJobData = Static<typeof PurgeJobDataSchema>
+
+export const MaintainJobDataSchema = Type.Object({}, { additionalProperties: false })
+export type MaintainJobData = Static<typeof MaintainJobDataSchema>
+
+/** The schema of each job's data, by job name. */
+export const JobDataSchema = {
+  [JobName.sync]: SyncJobDataSchema,
+  [JobName.pages]: PagesJobDataSchema,
+  [JobName.purge]: PurgeJobDataSchema,
+  [JobName.maintain]: MaintainJobDataSchema,
+} as const satisfies Record<JobNameValue, TSchema>
+
+export const isJobName = (name: string): name is JobNameValue => Object.hasOwn(JobDataSchema, name)
+
+type SchemaError = {
+  keyword: string
+  instancePath: string
+  params: { requiredProperties?: string[]; additionalProperties?: string[] }
+  message: string
 }
 
-export type PurgeJobData = { source_id: string }
+/** One schema error in words, naming the field: `pages.0.id is required`, `full must be boolean`. */
+function describe(error: SchemaError): string | undefined {
+  const path = error.instancePath.slice(1).replaceAll('/', '.')
+  const fields = (names: string[]) =>
+    `${names.map((name) => (path === '' ? name : `${path}.${name}`)).join(', ')} ${names.length > 1 ? 'are' : 'is'}`
+  switch (error.keyword) {
+    case 'required':
+      return `${fields(error.params.requiredProperties as string[])} required`
+    case 'additionalProperties':
+      return `${fields(error.params.additionalProperties as string[])} not allowed`
+    // `false` schemas (each additional property) repeat the error above.
+    case 'boolean':
+      return undefined
+    default:
+      return `${path === '' ? 'the data' : path} ${error.message}`
+  }
+}
+
+/**
+ * Why a job's data does not fit its job's schema (every problem, each naming its field), or
+ * undefined when it does. A purge's export_path must also be the export of its own source.
+ */
+export function jobDataProblem(name: JobNameValue, data: unknown): string | undefined {
+  const schema: TSchema = JobDataSchema[name]
+  if (!Value.Check(schema, data)) {
+    const problems = (Value.Errors(schema, data) as SchemaError[]).map(describe)
+    return [...new Set(problems.filter((p) => p !== undefined))].join('; ')
+  }
+  if (name === JobName.purge) {
+    const { source_id, export_path } = data as PurgeJobData
+    const expected = exportFileName(source_id)
+    if (export_path !== undefined && export_path !== expected) {
+      return `export_path must be "${expected}" (the export of source ${source_id})`
+    }
+  }
+  return undefined
+}
 
 /** Counters a sync reports through job.updateProgress (dashboard and GET /api/jobs/:id). */
 export type SyncProgress = {

@@ -1,5 +1,11 @@
 import { setImmediate as yieldToEvents } from 'node:timers/promises'
-import { addToRun, getSource, type PageError, readRun } from '@confluence-bot/shared'
+import {
+  addToRun,
+  getSource,
+  type PageError,
+  type PagesJobData,
+  readRun,
+} from '@confluence-bot/shared'
 import { Job } from 'bullmq'
 import { asJobError } from '../confluence/errors.ts'
 import type { PageBody, PageRef } from '../confluence/types.ts'
@@ -14,18 +20,8 @@ import type { ProcessorDeps } from '../worker.ts'
 // stay until a sync can read it again. Retrying the whole batch is safe: the write is an upsert
 // keyed by chunk id, and the run's counters take each batch once.
 
+/** A page of a batch: the listing entry and its ancestors' titles (the shared BatchPageSchema). */
 export type BatchPage = PageRef & { ancestors: string[] }
-
-export type PagesJobData = {
-  source_id: string
-  /** The sync job this batch belongs to (its counters and progress). */
-  run_id: string
-  batch: number
-  /** The embedding model the sync chose; null when none was reachable. */
-  embed: { model: string; dim: number } | null
-  space_names: Record<string, string>
-  pages: BatchPage[]
-}
 
 export function createPagesProcessor(ingest: Ingest) {
   // The catalog is written once per crawl, before its batches go out, so the batches of one run

@@ -1,22 +1,38 @@
 import { rm } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { basename, dirname, resolve } from 'node:path'
 import { JobName, maintainJobOptions, type PurgeJobData } from '@confluence-bot/shared'
-import type { Job } from 'bullmq'
+import { type Job, UnrecoverableError } from 'bullmq'
 import { dropCatalog } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
 import type { ProcessorDeps } from '../worker.ts'
 
 // A deleted source: its chunks leave the index, its page catalog leaves Redis, and an uploaded
-// export zip leaves the exports directory. Safe to run twice.
+// export zip leaves the exports directory. Safe to run twice. The job's data was checked against
+// its schema (worker.ts); the export's path is checked here again, right where a file is
+// deleted: a bare file name in EXPORTS_DIR, never a path that leads elsewhere.
+
+/** The export's file in EXPORTS_DIR, or an UnrecoverableError for a name that leaves it. */
+export function exportFile(exportsDir: string, name: string): string {
+  const dir = resolve(exportsDir)
+  const file = resolve(dir, name)
+  if (basename(name) !== name || dirname(file) !== dir) {
+    throw new UnrecoverableError(
+      `purge job data is invalid: export_path ${JSON.stringify(name)} is not a file name in EXPORTS_DIR`,
+    )
+  }
+  return file
+}
 
 export function createPurgeProcessor(ingest: Ingest) {
   return async function purge(job: Job, { log }: ProcessorDeps) {
-    const data = job.data as PurgeJobData & { export_path?: string }
+    const data = job.data as PurgeJobData
+    const file =
+      data.export_path === undefined
+        ? undefined
+        : exportFile(ingest.config.EXPORTS_DIR, data.export_path)
     const deleted = await ingest.store.deleteSource(data.source_id)
     await dropCatalog(ingest.redis, data.source_id)
-    if (data.export_path !== undefined) {
-      await rm(resolve(ingest.config.EXPORTS_DIR, data.export_path), { force: true })
-    }
+    if (file !== undefined) await rm(file, { force: true })
     await ingest.queues.sync.add(JobName.maintain, {}, maintainJobOptions())
     log.info({ source: data.source_id, rows: deleted }, 'source purged')
     return { rows_deleted: deleted }

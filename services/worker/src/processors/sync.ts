@@ -5,6 +5,7 @@ import {
   JobName,
   jobId,
   maintainJobOptions,
+  type PagesJobData,
   QUEUE_PREFIX,
   readRun,
   type SyncJobData,
@@ -18,7 +19,7 @@ import { saveCatalog } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText } from '../ingest/rows.ts'
 import type { ProcessorDeps } from '../worker.ts'
-import { type BatchPage, type PagesJobData, reportProgress } from './pages.ts'
+import { type BatchPage, reportProgress } from './pages.ts'
 
 // One sync of a source, in two steps of one job (the step is kept in the job's data, so a
 // worker that dies mid-way is replaced by one that carries on from the last finished step):
@@ -32,14 +33,8 @@ import { type BatchPage, type PagesJobData, reportProgress } from './pages.ts'
 //    are missing (the model was unreachable, or was changed), and maintain the table (indexes,
 //    compaction).
 
-type SyncState = SyncJobData & {
-  step?: 'finish'
-  /** Page ids indexed but not listed any more. */
-  gone?: string[]
-  /** Pages the index held when the crawl began (base of the delete guard). */
-  indexed?: number
-  embed?: { model: string; dim: number } | null
-}
+/** The job's data carries the sync's own state between its steps (shared SyncJobDataSchema). */
+type SyncState = SyncJobData
 
 const SYNC_LOCK_TTL_S = 24 * 3600
 
