@@ -44,7 +44,7 @@ t.test('checkBaseUrl refuses loopback, private and link-local hosts unless allow
     const err = (await checkBaseUrl(url, '').catch((e: unknown) => e)) as ConfluenceError
     t.equal(err.code, 'config', url)
     t.ok(err.fatal)
-    t.match(err.message, /loopback, private or link-local/)
+    t.match(err.message, /loopback, private, link-local or other non-public address/)
     t.match(err.message, 'CONFLUENCE_ALLOWED_HOSTS')
   }
   const named = (await checkBaseUrl('http://localhost:8090', '').catch((e) => e)) as Error

@@ -1,13 +1,15 @@
 import { rootCertificates } from 'node:tls'
+import { isAllowedHost, type ResolveHost, SourceHostError } from '@confluence-bot/shared'
 import type { Logger } from 'pino'
 import { Agent, type Dispatcher, request } from 'undici'
 import { ConfluenceError } from './errors.ts'
 import { type Limiter, sleep } from './limiter.ts'
+import { pinnedLookup } from './lookup.ts'
 import type { SourceAuth, SourceTls } from './types.ts'
-import { checkBaseUrl, normalizeBaseUrl } from './urls.ts'
+import { checkBaseUrl, hostError, normalizeBaseUrl } from './urls.ts'
 
 // One JSON GET for one source: auth header, the source's own TLS settings on its own connection
-// pool, a per-request timeout, the shared rate limiter before every attempt, and the retry
+// pool (whose sockets connect only to addresses checked when they open), a per-request timeout, the shared rate limiter before every attempt, and the retry
 // policy of reference §7. Nothing here logs or reports headers or credentials.
 
 export type RetryOptions = {
@@ -36,8 +38,10 @@ export type HttpOptions = {
   tls?: SourceTls | undefined
   /** Per attempt, headers and body; 0 = none. */
   timeoutMs: number
-  /** CONFLUENCE_ALLOWED_HOSTS, checked before the first request. */
+  /** CONFLUENCE_ALLOWED_HOSTS, checked before the first request and on every connection. */
   allowedHosts: string
+  /** Tests stub DNS; dns.lookup otherwise. */
+  resolve?: ResolveHost | undefined
   limiter: Limiter
   log?: Logger | undefined
   retry?: Partial<RetryOptions> | undefined
@@ -123,7 +127,13 @@ export function createHttp(options: HttpOptions): ConfluenceHttp {
   const authorization = authHeader(options.auth)
   if (authorization !== undefined) headers.authorization = authorization
 
-  const connect: Record<string, unknown> = {}
+  const connect: Record<string, unknown> = {
+    lookup: pinnedLookup({
+      allowed: isAllowedHost(base, options.allowedHosts),
+      allowAs: host,
+      resolve: options.resolve,
+    }),
+  }
   if (options.tls?.ca_cert) connect.ca = [...rootCertificates, options.tls.ca_cert]
   if (options.tls?.reject_unauthorized === false) connect.rejectUnauthorized = false
   const agent = new Agent({
@@ -138,7 +148,7 @@ export function createHttp(options: HttpOptions): ConfluenceHttp {
   let checked: Promise<void> | undefined
   function ready(): Promise<void> {
     // Remembered only once it passed, so a DNS hiccup does not stick.
-    checked ??= checkBaseUrl(base, options.allowedHosts).catch((err: unknown) => {
+    checked ??= checkBaseUrl(base, options.allowedHosts, options.resolve).catch((err: unknown) => {
       checked = undefined
       throw err
     })
@@ -185,6 +195,11 @@ export function createHttp(options: HttpOptions): ConfluenceHttp {
       if (timeout?.aborted) {
         const message = `Confluence at ${host} did not answer GET ${path} within ${timeoutMs} ms: raise CONFLUENCE_TIMEOUT_MS or check the server`
         return { error: fail('timeout', message), retry: true }
+      }
+      // The connection's own check refused the address DNS gave (lookup.ts).
+      if (err instanceof SourceHostError) {
+        const error = hostError(err)
+        return { error, retry: !error.fatal }
       }
       const code = errorCode(err)
       if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS/.test(code)) {

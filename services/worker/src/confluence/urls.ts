@@ -1,4 +1,4 @@
-import { checkSourceHost, type SourceHostError } from '@confluence-bot/shared'
+import { checkSourceHost, type ResolveHost, type SourceHostError } from '@confluence-bot/shared'
 import { ConfluenceError } from './errors.ts'
 
 // Where a source may point, and how Confluence's relative links resolve (reference §1).
@@ -11,21 +11,31 @@ export function normalizeBaseUrl(url: string): string {
 }
 
 /**
+ * A refused source host as a ConfluenceError: 'config' (fatal) saying what to change, or
+ * 'network' when the host does not resolve (fatal only for NXDOMAIN).
+ */
+export function hostError(refused: SourceHostError): ConfluenceError {
+  // Only a resolver failure carries a cause.
+  const code = refused.cause === undefined ? 'config' : 'network'
+  return new ConfluenceError(code, refused.message, { fatal: refused.fatal, cause: refused })
+}
+
+/**
  * The API's check when a source is registered (shared `checkSourceHost`), run again before the
  * first request since DNS may have changed since: refuses a base_url that is not http(s),
- * carries credentials, or names a host that is (or resolves to) a loopback, private or
- * link-local address unless CONFLUENCE_ALLOWED_HOSTS lists it. Throws a ConfluenceError:
- * 'config' (fatal) saying what to change, or 'network' when the host does not resolve (fatal
- * only for NXDOMAIN).
+ * carries credentials, or names a host that is (or resolves to) a loopback, private, link-local
+ * or other non-public address unless CONFLUENCE_ALLOWED_HOSTS lists it. Throws hostError().
+ * Each connection is checked again when it opens (lookup.ts).
  */
-export async function checkBaseUrl(url: string, allowedHosts: string): Promise<void> {
+export async function checkBaseUrl(
+  url: string,
+  allowedHosts: string,
+  resolve?: ResolveHost,
+): Promise<void> {
   try {
-    await checkSourceHost(url, allowedHosts)
+    await checkSourceHost(url, allowedHosts, resolve)
   } catch (err) {
-    const refused = err as SourceHostError
-    // Only a resolver failure carries a cause.
-    const code = refused.cause === undefined ? 'config' : 'network'
-    throw new ConfluenceError(code, refused.message, { fatal: refused.fatal, cause: refused })
+    throw hostError(err as SourceHostError)
   }
 }
 
