@@ -2,7 +2,13 @@ import t from 'tap'
 import { ADMIN_KEY, bearer, buildTestApp, READER_KEY } from '../helpers/api.ts'
 import { standIn } from '../helpers/ollama.ts'
 
-const keys = { API_KEYS: READER_KEY, ADMIN_API_KEYS: ADMIN_KEY }
+// Two keys per role: every configured key must work, not only the first or the last.
+const READER_KEY_2 = 'second-reader-key-0123456789'
+const ADMIN_KEY_2 = 'second-admin-key-0123456789'
+const keys = {
+  API_KEYS: `${READER_KEY},${READER_KEY_2}`,
+  ADMIN_API_KEYS: `${ADMIN_KEY}, ${ADMIN_KEY_2}`,
+}
 const basic = (password: string) => ({
   authorization: `Basic ${Buffer.from(`operator:${password}`).toString('base64')}`,
 })
@@ -12,6 +18,8 @@ type Case = {
   url: string
   payload?: object
   role: 'open' | 'reader' | 'admin'
+  /** A page a browser opens: the key may come as a Basic password. */
+  browser?: boolean
 }
 const routes: Case[] = [
   { method: 'GET', url: '/api/health', role: 'open' },
@@ -28,16 +36,23 @@ const routes: Case[] = [
   { method: 'GET', url: '/api/models', role: 'reader' },
   { method: 'POST', url: '/api/pull', payload: { name: 'tinyllama' }, role: 'admin' },
   { method: 'GET', url: '/admin/config', role: 'admin' },
-  { method: 'GET', url: '/admin/queues', role: 'admin' },
+  { method: 'GET', url: '/admin/queues', role: 'admin', browser: true },
 ]
 
-const credentials: Array<[string, Record<string, string>, 'none' | 'reader' | 'admin']> = [
+type Who = 'none' | 'reader' | 'admin'
+// [label, headers, who it is on an API route, who it is on a browser page]
+const credentials: Array<[string, Record<string, string>, Who, Who?]> = [
   ['no key', {}, 'none'],
   ['an unknown key', bearer('not-a-configured-key-000'), 'none'],
   ['a malformed header', { authorization: `Token ${READER_KEY}` }, 'none'],
   ['a reader key', bearer(READER_KEY), 'reader'],
+  ['the second reader key', bearer(READER_KEY_2), 'reader'],
   ['an admin key', bearer(ADMIN_KEY), 'admin'],
-  ['an admin key over Basic', basic(ADMIN_KEY), 'admin'],
+  ['the second admin key', bearer(ADMIN_KEY_2), 'admin'],
+  // A browser's cached Basic credentials count only on the pages a browser opens.
+  ['an admin key over Basic', basic(ADMIN_KEY), 'none', 'admin'],
+  ['the second admin key over Basic', basic(ADMIN_KEY_2), 'none', 'admin'],
+  ['a reader key over Basic', basic(READER_KEY), 'none', 'reader'],
   [
     'Basic without a password',
     { authorization: `Basic ${Buffer.from('nobody').toString('base64')}` },
@@ -50,14 +65,15 @@ const credentials: Array<[string, Record<string, string>, 'none' | 'reader' | 'a
   ],
 ]
 
-const allowed = (role: Case['role'], who: 'none' | 'reader' | 'admin') =>
+const allowed = (role: Case['role'], who: Who) =>
   role === 'open' || (role === 'reader' && who !== 'none') || who === 'admin'
 
 t.test('the auth matrix: open, reader and admin routes against every kind of key', async (t) => {
   const ollama = await standIn(t, { pullTickMs: 1 })
   const app = await buildTestApp(t, { ...keys, OLLAMA_URL: ollama.url })
   for (const route of routes) {
-    for (const [label, headers, who] of credentials) {
+    for (const [label, headers, onApi, onPage] of credentials) {
+      const who = route.browser ? (onPage ?? onApi) : onApi
       const res = await app.inject({
         method: route.method,
         url: route.url,
@@ -71,7 +87,13 @@ t.test('the auth matrix: open, reader and admin routes against every kind of key
       } else if (who === 'none') {
         t.equal(res.statusCode, 401, name)
         t.equal(res.json().error, 'unauthorized')
-        t.match(String(res.headers['www-authenticate']), /Bearer realm="confluence-bot"/)
+        t.equal(
+          res.headers['www-authenticate'],
+          route.browser
+            ? 'Basic realm="confluence-bot", charset="UTF-8"'
+            : 'Bearer realm="confluence-bot"',
+        )
+        t.match(res.json().message, route.browser ? /admin API key as the password/ : /Bearer/)
       } else {
         t.equal(res.statusCode, 403, name)
         t.same(res.json(), {
@@ -107,9 +129,10 @@ t.test('the admin config view shows settings but never a key', async (t) => {
   const res = await app.inject({ method: 'GET', url: '/admin/config', headers: bearer(ADMIN_KEY) })
   t.equal(res.statusCode, 200)
   t.match(res.json(), {
-    auth: { enabled: true, reader_keys: 1, admin_keys: 1 },
+    auth: { enabled: true, reader_keys: 2, admin_keys: 2 },
     chat_model: 'llama3.2',
   })
   t.notMatch(res.body, READER_KEY)
   t.notMatch(res.body, ADMIN_KEY)
+  t.notMatch(res.body, ADMIN_KEY_2)
 })

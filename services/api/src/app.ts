@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto'
-import type { ApiConfig } from '@confluence-bot/shared'
+import { type ApiConfig, type ErrorBody, ErrorCode } from '@confluence-bot/shared'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyServerOptions,
+} from 'fastify'
 import { OneLineRequestLog } from './lib/request-log.ts'
 import auth from './plugins/app/auth.ts'
 import config from './plugins/app/config.ts'
@@ -11,6 +15,7 @@ import ollama from './plugins/app/ollama.ts'
 import queues from './plugins/app/queues.ts'
 import readiness from './plugins/app/readiness.ts'
 import redis from './plugins/app/redis.ts'
+import requestGuard from './plugins/app/request-guard.ts'
 import validation from './plugins/app/validation.ts'
 import swagger from './plugins/external/swagger.ts'
 import admin from './routes/admin/index.ts'
@@ -29,6 +34,19 @@ export type BuildOptions = {
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
 
+/**
+ * Node cuts a request that is not received within requestTimeout when it next checks its
+ * connections; checking a few times per timeout keeps the cut close to the setting. Headers
+ * get at most a minute, as by Node's default, and never more than the whole request.
+ */
+function requestDeadlines(requestTimeout: number) {
+  if (requestTimeout === 0) return {}
+  return {
+    headersTimeout: Math.min(60_000, requestTimeout),
+    connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(requestTimeout / 4))),
+  }
+}
+
 /** Builds the API without listening: the server process and the tests both start here. */
 export function buildApp(options: BuildOptions): FastifyInstance {
   const app = Fastify({
@@ -39,9 +57,28 @@ export function buildApp(options: BuildOptions): FastifyInstance {
       const given = req.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
-    // Answers and model loads are not cut by server timeouts (Ollama sets none either).
-    requestTimeout: 0,
+    // A client has REQUEST_TIMEOUT_MS to send its whole request; the answer is not limited
+    // (model loads and pulls take minutes, and a socket may sit idle while Ollama loads).
+    requestTimeout: options.config.REQUEST_TIMEOUT_MS,
+    http: requestDeadlines(options.config.REQUEST_TIMEOUT_MS),
     connectionTimeout: 0,
+    // Job ids may be 200 characters (their schema says so); the router's default stops at 100.
+    routerOptions: { maxParamLength: 256 },
+    // A path the router cannot read (`%ff`, a parameter past maxParamLength) gets the API's
+    // error shape like every other 400.
+    frameworkErrors: (error, _request, reply) => {
+      ;(reply as unknown as FastifyReply)
+        .code(400)
+        .type('application/json; charset=utf-8')
+        .send({
+          error: ErrorCode.validation,
+          message:
+            error.code === 'FST_ERR_BAD_URL'
+              ? 'The URL path is not valid (a %-escape that is not UTF-8?)'
+              : 'A part of the URL path is too long',
+          statusCode: 400,
+        } satisfies ErrorBody)
+    },
     return503OnClosing: true,
     logController: new OneLineRequestLog(),
   }).withTypeProvider<TypeBoxTypeProvider>()
@@ -63,6 +100,7 @@ export function buildApp(options: BuildOptions): FastifyInstance {
 
   app.register(config, { config: options.config })
   app.register(errors)
+  app.register(requestGuard)
   app.register(validation)
   app.register(readiness)
   app.register(swagger)

@@ -81,6 +81,20 @@ export const ApiEnvSchema = Type.Object({
     default: 2 * 1024 * 1024 * 1024,
     description: 'Largest HTML space export zip the upload route accepts, in bytes',
   }),
+  REQUEST_TIMEOUT_MS: Millis(
+    300_000,
+    'Time a client may take to send a whole request (headers and body, an export upload included); answers are not limited',
+  ),
+  API_ALLOWED_HOSTS: Type.String({
+    default: '',
+    description:
+      'Comma-separated host names the API answers to (the Host header); `*` for any. Default: any when HOST is not a loopback address, else localhost names and IP addresses only',
+  }),
+  API_ALLOWED_ORIGINS: Type.String({
+    default: '',
+    description:
+      'Comma-separated web origins (scheme://host[:port]) whose pages may call the API from a browser, besides the API itself; `*` for any',
+  }),
 })
 
 export const WorkerEnvSchema = Type.Object({
@@ -229,11 +243,22 @@ export function authEnabled(config: Pick<ApiConfig, 'apiKeys'>): boolean {
   return config.apiKeys.readers.length + config.apiKeys.admins.length > 0
 }
 
-/** A URL with any user:password stripped, safe to put in logs and error messages. */
+/** A URL with its password and query values hidden, safe to put in logs and error messages. */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url)
     if (u.password) u.password = '***'
+    // A query may carry a credential (`?token=…`): keep the names, hide every value; a part
+    // without `=` is hidden whole, since it may be the secret itself.
+    u.search = u.search
+      .slice(1)
+      .split('&')
+      .map((part) => {
+        const eq = part.indexOf('=')
+        if (eq !== -1) return `${part.slice(0, eq)}=***`
+        return part === '' ? part : '***'
+      })
+      .join('&')
     return u.toString().replace(/\/$/, '')
   } catch {
     return '<invalid url>'

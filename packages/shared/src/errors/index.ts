@@ -8,6 +8,8 @@ export const ErrorCode = {
   payloadTooLarge: 'payload_too_large',
   unauthorized: 'unauthorized',
   forbidden: 'forbidden',
+  hostNotAllowed: 'host_not_allowed',
+  originNotAllowed: 'origin_not_allowed',
   notFound: 'not_found',
   modelNotFound: 'model_not_found',
   sourceNotFound: 'source_not_found',

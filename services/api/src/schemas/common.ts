@@ -17,12 +17,12 @@ export const errorResponses = (...codes: ErrorStatus[]): Record<number, TSchema>
   )
 
 const ERROR_TEXT = {
-  400: 'The body is invalid (the message names the field)',
+  400: 'The request is invalid (the message names the field)',
   401: 'Missing or unknown API key',
-  403: 'The API key lacks the admin role',
+  403: 'The API key lacks the admin role (or the Host or Origin is not allowed)',
   404: 'Not found (the message says what)',
   409: 'A source with that name exists',
-  413: 'The body is larger than BODY_LIMIT',
+  413: 'The body is larger than BODY_LIMIT (an export: EXPORT_UPLOAD_LIMIT)',
   415: 'The body has the wrong Content-Type (the message names the right one)',
   502: 'Ollama failed',
   503: 'Ollama (or Redis) is unreachable',

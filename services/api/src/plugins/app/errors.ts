@@ -15,6 +15,13 @@ const STATUS_CODES: Record<number, string> = {
   415: ErrorCode.unsupportedMediaType,
 }
 
+/** The media type of a Content-Type header, lower-cased, without parameters. */
+export const mediaType = (header: string | undefined): string =>
+  (header ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
+
+// Types read as JSON besides application/json (which Fastify's own parser reads).
+const JSON_LIKE = new Set(['', 'text/plain', 'application/x-www-form-urlencoded'])
+
 const REDIS_DOWN = /Stream isn't writeable|Connection is closed|enableOfflineQueue/
 
 function toBody(error: FastifyError, request: FastifyRequest, bodyLimit: number): ErrorBody {
@@ -68,10 +75,21 @@ const missingBody: ErrorBody = {
 async function errors(fastify: FastifyInstance) {
   const bodyLimit = fastify.config.BODY_LIMIT
 
-  // Ollama reads a JSON body whatever its Content-Type (curl -d sends a form type), so the
-  // gateway does the same: every body that is not declared JSON is parsed as JSON too.
+  // JSON bodies. `curl -d` declares a form type and some clients send text/plain or nothing, so
+  // those are read as JSON too, as Ollama reads them; any other type is refused (415), so a
+  // stream or a file never reaches a JSON route. Cross-site forms are stopped by the Origin check.
   fastify.removeContentTypeParser('text/plain')
-  fastify.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+  fastify.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
+    const type = mediaType(request.headers['content-type'])
+    if (!JSON_LIKE.has(type)) {
+      return done(
+        new AppError(
+          415,
+          ErrorCode.unsupportedMediaType,
+          `Content-Type ${type} is not accepted here; send a JSON body with Content-Type: application/json`,
+        ),
+      )
+    }
     const text = body as string
     if (text.trim() === '') return done(null, undefined)
     try {
@@ -82,7 +100,9 @@ async function errors(fastify: FastifyInstance) {
   })
 
   fastify.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    if (reply.raw.destroyed || request.raw.destroyed) {
+    // Only the response says whether an answer can still be written: a request reports
+    // `destroyed` as soon as its body has been read to the end, with its client still waiting.
+    if (reply.sent || reply.raw.destroyed || reply.raw.socket?.destroyed === true) {
       // The client went away (and its upstream request was cancelled): nobody to answer.
       request.log.info({ err: error.message }, 'client went away before the answer')
       return reply

@@ -1,6 +1,7 @@
 import { authEnabled } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
+import { errorResponses } from '../../schemas/common.ts'
 import dashboard from './queues.ts'
 
 const ConfigViewSchema = Type.Object(
@@ -18,10 +19,9 @@ const ConfigViewSchema = Type.Object(
   { title: 'ConfigView' },
 )
 
-// Everything under /admin needs an admin key (the queue dashboard joins it with ingestion).
-const admin: FastifyPluginAsyncTypebox = async (fastify) => {
+// The effective settings (admin, Bearer keys only).
+const settings: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('onRequest', fastify.requireRole('admin'))
-  await fastify.register(dashboard)
 
   fastify.get(
     '/config',
@@ -29,7 +29,7 @@ const admin: FastifyPluginAsyncTypebox = async (fastify) => {
       schema: {
         tags: ['admin'],
         summary: 'The effective configuration, without secrets',
-        response: { 200: ConfigViewSchema },
+        response: { 200: ConfigViewSchema, ...errorResponses(401, 403) },
       },
     },
     async () => {
@@ -47,6 +47,16 @@ const admin: FastifyPluginAsyncTypebox = async (fastify) => {
       }
     },
   )
+}
+
+// Everything under /admin needs an admin key. The queue dashboard, which a browser opens,
+// also takes it as a Basic password; the rest takes Bearer keys only.
+const admin: FastifyPluginAsyncTypebox = async (fastify) => {
+  await fastify.register(async (browser) => {
+    browser.addHook('onRequest', browser.requireRole('admin', { basic: true }))
+    await browser.register(dashboard)
+  })
+  await fastify.register(settings)
 }
 
 export default admin

@@ -24,7 +24,7 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
               'application/x-ndjson': { schema: GenerateResponseSchema },
             },
           },
-          ...errorResponses(400, 401, 404, 413, 502, 503),
+          ...errorResponses(400, 401, 404, 413, 415, 502, 503),
         },
       },
     },

@@ -12,7 +12,7 @@ import type { Job } from 'bullmq'
 import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import { errorResponses } from '../../schemas/common.ts'
-import { JobListQuery, JobListSchema } from '../../schemas/sources.ts'
+import { DEFAULT_JOB_LIMIT, JobListQuery, JobListSchema } from '../../schemas/sources.ts'
 
 // Sync and purge jobs (admin): state, progress counters and per-page errors. Counters and
 // errors are read from the run's Redis record, which every page batch feeds, so they are live
@@ -54,8 +54,48 @@ async function describe(fastify: FastifyInstance, job: Job) {
   }
 }
 
+// Jobs of the contract: a sync or a purge of a source. Anything else on the queue (index upkeep,
+// or a job someone added by hand from the dashboard) is the dashboard's to show, not the API's.
+const isSourceJob = (job: Job | undefined | null): job is Job =>
+  job !== undefined &&
+  job !== null &&
+  (job.name === JobName.sync || job.name === JobName.purge) &&
+  typeof (job.data as { source_id?: unknown } | undefined)?.source_id === 'string'
+
+// Each state is read newest first in pages of this many jobs.
+const PAGE = 100
+const STATES = [
+  'active',
+  'waiting-children',
+  'waiting',
+  'prioritized',
+  'delayed',
+  'completed',
+  'failed',
+] as const
+
 const jobs: FastifyPluginAsyncTypebox = async (fastify) => {
   const queue = fastify.queues[QueueName.sync]
+  // A job id that names one of the queue's own Redis keys (`meta`, `events`, `id`, …) is no job.
+  const ownKeys = new Set(Object.keys(queue.keys))
+
+  /**
+   * Up to `limit` source jobs (of one source, if given) from one state, newest first: the state
+   * is read page by page until enough match, so filtering never leaves the answer short.
+   */
+  async function fromState(state: (typeof STATES)[number], limit: number, sourceId?: string) {
+    const matched: Job[] = []
+    for (let start = 0; matched.length < limit; start += PAGE) {
+      const page = await queue.getJobs([state], start, start + PAGE - 1)
+      for (const job of page) {
+        if (isSourceJob(job) && (sourceId === undefined || job.data.source_id === sourceId)) {
+          matched.push(job)
+        }
+      }
+      if (page.length < PAGE) break
+    }
+    return matched.slice(0, limit)
+  }
 
   fastify.get(
     '/jobs',
@@ -68,17 +108,11 @@ const jobs: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request) => {
-      const { source_id, limit } = request.query
-      // Newest first within each state; filtered by source, then cut to the limit.
-      const found = await queue.getJobs(
-        ['active', 'waiting-children', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'],
-        0,
-        source_id === undefined ? limit - 1 : 999,
-      )
-      const selected = found
-        .filter((job): job is Job => job !== undefined && job !== null)
-        .filter((job) => job.name !== JobName.maintain)
-        .filter((job) => source_id === undefined || job.data?.source_id === source_id)
+      const { source_id } = request.query
+      const limit = request.query.limit ?? DEFAULT_JOB_LIMIT
+      const perState = await Promise.all(STATES.map((state) => fromState(state, limit, source_id)))
+      const selected = perState
+        .flat()
         .sort((a, b) => b.timestamp - a.timestamp)
         .slice(0, limit)
       return { jobs: await Promise.all(selected.map((job) => describe(fastify, job))) }
@@ -91,15 +125,16 @@ const jobs: FastifyPluginAsyncTypebox = async (fastify) => {
       schema: {
         tags: ['sources'],
         summary: 'One job: state, progress counters, per-page errors (admin)',
-        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 200 }) }),
-        response: { 200: Type.Ref('Job'), ...errorResponses(401, 403, 404, 503) },
+        params: Type.Object({
+          id: Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_.:-]+$' }),
+        }),
+        response: { 200: Type.Ref('Job'), ...errorResponses(400, 401, 403, 404, 503) },
       },
     },
     async (request) => {
-      const job = await queue.getJob(request.params.id)
-      if (job === undefined || job === null || job.name === JobName.maintain) {
-        throw new AppError(404, ErrorCode.jobNotFound, `No job ${request.params.id}`)
-      }
+      const { id } = request.params
+      const job = ownKeys.has(id) ? undefined : await queue.getJob(id)
+      if (!isSourceJob(job)) throw new AppError(404, ErrorCode.jobNotFound, `No job ${id}`)
       return describe(fastify, job)
     },
   )

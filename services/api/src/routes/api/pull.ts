@@ -26,7 +26,7 @@ const pull: FastifyPluginAsyncTypebox = async (fastify) => {
               'application/x-ndjson': { schema: PullProgressSchema },
             },
           },
-          ...errorResponses(400, 401, 403, 404, 502, 503),
+          ...errorResponses(400, 401, 403, 404, 413, 415, 502, 503),
         },
       },
     },

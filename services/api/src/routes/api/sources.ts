@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import {
+  type ApiConfig,
   AppError,
   checkSourceHost,
   createSource,
@@ -23,10 +24,12 @@ import {
   syncJobOptions,
   syncSchedulerId,
 } from '@confluence-bot/shared'
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { CronExpressionParser } from 'cron-parser'
 import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import { checkExportZip } from '../../lib/export-zip.ts'
+import { mediaType } from '../../plugins/app/errors.ts'
 import { OPTIONAL_BODY } from '../../plugins/external/swagger.ts'
 import { errorResponses } from '../../schemas/common.ts'
 import {
@@ -59,22 +62,35 @@ async function found(fastify: FastifyInstance, id: string): Promise<SourceSpec> 
   return spec
 }
 
+/**
+ * Refuses a cron pattern the queue's scheduler could not run (the same parser BullMQ uses), before
+ * anything is stored or uploaded. `field` names it for the caller (`body/schedule`).
+ */
+function checkSchedule(pattern: string | undefined, field: string): void {
+  if (pattern === undefined) return
+  try {
+    CronExpressionParser.parse(pattern, { tz: 'UTC' })
+  } catch (err) {
+    throw new AppError(
+      400,
+      ErrorCode.validation,
+      `${field} "${pattern}" is not a valid cron pattern: ${(err as Error).message}`,
+    )
+  }
+}
+
+/** Creates the source's Job Scheduler; a source whose schedule cannot be stored is removed. */
 async function schedule(fastify: FastifyInstance, spec: SourceSpec): Promise<void> {
   if (spec.schedule === undefined) return
-  const template = scheduledSyncTemplate(spec.id)
   try {
     await fastify.queues[QueueName.sync].upsertJobScheduler(
       syncSchedulerId(spec.id),
       { pattern: spec.schedule, tz: 'UTC' },
-      template,
+      scheduledSyncTemplate(spec.id),
     )
   } catch (err) {
     await removeSource(fastify.redis, spec)
-    throw new AppError(
-      400,
-      ErrorCode.validation,
-      `body/schedule "${spec.schedule}" is not a valid cron pattern: ${(err as Error).message}`,
-    )
+    throw err
   }
 }
 
@@ -124,8 +140,6 @@ async function saveUpload(
 
 const sources: FastifyPluginAsyncTypebox = async (fastify) => {
   const { config } = fastify
-  // An uploaded zip is streamed to disk as it arrives, never held in memory.
-  fastify.addContentTypeParser(ZIP_TYPES, (_request, payload, done) => done(null, payload))
 
   fastify.post(
     '/sources',
@@ -136,12 +150,13 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         body: SourceCreateSchema,
         response: {
           201: SourceRef,
-          ...errorResponses(400, 401, 403, 409, 503),
+          ...errorResponses(400, 401, 403, 409, 413, 415, 503),
         },
       },
     },
     async (request, reply) => {
       const body = request.body
+      checkSchedule(body.schedule, 'body/schedule')
       try {
         await checkSourceHost(body.base_url, config.CONFLUENCE_ALLOWED_HOSTS)
       } catch (err) {
@@ -186,7 +201,7 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         tags: ['sources'],
         summary: 'One source (admin)',
         params: SourceIdParams,
-        response: { 200: SourceRef, ...errorResponses(401, 403, 404, 503) },
+        response: { 200: SourceRef, ...errorResponses(400, 401, 403, 404, 503) },
       },
     },
     async (request) => view(fastify, await found(fastify, request.params.id)),
@@ -199,7 +214,7 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         tags: ['sources'],
         summary: 'Delete a source; a purge job removes its chunks from the index (admin)',
         params: SourceIdParams,
-        response: { 202: JobAcceptedSchema, ...errorResponses(401, 403, 404, 503) },
+        response: { 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 404, 503) },
       },
     },
     async (request, reply) => {
@@ -226,7 +241,10 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
           'Answers 202 with the job id. While a sync of the same source waits or runs, the id of that sync is returned instead (`deduplicated: true`).',
         params: SourceIdParams,
         body: SyncRequestSchema,
-        response: { 202: JobAcceptedSchema, ...errorResponses(400, 401, 403, 404, 503) },
+        response: {
+          202: JobAcceptedSchema,
+          ...errorResponses(400, 401, 403, 404, 413, 415, 503),
+        },
         [OPTIONAL_BODY]: true,
       },
       // `curl -X POST …/sync` with no body is a plain sync.
@@ -241,7 +259,16 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
     },
   )
 
-  fastify.post(
+  // The upload route lives in a scope of its own: only there is a zip body a stream (streamed to
+  // disk as it arrives, never held in memory); every other route refuses such a body (415).
+  await fastify.register(async (upload) => {
+    upload.addContentTypeParser(ZIP_TYPES, (_request, payload, done) => done(null, payload))
+    registerUpload(upload, config)
+  })
+}
+
+function registerUpload(fastify: FastifyInstance, config: ApiConfig) {
+  fastify.withTypeProvider<TypeBoxTypeProvider>().post(
     '/sources/export',
     {
       schema: {
@@ -266,13 +293,14 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request, reply) => {
-      if (!ZIP_TYPES.includes(String(request.headers['content-type']).split(';')[0] as string)) {
+      if (!ZIP_TYPES.includes(mediaType(request.headers['content-type']))) {
         throw new AppError(
           415,
           ErrorCode.unsupportedMediaType,
           'Send the export zip as the body with Content-Type: application/zip',
         )
       }
+      checkSchedule(request.query.schedule, 'querystring/schedule')
       const id = newSourceId()
       const dir = resolve(config.EXPORTS_DIR)
       await mkdir(dir, { recursive: true })

@@ -1,0 +1,107 @@
+import { isIP } from 'node:net'
+import { AppError, ErrorCode } from '@confluence-bot/shared'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+
+// Who may talk to the API from a browser. Two checks run before anything else, on every route:
+// - Host: a page on another site can rebind its own DNS name to this machine and then read it as
+//   "same origin" (DNS rebinding). A server bound to loopback therefore answers only to loopback
+//   names and IP addresses, unless API_ALLOWED_HOSTS names more.
+// - Origin: a browser sends it with every cross-origin request, so a page of another site
+//   cannot POST here (with a browser's cached credentials or not) unless API_ALLOWED_ORIGINS
+//   lists it. Clients that are not browsers send no Origin and are not affected.
+
+const LOOPBACK_BIND = new Set(['127.0.0.1', 'localhost', '::1', '[::1]'])
+
+const list = (raw: string) =>
+  raw
+    .split(',')
+    .map((entry) => entry.trim().toLowerCase().replace(/\/+$/, ''))
+    .filter((entry) => entry !== '')
+
+/** The host name of a Host header (`name:port`, `[v6]:port`), lower-cased, without the port. */
+function hostName(header: string): string {
+  const host = header.trim().toLowerCase()
+  if (host.startsWith('[')) return host.slice(1, host.indexOf(']'))
+  const colon = host.lastIndexOf(':')
+  return colon === -1 ? host : host.slice(0, colon)
+}
+
+const isLocalName = (name: string) => name === 'localhost' || name.endsWith('.localhost')
+
+export type HostPolicy = (host: string | undefined) => boolean
+
+/** Which Host headers the API answers: see API_ALLOWED_HOSTS. */
+export function hostPolicy(bind: string, allowedHosts: string): HostPolicy {
+  const names = list(allowedHosts)
+  if (names.includes('*')) return () => true
+  const loopbackOnly = LOOPBACK_BIND.has(bind.toLowerCase()) || bind.startsWith('127.')
+  if (names.length === 0 && !loopbackOnly) return () => true
+  return (host) => {
+    // HTTP/1.0 may omit Host (HTTP/1.1 without one is refused by Node itself).
+    if (host === undefined) return true
+    const name = hostName(host)
+    // IP literals cannot be rebound; probes and port-forwards use them.
+    return isIP(name) !== 0 || isLocalName(name) || names.includes(name)
+  }
+}
+
+export type OriginPolicy = (origin: string, host: string | undefined) => boolean
+
+/** Which Origin headers may call the API: its own, and those of API_ALLOWED_ORIGINS. */
+export function originPolicy(allowedOrigins: string): OriginPolicy {
+  const origins = list(allowedOrigins)
+  if (origins.includes('*')) return () => true
+  return (origin, host) => {
+    let parsed: URL
+    try {
+      parsed = new URL(origin)
+    } catch {
+      return false // includes "null": sandboxed frames, file: pages, redirects
+    }
+    if (host !== undefined && parsed.host === host.trim().toLowerCase()) return true
+    return origins.includes(parsed.origin)
+  }
+}
+
+/** Sends a refusal and closes the connection: a body the client may still be sending is unread. */
+export function refuse(reply: FastifyReply, error: AppError): FastifyReply {
+  return reply
+    .code(error.statusCode)
+    .header('connection', 'close')
+    .type('application/json; charset=utf-8')
+    .send(error.toBody())
+}
+
+async function requestGuard(fastify: FastifyInstance) {
+  const { config } = fastify
+  const hostAllowed = hostPolicy(config.HOST, config.API_ALLOWED_HOSTS)
+  const originAllowed = originPolicy(config.API_ALLOWED_ORIGINS)
+
+  fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    const host = request.headers.host
+    if (!hostAllowed(host)) {
+      return refuse(
+        reply,
+        new AppError(
+          403,
+          ErrorCode.hostNotAllowed,
+          `This API does not answer to the host name "${hostName(host as string)}"; add it to API_ALLOWED_HOSTS`,
+        ),
+      )
+    }
+    const origin = request.headers.origin
+    if (origin !== undefined && !originAllowed(origin, host)) {
+      return refuse(
+        reply,
+        new AppError(
+          403,
+          ErrorCode.originNotAllowed,
+          `Requests from web pages of ${origin.slice(0, 200)} are not allowed; add the origin to API_ALLOWED_ORIGINS`,
+        ),
+      )
+    }
+  })
+}
+
+export default fp(requestGuard, { name: 'request-guard', dependencies: ['config'], fastify: '5.x' })

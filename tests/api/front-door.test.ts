@@ -1,0 +1,219 @@
+import { connect, type Socket } from 'node:net'
+import t, { type Test } from 'tap'
+import { ADMIN_KEY, listenTestApp, READER_KEY } from '../helpers/api.ts'
+import { standIn } from '../helpers/ollama.ts'
+import { startRedis } from '../helpers/redis.ts'
+import { jsonHeaders, wire } from '../helpers/wire.ts'
+
+// The front door over real sockets: error answers to requests that carried a body, bodies of the
+// wrong type, requests from other sites' pages, rebound host names, and slow bodies.
+
+const keys = { API_KEYS: READER_KEY, ADMIN_API_KEYS: ADMIN_KEY }
+const chatBody = JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] })
+const basic = (password: string) =>
+  `Basic ${Buffer.from(`operator:${password}`).toString('base64')}`
+
+t.test('an error raised after the body was read is answered, not dropped', async (t) => {
+  // Node marks a request destroyed once its body has been read: the answer must still go out.
+  const down = await listenTestApp(t, { OLLAMA_URL: 'http://127.0.0.1:9' })
+  for (const [path, body] of [
+    ['/api/chat', chatBody],
+    ['/api/generate', '{"prompt":"hi"}'],
+    ['/api/pull', '{"name":"tinyllama"}'],
+  ] as const) {
+    const res = await wire(`${down.url}${path}`, { method: 'POST', headers: jsonHeaders(), body })
+    t.equal(res.status, 503, path)
+    t.match(res.type, /^application\/json/)
+    t.match(res.json, { error: 'ollama_unavailable', statusCode: 503, message: /OLLAMA_URL/ })
+  }
+  const ollama = await standIn(t)
+  const up = await listenTestApp(t, { OLLAMA_URL: ollama.url })
+  const unknown = await wire(`${up.url}/api/chat`, {
+    method: 'POST',
+    headers: jsonHeaders(),
+    body: JSON.stringify({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }),
+  })
+  t.equal(unknown.status, 404)
+  t.match(unknown.json, { error: 'model_not_found', statusCode: 404 })
+  const privateUrl = await wire(`${up.url}/api/sources`, {
+    method: 'POST',
+    headers: jsonHeaders(),
+    body: JSON.stringify({
+      name: 'x',
+      kind: 'cloud',
+      base_url: 'http://10.1.2.3/wiki',
+      spaces: ['ENG'],
+    }),
+  })
+  t.equal(privateUrl.status, 400)
+  t.match(privateUrl.json, { error: 'source_refused', message: /private/ })
+})
+
+async function withSource(t: Test, env: Record<string, string> = {}) {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const { url } = await listenTestApp(t, {
+    ...keys,
+    REDIS_URL: redis.url,
+    CONFLUENCE_ALLOWED_HOSTS: 'acme.atlassian.net',
+    ...env,
+  })
+  const created = await wire(`${url}/api/sources`, {
+    method: 'POST',
+    headers: jsonHeaders(ADMIN_KEY),
+    body: JSON.stringify({
+      name: 'Engineering',
+      kind: 'cloud',
+      base_url: 'https://acme.atlassian.net/wiki',
+      spaces: ['ENG'],
+    }),
+  })
+  t.equal(created.status, 201, created.text)
+  return { url, id: (created.json as { id: string }).id }
+}
+
+t.test('a JSON route refuses a stream or a file body (415) and the api stays up', async (t) => {
+  const { url, id } = await withSource(t)
+  for (const type of ['application/octet-stream', 'application/zip', 'multipart/form-data']) {
+    const res = await wire(`${url}/api/sources/${id}/sync`, {
+      method: 'POST',
+      headers: { 'content-type': type, authorization: `Bearer ${ADMIN_KEY}` },
+      body: 'PK\u0003\u0004 not json',
+    })
+    t.equal(res.status, 415, type)
+    t.match(res.json, {
+      error: 'unsupported_media_type',
+      message: /application\/json/,
+      statusCode: 415,
+    })
+  }
+  const live = await wire(`${url}/api/health/live`)
+  t.equal(live.status, 200, 'the process is still serving')
+  // curl -d declares a form type: its JSON body is still read, as Ollama reads it.
+  const curl = await wire(`${url}/api/sources/${id}/sync`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Bearer ${ADMIN_KEY}`,
+    },
+    body: '{"full":true}',
+  })
+  t.equal(curl.status, 202)
+})
+
+t.test('a page of another site cannot call the API, even with cached credentials', async (t) => {
+  const { url, id } = await withSource(t, { API_ALLOWED_ORIGINS: 'https://wiki.acme.com' })
+  const own = new URL(url)
+  const attempts = [
+    { path: `/api/sources/${id}/sync`, auth: basic(ADMIN_KEY) },
+    { path: `/api/sources/${id}/sync`, auth: `Bearer ${ADMIN_KEY}` },
+    { path: '/api/pull', auth: `Bearer ${ADMIN_KEY}` },
+  ]
+  for (const origin of ['https://evil.example', 'null', 'http://127.0.0.1.evil.example']) {
+    for (const { path, auth } of attempts) {
+      const res = await wire(`${url}${path}`, {
+        method: 'POST',
+        headers: { origin, 'content-type': 'text/plain', authorization: auth },
+        body: '{"name":"tinyllama"}',
+      })
+      t.equal(res.status, 403, `${origin} ${path}`)
+      t.match(res.json, { error: 'origin_not_allowed', message: /API_ALLOWED_ORIGINS/ })
+    }
+  }
+  // Basic credentials are the dashboard's only: an API route refuses them whatever the origin.
+  const viaBasic = await wire(`${url}/api/sources/${id}/sync`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain', authorization: basic(ADMIN_KEY) },
+    body: '{}',
+  })
+  t.equal(viaBasic.status, 401)
+  // The API's own pages and the listed origin may.
+  for (const origin of [own.origin, 'https://wiki.acme.com']) {
+    const res = await wire(`${url}/api/sources/${id}/sync`, {
+      method: 'POST',
+      headers: { origin, ...jsonHeaders(ADMIN_KEY) },
+      body: '{}',
+    })
+    t.equal(res.status, 202, origin)
+  }
+  const dashboard = await wire(`${url}/admin/queues`, {
+    headers: { origin: own.origin, authorization: basic(ADMIN_KEY) },
+  })
+  t.equal(dashboard.status, 200, 'the dashboard still takes the Basic password')
+})
+
+/** Sends raw bytes and resolves with what the server wrote until it closed the socket. */
+function rawExchange(
+  port: number,
+  head: string,
+  dribble: { byte: string; everyMs: number },
+): { answer: Promise<{ text: string; closedAfterMs: number }>; socket: Socket } {
+  const socket = connect(port, '127.0.0.1')
+  const started = performance.now()
+  let text = ''
+  const timer = setInterval(() => {
+    if (!socket.destroyed) socket.write(dribble.byte)
+  }, dribble.everyMs)
+  socket.write(head)
+  const answer = new Promise<{ text: string; closedAfterMs: number }>((resolve) => {
+    socket.on('data', (chunk) => {
+      text += chunk.toString()
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      clearInterval(timer)
+      resolve({ text, closedAfterMs: performance.now() - started })
+    })
+  })
+  return { answer, socket }
+}
+
+t.test('a slow body holds no socket: refused at once, or cut at REQUEST_TIMEOUT_MS', async (t) => {
+  const { app, url } = await listenTestApp(t, { ...keys, REQUEST_TIMEOUT_MS: '1500' })
+  const port = Number(new URL(url).port)
+  const head = (auth: string) =>
+    `POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n${auth}content-length: 10000\r\n\r\n{`
+  const guard = setTimeout(() => app.close(), 20_000)
+  t.teardown(() => clearTimeout(guard))
+
+  // No key: the 401 is sent and the connection closed, the rest of the body never read.
+  const anonymous = rawExchange(port, head(''), { byte: ' ', everyMs: 200 })
+  const refused = await anonymous.answer
+  t.match(refused.text, /^HTTP\/1\.1 401/)
+  t.match(refused.text, /connection: close/i)
+  t.ok(refused.closedAfterMs < 1500, `closed after ${Math.round(refused.closedAfterMs)} ms`)
+
+  // A valid key: the body must still arrive within REQUEST_TIMEOUT_MS.
+  const slow = rawExchange(port, head(`authorization: Bearer ${READER_KEY}\r\n`), {
+    byte: ' ',
+    everyMs: 200,
+  })
+  const cut = await slow.answer
+  t.match(cut.text, /^HTTP\/1\.1 408/)
+  t.ok(cut.closedAfterMs >= 1400, `cut after ${Math.round(cut.closedAfterMs)} ms, not before`)
+})
+
+t.test('a rebound host name is refused; loopback names and listed hosts are served', async (t) => {
+  // Auth off, as on a laptop: the Host check is what keeps another site's page out.
+  const { url } = await listenTestApp(t, { API_ALLOWED_HOSTS: 'bot.acme.test' })
+  const port = new URL(url).port
+  const get = (host: string) => wire(`${url}/admin/config`, { headers: { host } })
+  for (const host of [`rebind.attacker.example:${port}`, 'rebind.attacker.example']) {
+    const res = await get(host)
+    t.equal(res.status, 403, host)
+    t.match(res.json, {
+      error: 'host_not_allowed',
+      message: /"rebind\.attacker\.example".*API_ALLOWED_HOSTS/,
+    })
+  }
+  for (const host of [
+    `127.0.0.1:${port}`,
+    `localhost:${port}`,
+    `app.localhost:${port}`,
+    `[::1]:${port}`,
+    'bot.acme.test',
+    `BOT.acme.test:${port}`,
+  ]) {
+    t.equal((await get(host)).status, 200, host)
+  }
+})
