@@ -11,7 +11,12 @@ import {
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { promisify } from 'node:util'
-import { loadApiConfig, loadWorkerConfig } from '@confluence-bot/shared'
+import {
+  ApiEnvSchema,
+  loadApiConfig,
+  loadWorkerConfig,
+  WorkerEnvSchema,
+} from '@confluence-bot/shared'
 import type { IIngress } from 'kubernetes-models/networking.k8s.io/v1/Ingress'
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy'
 import type { IContainer, IPersistentVolumeClaim, IService } from 'kubernetes-models/v1'
@@ -479,6 +484,24 @@ t.test('secrets are referenced, never rendered or committed', async (t) => {
     t.notMatch(readFileSync(file, 'utf8'), /secret\.example/, `${relative(k8s, file)}`)
   }
   t.match(readFileSync(join(k8s, 'README.md'), 'utf8'), /kubectl .*create secret generic/)
+})
+
+t.test("the walkthrough's Secret holds only settings the services read", async (t) => {
+  const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+  // The command that creates the services' Secret, through its continuation lines.
+  const command = new RegExp(`create secret generic ${API_SECRET}(?:[^\\n]*\\\\\\n)*[^\\n]*`).exec(
+    readme,
+  )?.[0]
+  t.ok(command, 'the walkthrough creates the Secret')
+  const keys = [...String(command).matchAll(/--from-literal=([A-Z_][A-Z0-9_]*)=/g)].map((m) => m[1])
+  t.ok(keys.length >= 3, `keys: ${keys.join(', ')}`)
+  const known = new Set([
+    ...Object.keys(ApiEnvSchema.properties),
+    ...Object.keys(WorkerEnvSchema.properties),
+  ])
+  for (const key of keys)
+    t.ok(known.has(key as string), `${key} is a setting of the api or the worker`)
+  t.ok(keys.includes('CONFLUENCE_TOKEN'), 'the default Confluence token is among them')
 })
 
 t.test('LanceDB: RWX volume, or RWO with the pods co-located', async (t) => {

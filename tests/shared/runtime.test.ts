@@ -47,3 +47,27 @@ t.test(
     t.ok(overridden > worker, `${overridden} MB > ${worker} MB`)
   },
 )
+
+t.test("the worker package's start script sets the same memory settings", async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const manifest = JSON.parse(
+    await readFile(new URL('../../services/worker/package.json', import.meta.url), 'utf8'),
+  ) as { scripts: { start: string } }
+  // Run the script as npm would (sh), with `node dist/main.js` printing what the worker gets.
+  const probe =
+    'node -e "process.stdout.write(JSON.stringify([process.env.NODE_OPTIONS,process.env.MALLOC_ARENA_MAX]))"'
+  const script = manifest.scripts.start.replace('node dist/main.js', probe)
+  t.not(script, manifest.scripts.start, 'the script starts dist/main.js')
+  // Settings of the caller's are exported inside the shell: tap rewrites the NODE_OPTIONS a test
+  // hands to a child (adding its coverage hook), which would hide what the script does.
+  const settings = async (own: string) =>
+    JSON.parse((await run('sh', ['-c', `${own}${script}`])).stdout) as [string, string]
+  const [options, arenas] = await settings('unset NODE_OPTIONS MALLOC_ARENA_MAX; ')
+  t.equal(options.trim(), WORKER_NODE_OPTIONS)
+  t.equal(arenas, WORKER_MALLOC_ARENA_MAX)
+  const [ownOptions, ownArenas] = await settings(
+    'export NODE_OPTIONS=--max-semi-space-size=16 MALLOC_ARENA_MAX=4; ',
+  )
+  t.equal(ownOptions, `${WORKER_NODE_OPTIONS} --max-semi-space-size=16`, 'its own come after')
+  t.equal(ownArenas, '4')
+})
