@@ -1,6 +1,13 @@
+import { readdir, readFile } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { JobName, QUEUE_PREFIX, QueueName } from '@confluence-bot/shared'
+import { Queue } from 'bullmq'
 import t, { type Test } from 'tap'
-import { ADMIN_KEY, listenTestApp, READER_KEY } from '../helpers/api.ts'
+import { ADMIN_KEY, listenTestApp, READER_KEY, tempDir } from '../helpers/api.ts'
+import { buildExportZip } from '../helpers/confluence-export.ts'
+import { generatedSpace } from '../helpers/ingest.ts'
 import { standIn } from '../helpers/ollama.ts'
 import { startRedis } from '../helpers/redis.ts'
 import { jsonHeaders, wire } from '../helpers/wire.ts'
@@ -52,6 +59,8 @@ t.test('an error raised after the body was read is answered, not dropped', async
 async function withSource(t: Test, env: Record<string, string> = {}) {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
+  const queue = new Queue(QueueName.sync, { connection: { url: redis.url }, prefix: QUEUE_PREFIX })
+  t.teardown(() => queue.close())
   const { url } = await listenTestApp(t, {
     ...keys,
     REDIS_URL: redis.url,
@@ -69,7 +78,7 @@ async function withSource(t: Test, env: Record<string, string> = {}) {
     }),
   })
   t.equal(created.status, 201, created.text)
-  return { url, id: (created.json as { id: string }).id }
+  return { url, id: (created.json as { id: string }).id, queue }
 }
 
 t.test('a JSON route refuses a stream or a file body (415) and the api stays up', async (t) => {
@@ -216,4 +225,93 @@ t.test('a rebound host name is refused; loopback names and listed hosts are serv
   ]) {
     t.equal((await get(host)).status, 200, host)
   }
+})
+
+const admin = { authorization: `Bearer ${ADMIN_KEY}` }
+
+t.test("job ids that name the queue's own keys, hand-made jobs and odd paths", async (t) => {
+  const { url, id, queue } = await withSource(t)
+  // A job added by hand (the dashboard can) without the data of a source job.
+  const handMade = await queue.add(JobName.sync, { note: 'no source' }, { jobId: 'hand-made' })
+  const list = await wire(`${url}/api/jobs`, { headers: admin })
+  t.equal(list.status, 200, list.text)
+  t.same(
+    (list.json as { jobs: Array<{ source_id: string }> }).jobs.map((job) => job.source_id),
+    [],
+    'no source job yet, and the hand-made one is not listed',
+  )
+  for (const name of ['meta', 'id', 'events', 'completed', 'stalled-check', handMade.id]) {
+    const res = await wire(`${url}/api/jobs/${name}`, { headers: admin })
+    t.equal(res.status, 404, String(name))
+    t.match(res.json, { error: 'job_not_found', statusCode: 404 })
+  }
+  const sync = await wire(`${url}/api/sources/${id}/sync`, { method: 'POST', headers: admin })
+  t.equal(sync.status, 202)
+  const long = await wire(`${url}/api/jobs/${'a'.repeat(150)}`, { headers: admin })
+  t.equal(long.status, 404, 'an id as long as the schema allows is looked up')
+  for (const path of ['/api/jobs/%ff', `/api/jobs/${'a'.repeat(300)}`, '/api/jobs/a%20b']) {
+    const res = await wire(`${url}${path}`, { headers: admin })
+    t.equal(res.status, 400, path.slice(0, 40))
+    t.match(res.type, /^application\/json/)
+    t.match(res.json, { error: 'validation_failed', statusCode: 400, message: /./ })
+    t.notMatch(res.text, /FST_ERR/)
+  }
+})
+
+t.test('GET /api/jobs?limit=N answers the N newest source jobs', async (t) => {
+  const { url, id, queue } = await withSource(t)
+  const other = 'src_0000000000aa'
+  for (let i = 0; i < 12; i++) {
+    await queue.add(JobName.sync, { source_id: id }, { jobId: `sync-old-${i}` })
+  }
+  // Many newer jobs that are not source jobs (index upkeep) sit in front of them.
+  for (let i = 0; i < 150; i++) {
+    await queue.add(JobName.maintain, {}, { jobId: `maintain-${i}` })
+  }
+  await sleep(5)
+  for (let i = 0; i < 3; i++) {
+    await queue.add(JobName.purge, { source_id: other }, { jobId: `purge-new-${i}`, delay: 60_000 })
+  }
+  const ids = async (query: string) => {
+    const res = await wire(`${url}/api/jobs?${query}`, { headers: admin })
+    t.equal(res.status, 200, res.text)
+    return (res.json as { jobs: Array<{ id: string }> }).jobs.map((job) => job.id)
+  }
+  const ten = await ids('limit=10')
+  t.equal(ten.length, 10, 'as many as asked for')
+  t.same(ten.slice(0, 3).sort(), ['purge-new-0', 'purge-new-1', 'purge-new-2'], 'newest first')
+  t.notOk(ten.some((job) => job.startsWith('maintain')))
+  t.equal((await ids(`limit=5&source_id=${id}`)).length, 5)
+  t.equal((await ids('')).length, 15, 'the default limit (50) holds all 15')
+})
+
+t.test('an upload with a bad schedule is refused before it is stored', async (t) => {
+  const exports = await tempDir(t, 'cnfl-exports-')
+  const { url } = await withSource(t, { EXPORTS_DIR: exports })
+  const dir = await tempDir(t, 'cnfl-zip-')
+  const zip = await buildExportZip(generatedSpace(2), {
+    spaceKey: 'ENG',
+    spaceName: 'Engineering',
+    path: join(dir, 'eng.zip'),
+  })
+  const body = await readFile(zip.path)
+  const upload = (query: string, type = 'application/zip') =>
+    wire(`${url}/api/sources/export?${query}`, {
+      method: 'POST',
+      headers: { ...admin, 'content-type': type },
+      body,
+    })
+  const refused = await upload('name=Offline&schedule=every%20full%20moon')
+  t.equal(refused.status, 400)
+  t.match(refused.json, {
+    error: 'validation_failed',
+    message: /^querystring\/schedule "every full moon" is not a valid cron pattern/,
+  })
+  t.same(await readdir(exports), [], 'nothing was kept')
+  // Media types are case-insensitive and may carry parameters.
+  for (const [i, type] of ['Application/Zip', 'application/zip ; a=b'].entries()) {
+    const res = await upload(`name=Offline-${i}&schedule=0%203%20*%20*%20*`, type)
+    t.equal(res.status, 201, `${type}: ${res.text}`)
+  }
+  t.equal((await readdir(exports)).length, 2)
 })
