@@ -15,12 +15,24 @@ declare module 'fastify' {
   }
 }
 
-type Operation = { requestBody: { required: boolean }; [OPTIONAL_BODY]?: boolean }
+type Operation = {
+  requestBody: { required: boolean }
+  responses: Record<string, unknown>
+  [OPTIONAL_BODY]?: boolean
+}
 type Paths = Record<string, Record<string, Operation>>
 
-function optionalBodies(doc: { paths: Paths }) {
+// Every route refuses a foreign Host or Origin (plugins/app/request-guard.ts) before anything
+// else: each operation says so, where its own 403 (a reader key on an admin route) does not.
+const GUARD_403 = {
+  description: 'The Host or Origin is not allowed (API_ALLOWED_HOSTS, API_ALLOWED_ORIGINS)',
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+}
+
+function fixUp(doc: { paths: Paths }) {
   for (const item of Object.values(doc.paths)) {
     for (const op of Object.values(item)) {
+      op.responses['403'] ??= GUARD_403
       if (op[OPTIONAL_BODY] === undefined) continue
       delete op[OPTIONAL_BODY]
       op.requestBody.required = false
@@ -42,7 +54,8 @@ async function docs(fastify: FastifyInstance) {
           'Ask questions about your Confluence space, answered by a local model on Ollama. ' +
           'Send an API key as `Authorization: Bearer <key>`: a reader key may chat, generate ' +
           'and list models; an admin key may also pull models, manage Confluence sources and ' +
-          'their sync jobs, and use everything under /admin.',
+          'their sync jobs, and use everything under /admin. A browser page of another site ' +
+          'is refused (403) unless API_ALLOWED_ORIGINS lists it.',
         version: '0.1.0',
       },
       tags: [
@@ -62,7 +75,7 @@ async function docs(fastify: FastifyInstance) {
     // Shared schemas are registered with an $id, which becomes their component name.
     refResolver: { buildLocalReference: (json) => String(json.$id) },
     transformObject: (documents) =>
-      optionalBodies((documents as unknown as { openapiObject: { paths: Paths } }).openapiObject),
+      fixUp((documents as unknown as { openapiObject: { paths: Paths } }).openapiObject),
   })
   await fastify.register(swaggerUi, {
     routePrefix: '/docs',
