@@ -1,4 +1,7 @@
-import t from 'tap'
+import { createServer } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { listenTestApp } from '../helpers/api.ts'
 import { ndjson, standIn } from '../helpers/ollama.ts'
@@ -109,4 +112,79 @@ t.test('a crash mid-stream ends with an error line on a cleanly closed response'
     error: 'ollama_stream_interrupted',
     message: /stopped before it was complete/,
   })
+})
+
+/** An upstream that answers every request with `lines`, then holds the stream open. */
+async function scriptedUpstream(t: Test, lines: string[]) {
+  const sockets = new Set<Socket>()
+  let closedAt = 0
+  const server = createServer((req, res) => {
+    req.resume()
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+    res.write(lines.join(''))
+    // Lines after the terminal one, a while later: a relay that still reads would pass them on.
+    const late = setTimeout(() => res.write('{"late":true}\n'), 300)
+    res.on('close', () => {
+      clearTimeout(late)
+      closedAt = performance.now()
+    })
+  })
+  server.on('connection', (socket) => sockets.add(socket))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    return new Promise((resolve) => server.close(resolve))
+  })
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    closedAt: () => closedAt,
+  }
+}
+
+const TOKEN =
+  '{"model":"m","created_at":"2025-01-01T00:00:00Z","message":{"role":"assistant","content":"hi"},"done":false}\n'
+
+t.test(
+  'a complete stream is complete whatever spacing or escapes its last line uses',
+  async (t) => {
+    const finals = [
+      '{"model":"m", "done": true, "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 1}\n',
+      '{"eval_count":1,"prompt_eval_count":3,"done_reason":"stop","d\\u006fne":true,"model":"m"}\n',
+    ]
+    for (const final of finals) {
+      const upstream = await scriptedUpstream(t, [TOKEN, final])
+      const { url } = await listenTestApp(t, { OLLAMA_URL: upstream.url })
+      const res = await post(`${url}/api/chat`, chatBody(), AbortSignal.timeout(5_000))
+      const lines = ndjson(await res.body.text())
+      t.equal(lines.length, 3, 'sources, the token, the final line; nothing after it')
+      t.match(lines.at(-1), { done: true, done_reason: 'stop', usage: { total_tokens: 4 } }, final)
+      t.notOk(
+        lines.some((line) => 'error' in line),
+        'not reported as interrupted',
+      )
+    }
+  },
+)
+
+t.test('after the terminal line the relay stops reading upstream and closes it', async (t) => {
+  const upstream = await scriptedUpstream(t, [
+    TOKEN,
+    '{"done":true,"prompt_eval_count":1,"eval_count":1}\n',
+  ])
+  const { url } = await listenTestApp(t, { OLLAMA_URL: upstream.url })
+  const started = performance.now()
+  const res = await post(`${url}/api/chat`, chatBody(), AbortSignal.timeout(5_000))
+  const text = await res.body.text()
+  const ended = performance.now()
+  t.notMatch(text, /late/, 'nothing read after the terminal line reaches the client')
+  t.ok(
+    ended - started < 250,
+    `the answer ended at the terminal line (${Math.round(ended - started)} ms)`,
+  )
+  // The upstream response is closed by the gateway, not left open until Ollama ends it.
+  for (let i = 0; i < 50 && upstream.closedAt() === 0; i++) await sleep(10)
+  t.ok(
+    upstream.closedAt() > 0 && upstream.closedAt() - started < 250,
+    'upstream connection released',
+  )
 })

@@ -94,3 +94,66 @@ t.test('after an abort nothing more is written', async (t) => {
   const ended = await relay(['{"done":false}\n{"par'], { isAborted: () => true })
   t.equal(ended, '{"done":false}\n')
 })
+
+t.test('a terminal or error line is found however valid JSON spells it', async (t) => {
+  const spellings = [
+    '{"done": true}',
+    '{"done" :\ttrue }',
+    ' {"eval_count":1,"done":true}',
+    '{"d\\u006fne":true}',
+    '{"\\u0064\\u006F\\u006E\\u0065":true}',
+    '{"status": "success"}',
+    '{"status":"succ\\u0065ss"}',
+    '{"st\\u0061tus":"success"}',
+  ]
+  for (const line of spellings) {
+    t.equal(
+      await relay([`{"done":false}\n${line}\n`, '{"late":1}\n']),
+      `{"done":false}\n${line}\n`,
+      line,
+    )
+  }
+  const errors = ['{"error": "boom"}', '{"\\u0065rror":"boom"}', '{ "error" : "boom" }']
+  for (const line of errors) {
+    t.equal(await relay([`${line}\n`]), '{"error":"ollama_error","message":"boom"}\n', line)
+  }
+  // Look-alikes stay data: escaped quotes, strings that hold the words, nested keys.
+  const data = [
+    '{"response":"\\"done\\": true","done":false}',
+    '{"response":"true success error \\\\u0064","done":false}',
+    '{"message":{"content":"x","d\\u006fne":true},"done":false}',
+  ]
+  for (const line of data) {
+    t.match(await relay([`${line}\n`]), /ollama_stream_interrupted/, line)
+  }
+})
+
+t.test('the relay stops pulling from upstream once the terminal line is in', async (t) => {
+  const pulled: string[] = []
+  let closed = false
+  async function* upstream() {
+    try {
+      for (const part of [
+        '{"done":false}\n{"do',
+        'ne": true}\n',
+        '{"late":1}\n',
+        '{"later":2}\n',
+      ]) {
+        pulled.push(part)
+        yield Buffer.from(part)
+      }
+    } finally {
+      closed = true
+    }
+  }
+  let out = ''
+  for await (const piece of relayNdjson(upstream(), {
+    interruptedMessage: (reason) => `cut: ${reason}`,
+    isAborted: () => false,
+  })) {
+    out += piece.toString()
+  }
+  t.equal(out, '{"done":false}\n{"done": true}\n')
+  t.same(pulled, ['{"done":false}\n{"do', 'ne": true}\n'], 'no chunk pulled after the terminal one')
+  t.ok(closed, 'the upstream iterator was closed (its connection released)')
+})

@@ -2,10 +2,11 @@ import { ErrorCode } from '@confluence-bot/shared'
 
 // Relays an NDJSON stream from Ollama to a client as bytes arrive. Lines are found by byte
 // (0x0A never occurs inside a multi-byte UTF-8 sequence), so a line split across TCP packets is
-// reassembled and an HTML-escaped line is passed through untouched. Only the lines a caller asks
-// to rewrite are parsed; every other line is forwarded as the same bytes. The relay guarantees
-// the client never gets a silently truncated answer: the stream ends with a terminal line
-// (`done:true`, `status:"success"` or an `{error, message}` line) or gains one.
+// reassembled and an HTML-escaped line is passed through untouched. A line that may end the
+// stream is parsed to decide (see classify); every line but a rewritten terminal or error line
+// is forwarded as the same bytes. The relay guarantees the client never gets a silently
+// truncated answer: the stream ends with a terminal line (`done:true`, `status:"success"` or an
+// `{error, message}` line) or gains one.
 
 const NL = 0x0a
 
@@ -22,18 +23,18 @@ export type RelayOptions = {
   isAborted: () => boolean
 }
 
-const DONE = Buffer.from('"done":true')
-const SUCCESS = Buffer.from('"status":"success"')
-const ERROR = Buffer.from('"error"')
+// A line can only be terminal or an error if it holds one of these byte sequences: `done:true`
+// needs the literal `true` (JSON literals have no escaped form), `status:"success"` the word
+// `success` and an `error` key the word `error`, unless a string spells letters with a `\u`
+// escape (`"d\u006fne"`; the other escapes never yield a letter). A line with none of them is
+// data without parsing: most token lines and all pull progress lines. Every other line is parsed,
+// so spacing, key order and escapes cannot hide a terminal line.
+const NEEDLES = ['true', 'success', 'error', '\\u'].map((needle) => Buffer.from(needle))
 
 type Kind = 'data' | 'terminal' | 'error'
 
 function classify(line: Buffer): { kind: Kind; parsed?: ParsedLine } {
-  // Cheap byte checks first: a key with unescaped quotes can only be a real JSON key, since
-  // quotes inside strings are escaped. Parse only to confirm a candidate at the top level.
-  const maybeTerminal = line.includes(DONE) || line.includes(SUCCESS)
-  const maybeError = line.includes(ERROR)
-  if (!maybeTerminal && !maybeError) return { kind: 'data' }
+  if (!NEEDLES.some((needle) => line.includes(needle))) return { kind: 'data' }
   let parsed: unknown
   try {
     parsed = JSON.parse(line.toString('utf8'))
@@ -86,10 +87,12 @@ export async function* relayNdjson(
   let failure: string | undefined
   try {
     for await (const chunk of upstream) {
-      if (ended) break
       const buf = carry.length > 0 ? Buffer.concat([carry, chunk]) : chunk
       const out = emitLines(buf)
       if (out.length > 0) yield joinAll(out)
+      // Stop at once: waiting for one more chunk would hold the client's answer open until the
+      // upstream sends or closes. Leaving the loop also closes the upstream body.
+      if (ended) break
     }
   } catch (err) {
     if (options.isAborted()) return
