@@ -23,6 +23,18 @@ export type StandInOptions = {
   models: StandInModel[]
   /** Tokens streamed by chat/generate. */
   tokens: string[]
+  /**
+   * Thinking tokens, streamed before the answer (`message.thinking` in chat, `thinking` in
+   * generate) by a model with the `thinking` capability unless the request says `think:false`;
+   * `think` set on any other model is Ollama's 400 `"x" does not support thinking`.
+   */
+  thinkingTokens: string[]
+  /**
+   * The tools the model calls when a chat request carries `tools`: one chunk with the complete
+   * calls (`content:""`) replaces the answer tokens, as Ollama writes it. Unset: the model answers
+   * in text even when offered tools.
+   */
+  toolCalls?: Array<{ name: string; arguments: Record<string, unknown> }>
   /** Delay before any byte (headers included) of chat/generate/embed: simulates a model load. */
   firstByteDelayMs: number
   /** Delay between streamed lines of chat/generate (also spent, silently, when `stream:false`). */
@@ -55,6 +67,8 @@ export type StandInOptions = {
 export type RecordedRequest = {
   method: string
   path: string
+  /** The raw query string with its `?`, or `''`. */
+  query: string
   headers: Record<string, string | string[] | undefined>
   /** Parsed JSON body, or undefined when empty or not JSON. */
   body: unknown
@@ -79,6 +93,7 @@ export type OllamaStandIn = {
 }
 
 export const DEFAULT_TOKENS = ['The', ' sky', ' is', ' blue', '.']
+export const DEFAULT_THINKING_TOKENS = ['Rayleigh', ' scattering', '?']
 
 export const DEFAULT_MODELS: StandInModel[] = [
   {
@@ -110,6 +125,7 @@ function defaultOptions(): StandInOptions {
   return {
     models: DEFAULT_MODELS.map((model) => ({ ...model })),
     tokens: [...DEFAULT_TOKENS],
+    thinkingTokens: [...DEFAULT_THINKING_TOKENS],
     firstByteDelayMs: 0,
     tokenDelayMs: 0,
     splitWrites: false,
@@ -384,20 +400,46 @@ function metrics(ex: Exchange, promptEvalCount: number, evalCount: number) {
   })
 }
 
+/** One line's worth of model output. */
+type Piece = { content: string; thinking?: string; toolCalls?: unknown[] }
+
+/** What the model writes: its thinking (if it thinks), then the answer tokens or tool calls. */
+function pieces(ex: Exchange, thinks: boolean, calls?: StandInOptions['toolCalls']): Piece[] {
+  const out: Piece[] = thinks
+    ? ex.knobs.thinkingTokens.map((thinking) => ({ content: '', thinking }))
+    : []
+  if (calls === undefined) return out.concat(ex.knobs.tokens.map((content) => ({ content })))
+  const toolCalls = calls.map((call, index) => ({
+    id: `call_${sha256(`${call.name}#${index}`).toString('hex').slice(0, 8)}`,
+    function: { index, name: call.name, arguments: call.arguments },
+  }))
+  return out.concat({ content: '', toolCalls })
+}
+
+/** The non-streamed answer: contents and thinking concatenated, tool calls gathered. */
+function gather(parts: Piece[]): Piece {
+  return {
+    content: parts.map((part) => part.content).join(''),
+    thinking: parts.map((part) => part.thinking ?? '').join(''),
+    toolCalls: parts.flatMap((part) => part.toolCalls ?? []),
+  }
+}
+
 /** Streams (or silently spends) the token lines, honouring the fail/truncate knobs. */
 async function produce(
   ex: Exchange,
   stream: boolean,
-  chunk: (token: string) => unknown,
-  final: (content: string) => unknown,
+  parts: Piece[],
+  chunk: (piece: Piece) => unknown,
+  final: (whole: Piece) => unknown,
 ): Promise<void> {
-  const { tokens, tokenDelayMs, failAfterTokens, truncateAfterTokens } = ex.knobs
-  const failAt = failAfterTokens ? Math.min(Math.max(failAfterTokens.count, 0), tokens.length) : -1
+  const { tokenDelayMs, failAfterTokens, truncateAfterTokens } = ex.knobs
+  const failAt = failAfterTokens ? Math.min(Math.max(failAfterTokens.count, 0), parts.length) : -1
   const cutAt =
     truncateAfterTokens === undefined
       ? -1
-      : Math.min(Math.max(truncateAfterTokens, 0), tokens.length)
-  for (let i = 0; i <= tokens.length; i++) {
+      : Math.min(Math.max(truncateAfterTokens, 0), parts.length)
+  for (let i = 0; i <= parts.length; i++) {
     if (i > 0 && !(await ex.sleep(tokenDelayMs))) return
     if (i === cutAt) {
       if (stream && ex.knobs.truncateMode !== 'destroy') {
@@ -412,12 +454,30 @@ async function produce(
       } else sendError(ex, 500, failAfterTokens.error)
       return
     }
-    const token = tokens[i]
-    if (token === undefined) break
-    if (stream && !(await writeLine(ex, chunk(token)))) return
+    const part = parts[i]
+    if (part === undefined) break
+    if (stream && !(await writeLine(ex, chunk(part)))) return
   }
-  if (!stream) return sendJson(ex, 200, final(tokens.join('')))
-  if (await writeLine(ex, final(''))) endStream(ex)
+  if (!stream) return sendJson(ex, 200, final(gather(parts)))
+  if (await writeLine(ex, final({ content: '' }))) endStream(ex)
+}
+
+/**
+ * Whether the model thinks: `think` (a bool or a level) is honoured by a model with the
+ * `thinking` capability, which thinks by default; on any other model a set `think` is a 400.
+ */
+function thinks(model: StandInModel, name: string, think: unknown): boolean {
+  const wanted = think !== undefined && think !== null && think !== false
+  if (!capabilitiesOf(model).includes('thinking')) {
+    if (wanted) throw new HttpError(400, `"${name}" does not support thinking`)
+    return false
+  }
+  return think !== false
+}
+
+/** Go omits empty optional fields (`omitempty`). */
+function nonEmpty(value: string | unknown[] | undefined) {
+  return value === undefined || value.length === 0 ? undefined : value
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,20 +530,29 @@ async function handleGenerate(ex: Exchange): Promise<void> {
   if (!capabilitiesOf(model).includes('completion')) {
     throw new HttpError(400, `"${name}" does not support generate`)
   }
+  const thinking = thinks(model, name, body.think)
   if (!(await load(ex))) return
   if (prompt === '') {
     return sendJson(ex, 200, { ...head(), response: '', done: true, done_reason: 'load' })
   }
+  const parts = pieces(ex, thinking)
   const promptEvalCount = countWords(prompt) + 10
-  const evalCount = ex.knobs.tokens.length
+  const evalCount = parts.length
   const context = body.raw === true ? undefined : contextFor(prompt, promptEvalCount + evalCount)
   await produce(
     ex,
     stream,
-    (token) => ({ ...head(), response: token, done: false }),
-    (response) => ({
+    parts,
+    (part) => ({
       ...head(),
-      response,
+      response: part.content,
+      thinking: nonEmpty(part.thinking),
+      done: false,
+    }),
+    (whole) => ({
+      ...head(),
+      response: whole.content,
+      thinking: nonEmpty(whole.thinking),
       done: true,
       done_reason: 'stop',
       ...(context ? { context } : {}),
@@ -522,22 +591,40 @@ async function handleChat(ex: Exchange): Promise<void> {
   if (!capabilitiesOf(model).includes('completion')) {
     throw new HttpError(400, `"${name}" does not support chat`)
   }
+  expectType(body.tools, 'array', 'ChatRequest.tools', 'api.Tools')
+  const tools = (body.tools ?? []) as unknown[]
+  if (tools.length > 0 && !capabilitiesOf(model).includes('tools')) {
+    throw new HttpError(
+      400,
+      `registry.ollama.ai/library/${canonicalName(name)} does not support tools`,
+    )
+  }
+  const thinking = thinks(model, name, body.think)
   if (!(await load(ex))) return
   if (messages.length === 0) {
     return sendJson(ex, 200, { ...head(), message: empty, done: true, done_reason: 'load' })
   }
+  const parts = pieces(ex, thinking, tools.length > 0 ? ex.knobs.toolCalls : undefined)
   const promptEvalCount = messages.reduce<number>(
     (sum, message) => sum + countWords(str((message as Body | null)?.content)) + 4,
     6,
   )
-  const evalCount = ex.knobs.tokens.length
+  const evalCount = parts.length
+  // Go's api.Message order: role, content, thinking, images, tool_calls, tool_name, tool_call_id.
+  const message = (part: Piece) => ({
+    role: 'assistant',
+    content: part.content,
+    thinking: nonEmpty(part.thinking),
+    tool_calls: nonEmpty(part.toolCalls),
+  })
   await produce(
     ex,
     stream,
-    (token) => ({ ...head(), message: { role: 'assistant', content: token }, done: false }),
-    (content) => ({
+    parts,
+    (part) => ({ ...head(), message: message(part), done: false }),
+    (whole) => ({
       ...head(),
-      message: { role: 'assistant', content },
+      message: message(whole),
       done: true,
       done_reason: 'stop',
       ...metrics(ex, promptEvalCount, evalCount),
@@ -826,6 +913,7 @@ export async function startOllamaStandIn(
     const record: RecordedRequest = {
       method: req.method as string,
       path: (req.url as string).split('?')[0] as string,
+      query: /\?.*$/.exec(req.url as string)?.[0] ?? '',
       headers: { ...req.headers },
       body: undefined,
       rawBody: '',

@@ -5,8 +5,10 @@ import { Ollama } from 'ollama'
 import t, { type Test } from 'tap'
 import {
   DEFAULT_MODELS,
+  DEFAULT_THINKING_TOKENS,
   DEFAULT_TOKENS,
   expectedEmbedding,
+  type StandInModel,
   type StandInOptions,
   startOllamaStandIn,
 } from '../helpers/ollama-stand-in.ts'
@@ -113,6 +115,42 @@ t.test('chat without streaming aggregates the content', async (t) => {
   t.equal(reply.done_reason, 'stop')
   t.equal(reply.eval_count, 3)
   t.match(String(reply.created_at), CREATED_AT)
+})
+
+t.test('chat with think and tools: the client reads thinking and tool_calls', async (t) => {
+  const thinker: StandInModel = {
+    ...(DEFAULT_MODELS[0] as StandInModel),
+    name: 'qwen3:latest',
+    capabilities: ['completion', 'tools', 'thinking'],
+  }
+  const { ollama } = await setup(t, {
+    models: [thinker],
+    toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris' } }],
+  })
+  const tools = [
+    {
+      type: 'function',
+      function: {
+        name: 'get_weather',
+        description: 'The weather in a city',
+        parameters: { type: 'object', properties: { city: { type: 'string' } } },
+      },
+    },
+  ]
+  const reply = await ollama.chat({ model: 'qwen3', messages: MESSAGES, tools, think: true })
+  t.equal(reply.message.thinking, DEFAULT_THINKING_TOKENS.join(''))
+  t.equal(reply.message.content, '')
+  t.match(reply.message.tool_calls, [
+    { function: { name: 'get_weather', arguments: { city: 'Paris' } } },
+  ])
+  const parts = await collect(
+    await ollama.chat({ model: 'qwen3', messages: MESSAGES, think: true, stream: true }),
+  )
+  t.same(
+    parts.map((part) => part.message.thinking ?? ''),
+    [...DEFAULT_THINKING_TOKENS, ...DEFAULT_TOKENS.map(() => ''), ''],
+  )
+  t.equal(parts.map((part) => part.message.content).join(''), DEFAULT_TOKENS.join(''))
 })
 
 t.test('generate streams and aggregates, with context', async (t) => {

@@ -3,10 +3,12 @@
 import { type IncomingHttpHeaders, request } from 'node:http'
 import t, { type Test } from 'tap'
 import {
+  DEFAULT_MODELS,
   DEFAULT_TOKENS,
   goJson,
   type OllamaStandIn,
   rfc3339Nano,
+  type StandInModel,
   type StandInOptions,
   startOllamaStandIn,
 } from '../helpers/ollama-stand-in.ts'
@@ -588,12 +590,14 @@ t.test('requests are recorded in order with headers and bodies', async (t) => {
   const [generate, tags, chat] = standIn.requests
   t.equal(generate?.method, 'POST')
   t.equal(generate?.path, '/api/generate', 'no query string')
+  t.equal(generate?.query, '?debug=1', 'the query string, raw')
   t.equal(generate?.headers['x-trace'], 'abc')
   t.same(generate?.body, GENERATE)
   t.equal(generate?.rawBody, JSON.stringify(GENERATE))
   t.same(tags, {
     method: 'GET',
     path: '/api/tags',
+    query: '',
     headers: tags?.headers,
     body: undefined,
     rawBody: '',
@@ -675,4 +679,113 @@ t.test('close() ends open streams, pending waits and timers', async (t) => {
   await t.rejects(pending, { message: 'stand-in closed' })
   t.same(standIn.aborted, [], 'closing is not a client abort')
   await t.rejects(send(standIn.url, 'GET', '/'), { code: 'ECONNREFUSED' })
+})
+
+t.test('thinking and tool calls come as Ollama writes them', async (t) => {
+  const thinker = {
+    ...DEFAULT_MODELS[0],
+    name: 'qwen3:latest',
+    capabilities: ['completion', 'tools', 'thinking'],
+  } as StandInModel
+  const plain = { ...thinker, name: 'plain:latest', capabilities: undefined }
+  const { post, standIn } = await setup(t, {
+    models: [thinker, plain],
+    tokens: ['Blue', '.'],
+    thinkingTokens: ['Light', ' <scatters>'],
+    toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris', days: 2 } }],
+  })
+  const tools = [{ type: 'function', function: { name: 'get_weather', parameters: {} } }]
+  const messages = [{ role: 'user', content: 'hi' }]
+
+  // A thinking model thinks by default, then answers; each piece on its own line.
+  const streamed = ndjson(t, await post('/api/chat', { model: 'qwen3', messages }))
+  t.same(
+    streamed.map((line) => line.message),
+    [
+      { role: 'assistant', content: '', thinking: 'Light' },
+      { role: 'assistant', content: '', thinking: ' <scatters>' },
+      { role: 'assistant', content: 'Blue' },
+      { role: 'assistant', content: '.' },
+      { role: 'assistant', content: '' },
+    ],
+  )
+  t.match(streamed.at(-1), { done: true, eval_count: 4 })
+  const whole = single(t, await post('/api/chat', { model: 'qwen3', messages, stream: false }))
+  t.same(whole.message, { role: 'assistant', content: 'Blue.', thinking: 'Light <scatters>' })
+  const quiet = single(
+    t,
+    await post('/api/chat', { model: 'qwen3', messages, stream: false, think: false }),
+  )
+  t.same(quiet.message, { role: 'assistant', content: 'Blue.' }, 'think:false: no thinking')
+
+  // With tools offered, the calls come whole in one chunk with content "", then done.
+  const called = ndjson(
+    t,
+    await post('/api/chat', { model: 'qwen3', messages, tools, think: false }),
+  )
+  t.equal(called.length, 2)
+  const raw = await post('/api/chat', { model: 'qwen3', messages, tools, think: 'high' })
+  t.match(
+    raw.text.split('\n')[2],
+    /^\{"model":"qwen3","created_at":"[^"]+","message":\{"role":"assistant","content":"","tool_calls":\[\{"id":"call_[a-z0-9]{8}","function":\{"index":0,"name":"get_weather","arguments":\{"city":"Paris","days":2\}\}\}\]\},"done":false\}$/,
+    'Go order: role, content, tool_calls; id, then function{index, name, arguments}',
+  )
+  const gathered = single(
+    t,
+    await post('/api/chat', { model: 'qwen3', messages, tools, stream: false }),
+  )
+  t.same(gathered.message, {
+    role: 'assistant',
+    content: '',
+    thinking: 'Light <scatters>',
+    tool_calls: [
+      called[0]?.message && (called[0].message as { tool_calls: unknown[] }).tool_calls[0],
+    ],
+  })
+  // No tool calls configured: the model answers in text even when offered tools.
+  standIn.options.toolCalls = undefined
+  const text = single(
+    t,
+    await post('/api/chat', { model: 'qwen3', messages, tools, stream: false, think: false }),
+  )
+  t.same(text.message, { role: 'assistant', content: 'Blue.' })
+
+  // Generate thinks in a top-level `thinking`, before `response`'s neighbours in Go order.
+  const gen = await post('/api/generate', { model: 'qwen3', prompt: 'x' })
+  t.match(
+    gen.text.split('\n')[0],
+    /^\{"model":"qwen3","created_at":"[^"]+","response":"","thinking":"Light","done":false\}$/,
+  )
+  const genWhole = single(
+    t,
+    await post('/api/generate', { model: 'qwen3', prompt: 'x', stream: false }),
+  )
+  t.match(genWhole, { response: 'Blue.', thinking: 'Light <scatters>', done: true })
+
+  // `think` on a model that cannot, or tools on a model without the capability: Ollama's 400s.
+  for (const [path, body, error] of [
+    ['/api/chat', { model: 'plain', messages, think: true }, '"plain" does not support thinking'],
+    [
+      '/api/generate',
+      { model: 'plain', prompt: 'x', think: 'low' },
+      '"plain" does not support thinking',
+    ],
+    [
+      '/api/chat',
+      { model: 'Plain', messages, tools: [{ type: 'function' }] },
+      'registry.ollama.ai/library/plain:latest does not support tools',
+    ],
+  ] as const) {
+    t.same(single(t, await post(path, body), 400), { error }, error)
+  }
+  t.same(single(t, await post('/api/chat', { model: 'plain', messages, tools: 'x' }), 400), {
+    error: 'json: cannot unmarshal string into Go struct field ChatRequest.tools of type api.Tools',
+  })
+  // think:false and think:null are "not set" on any model.
+  for (const think of [false, null]) {
+    t.equal(
+      single(t, await post('/api/chat', { model: 'plain', messages, stream: false, think })).done,
+      true,
+    )
+  }
 })

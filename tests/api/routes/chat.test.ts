@@ -1,6 +1,12 @@
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Ollama } from 'ollama'
 import t from 'tap'
-import { buildTestApp } from '../../helpers/api.ts'
+import { request } from 'undici'
+import type { ChatCompletion } from '../../../services/api/src/schemas/chat.ts'
+import { buildTestApp, listenTestApp } from '../../helpers/api.ts'
 import { ndjson, standIn } from '../../helpers/ollama.ts'
+import { DEFAULT_MODELS, type StandInModel } from '../../helpers/ollama-stand-in.ts'
 
 const messages = [{ role: 'user', content: 'Why is the sky blue?' }]
 
@@ -200,4 +206,139 @@ t.test('a stream that stops early gains an error line instead of ending silently
     payload: { messages, stream: true },
   })
   t.match(ndjson(crashed.body).at(-1), { error: 'ollama_stream_interrupted' })
+})
+
+t.test('thinking and tool calls reach a client of the gateway, streamed or not', async (t) => {
+  const thinker: StandInModel = {
+    ...(DEFAULT_MODELS[0] as StandInModel),
+    name: 'qwen3:latest',
+    capabilities: ['completion', 'tools', 'thinking'],
+  }
+  const ollama = await standIn(t, {
+    models: [thinker],
+    thinkingTokens: ['Look', ' it up.'],
+    toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris', unit: { celsius: true } } }],
+  })
+  const { url } = await listenTestApp(t, { OLLAMA_URL: ollama.url, CHAT_MODEL: 'qwen3' })
+  // The official client sends the body Ollama's own users send: tools, think, stream false.
+  const client = new Ollama({ host: url })
+  const tools = [
+    {
+      type: 'function',
+      function: {
+        name: 'get_weather',
+        description: 'The weather in a city',
+        parameters: { type: 'object', properties: { city: { type: 'string' } } },
+      },
+    },
+  ]
+  const answer = (await client.chat({
+    model: 'qwen3',
+    messages,
+    tools,
+    think: true,
+  })) as unknown as ChatCompletion
+  t.match(ollama.requests.at(-1)?.body, { tools, think: true, stream: false })
+  const message = answer.choices[0]?.message
+  t.match(message, {
+    role: 'assistant',
+    content: '',
+    thinking: 'Look it up.',
+    tool_calls: [
+      {
+        id: /^call_[a-z0-9]{8}$/,
+        function: {
+          index: 0,
+          name: 'get_weather',
+          arguments: { city: 'Paris', unit: { celsius: true } },
+        },
+      },
+    ],
+  })
+  t.match(answer, { object: 'chat.completion', usage: { completion_tokens: 3 }, sources: [] })
+
+  // Other message fields Ollama returns are kept too (images, tool_name, fields to come).
+  ollama.options.toolCalls = undefined
+  const plain = await request(`${url}/api/chat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages, think: false }),
+  })
+  t.same(
+    ((await plain.body.json()) as ChatCompletion).choices[0]?.message,
+    {
+      role: 'assistant',
+      content: 'The sky is blue.',
+    },
+    'no empty fields added',
+  )
+
+  // Streamed: the lines are Ollama's own, tool_calls and thinking included.
+  ollama.options.toolCalls = [{ name: 'get_weather', arguments: { city: 'Oslo' } }]
+  const parts: Array<Record<string, unknown>> = []
+  for await (const part of await client.chat({ model: 'qwen3', messages, tools, stream: true })) {
+    parts.push(part as unknown as Record<string, unknown>)
+  }
+  t.same(parts[0], { sources: [] })
+  t.match(
+    parts.slice(1, -1).map((part) => part.message),
+    [
+      { role: 'assistant', content: '', thinking: 'Look' },
+      { role: 'assistant', content: '', thinking: ' it up.' },
+      {
+        role: 'assistant',
+        content: '',
+        tool_calls: [
+          {
+            id: /^call_[a-z0-9]{8}$/,
+            function: { index: 0, name: 'get_weather', arguments: { city: 'Oslo' } },
+          },
+        ],
+      },
+    ],
+  )
+  t.match(parts.at(-1), { done: true, usage: { completion_tokens: 3 } })
+})
+
+t.test('an extra message field from Ollama is kept in the non-streamed answer', async (t) => {
+  // A tiny Ollama that answers with fields the stand-in does not produce.
+  const server = createServer((req, res) => {
+    req.resume()
+    res.setHeader('content-type', 'application/json; charset=utf-8')
+    res.end(
+      JSON.stringify({
+        model: 'm',
+        created_at: '2025-01-01T00:00:00Z',
+        message: {
+          role: 'assistant',
+          content: 'x',
+          images: ['aGk='],
+          tool_name: 'get_weather',
+          future_field: { a: [1] },
+        },
+        done: true,
+        done_reason: 'stop',
+        prompt_eval_count: 1,
+        eval_count: 1,
+      }),
+    )
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  const { url } = await listenTestApp(t, {
+    OLLAMA_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+  })
+  const res = await request(`${url}/api/chat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages }),
+  })
+  t.equal(res.statusCode, 200)
+  t.same(((await res.body.json()) as ChatCompletion).choices[0]?.message, {
+    role: 'assistant',
+    content: 'x',
+    images: ['aGk='],
+    tool_name: 'get_weather',
+    future_field: { a: [1] },
+  })
 })

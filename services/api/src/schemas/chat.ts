@@ -38,6 +38,37 @@ export const ChatRequestSchema = Type.Object(
 )
 export type ChatRequest = Static<typeof ChatRequestSchema>
 
+// A tool call as Ollama writes it: `arguments` is an object (not the JSON string OpenAI uses);
+// Ollama adds `id` and `function.index`.
+export const ToolCallSchema = Type.Object(
+  {
+    id: Type.Optional(Type.String({ examples: ['call_i9r62nxq'] })),
+    function: Type.Object(
+      {
+        index: Type.Optional(Type.Integer()),
+        name: Type.String(),
+        arguments: Type.Object({}, { additionalProperties: true }),
+      },
+      { additionalProperties: true },
+    ),
+  },
+  { additionalProperties: true },
+)
+
+// The model's message as Ollama writes it. Fields Ollama adds later pass through too.
+export const AssistantMessageSchema = Type.Object(
+  {
+    role: Type.Literal('assistant'),
+    content: Type.String(),
+    thinking: Type.Optional(Type.String({ description: 'The reasoning, when the model thinks' })),
+    images: Type.Optional(Type.Array(Type.String(), { description: 'Base64 images' })),
+    tool_calls: Type.Optional(Type.Array(ToolCallSchema)),
+    tool_name: Type.Optional(Type.String()),
+    tool_call_id: Type.Optional(Type.String()),
+  },
+  { additionalProperties: true },
+)
+
 export const SourceSchema = Type.Object(
   {
     title: Type.String(),
@@ -67,7 +98,7 @@ export const ChatCompletionSchema = Type.Object(
     choices: Type.Array(
       Type.Object({
         index: Type.Integer(),
-        message: Type.Object({ role: Type.Literal('assistant'), content: Type.String() }),
+        message: AssistantMessageSchema,
         finish_reason: Type.String({ examples: ['stop', 'length'] }),
       }),
     ),
@@ -85,7 +116,7 @@ export const ChatStreamLineSchema = Type.Object(
     created_at: Type.Optional(Type.String()),
     message: Type.Optional(
       Type.Union([
-        Type.Object({ role: Type.Literal('assistant'), content: Type.String() }),
+        AssistantMessageSchema,
         Type.String({ description: 'On an {error} line: what went wrong' }),
       ]),
     ),

@@ -11,10 +11,12 @@ import {
 } from '../../schemas/chat.ts'
 import { errorResponses } from '../../schemas/common.ts'
 
-// Ollama's final chat object (`done:true`): the answer and its token counts.
+// Ollama's final chat object (`done:true`): the answer and its token counts. Its message carries
+// `content` and, when there are any, `thinking`, `tool_calls`, `images` and whatever else
+// Ollama adds: all of it is the answer.
 type OllamaChatAnswer = {
   model: string
-  message: { content: string }
+  message: { role: string; content: string; [field: string]: unknown }
   done_reason: string
   prompt_eval_count: number
   eval_count: number
@@ -36,7 +38,7 @@ function toCompletion(answer: OllamaChatAnswer): ChatCompletion {
     choices: [
       {
         index: 0,
-        message: { role: 'assistant', content: answer.message.content },
+        message: { ...answer.message, role: 'assistant' },
         finish_reason: answer.done_reason,
       },
     ],
