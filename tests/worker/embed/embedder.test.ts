@@ -84,3 +84,35 @@ t.test('an Ollama error or a malformed answer throws, so the job is retried', as
   const empty = await fakeOllama(t, () => ({ embeddings: [[]] }))
   await t.rejects(createEmbedder({ url: empty, model: 'm', batchSize: 8 }).embed(['a']), /length 0/)
 })
+
+t.test('user info in OLLAMA_URL goes out as Basic auth, its query on every call', async (t) => {
+  const ollama = await standIn(t, { embedDimension: 4 })
+  const host = ollama.url.replace('http://', '')
+  const embedder = createEmbedder({
+    url: `http://gate%20way:p%40ss@${host}/?token=abc&x=1`,
+    model: 'nomic-embed-text',
+    batchSize: 1,
+  })
+  t.same(await embedder.embed(['one', 'two']), [
+    Float32Array.from(expectedEmbedding('nomic-embed-text', 'one', 4)),
+    Float32Array.from(expectedEmbedding('nomic-embed-text', 'two', 4)),
+  ])
+  t.equal(ollama.requests.length, 2)
+  for (const sent of ollama.requests) {
+    t.equal(sent.path, '/api/embed')
+    t.equal(sent.query, '?token=abc&x=1')
+    t.equal(sent.headers.authorization, `Basic ${Buffer.from('gate way:p@ss').toString('base64')}`)
+  }
+  // A malformed escape is sent as written rather than refused.
+  const odd = createEmbedder({
+    url: `http://a%zz:b@${host}`,
+    model: 'nomic-embed-text',
+    batchSize: 1,
+  })
+  await odd.embed(['x'])
+  t.equal(
+    ollama.requests.at(-1)?.headers.authorization,
+    `Basic ${Buffer.from('a%zz:b').toString('base64')}`,
+  )
+  t.equal(ollama.requests.at(-1)?.query, '')
+})

@@ -5,6 +5,9 @@ import { Pool } from 'undici'
 // The gateway's HTTP client for Ollama: one keep-alive pool, bytes passed through untouched.
 // A connect timeout applies, but no headers or body timeout: a model may take minutes to load
 // (Ollama sends no headers until then) and a pull may stream for an hour.
+// OLLAMA_URL may carry the gateway's own credential for an Ollama behind a proxy: user info
+// (`http://user:pass@host`) goes out as `Authorization: Basic` and a query (`?token=…`) is kept
+// on every request; neither is ever printed (`url` is redacted).
 
 export type UpstreamResponse = Dispatcher.ResponseData
 
@@ -21,15 +24,32 @@ const CONNECTION_ERRORS = new Set([
   'UND_ERR_CLOSED',
 ])
 
+/** URL keeps user info percent-encoded; the header carries it decoded (`%zz` stays as written). */
+function decoded(part: string): string {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    return part
+  }
+}
+
 export class OllamaUpstream {
   readonly url: string
   readonly #pool: Pool
   readonly #basePath: string
+  readonly #query: string
+  readonly #headers: Record<string, string>
 
   constructor(url: string, options: { connectTimeoutMs: number; connections?: number }) {
     const parsed = new URL(url)
     this.url = redactUrl(url)
     this.#basePath = parsed.pathname.replace(/\/+$/, '')
+    this.#query = parsed.search
+    this.#headers = {}
+    if (parsed.username !== '' || parsed.password !== '') {
+      const pair = `${decoded(parsed.username)}:${decoded(parsed.password)}`
+      this.#headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`
+    }
     this.#pool = new Pool(parsed.origin, {
       connections: options.connections ?? 128,
       headersTimeout: 0,
@@ -42,15 +62,19 @@ export class OllamaUpstream {
   post(path: string, payload: unknown, signal?: AbortSignal): Promise<UpstreamResponse> {
     return this.#request({
       method: 'POST',
-      path: this.#basePath + path,
-      headers: { 'content-type': 'application/json' },
+      path: this.#path(path),
+      headers: { ...this.#headers, 'content-type': 'application/json' },
       body: JSON.stringify(payload),
       signal,
     })
   }
 
   get(path: string, signal?: AbortSignal): Promise<UpstreamResponse> {
-    return this.#request({ method: 'GET', path: this.#basePath + path, signal })
+    return this.#request({ method: 'GET', path: this.#path(path), headers: this.#headers, signal })
+  }
+
+  #path(path: string): string {
+    return this.#basePath + path + this.#query
   }
 
   async #request(options: Dispatcher.RequestOptions): Promise<UpstreamResponse> {
@@ -81,6 +105,16 @@ export class OllamaUpstream {
   }
 }
 
+/**
+ * The start of a foreign error page, with query values hidden: a proxy's "Cannot GET
+ * /api/tags?token=…" must not hand OLLAMA_URL's token to the client.
+ */
+const excerpt = (text: string): string =>
+  text
+    .trim()
+    .slice(0, 200)
+    .replace(/([?&][^=&\s"'<>]*=)[^&\s"'<>]*/g, '$1***')
+
 /** Reads an Ollama error body (`{"error":"..."}`, or text) and maps it to an AppError. */
 export async function upstreamError(response: UpstreamResponse, url: string): Promise<AppError> {
   const text = await response.body.text()
@@ -96,7 +130,7 @@ export async function upstreamError(response: UpstreamResponse, url: string): Pr
     return new AppError(
       502,
       ErrorCode.ollamaError,
-      `OLLAMA_URL=${url} answered ${status} (${text.trim().slice(0, 200)}); is it an Ollama server?`,
+      `OLLAMA_URL=${url} answered ${status} (${excerpt(text)}); is it an Ollama server?`,
     )
   }
   const message = reason
