@@ -43,8 +43,11 @@ const canConnect = (host: string, port: number, timeoutMs = 1_000) =>
     socket.once('error', () => finish(false))
   })
 
+const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null
+
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]'])
 const children: ChildProcess[] = []
+let ownRedis: ChildProcess | undefined
 let stopping = false
 
 async function ensureRedis(redisUrl: string): Promise<void> {
@@ -61,12 +64,20 @@ async function ensureRedis(redisUrl: string): Promise<void> {
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir]
   args.push('--appendonly', 'yes', '--maxmemory-policy', 'noeviction')
   if (url.password) args.push('--requirepass', decodeURIComponent(url.password))
-  const redis = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] })
+  // Its own process group: a terminal's Ctrl-C reaches the api and the worker, which still need
+  // Redis to finish their jobs; it is stopped last, by stop().
+  const redis = spawn('redis-server', args, {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    detached: true,
+  })
+  process.once('exit', () => {
+    if (running(redis)) redis.kill('SIGTERM')
+  })
   redis.once('error', (err) => {
     say(`confluence-bot: cannot run redis-server (${err.message}); run ./confluence-bot start`)
     process.exit(1)
   })
-  children.push(redis)
+  ownRedis = redis
   for (let i = 0; i < 50; i++) {
     if (await canConnect('127.0.0.1', port)) return
     await new Promise((r) => setTimeout(r, 100))
@@ -90,15 +101,29 @@ function run(name: string, entry: string, env: NodeJS.ProcessEnv = process.env):
   return child
 }
 
-async function stop(code: number) {
+/**
+ * Stops the api and the worker (they drain), then Redis. `signalled`: they were sent the signal
+ * already, as a terminal's Ctrl-C reaches the whole process group; a second one would make them
+ * exit at once instead of finishing their work, so they are waited for, and signalled only if
+ * still running after SHUTDOWN_GRACE_MS (the signal was for this process alone).
+ */
+async function stop(code: number, signalled = false) {
   if (stopping) return
   stopping = true
-  // api and worker first (they drain), Redis last.
-  for (const child of [...children].reverse()) {
-    if (child.exitCode !== null || child.signalCode !== null) continue
-    const exited = new Promise((r) => child.once('exit', r))
-    child.kill('SIGTERM')
-    await exited
+  const exited = (child: ChildProcess) =>
+    running(child) ? new Promise((r) => child.once('exit', r)) : Promise.resolve()
+  await Promise.all(
+    children.map(async (child) => {
+      if (!running(child)) return
+      const late = signalled ? setTimeout(() => child.kill('SIGTERM'), graceMs + 1_000) : undefined
+      if (!signalled) child.kill('SIGTERM')
+      await exited(child)
+      clearTimeout(late)
+    }),
+  )
+  if (ownRedis && running(ownRedis)) {
+    ownRedis.kill('SIGTERM')
+    await exited(ownRedis)
   }
   process.exit(code)
 }
@@ -130,7 +155,10 @@ if (!isRemoteUri(api.LANCEDB_URI)) {
   const dir = isAbsolute(api.LANCEDB_URI) ? api.LANCEDB_URI : join(root, api.LANCEDB_URI)
   mkdirSync(dir, { recursive: true })
 }
-process.once('SIGINT', () => void stop(0))
+const graceMs = api.SHUTDOWN_GRACE_MS
+// Ctrl-C: the terminal sends SIGINT to every process of the group. SIGTERM (from a process
+// manager, to this process) is passed on.
+process.once('SIGINT', () => void stop(0, true))
 process.once('SIGTERM', () => void stop(0))
 
 await ensureRedis(api.REDIS_URL)

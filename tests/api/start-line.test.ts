@@ -155,4 +155,8 @@ t.test('the start line with Ollama down: 503 at once from every model route', as
   const left = groupAlive(pid)
   t.notOk(left, 'every process of the start line stopped')
   if (left) t.comment(out.slice(-4000))
+  // Gracefully: the api and the worker each saw one signal and drained, none was forced out.
+  t.notMatch(out, /second SIG/, 'no process got a second signal')
+  t.match(out, /"msg":"shutting down"/, 'the api shut down gracefully')
+  t.match(out, /shutting down: finishing active jobs/, 'the worker shut down gracefully')
 })
