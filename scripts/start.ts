@@ -12,6 +12,8 @@ import {
   ConfigError,
   loadApiConfig,
   loadWorkerConfig,
+  ollamaEndpoint,
+  ollamaTarget,
   redactUrl,
   workerProcessEnv,
 } from '@confluence-bot/shared'
@@ -138,8 +140,10 @@ async function waitForApi(config: ApiConfig): Promise<boolean> {
 }
 
 async function ollamaReachable(url: string): Promise<boolean> {
+  const target = ollamaTarget(url)
   try {
-    const res = await fetch(new URL('api/version', `${url.replace(/\/$/, '')}/`), {
+    const res = await fetch(ollamaEndpoint(target, '/api/version'), {
+      headers: target.headers,
       signal: AbortSignal.timeout(2_000),
     })
     return res.ok

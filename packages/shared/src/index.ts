@@ -1,4 +1,5 @@
 export * from './config/index.ts'
+export * from './config/ollama.ts'
 export * from './config/runtime.ts'
 export * from './errors/index.ts'
 export * from './index-schema/index.ts'

@@ -1,4 +1,4 @@
-import { AppError, ErrorCode, redactUrl } from '@confluence-bot/shared'
+import { AppError, ErrorCode, ollamaTarget, redactUrl } from '@confluence-bot/shared'
 import type { Dispatcher } from 'undici'
 import { Pool } from 'undici'
 
@@ -24,15 +24,6 @@ const CONNECTION_ERRORS = new Set([
   'UND_ERR_CLOSED',
 ])
 
-/** URL keeps user info percent-encoded; the header carries it decoded (`%zz` stays as written). */
-function decoded(part: string): string {
-  try {
-    return decodeURIComponent(part)
-  } catch {
-    return part
-  }
-}
-
 export class OllamaUpstream {
   readonly url: string
   readonly #pool: Pool
@@ -41,16 +32,12 @@ export class OllamaUpstream {
   readonly #headers: Record<string, string>
 
   constructor(url: string, options: { connectTimeoutMs: number; connections?: number }) {
-    const parsed = new URL(url)
+    const target = ollamaTarget(url)
     this.url = redactUrl(url)
-    this.#basePath = parsed.pathname.replace(/\/+$/, '')
-    this.#query = parsed.search
-    this.#headers = {}
-    if (parsed.username !== '' || parsed.password !== '') {
-      const pair = `${decoded(parsed.username)}:${decoded(parsed.password)}`
-      this.#headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`
-    }
-    this.#pool = new Pool(parsed.origin, {
+    this.#basePath = target.basePath
+    this.#query = target.query
+    this.#headers = target.headers
+    this.#pool = new Pool(target.origin, {
       connections: options.connections ?? 128,
       headersTimeout: 0,
       bodyTimeout: 0,

@@ -1,3 +1,4 @@
+import { ollamaTarget } from '@confluence-bot/shared'
 import { Ollama } from 'ollama'
 
 // Embeddings through the official `ollama` client: texts go out in batches (one /api/embed
@@ -33,15 +34,6 @@ function unreachable(err: unknown): boolean {
   return err instanceof TypeError || (err as { code?: string }).code === 'ECONNREFUSED'
 }
 
-/** URL keeps user info percent-encoded; the header carries it decoded (`%zz` stays as written). */
-function decoded(part: string): string {
-  try {
-    return decodeURIComponent(part)
-  } catch {
-    return part
-  }
-}
-
 /**
  * The client for OLLAMA_URL. Its user info (`http://user:pass@host`, the worker's credential for
  * an Ollama behind a proxy) goes out as `Authorization: Basic` and its query (`?token=…`) on
@@ -49,18 +41,9 @@ function decoded(part: string): string {
  * credentials in it.
  */
 function ollamaClient(url: string): Ollama {
-  const target = new URL(url)
-  const headers: Record<string, string> = {}
-  if (target.username !== '' || target.password !== '') {
-    const pair = `${decoded(target.username)}:${decoded(target.password)}`
-    headers.Authorization = `Basic ${Buffer.from(pair).toString('base64')}`
-  }
-  const query = target.search
-  target.username = ''
-  target.password = ''
-  target.search = ''
+  const { origin, basePath, query, headers } = ollamaTarget(url)
   return new Ollama({
-    host: target.toString(),
+    host: `${origin}${basePath}`,
     headers,
     // The client builds `${host}/api/<endpoint>`, a string with no query of its own.
     fetch: (input, init) => fetch(`${input}${query}`, init),
