@@ -20,3 +20,15 @@ export function ndjson(text: string): Array<Record<string, unknown>> {
     .split('\n')
     .map((line) => JSON.parse(line) as Record<string, unknown>)
 }
+
+/** A tool definition as Ollama's clients send it (`tools` on chat). */
+export const WEATHER_TOOLS = [
+  {
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      description: 'The weather in a city',
+      parameters: { type: 'object', properties: { city: { type: 'string' } } },
+    },
+  },
+]

@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises'
 import { Ollama } from 'ollama'
 import t, { type Test } from 'tap'
+import { WEATHER_TOOLS } from '../helpers/ollama.ts'
 import {
   DEFAULT_MODELS,
   DEFAULT_THINKING_TOKENS,
@@ -127,16 +128,7 @@ t.test('chat with think and tools: the client reads thinking and tool_calls', as
     models: [thinker],
     toolCalls: [{ name: 'get_weather', arguments: { city: 'Paris' } }],
   })
-  const tools = [
-    {
-      type: 'function',
-      function: {
-        name: 'get_weather',
-        description: 'The weather in a city',
-        parameters: { type: 'object', properties: { city: { type: 'string' } } },
-      },
-    },
-  ]
+  const tools = WEATHER_TOOLS
   const reply = await ollama.chat({ model: 'qwen3', messages: MESSAGES, tools, think: true })
   t.equal(reply.message.thinking, DEFAULT_THINKING_TOKENS.join(''))
   t.equal(reply.message.content, '')

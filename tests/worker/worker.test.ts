@@ -14,6 +14,19 @@ import { startRedis } from '../helpers/redis.ts'
 
 const silent = pino({ level: 'silent' })
 
+/** The sync queue and its events, closed when the test ends. */
+async function syncQueue(t: { teardown(fn: () => unknown): void }, url: string) {
+  const connection = { url }
+  const queue = new Queue(QueueName.sync, { connection, prefix: QUEUE_PREFIX })
+  const events = new QueueEvents(QueueName.sync, { connection, prefix: QUEUE_PREFIX })
+  t.teardown(async () => {
+    await queue.close()
+    await events.close()
+  })
+  await events.waitUntilReady()
+  return { queue, events }
+}
+
 async function setup(t: { teardown(fn: () => unknown): void }, env: Env = {}) {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
@@ -40,14 +53,7 @@ t.test('the worker runs jobs of its queues with a per-job logger', async (t) => 
   })
   t.teardown(() => worker.close())
   await worker.ready()
-  const connection = { url: redis.url }
-  const queue = new Queue(QueueName.sync, { connection, prefix: QUEUE_PREFIX })
-  const events = new QueueEvents(QueueName.sync, { connection, prefix: QUEUE_PREFIX })
-  t.teardown(async () => {
-    await queue.close()
-    await events.close()
-  })
-  await events.waitUntilReady()
+  const { queue, events } = await syncQueue(t, redis.url)
 
   const ok = await queue.add('echo', { value: 42 })
   t.same(await ok.waitUntilFinished(events, 10_000), { echoed: 42, concurrency: 4 })
@@ -74,14 +80,7 @@ t.test(
     })
     t.teardown(() => worker.close())
     await worker.ready()
-    const connection = { url: redis.url }
-    const queue = new Queue(QueueName.sync, { connection, prefix: QUEUE_PREFIX })
-    const events = new QueueEvents(QueueName.sync, { connection, prefix: QUEUE_PREFIX })
-    t.teardown(async () => {
-      await queue.close()
-      await events.close()
-    })
-    await events.waitUntilReady()
+    const { queue, events } = await syncQueue(t, redis.url)
 
     const ok = await queue.add(JobName.maintain, {})
     t.equal(await ok.waitUntilFinished(events, 10_000), 'maintained')

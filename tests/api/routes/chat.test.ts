@@ -5,7 +5,7 @@ import t from 'tap'
 import { request } from 'undici'
 import type { ChatCompletion } from '../../../services/api/src/schemas/chat.ts'
 import { buildTestApp, listenTestApp } from '../../helpers/api.ts'
-import { ndjson, standIn } from '../../helpers/ollama.ts'
+import { ndjson, standIn, WEATHER_TOOLS } from '../../helpers/ollama.ts'
 import { DEFAULT_MODELS, type StandInModel } from '../../helpers/ollama-stand-in.ts'
 
 const messages = [{ role: 'user', content: 'Why is the sky blue?' }]
@@ -222,16 +222,7 @@ t.test('thinking and tool calls reach a client of the gateway, streamed or not',
   const { url } = await listenTestApp(t, { OLLAMA_URL: ollama.url, CHAT_MODEL: 'qwen3' })
   // The official client sends the body Ollama's own users send: tools, think, stream false.
   const client = new Ollama({ host: url })
-  const tools = [
-    {
-      type: 'function',
-      function: {
-        name: 'get_weather',
-        description: 'The weather in a city',
-        parameters: { type: 'object', properties: { city: { type: 'string' } } },
-      },
-    },
-  ]
+  const tools = WEATHER_TOOLS
   const answer = (await client.chat({
     model: 'qwen3',
     messages,
