@@ -19,7 +19,7 @@ const basic = (user: string, password: string) => ({
 /** The counters of the open job's Progress tab, as the dashboard renders them. */
 async function shownProgress(page: Page): Promise<Record<string, number>> {
   await page.getByRole('tab', { name: 'Progress' }).click()
-  const panel = page.getByRole('tabpanel')
+  const panel = page.getByRole('tabpanel', { name: 'Progress' })
   await panel.getByText('converted', { exact: false }).waitFor()
   const text = (await panel.textContent()) ?? ''
   return Object.fromEntries(
