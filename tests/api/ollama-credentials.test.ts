@@ -135,3 +135,47 @@ t.test('a foreign error page that echoes the request does not leak the token', a
   t.match(text, 'answered 404 (<pre>Cannot GET /api/tags?token=***&b=***</pre>)')
   t.notMatch(text + logs.join(''), TOKEN)
 })
+
+t.test('an upstream that echoes the credential in its errors does not leak it', async (t) => {
+  // A proxy in front of Ollama that quotes the request it refused, in every shape an error takes:
+  // Ollama's JSON error, a foreign page, and an error line in the middle of a stream.
+  const echoed = (req: { url?: string; headers: Record<string, unknown> }) =>
+    `refused ${req.url} auth=${String(req.headers.authorization)} user=gw user pass=${PASSWORD}`
+  const server = createServer((req, res) => {
+    req.resume()
+    if (req.url?.startsWith('/api/chat')) {
+      res.writeHead(401, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ error: echoed(req) }))
+    } else if (req.url?.startsWith('/api/generate')) {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+      res.write(`${JSON.stringify({ model: 'm', response: 'a', done: false })}\n`)
+      res.end(`${JSON.stringify({ error: echoed(req) })}\n`)
+    } else {
+      res.writeHead(502, { 'content-type': 'text/plain' })
+      res.end(echoed(req))
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  const port = (server.address() as AddressInfo).port
+  const { url, logs } = await listen(
+    t,
+    `http://gw%20user:${PASSWORD}@127.0.0.1:${port}/?token=${TOKEN}&v=1`,
+  )
+  const chat = await request(`${url}/api/chat`, json({ messages }))
+  t.equal(chat.statusCode, 401)
+  const chatText = await chat.body.text()
+  t.match(JSON.parse(chatText), {
+    error: 'ollama_error',
+    message: /refused \/api\/chat\?token=\*\*\*/,
+  })
+  const streamed = await request(`${url}/api/generate`, json({ prompt: 'x', stream: true }))
+  const lines = ndjson(await streamed.body.text())
+  t.match(lines.at(-1), { error: 'ollama_error', message: /auth=Basic \*\*\*/ })
+  const models = await request(`${url}/api/models`, { headers: bearer(ADMIN_KEY) })
+  t.equal(models.statusCode, 502)
+  const everything = chatText + JSON.stringify(lines) + (await models.body.text()) + logs.join('')
+  t.notMatch(everything, TOKEN, 'the token never appears')
+  t.notMatch(everything, PASSWORD, 'nor the password')
+  t.notMatch(everything, BASIC.slice(6), 'nor the Basic credential')
+})

@@ -1,9 +1,15 @@
-import { ollamaEndpoint, ollamaTarget } from '@confluence-bot/shared'
+import { ollamaEndpoint, ollamaTarget, scrub } from '@confluence-bot/shared'
 import t from 'tap'
 
 t.test('OLLAMA_URL: user info becomes a Basic header, the query goes on every path', async (t) => {
   const plain = ollamaTarget('http://127.0.0.1:11434/')
-  t.same(plain, { origin: 'http://127.0.0.1:11434', basePath: '', query: '', headers: {} })
+  t.same(plain, {
+    origin: 'http://127.0.0.1:11434',
+    basePath: '',
+    query: '',
+    headers: {},
+    secrets: [],
+  })
   t.equal(ollamaEndpoint(plain, '/api/version'), 'http://127.0.0.1:11434/api/version')
 
   const guarded = ollamaTarget(
@@ -29,4 +35,16 @@ t.test('OLLAMA_URL: user info becomes a Basic header, the query goes on every pa
   t.same(ollamaTarget('http://only-user@h:1').headers, {
     authorization: `Basic ${Buffer.from('only-user:').toString('base64')}`,
   })
+})
+
+t.test('scrub hides every part of the credential that an answer may quote', async (t) => {
+  const target = ollamaTarget('http://gw:p%40ssw0rd@h:1/?token=abc%2Bdef&v=1&key=x+y+z')
+  const basic = String(target.headers.authorization).slice(6)
+  const quoted = `GET /api/tags?token=abc%2Bdef&v=1 token abc+def pass p@ssw0rd p%40ssw0rd auth ${basic} key x y z`
+  t.equal(
+    scrub(target, quoted),
+    'GET /api/tags?token=***&v=1 token *** pass *** *** auth *** key ***',
+    'raw and decoded forms; a value too short to be a secret is left',
+  )
+  t.equal(scrub(ollamaTarget('http://h:1'), 'nothing to hide'), 'nothing to hide')
 })

@@ -85,6 +85,27 @@ t.test('an Ollama error or a malformed answer throws, so the job is retried', as
   await t.rejects(createEmbedder({ url: empty, model: 'm', batchSize: 8 }).embed(['a']), /length 0/)
 })
 
+t.test("an error that quotes the request never carries OLLAMA_URL's credential", async (t) => {
+  const ollama = await standIn(t, {
+    failBeforeOutput: {
+      status: 500,
+      error: 'refused /api/embed?token=s3cr3t-token auth=Basic Z3c6cGFzcy13b3Jk pass=pass-word',
+    },
+  })
+  const host = ollama.url.replace('http://', '')
+  const embedder = createEmbedder({
+    url: `http://gw:pass-word@${host}/?token=s3cr3t-token`,
+    model: 'nomic-embed-text',
+    batchSize: 8,
+  })
+  const err = (await embedder.embed(['x']).catch((e: Error) => e)) as Error
+  t.match(
+    err.message,
+    /embed call failed \(model nomic-embed-text\): refused \/api\/embed\?token=\*\*\*/,
+  )
+  t.notMatch(err.message, /s3cr3t-token|pass-word|Z3c6cGFzcy13b3Jk/)
+})
+
 t.test('user info in OLLAMA_URL goes out as Basic auth, its query on every call', async (t) => {
   const ollama = await standIn(t, { embedDimension: 4 })
   const host = ollama.url.replace('http://', '')

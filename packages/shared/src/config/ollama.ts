@@ -11,6 +11,8 @@ export type OllamaTarget = {
   query: string
   /** Headers every request carries (`authorization` when the URL has user info). */
   headers: Record<string, string>
+  /** The credential's parts as they may come back quoted in an answer: hidden by `scrub`. */
+  secrets: string[]
 }
 
 /** URL keeps user info percent-encoded; the header carries it decoded (`%zz` stays as written). */
@@ -22,19 +24,43 @@ function decoded(part: string): string {
   }
 }
 
+// A query value shorter than this (`?v=1`) is no secret, and hiding it would garble every text.
+const MIN_SECRET = 4
+
 export function ollamaTarget(url: string): OllamaTarget {
   const parsed = new URL(url)
   const headers: Record<string, string> = {}
+  const secrets: string[] = []
   if (parsed.username !== '' || parsed.password !== '') {
     const pair = `${decoded(parsed.username)}:${decoded(parsed.password)}`
-    headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`
+    const basic = Buffer.from(pair).toString('base64')
+    headers.authorization = `Basic ${basic}`
+    secrets.push(basic, parsed.password, decoded(parsed.password))
+  }
+  for (const raw of parsed.search.slice(1).split('&')) {
+    const value = raw.slice(raw.indexOf('=') + 1)
+    secrets.push(value, decoded(value.replaceAll('+', ' ')))
   }
   return {
     origin: parsed.origin,
     basePath: parsed.pathname.replace(/\/+$/, ''),
     query: parsed.search,
     headers,
+    // Longest first, so a secret that contains another is hidden whole.
+    secrets: [...new Set(secrets.filter((s) => s.length >= MIN_SECRET))].sort(
+      (a, b) => b.length - a.length,
+    ),
   }
+}
+
+/**
+ * Text from Ollama or a proxy in front of it (an error message, a page that echoes the request)
+ * with every part of OLLAMA_URL's credential hidden, so it can reach a client or a log.
+ */
+export function scrub(target: Pick<OllamaTarget, 'secrets'>, text: string): string {
+  let out = text
+  for (const secret of target.secrets) out = out.split(secret).join('***')
+  return out
 }
 
 /** The full URL of an Ollama endpoint (`/api/version`), with the query; no credentials in it. */

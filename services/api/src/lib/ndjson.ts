@@ -21,6 +21,8 @@ export type RelayOptions = {
   interruptedMessage: (reason: string) => string
   /** True when the relay was stopped on purpose (client went away): emit nothing more. */
   isAborted: () => boolean
+  /** Hides secrets in an upstream error's text before it is passed on (default: unchanged). */
+  scrub?: (text: string) => string
 }
 
 // A line can only be terminal or an error if it holds one of these byte sequences: `done:true`
@@ -64,7 +66,8 @@ export async function* relayNdjson(
     if (kind === 'data' || parsed === undefined) return line
     ended = true
     if (kind === 'error') {
-      return errorLine(ErrorCode.ollamaError, String(parsed.error)).trimEnd()
+      const text = String(parsed.error)
+      return errorLine(ErrorCode.ollamaError, options.scrub ? options.scrub(text) : text).trimEnd()
     }
     return options.onTerminal ? JSON.stringify(options.onTerminal(parsed)) : line
   }

@@ -1,4 +1,4 @@
-import { AppError, ErrorCode, ollamaTarget, redactUrl } from '@confluence-bot/shared'
+import { AppError, ErrorCode, ollamaTarget, redactUrl, scrub } from '@confluence-bot/shared'
 import type { Dispatcher } from 'undici'
 import { Pool } from 'undici'
 
@@ -25,7 +25,10 @@ const CONNECTION_ERRORS = new Set([
 ])
 
 export class OllamaUpstream {
+  /** OLLAMA_URL with its password and query values hidden. */
   readonly url: string
+  /** Hides OLLAMA_URL's credential in text that came from upstream. */
+  readonly scrub: (text: string) => string
   readonly #pool: Pool
   readonly #basePath: string
   readonly #query: string
@@ -34,6 +37,7 @@ export class OllamaUpstream {
   constructor(url: string, options: { connectTimeoutMs: number; connections?: number }) {
     const target = ollamaTarget(url)
     this.url = redactUrl(url)
+    this.scrub = (text: string) => scrub(target, text)
     this.#basePath = target.basePath
     this.#query = target.query
     this.#headers = target.headers
@@ -86,6 +90,32 @@ export class OllamaUpstream {
     return err
   }
 
+  /**
+   * Reads an Ollama error answer (`{"error":"..."}`, or text) as an AppError. Its text may quote
+   * the request (a proxy's "Cannot GET /api/tags?token=…"): OLLAMA_URL's credential is hidden.
+   */
+  async error(response: UpstreamResponse): Promise<AppError> {
+    const text = await response.body.text()
+    const status = response.statusCode
+    let reason: string | undefined
+    try {
+      const parsed = JSON.parse(text) as { error?: unknown }
+      if (typeof parsed.error === 'string') reason = this.scrub(parsed.error)
+    } catch {
+      // Not Ollama's JSON error: a wrong OLLAMA_URL (another server, or a path Ollama lacks).
+    }
+    if (reason === undefined) {
+      return new AppError(
+        502,
+        ErrorCode.ollamaError,
+        `OLLAMA_URL=${this.url} answered ${status} (${excerpt(this.scrub(text))}); is it an Ollama server?`,
+      )
+    }
+    if (status === 404) return new AppError(404, ErrorCode.modelNotFound, reason)
+    if (status >= 400 && status < 500) return new AppError(status, ErrorCode.ollamaError, reason)
+    return new AppError(502, ErrorCode.ollamaError, `Ollama failed: ${reason}`)
+  }
+
   /** Called once the server has drained its requests: anything still open is cut. */
   close(): Promise<void> {
     return this.#pool.destroy()
@@ -101,27 +131,3 @@ const excerpt = (text: string): string =>
     .trim()
     .slice(0, 200)
     .replace(/([?&][^=&\s"'<>]*=)[^&\s"'<>]*/g, '$1***')
-
-/** Reads an Ollama error body (`{"error":"..."}`, or text) and maps it to an AppError. */
-export async function upstreamError(response: UpstreamResponse, url: string): Promise<AppError> {
-  const text = await response.body.text()
-  const status = response.statusCode
-  let reason: string | undefined
-  try {
-    const parsed = JSON.parse(text) as { error?: unknown }
-    if (typeof parsed.error === 'string') reason = parsed.error
-  } catch {
-    // Not Ollama's JSON error: a wrong OLLAMA_URL (another server, or a path Ollama lacks).
-  }
-  if (reason === undefined) {
-    return new AppError(
-      502,
-      ErrorCode.ollamaError,
-      `OLLAMA_URL=${url} answered ${status} (${excerpt(text)}); is it an Ollama server?`,
-    )
-  }
-  const message = reason
-  if (status === 404) return new AppError(404, ErrorCode.modelNotFound, message)
-  if (status >= 400 && status < 500) return new AppError(status, ErrorCode.ollamaError, message)
-  return new AppError(502, ErrorCode.ollamaError, `Ollama failed: ${message}`)
-}

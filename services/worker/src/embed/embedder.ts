@@ -1,4 +1,4 @@
-import { ollamaTarget } from '@confluence-bot/shared'
+import { type OllamaTarget, ollamaTarget, scrub } from '@confluence-bot/shared'
 import { Ollama } from 'ollama'
 
 // Embeddings through the official `ollama` client: texts go out in batches (one /api/embed
@@ -40,8 +40,7 @@ function unreachable(err: unknown): boolean {
  * every request: the ollama client would leave the query out, and fetch() refuses a URL with
  * credentials in it.
  */
-function ollamaClient(url: string): Ollama {
-  const { origin, basePath, query, headers } = ollamaTarget(url)
+function ollamaClient({ origin, basePath, query, headers }: OllamaTarget): Ollama {
   return new Ollama({
     host: `${origin}${basePath}`,
     headers,
@@ -51,7 +50,8 @@ function ollamaClient(url: string): Ollama {
 }
 
 export function createEmbedder(options: EmbedderOptions): Embedder {
-  const client = ollamaClient(options.url)
+  const target = ollamaTarget(options.url)
+  const client = ollamaClient(target)
   let calls = 0
   let knownDim: number | undefined
 
@@ -82,7 +82,11 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
       })
     } catch (err) {
       if (unreachable(err)) return null
-      throw err
+      if (err instanceof EmbeddingError) throw err
+      // Ollama's (or a proxy's) text may quote the request: OLLAMA_URL's credential is hidden.
+      throw new EmbeddingError(
+        `Ollama's embed call failed (model ${options.model}): ${scrub(target, (err as Error).message)}`,
+      )
     }
   }
 

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { type ParsedLine, relayNdjson } from '../../lib/ndjson.ts'
-import { upstreamError } from '../../lib/ollama-upstream.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import {
   type ChatCompletion,
@@ -83,7 +82,7 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
         { ...body, model, stream },
         abort.signal,
       )
-      if (upstream.statusCode >= 400) throw await upstreamError(upstream, fastify.ollama.url)
+      if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
       if (!stream) {
         const answer = (await upstream.body.json()) as OllamaChatAnswer
         return reply.type('application/json; charset=utf-8').send(toCompletion(answer))
@@ -99,6 +98,7 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
           interruptedMessage: (reason) =>
             `The answer from Ollama at ${fastify.ollama.url} stopped before it was complete (${reason})`,
           isAborted: () => abort.signal.aborted,
+          scrub: fastify.ollama.scrub,
         }),
       )
     },

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { relayNdjson } from '../../lib/ndjson.ts'
-import { upstreamError } from '../../lib/ollama-upstream.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import { errorResponses } from '../../schemas/common.ts'
 import { GenerateRequestSchema, GenerateResponseSchema } from '../../schemas/generate.ts'
@@ -37,7 +36,7 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
         { ...request.body, model, stream },
         abort.signal,
       )
-      if (upstream.statusCode >= 400) throw await upstreamError(upstream, fastify.ollama.url)
+      if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
       if (!stream) {
         // Ollama writes a non-streamed answer in one piece when it is done: its bytes go to the
         // client untouched, as one buffer (cheaper than piping a stream; bench/gateway).
@@ -50,6 +49,7 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
           interruptedMessage: (reason) =>
             `The answer from Ollama at ${fastify.ollama.url} stopped before it was complete (${reason})`,
           isAborted: () => abort.signal.aborted,
+          scrub: fastify.ollama.scrub,
         }),
       )
     },

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { humanBytes } from '../../lib/human-bytes.ts'
-import { upstreamError } from '../../lib/ollama-upstream.ts'
 import { errorResponses } from '../../schemas/common.ts'
 import { type Model, ModelListSchema } from '../../schemas/models.ts'
 
@@ -34,7 +33,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async () => {
       const upstream = await fastify.ollama.get('/api/tags')
-      if (upstream.statusCode >= 400) throw await upstreamError(upstream, fastify.ollama.url)
+      if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
       // Ollama lists an empty store as `{"models":[]}`, never null.
       const { models } = (await upstream.body.json()) as { models: OllamaTag[] }
       return { models: models.map(toModel) }

@@ -1,7 +1,6 @@
 import { AppError, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { relayNdjson } from '../../lib/ndjson.ts'
-import { upstreamError } from '../../lib/ollama-upstream.ts'
 import { abortOnClientGone, lastLine, sendNdjson } from '../../lib/proxy.ts'
 import { errorResponses } from '../../schemas/common.ts'
 import { PullProgressSchema, PullRequestSchema } from '../../schemas/models.ts'
@@ -43,11 +42,12 @@ const pull: FastifyPluginAsyncTypebox = async (fastify) => {
         { model: name, stream: true, insecure: request.body.insecure },
         abort.signal,
       )
-      if (upstream.statusCode >= 400) throw await upstreamError(upstream, fastify.ollama.url)
+      if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
       const lines = relayNdjson(upstream.body, {
         interruptedMessage: (reason) =>
           `The pull of ${name} on Ollama at ${fastify.ollama.url} stopped before it finished (${reason})`,
         isAborted: () => abort.signal.aborted,
+        scrub: fastify.ollama.scrub,
       })
       if (request.body.stream === true) return sendNdjson(reply, lines)
 
