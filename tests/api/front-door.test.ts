@@ -315,3 +315,103 @@ t.test('an upload with a bad schedule is refused before it is stored', async (t)
   }
   t.equal((await readdir(exports)).length, 2)
 })
+
+/** Sends raw bytes and resolves with everything the server wrote before it closed. */
+function rawRequest(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let text = ''
+    socket.setTimeout(3_000, () => reject(new Error(`no answer to ${bytes.slice(0, 40)}`)))
+    socket.on('data', (chunk) => {
+      text += chunk.toString()
+    })
+    socket.on('error', () => {})
+    socket.on('close', () => resolve(text))
+    socket.write(bytes)
+  })
+}
+
+t.test('what Node refuses before the router is answered in the error shape too', async (t) => {
+  const { url } = await listenTestApp(t)
+  const port = Number(new URL(url).port)
+  // HTTP/1.0 may leave Host out; so may any request when no request deadline is set.
+  t.match(await rawRequest(port, 'GET /api/health/live HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /)
+  const untimed = await listenTestApp(t, { REQUEST_TIMEOUT_MS: '0' })
+  t.match(
+    await rawRequest(Number(new URL(untimed.url).port), 'GET /api/health/live HTTP/1.1\r\n\r\n'),
+    /^HTTP\/1\.1 400 [\s\S]*"malformed_request"/,
+  )
+  const cases = [
+    ['no Host in HTTP/1.1', 'GET /api/health/live HTTP/1.1\r\n\r\n', 400, 'malformed_request'],
+    [
+      'Content-Length with Transfer-Encoding',
+      `POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}`,
+      400,
+      'malformed_request',
+    ],
+    [
+      'headers over the limit',
+      `GET /api/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      431,
+      'headers_too_large',
+    ],
+  ] as const
+  for (const [label, bytes, status, error] of cases) {
+    const answer = await rawRequest(port, bytes)
+    t.match(answer, new RegExp(`^HTTP/1\\.1 ${status} `), label)
+    t.match(answer, /content-type: application\/json/i)
+    const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))
+    t.match(body, { error, statusCode: status, message: /./ }, label)
+  }
+})
+
+t.test('a scheme in capitals and a fully qualified local name are accepted', async (t) => {
+  const { url } = await listenTestApp(t, { CONFLUENCE_ALLOWED_HOSTS: 'acme.atlassian.net' })
+  const port = new URL(url).port
+  const live = await wire(`${url}/api/health/live`, { headers: { host: `localhost.:${port}` } })
+  t.equal(live.status, 200, 'localhost. is localhost')
+  const refused = await wire(`${url}/api/sources`, {
+    method: 'POST',
+    headers: jsonHeaders(),
+    body: JSON.stringify({
+      name: 'Upper',
+      kind: 'cloud',
+      base_url: 'HTTPS://10.0.0.1/wiki',
+      spaces: ['ENG'],
+    }),
+  })
+  t.equal(refused.status, 400)
+  t.match(
+    refused.json,
+    { error: 'source_refused' },
+    'the scheme passed the schema; the host check refused it',
+  )
+})
+
+t.test('jobs are listed by their latest activity', async (t) => {
+  const { url, id, queue } = await withSource(t)
+  const older = await queue.add(JobName.sync, { source_id: id }, { jobId: 'sync-older' })
+  await sleep(5)
+  await queue.add(JobName.sync, { source_id: id }, { jobId: 'sync-newer' })
+  await sleep(5)
+  // The older job runs and finishes last (a retry, or a long sync).
+  const { Worker } = await import('bullmq')
+  const worker = new Worker(QueueName.sync, null, {
+    connection: { url: (queue.opts.connection as { url: string }).url },
+    prefix: QUEUE_PREFIX,
+    autorun: false,
+  })
+  t.teardown(() => worker.close())
+  const token = 'test-token'
+  const next = await worker.getNextJob(token)
+  t.equal(next?.id, older.id, 'the worker took the older job')
+  await next?.moveToCompleted('done', token, false)
+  const res = await wire(`${url}/api/jobs?source_id=${id}&limit=1`, { headers: admin })
+  t.same(
+    (res.json as { jobs: Array<{ id: string; state: string }> }).jobs.map((job) => [
+      job.id,
+      job.state,
+    ]),
+    [['sync-older', 'completed']],
+  )
+})

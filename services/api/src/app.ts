@@ -6,6 +6,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyServerOptions,
 } from 'fastify'
+import { answerClientError } from './lib/client-errors.ts'
 import { OneLineRequestLog } from './lib/request-log.ts'
 import auth from './plugins/app/auth.ts'
 import config from './plugins/app/config.ts'
@@ -39,9 +40,11 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/
  * connections; checking a few times per timeout keeps the cut close to the setting. Headers
  * get at most a minute, as by Node's default, and never more than the whole request.
  */
-function requestDeadlines(requestTimeout: number) {
-  if (requestTimeout === 0) return {}
+function httpOptions(requestTimeout: number) {
+  // A request without Host is refused by the request guard, in the API's error shape.
+  if (requestTimeout === 0) return { requireHostHeader: false }
   return {
+    requireHostHeader: false,
     headersTimeout: Math.min(60_000, requestTimeout),
     connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(requestTimeout / 4))),
   }
@@ -60,10 +63,11 @@ export function buildApp(options: BuildOptions): FastifyInstance {
     // A client has REQUEST_TIMEOUT_MS to send its whole request; the answer is not limited
     // (model loads and pulls take minutes, and a socket may sit idle while Ollama loads).
     requestTimeout: options.config.REQUEST_TIMEOUT_MS,
-    http: requestDeadlines(options.config.REQUEST_TIMEOUT_MS),
+    http: httpOptions(options.config.REQUEST_TIMEOUT_MS),
     connectionTimeout: 0,
     // Job ids may be 200 characters (their schema says so); the router's default stops at 100.
     routerOptions: { maxParamLength: 256 },
+    clientErrorHandler: answerClientError,
     // A path the router cannot read (`%ff`, a parameter past maxParamLength) gets the API's
     // error shape like every other 400.
     frameworkErrors: (error, _request, reply) => {

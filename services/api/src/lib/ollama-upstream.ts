@@ -55,7 +55,7 @@ export class OllamaUpstream {
       method: 'POST',
       path: this.#path(path),
       headers: { ...this.#headers, 'content-type': 'application/json' },
-      body: JSON.stringify(payload),
+      body: serialize(payload),
       signal,
     })
   }
@@ -116,6 +116,36 @@ export class OllamaUpstream {
     return new AppError(502, ErrorCode.ollamaError, `Ollama failed: ${reason}`)
   }
 
+  /**
+   * The whole body of a non-streamed answer. A connection cut mid-way is a 502 naming Ollama,
+   * not an internal error; an abort (the client left) passes through.
+   */
+  async bytes(response: UpstreamResponse): Promise<Buffer> {
+    try {
+      return Buffer.from(await response.body.arrayBuffer())
+    } catch (err) {
+      if ((err as Error).name === 'AbortError') throw err
+      throw new AppError(
+        502,
+        ErrorCode.ollamaError,
+        `The answer from Ollama at ${this.url} stopped before it was complete (${this.scrub((err as Error).message)})`,
+      )
+    }
+  }
+
+  /** A non-streamed answer as a JSON object; anything else is a 502 naming Ollama. */
+  async json<T>(response: UpstreamResponse): Promise<T> {
+    const body = await this.bytes(response)
+    try {
+      const parsed = JSON.parse(body.toString('utf8')) as unknown
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed))
+        return parsed as T
+    } catch {
+      // reported below
+    }
+    throw notAnAnswer(this.url, body)
+  }
+
   /** Called once the server has drained its requests: anything still open is cut. */
   close(): Promise<void> {
     return this.#pool.destroy()
@@ -131,3 +161,21 @@ const excerpt = (text: string): string =>
     .trim()
     .slice(0, 200)
     .replace(/([?&][^=&\s"'<>]*=)[^&\s"'<>]*/g, '$1***')
+
+/** A request body as JSON; one nested too deeply to write out is the client's error (400). */
+function serialize(payload: unknown): string {
+  try {
+    return JSON.stringify(payload)
+  } catch {
+    // A parsed JSON body has no cycles or BigInts: only its depth can exhaust the stack.
+    throw new AppError(400, ErrorCode.validation, 'The body is nested too deeply')
+  }
+}
+
+/** A 200 whose body is not an Ollama JSON object: OLLAMA_URL names some other server. */
+export const notAnAnswer = (url: string, body: Buffer) =>
+  new AppError(
+    502,
+    ErrorCode.ollamaError,
+    `OLLAMA_URL=${url} answered 200 with something that is not an Ollama answer (${body.length} bytes); is it an Ollama server?`,
+  )

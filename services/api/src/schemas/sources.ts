@@ -90,7 +90,7 @@ export const SourceCreateSchema = Type.Object(
     }),
     base_url: Type.String({
       format: 'uri',
-      pattern: '^https?://',
+      pattern: '^[Hh][Tt][Tt][Pp][Ss]?://',
       maxLength: 2_000,
       description:
         'What a browser shows before /spaces or /display: https://acme.atlassian.net/wiki, https://wiki.acme.com/confluence',
@@ -233,7 +233,7 @@ export const ExportUploadQuery = Type.Object({
   base_url: Type.Optional(
     Type.String({
       format: 'uri',
-      pattern: '^https?://',
+      pattern: '^[Hh][Tt][Tt][Pp][Ss]?://',
       description: 'The site the export came from, so citations link to it',
     }),
   ),

@@ -19,12 +19,15 @@ const list = (raw: string) =>
     .map((entry) => entry.trim().toLowerCase().replace(/\/+$/, ''))
     .filter((entry) => entry !== '')
 
-/** The host name of a Host header (`name:port`, `[v6]:port`), lower-cased, without the port. */
+/**
+ * The host name of a Host header (`name:port`, `[v6]:port`), lower-cased, without the port or
+ * the trailing dot of a fully qualified name (`localhost.`).
+ */
 function hostName(header: string): string {
   const host = header.trim().toLowerCase()
   if (host.startsWith('[')) return host.slice(1, host.indexOf(']'))
   const colon = host.lastIndexOf(':')
-  return colon === -1 ? host : host.slice(0, colon)
+  return (colon === -1 ? host : host.slice(0, colon)).replace(/\.$/, '')
 }
 
 const isLocalName = (name: string) => name === 'localhost' || name.endsWith('.localhost')
@@ -38,7 +41,7 @@ export function hostPolicy(bind: string, allowedHosts: string): HostPolicy {
   const loopbackOnly = LOOPBACK_BIND.has(bind.toLowerCase()) || bind.startsWith('127.')
   if (names.length === 0 && !loopbackOnly) return () => true
   return (host) => {
-    // HTTP/1.0 may omit Host (HTTP/1.1 without one is refused by Node itself).
+    // HTTP/1.0 may omit Host (HTTP/1.1 without one is refused before this check).
     if (host === undefined) return true
     const name = hostName(host)
     // IP literals cannot be rebound; probes and port-forwards use them.
@@ -80,6 +83,12 @@ async function requestGuard(fastify: FastifyInstance) {
 
   fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const host = request.headers.host
+    if (host === undefined && request.raw.httpVersion !== '1.0') {
+      return refuse(
+        reply,
+        new AppError(400, ErrorCode.malformedRequest, 'An HTTP/1.1 request needs a Host header'),
+      )
+    }
     if (!hostAllowed(host)) {
       return refuse(
         reply,

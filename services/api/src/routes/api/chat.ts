@@ -13,32 +13,35 @@ import { errorResponses } from '../../schemas/common.ts'
 // Ollama's final chat object (`done:true`): the answer and its token counts. Its message carries
 // `content` and, when there are any, `thinking`, `tool_calls`, `images` and whatever else
 // Ollama adds: all of it is the answer.
+// Ollama leaves out what it has no value for (`done_reason`, the counts are omitempty).
 type OllamaChatAnswer = {
-  model: string
-  message: { role: string; content: string; [field: string]: unknown }
-  done_reason: string
-  prompt_eval_count: number
-  eval_count: number
+  model?: string
+  message?: { role?: string; content?: string; [field: string]: unknown }
+  done_reason?: string
+  prompt_eval_count?: number
+  eval_count?: number
 }
 
-/** OpenAI-style usage from the counts on Ollama's final line. */
-export const usageOf = (line: Pick<OllamaChatAnswer, 'prompt_eval_count' | 'eval_count'>) => ({
-  prompt_tokens: line.prompt_eval_count,
-  completion_tokens: line.eval_count,
-  total_tokens: line.prompt_eval_count + line.eval_count,
-})
+const count = (value: unknown) => (typeof value === 'number' && value >= 0 ? value : 0)
 
-function toCompletion(answer: OllamaChatAnswer): ChatCompletion {
+/** OpenAI-style usage from the counts on Ollama's final line (a missing count is 0). */
+export const usageOf = (line: Pick<OllamaChatAnswer, 'prompt_eval_count' | 'eval_count'>) => {
+  const prompt = count(line.prompt_eval_count)
+  const completion = count(line.eval_count)
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
+}
+
+function toCompletion(answer: OllamaChatAnswer, model: string): ChatCompletion {
   return {
     id: `chatcmpl-${randomUUID()}`,
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
-    model: answer.model,
+    model: typeof answer.model === 'string' ? answer.model : model,
     choices: [
       {
         index: 0,
-        message: { ...answer.message, role: 'assistant' },
-        finish_reason: answer.done_reason,
+        message: { ...answer.message, content: answer.message?.content ?? '', role: 'assistant' },
+        finish_reason: typeof answer.done_reason === 'string' ? answer.done_reason : 'stop',
       },
     ],
     usage: usageOf(answer),
@@ -68,7 +71,7 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
               'application/x-ndjson': { schema: ChatStreamLineSchema },
             },
           },
-          ...errorResponses(400, 401, 404, 413, 502, 503),
+          ...errorResponses(400, 401, 404, 413, 415, 502, 503),
         },
       },
     },
@@ -84,8 +87,8 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
       )
       if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
       if (!stream) {
-        const answer = (await upstream.body.json()) as OllamaChatAnswer
-        return reply.type('application/json; charset=utf-8').send(toCompletion(answer))
+        const answer = await fastify.ollama.json<OllamaChatAnswer>(upstream)
+        return reply.type('application/json; charset=utf-8').send(toCompletion(answer, model))
       }
       return sendNdjson(
         reply,

@@ -1,8 +1,23 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { relayNdjson } from '../../lib/ndjson.ts'
+import { notAnAnswer } from '../../lib/ollama-upstream.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import { errorResponses } from '../../schemas/common.ts'
 import { GenerateRequestSchema, GenerateResponseSchema } from '../../schemas/generate.ts'
+
+const SPACE = new Set([0x20, 0x09, 0x0a, 0x0d])
+
+/**
+ * True when the body starts with `{` and ends with `}` past white space: an Ollama answer does,
+ * another server's page does not. The bytes are read in place, not copied or parsed.
+ */
+function looksLikeObject(body: Buffer): boolean {
+  let start = 0
+  let end = body.length - 1
+  while (start < end && SPACE.has(body[start] as number)) start++
+  while (end > start && SPACE.has(body[end] as number)) end--
+  return body[start] === 0x7b && body[end] === 0x7d
+}
 
 const generate: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
@@ -40,7 +55,8 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
       if (!stream) {
         // Ollama writes a non-streamed answer in one piece when it is done: its bytes go to the
         // client untouched, as one buffer (cheaper than piping a stream; bench/gateway).
-        const answer = Buffer.from(await upstream.body.arrayBuffer())
+        const answer = await fastify.ollama.bytes(upstream)
+        if (!looksLikeObject(answer)) throw notAnAnswer(fastify.ollama.url, answer)
         return reply.type('application/json; charset=utf-8').send(answer as never)
       }
       return sendNdjson(

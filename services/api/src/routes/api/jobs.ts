@@ -62,6 +62,13 @@ const isSourceJob = (job: Job | undefined | null): job is Job =>
   (job.name === JobName.sync || job.name === JobName.purge) &&
   typeof (job.data as { source_id?: unknown } | undefined)?.source_id === 'string'
 
+/**
+ * When a job last changed: finished, else started, else created. Each state's own list is in this
+ * order (finished jobs by finishing time, active ones by start, waiting ones by creation), so
+ * merging the states by it never skips a job that a state listed later.
+ */
+const lastActivity = (job: Job) => job.finishedOn ?? job.processedOn ?? job.timestamp
+
 // Each state is read newest first in pages of this many jobs.
 const PAGE = 100
 const STATES = [
@@ -102,7 +109,8 @@ const jobs: FastifyPluginAsyncTypebox = async (fastify) => {
     {
       schema: {
         tags: ['sources'],
-        summary: 'Recent sync and purge jobs, newest first (admin)',
+        summary: 'Recent sync and purge jobs, latest activity first (admin)',
+        description: 'Ordered by when each job last changed: finished, else started, else created.',
         querystring: JobListQuery,
         response: { 200: JobListSchema, ...errorResponses(400, 401, 403, 503) },
       },
@@ -113,7 +121,7 @@ const jobs: FastifyPluginAsyncTypebox = async (fastify) => {
       const perState = await Promise.all(STATES.map((state) => fromState(state, limit, source_id)))
       const selected = perState
         .flat()
-        .sort((a, b) => b.timestamp - a.timestamp)
+        .sort((a, b) => lastActivity(b) - lastActivity(a))
         .slice(0, limit)
       return { jobs: await Promise.all(selected.map((job) => describe(fastify, job))) }
     },
