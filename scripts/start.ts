@@ -60,7 +60,8 @@ async function ensureRedis(redisUrl: string): Promise<void> {
     say(`confluence-bot: Redis at REDIS_URL=${redactUrl(redisUrl)} is not reachable.`)
     process.exit(1)
   }
-  const dir = join(root, 'data', 'redis')
+  // One data directory per port: two instances on one checkout never share (or corrupt) an AOF.
+  const dir = join(root, 'data', port === 6379 ? 'redis' : `redis-${port}`)
   mkdirSync(dir, { recursive: true })
   say(`confluence-bot: starting redis-server on 127.0.0.1:${port} (data in ${dir})`)
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir]

@@ -415,3 +415,29 @@ t.test('jobs are listed by their latest activity', async (t) => {
     [['sync-older', 'completed']],
   )
 })
+
+t.test('Expect: 100-continue invites the body only once the request is let in', async (t) => {
+  const ollama = await standIn(t)
+  const { url } = await listenTestApp(t, { ...keys, OLLAMA_URL: ollama.url })
+  const port = Number(new URL(url).port)
+  const body = '{"prompt":"hi"}'
+  const head = (auth: string) =>
+    `POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n${auth}` +
+    `Content-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`
+  // No key: the refusal comes instead of the invitation (the body is never sent).
+  const refused = await rawRequest(port, head(''))
+  t.match(refused, /^HTTP\/1\.1 401 /)
+  t.notMatch(refused, /100 Continue/)
+  // A valid key: 100 Continue, then the answer once the body has been sent.
+  const answer = await new Promise<string>((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    let text = ''
+    socket.on('data', (chunk) => {
+      text += chunk.toString()
+      if (text === 'HTTP/1.1 100 Continue\r\n\r\n') socket.write(body)
+    })
+    socket.on('close', () => resolve(text))
+    socket.write(head(`Authorization: Bearer ${READER_KEY}\r\n`))
+  })
+  t.match(answer, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /)
+})

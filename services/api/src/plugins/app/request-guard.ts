@@ -81,6 +81,14 @@ async function requestGuard(fastify: FastifyInstance) {
   const hostAllowed = hostPolicy(config.HOST, config.API_ALLOWED_HOSTS)
   const originAllowed = originPolicy(config.API_ALLOWED_ORIGINS)
 
+  // `Expect: 100-continue`: Node would invite the body at once, before the key or the origin is
+  // checked. The invitation is sent only once the request is let in (preParsing runs after the
+  // onRequest checks, just before the body is read); a refused one gets its refusal instead.
+  fastify.server.on('checkContinue', (req, res) => fastify.server.emit('request', req, res))
+  fastify.addHook('preParsing', async (request, reply) => {
+    if (request.headers.expect?.toLowerCase() === '100-continue') reply.raw.writeContinue()
+  })
+
   fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const host = request.headers.host
     if (host === undefined && request.raw.httpVersion !== '1.0') {
