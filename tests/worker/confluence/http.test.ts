@@ -327,6 +327,38 @@ t.test('429 with Retry-After: 2 pauses the source for at least 2 s', async (t) =
   t.ok((warn?.waitMs as number) >= 2000)
 })
 
+t.test('a Retry-After longer than maxWaitMs fails the request at once, retryable', async (t) => {
+  const s = await standIn(t)
+  const paused: number[] = []
+  const limiter: Limiter = { acquire: async () => {}, pauseFor: async (ms) => void paused.push(ms) }
+  const http = client(t, s, { limiter, retry: { ...FAST, maxWaitMs: 1_000 } })
+  const cases: Array<[number, string, RegExp]> = [
+    [429, '86400', /Retry-After: 86400 s, more than the 1 s a request waits.*lower the source's/],
+    // 2^31 ms and more overflow setTimeout: never slept, never ignored.
+    [
+      503,
+      '2147484',
+      /503 and Retry-After: 2147484 s, more than the 1 s a request waits: this attempt fails and the job is retried later$/,
+    ],
+    [429, new Date(Date.now() + 3_600_000).toUTCString(), /Retry-After: 3\d{3} s/],
+  ]
+  for (const [status, retryAfter, message] of cases) {
+    const before = s.requests.length
+    s.options.faults.push({ status, headers: { 'retry-after': retryAfter } })
+    const started = performance.now()
+    const err = await failure(http.getJson(pageUrl(s)))
+    t.ok(performance.now() - started < 1_000, `${status} ${retryAfter}: no wait`)
+    t.match(err, { code: status === 429 ? 'rate_limited' : 'unavailable', status, fatal: false })
+    t.match(err.message, message)
+    t.equal(s.requests.length - before, 1, 'one request, no retry in process')
+  }
+  t.same(paused, [], 'the source is not paused by an answer it cannot honour')
+  // Up to maxWaitMs it is sat out as before.
+  s.options.faults.push({ status: 429, headers: { 'retry-after': '1' } })
+  t.equal((await http.getJson<Json>(pageUrl(s))).id, '1001')
+  t.same(paused, [1_000])
+})
+
 t.test('TLS: a private CA is trusted per source, never process-wide', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cnfl-tls-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))

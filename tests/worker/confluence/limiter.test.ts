@@ -2,6 +2,7 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import {
   createLimiter,
+  MAX_WAIT_MS,
   RATE_LIMIT_PREFIX,
   sleep,
 } from '../../../services/worker/src/confluence/limiter.ts'
@@ -55,6 +56,40 @@ t.test('pauseFor holds back every limiter on the key', async (t) => {
   await a.pauseFor(100) // never shortens a pause
   await b.acquire()
   t.ok(performance.now() - paused >= 300, 'b waited for the pause')
+})
+
+t.test('waits are bounded: a pause is capped, a slot too far off is refused', async (t) => {
+  const redis = await setup(t)
+  const key = `${RATE_LIMIT_PREFIX}src`
+  const limiter = createLimiter(redis, 'src', 1000, { maxWaitMs: 400 })
+  // A day's pause is kept for maxWaitMs only (2^31 ms and more would overflow setTimeout).
+  await limiter.pauseFor(86_400_000)
+  const ttl = await redis.pttl(key)
+  t.ok(ttl > 0 && ttl <= 400 + 60_000, `pttl ${ttl}`)
+  const started = performance.now()
+  await limiter.acquire()
+  t.ok(performance.now() - started >= 300, 'the capped pause is sat out')
+
+  // A slot further off than maxWaitMs (here: a pause an older worker stored) is refused at once,
+  // retryable, and nothing is reserved.
+  const [sec, usec] = (await redis.time()) as [number | string, number | string]
+  const far = String(Number(sec) * 1e6 + Number(usec) + 86_400e6)
+  await redis.set(key, far, 'PX', 60_000)
+  const refusedAt = performance.now()
+  await t.rejects(limiter.acquire(), {
+    name: 'ConfluenceError',
+    code: 'rate_limited',
+    fatal: false,
+    message:
+      /^Requests to source src are held back for another 8640\d s \(a Retry-After pause, or requests queued at its rate limit\), more than the 1 s a request waits: this attempt fails and the job is retried later$/,
+  })
+  t.ok(performance.now() - refusedAt < 200, 'refused at once')
+  t.equal(await redis.get(key), far, 'no slot taken')
+
+  // The default bound is minutes, far below setTimeout's 2^31 ms.
+  t.ok(MAX_WAIT_MS <= 5 * 60_000)
+  await redis.set(key, far, 'PX', 60_000)
+  await t.rejects(createLimiter(redis, 'src', 10).acquire(), { message: /more than the 300 s/ })
 })
 
 t.test('acquire gives up when the signal aborts', async (t) => {

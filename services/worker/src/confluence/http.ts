@@ -22,6 +22,14 @@ export type RetryOptions = {
   forbiddenRetries: number
   /** Retries of a 500 (and other 5xx not known to be transient). */
   serverErrorRetries: number
+  /**
+   * The longest Retry-After (429/503) sat out within a request. A wait holds the job, one of its
+   * queue's concurrency slots (shared with purge and maintain) and the worker's shutdown, so it is
+   * kept to what the client already waits on its own: the backoff's cap, which is also the
+   * default CONFLUENCE_TIMEOUT_MS a single request may take. A longer one fails the attempt with a
+   * retryable error naming it, and the job's own backoff (which holds nothing) retries later.
+   */
+  maxWaitMs: number
 }
 
 export const DEFAULT_RETRY: RetryOptions = {
@@ -30,6 +38,7 @@ export const DEFAULT_RETRY: RetryOptions = {
   capMs: 60_000,
   forbiddenRetries: 2,
   serverErrorRetries: 1,
+  maxWaitMs: 60_000,
 }
 
 export type HttpOptions = {
@@ -261,13 +270,22 @@ export function createHttp(options: HttpOptions): ConfluenceHttp {
       return { error: fail('gone', message, status), retry: false }
     }
     if (status === 429 || status === 503) {
+      const code = status === 429 ? 'rate_limited' : 'unavailable'
       const retryAfter = parseRetryAfter(header(answer.headers, 'retry-after'))
+      if (retryAfter !== undefined && retryAfter > retry.maxWaitMs) {
+        const hint =
+          status === 429
+            ? `; if it keeps happening, lower the source's rate_limit.requests_per_second or CONFLUENCE_REQUESTS_PER_SECOND`
+            : ''
+        const message = `Confluence at ${host} answered GET ${path} with ${status} and Retry-After: ${Math.ceil(retryAfter / 1000)} s, more than the ${Math.ceil(retry.maxWaitMs / 1000)} s a request waits: this attempt fails and the job is retried later${hint}`
+        return { error: fail(code, message, status), retry: false }
+      }
       const message =
         status === 429
           ? `Confluence at ${host} kept rate-limiting GET ${path} (429): lower the source's rate_limit.requests_per_second or CONFLUENCE_REQUESTS_PER_SECOND`
           : `Confluence at ${host} stayed unavailable for GET ${path} (503)`
       const failure: Failure = {
-        error: fail(status === 429 ? 'rate_limited' : 'unavailable', message, status),
+        error: fail(code, message, status),
         retry: true,
         pause: true,
       }
