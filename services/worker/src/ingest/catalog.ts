@@ -5,9 +5,14 @@ import type { PageTarget, UserTarget } from '../convert/index.ts'
 
 // What the crawl has seen of a source, for the page batches that convert its bodies on any
 // worker: page title (in its space) → URL for `ac:link`s, and user id → display name for
-// mentions. Rewritten whole on each crawl, so a deleted page stops resolving.
+// mentions; and, for the sync's finish step, the ids of the pages listed. Rewritten whole on each
+// crawl, so a deleted page stops resolving.
 
 const catalogKey = (sourceId: string) => `${QUEUE_PREFIX}:catalog:${sourceId}`
+const listedKey = (sourceId: string) => `${QUEUE_PREFIX}:catalog-ids:${sourceId}`
+
+/** Members per SADD/SMISMEMBER: one command with a hundred thousand would block Redis too long. */
+const SLICE = 2_000
 
 const titleField = (spaceKey: string, title: string) => `t:${spaceKey}:${title.normalize('NFC')}`
 
@@ -22,14 +27,33 @@ export async function saveCatalog(
     if (page.author) fields.push(`u:${page.author.id}`, page.author.name)
   }
   const key = catalogKey(sourceId)
-  const tx = redis.multi().del(key)
-  // In slices: one HSET with a hundred thousand arguments would block Redis for too long.
-  for (let i = 0; i < fields.length; i += 2_000) tx.hset(key, ...fields.slice(i, i + 2_000))
+  const ids = pages.map((p) => p.id)
+  const tx = redis.multi().del(key, listedKey(sourceId))
+  for (let i = 0; i < fields.length; i += SLICE) tx.hset(key, ...fields.slice(i, i + SLICE))
+  for (let i = 0; i < ids.length; i += SLICE)
+    tx.sadd(listedKey(sourceId), ...ids.slice(i, i + SLICE))
   await tx.exec()
 }
 
+/** Those of `ids` that the source's latest crawl listed (a page there exists now). */
+export async function listedPages(
+  redis: Redis,
+  sourceId: string,
+  ids: readonly string[],
+): Promise<Set<string>> {
+  const listed = new Set<string>()
+  for (let i = 0; i < ids.length; i += SLICE) {
+    const slice = ids.slice(i, i + SLICE)
+    const found = await redis.smismember(listedKey(sourceId), ...slice)
+    slice.forEach((id, j) => {
+      if (found[j] === 1) listed.add(id)
+    })
+  }
+  return listed
+}
+
 export async function dropCatalog(redis: Redis, sourceId: string): Promise<void> {
-  await redis.del(catalogKey(sourceId))
+  await redis.del(catalogKey(sourceId), listedKey(sourceId))
 }
 
 export type Resolvers = {

@@ -24,14 +24,16 @@ import type { ProcessorDeps } from '../worker.ts'
 export type BatchPage = PageRef & { ancestors: string[] }
 
 export function createPagesProcessor(ingest: Ingest) {
-  // The catalog is written once per crawl, before its batches go out, so the batches of one run
-  // (a sync job id) share it: read once per process and run, not once per batch (it holds
-  // every page of the source). Batches starting together may each read it; a failed read is
-  // not kept.
-  let catalog: { runId: string; resolvers: Resolvers } | undefined
-  const resolversOf = async (data: PagesJobData) => {
-    if (catalog?.runId !== data.run_id) {
-      catalog = { runId: data.run_id, resolvers: await loadCatalog(ingest.redis, data.source_id) }
+  // The catalog is written once per crawl, before its batches go out, so the batches of one
+  // crawl share it: read once per process and crawl, not once per batch (it holds every page of
+  // the source). A crawl is named by its batches' ids without the batch number (a sync job run
+  // again crawls again under the same run id). Batches starting together may each read it; a
+  // failed read is not kept.
+  let catalog: { crawl: string; resolvers: Resolvers } | undefined
+  const resolversOf = async (job: Job, data: PagesJobData) => {
+    const crawl = (job.id as string).slice(0, (job.id as string).lastIndexOf('-'))
+    if (catalog?.crawl !== crawl) {
+      catalog = { crawl, resolvers: await loadCatalog(ingest.redis, data.source_id) }
     }
     return catalog.resolvers
   }
@@ -60,7 +62,7 @@ export function createPagesProcessor(ingest: Ingest) {
     }
 
     lap('fetch')
-    const resolvers = await resolversOf(data)
+    const resolvers = await resolversOf(job, data)
     const byId = new Map(data.pages.map((p) => [p.id, p]))
     const errors: PageError[] = []
     const written: string[] = []

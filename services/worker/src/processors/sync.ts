@@ -7,7 +7,9 @@ import {
   maintainJobOptions,
   type PagesJobData,
   QUEUE_PREFIX,
+  RUN_TTL_S,
   readRun,
+  runKeys,
   type SyncJobData,
   type SyncResult,
   updateSource,
@@ -15,7 +17,7 @@ import {
 import { Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
 import { asJobError } from '../confluence/errors.ts'
 import type { PageRef } from '../confluence/types.ts'
-import { saveCatalog } from '../ingest/catalog.ts'
+import { listedPages, saveCatalog } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText } from '../ingest/rows.ts'
 import type { ProcessorDeps } from '../worker.ts'
@@ -32,9 +34,32 @@ import { type BatchPage, reportProgress } from './pages.ts'
 //    a broken credential or permission change looks just like a deletion), fill in vectors that
 //    are missing (the model was unreachable, or was changed), and maintain the table (indexes,
 //    compaction).
+//
+// A finished sync can run again under the same job id (the dashboard's retry of a completed
+// job): that is a new run, so it crawls again. The job's data goes back to the request when the
+// sync completes, and a run whose finish step was already counted never trusts step data. Even
+// step data that is stale or forged (the dashboard queues any valid data) cannot delete a page
+// that the source's latest crawl listed: that page exists now.
 
 /** The job's data carries the sync's own state between its steps (shared SyncJobDataSchema). */
 type SyncState = SyncJobData
+
+/** What was asked for: the job's data without the state its crawl added. */
+const requestOf = ({ source_id, full, force }: SyncState): SyncState => ({
+  source_id,
+  ...(full === undefined ? {} : { full }),
+  ...(force === undefined ? {} : { force }),
+})
+
+/**
+ * The crawl of a run, a key next to its counters: its page batches' ids carry it, so the batches
+ * of an earlier run of the same job (kept by removeOnComplete/removeOnFail) neither stand in for
+ * this run's nor count among its failures.
+ */
+const crawlKey = (runId: string) => `${runKeys(runId).counters}:crawl`
+
+/** The job id prefix of one crawl's page batches (`-<n>` follows). */
+const batchPrefix = (runId: string, crawl: string) => `${jobId('pages', runId, crawl)}-`
 
 const SYNC_LOCK_TTL_S = 24 * 3600
 
@@ -80,6 +105,12 @@ export function createSyncProcessor(ingest: Ingest) {
   async function crawl(job: Job, data: SyncState, token: string, log: ProcessorDeps['log']) {
     const spec = await getSource(ingest.redis, data.source_id)
     if (spec === undefined) throw new UnrecoverableError(`source ${data.source_id} does not exist`)
+    const runId = job.id as string
+    // A crawl starts the run: counters of an earlier run of this job start again from zero (no
+    // batch of this run is out yet: they are queued after the step is recorded, below).
+    const run = runKeys(runId)
+    await ingest.redis.del(run.counters, run.counted, run.errors)
+    const crawlId = Date.now().toString(36)
     const embed = await chooseEmbedding()
 
     const source = await ingest.openSource(spec)
@@ -127,7 +158,8 @@ export function createSyncProcessor(ingest: Ingest) {
       discovered: listed.length,
       unchanged: listed.length - changed.length,
     })
-    await job.updateData({ ...data, step: 'finish', gone, indexed: indexed.size, embed })
+    await ingest.redis.set(crawlKey(runId), crawlId, 'EX', RUN_TTL_S)
+    await job.updateData({ ...requestOf(data), step: 'finish', gone, indexed: indexed.size, embed })
     await reportProgress(ingest, job.id as string)
     log.info(
       { source: spec.id, discovered: listed.length, changed: changed.length, gone: gone.length },
@@ -154,7 +186,7 @@ export function createSyncProcessor(ingest: Ingest) {
         data: payload,
         opts: {
           ...structuredClone(defaultJobOptions),
-          jobId: jobId('pages', job.id as string, n),
+          jobId: `${batchPrefix(runId, crawlId)}${n}`,
           parent: { id: job.id as string, queue: job.queueQualifiedName },
           // A batch that fails for good is reported by the sync, never blocks it.
           ignoreDependencyOnFailure: true,
@@ -169,14 +201,21 @@ export function createSyncProcessor(ingest: Ingest) {
 
   async function finish(job: Job, data: SyncState, log: ProcessorDeps['log']): Promise<SyncResult> {
     const runId = job.id as string
-    const gone = data.gone as string[]
+    // Step data is checked against the source's latest listing: a page listed there exists now,
+    // whatever an older (or forged) `gone` says.
+    const stated = data.gone ?? []
+    const listed = await listedPages(ingest.redis, data.source_id, stated)
+    const gone = stated.filter((id) => !listed.has(id))
     const errors: Array<{ page_id?: string; message: string }> = []
     // A batch that failed for good (after its retries) did not block the sync; its pages count
-    // as failed, each with the batch's reason.
+    // as failed, each with the batch's reason. Only this run's batches count.
     let lost = 0
+    const prefix = batchPrefix(runId, String(await ingest.redis.get(crawlKey(runId))))
     const failures = await job.getIgnoredChildrenFailures()
     for (const [key, reason] of Object.entries(failures)) {
-      const batch = await Job.fromId(ingest.queues.pages, key.slice(key.lastIndexOf(':') + 1))
+      const id = key.slice(key.lastIndexOf(':') + 1)
+      if (!id.startsWith(prefix)) continue
+      const batch = await Job.fromId(ingest.queues.pages, id)
       /* c8 ignore next: a batch removed by hand leaves nothing to count */
       for (const page of (batch?.data as PagesJobData | undefined)?.pages ?? []) {
         errors.push({ page_id: page.id, message: reason })
@@ -184,12 +223,13 @@ export function createSyncProcessor(ingest: Ingest) {
       }
     }
     let deleted = 0
-    const limit = Math.floor((data.indexed as number) * ingest.config.SYNC_MAX_DELETE_SHARE)
+    const indexed = data.indexed ?? 0
+    const limit = Math.floor(indexed * ingest.config.SYNC_MAX_DELETE_SHARE)
     if (gone.length > 0 && gone.length > limit && data.force !== true) {
-      const share = Math.round((100 * gone.length) / (data.indexed as number))
+      const share = Math.round((100 * gone.length) / indexed)
       errors.push({
         message:
-          `Refused to delete ${gone.length} of ${data.indexed} indexed pages (${share}%, over ` +
+          `Refused to delete ${gone.length} of ${indexed} indexed pages (${share}%, over ` +
           `SYNC_MAX_DELETE_SHARE=${ingest.config.SYNC_MAX_DELETE_SHARE}): check the source's ` +
           'credentials and permissions, then sync with {"force":true} if the pages were really removed',
       })
@@ -242,14 +282,23 @@ export function createSyncProcessor(ingest: Ingest) {
     return result
   }
 
+  /** True when this job's run got through its finish step: running it again is a new run. */
+  async function finished(job: Job): Promise<boolean> {
+    return (await ingest.redis.sismember(runKeys(job.id as string).counted, 'finish')) === 1
+  }
+
   return async function sync(job: Job, { log, token }: ProcessorDeps) {
     const data = job.data as SyncState
     if (!(await claim(job, data.source_id))) {
       log.info({ source: data.source_id }, 'a sync of this source is already running; skipped')
       return { skipped: 'a sync of this source is already running' }
     }
-    if (data.step !== 'finish') await crawl(job, data, token as string, log)
+    if (data.step !== 'finish' || (await finished(job))) {
+      await crawl(job, data, token as string, log)
+    }
     const result = await finish(job, job.data as SyncState, log)
+    // The run is over: its state leaves the job's data, so running the job again crawls again.
+    await job.updateData(requestOf(data))
     await release(data.source_id, job)
     return result
   }
