@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   createSource,
+  defaultJobOptions,
   getSource,
   JobName,
   loadWorkerConfig,
@@ -237,5 +238,42 @@ t.test(
         labels: ['x'],
       },
     ])
+  },
+)
+
+t.test(
+  'jobs the worker queues itself carry the retries and retention of the contract',
+  async (t) => {
+    const rig = await ingestRig(t, { pages: generatedSpace(3) })
+    const { ingest } = await rig.startWorker()
+    const source = await createSource(rig.client, {
+      name: 'scheduled',
+      kind: 'cloud',
+      base_url: rig.confluence.baseUrl,
+      spaces: ['ENG'],
+      schedule: '0 * * * *',
+    })
+    // The syncs of a schedule reconciled at boot, and the upkeep a finished sync asks for.
+    await reconcileSchedulers(rig.client, ingest.ingest.queues.sync, pino({ level: 'silent' }))
+    const scheduler = await ingest.ingest.queues.sync.getJobScheduler(syncSchedulerId(source.id))
+    t.match(scheduler?.template?.opts, {
+      attempts: defaultJobOptions.attempts,
+      removeOnComplete: defaultJobOptions.removeOnComplete,
+      removeOnFail: defaultJobOptions.removeOnFail,
+    })
+    const run = await rig.waitFor(await rig.enqueue(source.id))
+    t.equal(run.state, 'completed', run.failedReason ?? '')
+    const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+    t.teardown(() => queue.close())
+    const upkeep = (
+      await queue.getJobs(['waiting', 'active', 'completed', 'delayed', 'failed'])
+    ).filter((job) => job?.name === JobName.maintain)
+    t.ok(upkeep.length > 0, 'the sync asked for upkeep')
+    for (const job of upkeep) {
+      t.match(job.opts, {
+        attempts: defaultJobOptions.attempts,
+        removeOnComplete: defaultJobOptions.removeOnComplete,
+      })
+    }
   },
 )

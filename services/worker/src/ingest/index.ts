@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import {
+  defaultJobOptions,
   JobName,
   QUEUE_PREFIX,
   QueueName,
@@ -40,9 +41,16 @@ export type RunningIngest = { ingest: Ingest; registry: ProcessorRegistry; close
 export async function createIngest(config: WorkerConfig, log: Logger): Promise<RunningIngest> {
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null })
   redis.on('error', () => {}) // reported by the worker's own connection
+  // The contract's retries and retention for every job the worker queues itself: upkeep, page
+  // batches and the syncs its Job Schedulers create (like the api's queues).
+  const options = () => ({
+    connection: redis,
+    prefix: QUEUE_PREFIX,
+    defaultJobOptions: structuredClone(defaultJobOptions) as never,
+  })
   const queues = {
-    sync: new Queue(QueueName.sync, { connection: redis, prefix: QUEUE_PREFIX }),
-    pages: new Queue(QueueName.pages, { connection: redis, prefix: QUEUE_PREFIX }),
+    sync: new Queue(QueueName.sync, options()),
+    pages: new Queue(QueueName.pages, options()),
   }
   for (const queue of Object.values(queues)) queue.on('error', () => {}) // reported as above
   const store = await openChunkStore({
