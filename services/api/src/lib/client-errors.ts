@@ -23,14 +23,14 @@ function bodyFor(err: NodeJS.ErrnoException): ErrorBody {
   }
   return {
     error: ErrorCode.malformedRequest,
-    message: `The request is not valid HTTP/1.1 (${err.code ?? 'parse error'})`,
+    message: `The request is not valid HTTP/1.1 (${err.code})`,
     statusCode: 400,
   }
 }
 
 export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  // A reset connection has nobody left to answer.
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  // A reset connection (ECONNRESET) is destroyed already: nobody is left to answer.
+  if (socket.destroyed) return
   const answer = bodyFor(err)
   const status = answer.statusCode
   const body = JSON.stringify(answer)
