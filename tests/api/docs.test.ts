@@ -45,6 +45,15 @@ t.test('the OpenAPI 3 document describes every operation with its schemas', asyn
   t.same(doc.security, [{ bearer: [] }])
   t.equal(doc.components.securitySchemes.bearer.scheme, 'bearer')
   t.ok(doc.components.schemas.Error, 'the error shape is a named schema')
+  const limit = doc.paths['/api/jobs'].get.parameters.find(
+    (p: { name: string }) => p.name === 'limit',
+  )
+  t.match(limit, { in: 'query', required: false, schema: { default: 50 } }, 'a default is optional')
+  for (const [path, item] of Object.entries<Record<string, { responses: object }>>(doc.paths)) {
+    for (const [method, operation] of Object.entries(item)) {
+      t.ok('403' in operation.responses, `${method} ${path} documents the Host/Origin 403`)
+    }
+  }
 
   // Ingestion: admin operations under the global Bearer requirement, with their schemas.
   const op = (key: string) => {

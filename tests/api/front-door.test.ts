@@ -108,6 +108,13 @@ t.test('a JSON route refuses a stream or a file body (415) and the api stays up'
     body: '{"full":true}',
   })
   t.equal(curl.status, 202)
+  // A body with no Content-Type at all is read as JSON too.
+  const untyped = await rawRequest(
+    Number(new URL(url).port),
+    `POST /api/sources/${id}/sync HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN_KEY}\r\n` +
+      'Content-Length: 13\r\nConnection: close\r\n\r\n{"full":true}',
+  )
+  t.match(untyped, /^HTTP\/1\.1 202 /)
 })
 
 t.test('a page of another site cannot call the API, even with cached credentials', async (t) => {

@@ -27,44 +27,47 @@ async function upstream(t: Test, handler: Handler): Promise<string> {
 const chat = (stream: boolean) =>
   JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream })
 
-t.test('a final line without done_reason or counts is still a complete answer', async (t) => {
-  const ollama = await upstream(t, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/x-ndjson' })
-    // Only what Ollama must write: model and done; message on the token line.
-    res.write(
-      `${JSON.stringify({ model: 'm', message: { role: 'assistant', content: 'Hi' }, done: false })}\n`,
-    )
-    res.end(`${JSON.stringify({ model: 'm', done: true, eval_count: 3 })}\n`)
-  })
-  const { url } = await listenTestApp(t, { OLLAMA_URL: ollama })
-  const streamed = await wire(`${url}/api/chat`, {
-    method: 'POST',
-    headers: jsonHeaders(),
-    body: chat(true),
-  })
-  t.equal(streamed.status, 200)
-  t.match(ndjson(streamed.text).at(-1), {
-    done: true,
-    usage: { prompt_tokens: 0, completion_tokens: 3, total_tokens: 3 },
-  })
-  const one = await upstream(t, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify({ model: 'm', done: true }))
-  })
-  const bare = await listenTestApp(t, { OLLAMA_URL: one })
-  const answer = await wire(`${bare.url}/api/chat`, {
-    method: 'POST',
-    headers: jsonHeaders(),
-    body: chat(false),
-  })
-  t.equal(answer.status, 200, answer.text)
-  t.match(answer.json, {
-    object: 'chat.completion',
-    model: 'm',
-    choices: [{ message: { role: 'assistant', content: '' }, finish_reason: 'stop' }],
-    usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
-  })
-})
+t.test(
+  'a final line without done_reason, counts or model is still a complete answer',
+  async (t) => {
+    const ollama = await upstream(t, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+      // Only what Ollama must write: model and done; message on the token line.
+      res.write(
+        `${JSON.stringify({ model: 'm', message: { role: 'assistant', content: 'Hi' }, done: false })}\n`,
+      )
+      res.end(`${JSON.stringify({ model: 'm', done: true, eval_count: 3 })}\n`)
+    })
+    const { url } = await listenTestApp(t, { OLLAMA_URL: ollama })
+    const streamed = await wire(`${url}/api/chat`, {
+      method: 'POST',
+      headers: jsonHeaders(),
+      body: chat(true),
+    })
+    t.equal(streamed.status, 200)
+    t.match(ndjson(streamed.text).at(-1), {
+      done: true,
+      usage: { prompt_tokens: 0, completion_tokens: 3, total_tokens: 3 },
+    })
+    const one = await upstream(t, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ done: true }))
+    })
+    const bare = await listenTestApp(t, { OLLAMA_URL: one })
+    const answer = await wire(`${bare.url}/api/chat`, {
+      method: 'POST',
+      headers: jsonHeaders(),
+      body: chat(false),
+    })
+    t.equal(answer.status, 200, answer.text)
+    t.match(answer.json, {
+      object: 'chat.completion',
+      model: 'llama3.2',
+      choices: [{ message: { role: 'assistant', content: '' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+    })
+  },
+)
 
 t.test("a non-streamed answer cut mid-way, or not Ollama's, is a 502 naming Ollama", async (t) => {
   const cut = await upstream(t, (_req, res) => {
@@ -94,6 +97,22 @@ t.test("a non-streamed answer cut mid-way, or not Ollama's, is a 502 naming Olla
       })
     }
   }
+})
+
+t.test('a non-streamed generate answer is passed on as written, white space and all', async (t) => {
+  const written = '\n  {"model":"m","response":"Hi","done":true}\r\n'
+  const ollama = await upstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(written)
+  })
+  const { url } = await listenTestApp(t, { OLLAMA_URL: ollama })
+  const res = await wire(`${url}/api/generate`, {
+    method: 'POST',
+    headers: jsonHeaders(),
+    body: '{"prompt":"hi"}',
+  })
+  t.equal(res.status, 200)
+  t.equal(res.text, written)
 })
 
 t.test('a body nested too deeply to pass on is a 400, not a 500', async (t) => {

@@ -214,18 +214,16 @@ export const JobListSchema = Type.Object(
   { $id: 'JobList', title: 'JobList' },
 )
 
-export const DEFAULT_JOB_LIMIT = 50
+const DEFAULT_JOB_LIMIT = 50
 
 export const JobListQuery = Type.Object({
   source_id: Type.Optional(Type.String({ pattern: '^src_[0-9a-f]{12}$' })),
-  limit: Type.Optional(
-    Type.Integer({
-      minimum: 1,
-      maximum: 200,
-      default: DEFAULT_JOB_LIMIT,
-      description: 'How many jobs at most',
-    }),
-  ),
+  limit: Type.Integer({
+    minimum: 1,
+    maximum: 200,
+    default: DEFAULT_JOB_LIMIT,
+    description: 'How many jobs at most',
+  }),
 })
 
 export const ExportUploadQuery = Type.Object({

@@ -16,8 +16,11 @@ const STATUS_CODES: Record<number, string> = {
 }
 
 /** The media type of a Content-Type header, lower-cased, without parameters. */
-export const mediaType = (header: string | undefined): string =>
-  (header ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
+export function mediaType(header: string | undefined): string {
+  const value = header ?? ''
+  const semicolon = value.indexOf(';')
+  return (semicolon === -1 ? value : value.slice(0, semicolon)).trim().toLowerCase()
+}
 
 // Types read as JSON besides application/json (which Fastify's own parser reads).
 const JSON_LIKE = new Set(['', 'text/plain', 'application/x-www-form-urlencoded'])

@@ -15,9 +15,11 @@ declare module 'fastify' {
   }
 }
 
+type Parameter = { required?: boolean; schema?: { default?: unknown } }
 type Operation = {
   requestBody: { required: boolean }
   responses: Record<string, unknown>
+  parameters?: Parameter[]
   [OPTIONAL_BODY]?: boolean
 }
 type Paths = Record<string, Record<string, Operation>>
@@ -33,6 +35,11 @@ function fixUp(doc: { paths: Paths }) {
   for (const item of Object.values(doc.paths)) {
     for (const op of Object.values(item)) {
       op.responses['403'] ??= GUARD_403
+      // A parameter with a default may be left out (the default is filled in), whatever the
+      // schema's `required` list says.
+      for (const parameter of op.parameters ?? []) {
+        if (parameter.schema?.default !== undefined) parameter.required = false
+      }
       if (op[OPTIONAL_BODY] === undefined) continue
       delete op[OPTIONAL_BODY]
       op.requestBody.required = false

@@ -12,7 +12,7 @@ import type { Job } from 'bullmq'
 import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import { errorResponses } from '../../schemas/common.ts'
-import { DEFAULT_JOB_LIMIT, JobListQuery, JobListSchema } from '../../schemas/sources.ts'
+import { JobListQuery, JobListSchema } from '../../schemas/sources.ts'
 
 // Sync and purge jobs (admin): state, progress counters and per-page errors. Counters and
 // errors are read from the run's Redis record, which every page batch feeds, so they are live
@@ -116,8 +116,7 @@ const jobs: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request) => {
-      const { source_id } = request.query
-      const limit = request.query.limit ?? DEFAULT_JOB_LIMIT
+      const { source_id, limit } = request.query
       const perState = await Promise.all(STATES.map((state) => fromState(state, limit, source_id)))
       const selected = perState
         .flat()

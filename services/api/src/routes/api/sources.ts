@@ -79,19 +79,17 @@ function checkSchedule(pattern: string | undefined, field: string): void {
   }
 }
 
-/** Creates the source's Job Scheduler; a source whose schedule cannot be stored is removed. */
+/**
+ * Creates the source's Job Scheduler (its pattern was checked before anything was stored). Should
+ * Redis fail between the two writes, the worker reconciles schedulers with sources at boot.
+ */
 async function schedule(fastify: FastifyInstance, spec: SourceSpec): Promise<void> {
   if (spec.schedule === undefined) return
-  try {
-    await fastify.queues[QueueName.sync].upsertJobScheduler(
-      syncSchedulerId(spec.id),
-      { pattern: spec.schedule, tz: 'UTC' },
-      scheduledSyncTemplate(spec.id),
-    )
-  } catch (err) {
-    await removeSource(fastify.redis, spec)
-    throw err
-  }
+  await fastify.queues[QueueName.sync].upsertJobScheduler(
+    syncSchedulerId(spec.id),
+    { pattern: spec.schedule, tz: 'UTC' },
+    scheduledSyncTemplate(spec.id),
+  )
 }
 
 async function enqueueSync(
