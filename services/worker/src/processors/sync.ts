@@ -106,8 +106,9 @@ export function createSyncProcessor(ingest: Ingest) {
     const spec = await getSource(ingest.redis, data.source_id)
     if (spec === undefined) throw new UnrecoverableError(`source ${data.source_id} does not exist`)
     const runId = job.id as string
-    // A crawl starts the run: counters of an earlier run of this job start again from zero (no
-    // batch of this run is out yet: they are queued after the step is recorded, below).
+    // A crawl starts the run: counters of an earlier run of this job start again from zero. (An
+    // attempt that died between queueing its batches and recording its step left those batches
+    // out: they still write their pages, and this crawl queues its own under a new crawl id.)
     const run = runKeys(runId)
     await ingest.redis.del(run.counters, run.counted, run.errors)
     const crawlId = Date.now().toString(36)
@@ -159,7 +160,6 @@ export function createSyncProcessor(ingest: Ingest) {
       unchanged: listed.length - changed.length,
     })
     await ingest.redis.set(crawlKey(runId), crawlId, 'EX', RUN_TTL_S)
-    await job.updateData({ ...requestOf(data), step: 'finish', gone, indexed: indexed.size, embed })
     await reportProgress(ingest, job.id as string)
     log.info(
       { source: spec.id, discovered: listed.length, changed: changed.length, gone: gone.length },
@@ -193,9 +193,13 @@ export function createSyncProcessor(ingest: Ingest) {
         },
       })
     }
-    if (batches.length > 0) {
-      await ingest.queues.pages.addBulk(batches as never)
-      if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError()
+    if (batches.length > 0) await ingest.queues.pages.addBulk(batches as never)
+    // The step is recorded only once every batch is queued: a crash or a Redis error before
+    // that leaves the step unrecorded, and the retry crawls again instead of finishing a sync
+    // whose changed pages were never written.
+    await job.updateData({ ...requestOf(data), step: 'finish', gone, indexed: indexed.size, embed })
+    if (batches.length > 0 && (await job.moveToWaitingChildren(token))) {
+      throw new WaitingChildrenError()
     }
   }
 
