@@ -264,6 +264,49 @@ t.test('links to pages, anchors, attachments, users, spaces and URLs', async (t)
   t.equal(md('<p><ri:user ri:account-id="abc" /> wrote</p>', options), '@Ann Smith wrote\n')
 })
 
+t.test('anchor links carry the heading ids of their deployment', async (t) => {
+  const link = (inner: string, anchor: string, options: Parameters<typeof md>[1]) =>
+    md(`<p><ac:link ac:anchor="${anchor}">${inner}</ac:link></p>`, {
+      baseUrl: 'https://wiki.acme.test/confluence',
+      spaceKey: 'OPS',
+      pageId: '7',
+      ...options,
+    })
+  const dc = { anchorStyle: 'server', pageTitle: 'Release Notes' } as const
+  // Data Center: `<page title>-<anchor>`, the whitespace of both removed, on the page it names.
+  t.equal(link('', 'install', dc), '[install](#ReleaseNotes-install)\n')
+  t.equal(link('', 'Getting Started', dc), '[Getting Started](#ReleaseNotes-GettingStarted)\n')
+  t.equal(
+    link('<ri:page ri:content-title="Deploy Guide" />', 'Roll back', dc),
+    '[Deploy Guide](https://wiki.acme.test/confluence/display/OPS/Deploy+Guide#DeployGuide-Rollback)\n',
+  )
+  t.equal(
+    link('<ri:blog-post ri:content-title="Q3 plan" />', 'Goals', dc),
+    '[Q3 plan](https://wiki.acme.test/confluence/display/OPS/Q3+plan#Q3plan-Goals)\n',
+  )
+  t.equal(
+    link('', 'install', { anchorStyle: 'server' }),
+    '[install](#-install)\n',
+    'without its title, only the anchor part of the id is known',
+  )
+  // Cloud: the heading text with `-` for spaces; an anchor its editor wrote encoded stays as is.
+  const cloud = { anchorStyle: 'cloud', pageTitle: 'Release Notes' } as const
+  t.equal(link('', 'Getting Started', cloud), '[Getting Started](#Getting-Started)\n')
+  t.equal(link('', 'install', {}), '[install](#install)\n', 'Cloud is the default')
+  t.equal(
+    link('<ri:page ri:content-title="My Dashboard" />', 'QueryPie-Web%EC%97%90', cloud),
+    '[My Dashboard](https://wiki.acme.test/confluence/display/OPS/My+Dashboard#QueryPie-Web%EC%97%90)\n',
+  )
+  t.equal(link('', 'QueryPie-Web%EC%97%90', cloud), '[QueryPie-Web에](#QueryPie-Web%EC%97%90)\n')
+  t.equal(link('', '100%', cloud), '[100%](#100%25)\n', 'a lone % is taken as written')
+  // Other targets keep the anchor as written.
+  t.equal(
+    link('<ri:attachment ri:filename="a.pdf" />', 'page=2', dc),
+    '[a.pdf](https://wiki.acme.test/confluence/download/attachments/7/a.pdf#page=2)\n',
+  )
+  t.equal(link('<ri:user ri:account-id="nobody" />', 'x', dc), '@nobody\n')
+})
+
 t.test('with a base URL, page and attachment links are real Confluence URLs', async (t) => {
   const options = { baseUrl: 'https://acme.atlassian.net/wiki/', spaceKey: 'ENG', pageId: '42' }
   t.equal(

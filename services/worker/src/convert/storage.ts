@@ -1,5 +1,6 @@
 import type { ChildNode, Element } from 'domhandler'
 import { parseDocument } from 'htmlparser2'
+import { anchorOf } from '../chunk/anchor.ts'
 import { emoticon } from './emoticons.ts'
 import { buildTable } from './tables.ts'
 
@@ -29,6 +30,13 @@ export type ConvertOptions = {
   resolveUser?: (target: UserTarget) => { displayName: string; url?: string } | undefined
   /** Jira base URL (`https://acme.atlassian.net`), to link issue keys. */
   jiraBaseUrl?: string
+  /**
+   * How the site names its heading and anchor ids, for `ac:anchor` links (chunk/anchor.ts):
+   * Cloud `Heading-text`, Server / Data Center `PageTitle-Headingtext`. Default 'cloud'.
+   */
+  anchorStyle?: 'cloud' | 'server'
+  /** The page's own title: a Data Center anchor on this page starts with it. */
+  pageTitle?: string
 }
 
 export type Prepared = { html: string; code: string[]; warnings: string[] }
@@ -551,6 +559,23 @@ function user(el: Element, ctx: Context): string {
   return url ? `<a href="${escapeAttr(url)}">${escapeText(text)}</a>` : escapeText(text)
 }
 
+/**
+ * The URL fragment of an `ac:anchor` (a heading's text or an anchor macro's name) on the page
+ * titled `pageTitle`, as the site's own links carry it. Cloud's editor writes the anchor already
+ * encoded (`QueryPie-Web%EC%97%90`): it is decoded first, so it is never encoded twice.
+ */
+function fragment(anchor: string, pageTitle: string, options: ConvertOptions): string {
+  return anchorOf(anchorName(anchor), pageTitle, options.anchorStyle ?? 'cloud')
+}
+
+function anchorName(anchor: string): string {
+  try {
+    return decodeURIComponent(anchor)
+  } catch {
+    return anchor // a lone `%`: taken as written
+  }
+}
+
 function link(node: Element, ctx: Context, depth: number): string {
   const anchor = node.attribs['ac:anchor']
   const richBody = child(node, 'ac:link-body')
@@ -558,13 +583,16 @@ function link(node: Element, ctx: Context, depth: number): string {
   let href = ''
   let label = ''
   const target = childElements(node).find((c) => c.name.startsWith('ri:'))
+  // The page an anchor is on, when the link names one (its title starts a Data Center anchor).
+  let anchorPage: string | undefined
   if (target === undefined) {
-    href = anchor ? `#${anchor}` : ''
-    label = anchor ?? ''
+    anchorPage = ctx.options.pageTitle ?? ''
+    label = anchor ? anchorName(anchor) : ''
   } else if (target.name === 'ri:page' || target.name === 'ri:blog-post') {
     const title = target.attribs['ri:content-title'] ?? ''
     href = pageUrl({ title, spaceKey: target.attribs['ri:space-key'] }, ctx.options)
     label = title
+    anchorPage = title
   } else if (target.name === 'ri:attachment') {
     const filename = target.attribs['ri:filename'] ?? ''
     href = attachmentUrl(filename, ctx.options)
@@ -589,7 +617,11 @@ function link(node: Element, ctx: Context, depth: number): string {
       : `confluence://content/${encodeURIComponent(id)}`
     label = `content ${id}`
   }
-  if (anchor && target !== undefined && href && !href.includes('#')) href += `#${anchor}`
+  if (anchor && !href.includes('#')) {
+    // Other targets (an attachment, a page by id) carry the anchor as written.
+    if (anchorPage !== undefined) href += `#${fragment(anchor, anchorPage, ctx.options)}`
+    else if (href) href += `#${anchor}`
+  }
   let text = ''
   if (richBody) text = children(richBody.children, ctx, depth + 1)
   else if (plainBody) text = escapeText(textOf(plainBody))

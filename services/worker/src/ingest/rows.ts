@@ -22,12 +22,15 @@ export type PageContext = {
 export type PageRows = { rows: Array<Omit<ChunkRow, 'vector' | 'embed_model'>>; warnings: string[] }
 
 export function pageRows(page: PageBody, ctx: PageContext): PageRows {
+  const anchorStyle = ctx.kind === 'cloud' ? 'cloud' : 'server'
   const { markdown, warnings } = convertStorage(page.body, {
     baseUrl: ctx.baseUrl || undefined,
     spaceKey: page.spaceKey,
     pageId: page.id,
     resolvePage: (target) => ctx.resolvers.resolvePage(target, page.spaceKey),
     resolveUser: ctx.resolvers.resolveUser,
+    anchorStyle,
+    pageTitle: page.title,
   })
   const chunks = chunkMarkdown(
     markdown,
@@ -38,7 +41,7 @@ export function pageRows(page: PageBody, ctx: PageContext): PageRows {
       space: ctx.spaceName,
       ancestors: [...ctx.ancestors],
     },
-    { anchorStyle: ctx.kind === 'cloud' ? 'cloud' : 'server' },
+    { anchorStyle },
   )
   const base = {
     source_id: ctx.sourceId,
