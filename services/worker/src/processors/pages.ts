@@ -12,16 +12,35 @@ import type { PageBody, PageRef } from '../confluence/types.ts'
 import { loadCatalog, type Resolvers } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText, pageRows } from '../ingest/rows.ts'
+import { SourceGoneError } from '../store/chunks.ts'
 import type { ProcessorDeps } from '../worker.ts'
 
-// A batch of changed pages of one sync: fetch their bodies in bulk, convert and chunk each,
-// embed every chunk in batched calls, and write the batch to LanceDB in one merge insert (which
-// also drops each page's old chunks). A page that fails is recorded and skipped; its old rows
-// stay until a sync can read it again. Retrying the whole batch is safe: the write is an upsert
-// keyed by chunk id, and the run's counters take each batch once.
+// A batch of changed pages of one sync: fetch their bodies in bulk, then convert and chunk each
+// page, and embed and write the chunks in sub-batches: a sub-batch is written (one merge insert,
+// which also drops its pages' old chunks) once the bodies converted into it reach
+// SUB_BATCH_BYTES or its chunks SUB_BATCH_ROWS, so the memory a batch holds is bounded by bytes
+// and rows, not only by its page count (a few pages of several MB each would otherwise hold all
+// their chunks, texts, vectors and Arrow copies at once). A page is never split: its chunks are
+// replaced in one commit. A page that fails is recorded and skipped; its old rows stay until a
+// sync can read it again. Retrying the whole batch is safe: the write is an upsert keyed by chunk
+// id, and the run's counters take each batch once.
+//
+// A source deleted while its batch runs: each write checks, under the writer lock, that the
+// source is still registered, and the batch stops at the first refusal, writing nothing more
+// and counting nothing (its purge removes what earlier sub-batches wrote).
 
 /** A page of a batch: the listing entry and its ancestors' titles (the shared BatchPageSchema). */
 export type BatchPage = PageRef & { ancestors: string[] }
+
+/** Storage bytes converted into one sub-batch before it is embedded and written. */
+export const SUB_BATCH_BYTES = 4 * 1024 * 1024
+/** Chunks in one sub-batch before it is embedded and written (about one LanceDB merge's worth). */
+export const SUB_BATCH_ROWS = 2_000
+
+const SKIPPED = { skipped: 'the source was deleted' } as const
+const REFUSED = { skipped: 'the source was deleted while the batch ran: nothing more written' }
+
+type Row = Parameters<Ingest['store']['replacePages']>[2][number]
 
 export function createPagesProcessor(ingest: Ingest) {
   // The catalog is written once per crawl, before its batches go out, so the batches of one
@@ -41,18 +60,19 @@ export function createPagesProcessor(ingest: Ingest) {
   return async function pages(job: Job, { log }: ProcessorDeps) {
     const data = job.data as PagesJobData
     const spec = await getSource(ingest.redis, data.source_id)
-    if (spec === undefined) return { skipped: 'the source was deleted' }
+    if (spec === undefined) return SKIPPED
+    const registered = async () => (await getSource(ingest.redis, spec.id)) !== undefined
 
     // Stage timings go into the job's result: the dashboard shows them, the bench reads them.
     const ms = { fetch: 0, convert: 0, embed: 0, write: 0 }
     let mark = performance.now()
     const lap = (stage: keyof typeof ms) => {
       const now = performance.now()
-      ms[stage] = Math.round(now - mark)
+      ms[stage] += Math.round(now - mark)
       mark = now
     }
     const source = await ingest.openSource(spec)
-    let bodies: Array<PageBody | { id: string; message: string }>
+    let bodies: Array<PageBody | { id: string; message: string } | undefined>
     try {
       bodies = await source.fetchBodies(data.pages)
     } catch (err) {
@@ -66,11 +86,59 @@ export function createPagesProcessor(ingest: Ingest) {
     const byId = new Map(data.pages.map((p) => [p.id, p]))
     const errors: PageError[] = []
     const written: string[] = []
-    const rows: Parameters<typeof ingest.store.replacePages>[2] = []
-    for (const body of bodies) {
+    const embedded: string[] = []
+    let chunks = 0
+    let writes = 0
+    let embedding = data.embed
+
+    // The pages converted since the last write, their rows and the storage bytes they came from.
+    let pending: { pages: string[]; rows: Row[]; bytes: number } = { pages: [], rows: [], bytes: 0 }
+    /** Embeds and writes the pending pages; false when the source is gone (nothing written). */
+    const flush = async (): Promise<boolean> => {
+      const { pages, rows } = pending
+      pending = { pages: [], rows: [], bytes: 0 }
+      if (pages.length === 0) return true
+      lap('convert')
+      if (embedding !== null) {
+        const vectors = await ingest.embedder.embed(rows.map(embedText))
+        if (vectors === null) {
+          log.warn(
+            { model: embedding.model },
+            'embedding model unreachable: pages stored without vectors, filled in on a later sync',
+          )
+          // The rest of the batch is stored without vectors too, without asking again.
+          embedding = null
+        } else {
+          const model = embedding.model
+          rows.forEach((row, i) => {
+            row.vector = vectors[i] as Float32Array
+            row.embed_model = model
+          })
+        }
+      }
+      lap('embed')
+      try {
+        await ingest.store.replacePages(spec.id, pages, rows, registered)
+      } catch (err) {
+        if (err instanceof SourceGoneError) return false
+        throw err
+      }
+      lap('write')
+      writes++
+      chunks += rows.length
+      written.push(...pages)
+      if (rows[0]?.vector !== null) embedded.push(...pages)
+      return true
+    }
+
+    for (const [i, body] of bodies.entries()) {
+      // The batch keeps no body it is done with: a large one is freed as soon as it is converted.
+      bodies[i] = undefined
       // Between pages the other batches' replies (embeddings, writes, fetches) get their turn:
       // converting a whole batch in one go would hold them back for its whole length.
       await yieldToEvents()
+      /* c8 ignore next: bodies are only read once, in order */
+      if (body === undefined) continue
       if (!('body' in body)) {
         errors.push({ page_id: body.id, message: body.message })
         continue
@@ -85,47 +153,33 @@ export function createPagesProcessor(ingest: Ingest) {
           ancestors: (byId.get(body.id) as BatchPage).ancestors,
           resolvers,
         })
-        for (const row of page.rows) rows.push({ ...row, vector: null, embed_model: '' })
-        written.push(body.id)
+        for (const row of page.rows) pending.rows.push({ ...row, vector: null, embed_model: '' })
+        pending.pages.push(body.id)
+        pending.bytes += Buffer.byteLength(body.body)
       } catch (err) {
         errors.push({ page_id: body.id, message: `conversion failed: ${(err as Error).message}` })
       }
+      const full = pending.bytes >= SUB_BATCH_BYTES || pending.rows.length >= SUB_BATCH_ROWS
+      if (full && !(await flush())) return REFUSED
     }
-
+    if (!(await flush())) return REFUSED
     lap('convert')
-    let embedded = 0
-    if (data.embed !== null && rows.length > 0) {
-      const vectors = await ingest.embedder.embed(rows.map(embedText))
-      if (vectors === null) {
-        log.warn(
-          { model: data.embed.model },
-          'embedding model unreachable: pages stored without vectors, filled in on a later sync',
-        )
-      } else {
-        rows.forEach((row, i) => {
-          row.vector = vectors[i] as Float32Array
-          row.embed_model = data.embed?.model as string
-        })
-        embedded = written.length
-      }
-    }
-    lap('embed')
-    await ingest.store.replacePages(spec.id, written, rows)
-    lap('write')
 
     await addToRun(
       ingest.redis,
       data.run_id,
       job.id as string,
-      { converted: written.length, embedded, failed: errors.length },
+      { converted: written.length, failed: errors.length },
       errors,
+      embedded,
     )
     await reportProgress(ingest, data.run_id)
     return {
       converted: written.length,
-      embedded,
+      embedded: embedded.length,
       failed: errors.length,
-      chunks: rows.length,
+      chunks,
+      writes,
       ms,
     }
   }

@@ -62,6 +62,18 @@ export type VectorItem = { chunk_id: string; vector: ArrayLike<number> }
 
 export type ReplaceResult = { inserted: number; updated: number; deleted: number }
 
+/**
+ * Asked under the writer lock, right before a write commits: false refuses the write. A purge
+ * takes the same lock, so a write that saw its source registered commits before the purge's
+ * delete, and one that runs after the source was removed writes nothing.
+ */
+export type WriteGuard = () => Promise<boolean>
+
+/** replacePages refused: its guard said the source is gone (deleted while the write waited). */
+export class SourceGoneError extends Error {
+  override name = 'SourceGoneError'
+}
+
 export type MaintainReport = {
   rows: number
   /** Names of the table's indices after maintenance. */
@@ -93,6 +105,8 @@ export type ChunkStore = {
     sourceId: string,
     pageIds: readonly string[],
     rows: ChunkRow[],
+    /** Checked under the lock before anything is written; false throws SourceGoneError. */
+    guard?: WriteGuard,
   ): Promise<ReplaceResult>
   /** Rows deleted. */
   deletePages(sourceId: string, pageIds: readonly string[]): Promise<number>
@@ -263,12 +277,15 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       return pages
     },
 
-    async replacePages(sourceId, pageIds, rows) {
+    async replacePages(sourceId, pageIds, rows, guard) {
       const { pages, ids } = validateRows(sourceId, rows)
       for (const id of pageIds) pages.add(id)
       if (pages.size === 0) return { inserted: 0, updated: 0, deleted: 0 }
       const scope = `${bySource(sourceId)} AND ${ChunkColumn.pageId} IN ${sqlStringList(pages)}`
       return locked(async (signal) => {
+        if (guard !== undefined && !(await guard())) {
+          throw new SourceGoneError(`source ${sourceId} is gone: its pages were not written`)
+        }
         if (rows.length === 0) {
           const t = await openTable()
           const deleted = t === null ? 0 : (await t.delete(scope)).numDeletedRows
