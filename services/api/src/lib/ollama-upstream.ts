@@ -118,13 +118,13 @@ export class OllamaUpstream {
 
   /**
    * The whole body of a non-streamed answer. A connection cut mid-way is a 502 naming Ollama,
-   * not an internal error; an abort (the client left) passes through.
+   * not an internal error. (When the client left and the read was aborted, the error handler
+   * finds no one to answer and only logs it.)
    */
   async bytes(response: UpstreamResponse): Promise<Buffer> {
     try {
       return Buffer.from(await response.body.arrayBuffer())
     } catch (err) {
-      if ((err as Error).name === 'AbortError') throw err
       throw new AppError(
         502,
         ErrorCode.ollamaError,
