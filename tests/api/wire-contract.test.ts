@@ -59,6 +59,8 @@ type Probe = {
 type Ctx = {
   /** Registers a source over the wire and returns its id. */
   createSource(name: string): Promise<string>
+  /** Uploads `exportZip` over the wire as an export source and returns its id. */
+  createExport(name: string): Promise<string>
   /** A minimal readable HTML space export zip. */
   exportZip: Buffer
   /** A source name no other case uses. */
@@ -484,6 +486,96 @@ const CASES: Record<string, Case> = {
     ],
   },
 
+  'PUT /api/sources/{id}/export 400': {
+    probes: async (c) => {
+      const id = await c.createExport(c.name('replace-garbage'))
+      return [
+        {
+          what: 'an id that is no source id',
+          method: 'PUT',
+          path: '/api/sources/nope/export',
+          key: admin,
+          raw: c.exportZip,
+          type: 'application/zip',
+        },
+        {
+          what: 'a body that is not a zip',
+          method: 'PUT',
+          path: `/api/sources/${id}/export`,
+          key: admin,
+          raw: Buffer.from('this is not a zip file'),
+          type: 'application/zip',
+          error: 'invalid_export',
+        },
+      ]
+    },
+  },
+  'PUT /api/sources/{id}/export 404': {
+    probes: (c) => [
+      {
+        what: 'an unknown source',
+        method: 'PUT',
+        path: `/api/sources/${UNKNOWN_SOURCE}/export`,
+        key: admin,
+        raw: c.exportZip,
+        type: 'application/zip',
+        error: 'source_not_found',
+      },
+    ],
+  },
+  'PUT /api/sources/{id}/export 409': {
+    probes: async (c) => [
+      {
+        what: 'a source that is not an export',
+        method: 'PUT',
+        path: `/api/sources/${await c.createSource(c.name('replace-cloud'))}/export`,
+        key: admin,
+        raw: c.exportZip,
+        type: 'application/zip',
+        error: 'not_an_export_source',
+      },
+    ],
+  },
+  'PUT /api/sources/{id}/export 413': {
+    probes: async (c) => [
+      {
+        what: 'a zip over EXPORT_UPLOAD_LIMIT',
+        method: 'PUT',
+        path: `/api/sources/${await c.createExport(c.name('replace-large'))}/export`,
+        key: admin,
+        raw: Buffer.alloc(EXPORT_UPLOAD_LIMIT + 1, 1),
+        type: 'application/zip',
+        error: 'payload_too_large',
+      },
+    ],
+  },
+  'PUT /api/sources/{id}/export 415': {
+    probes: () => [
+      {
+        what: 'a JSON body',
+        method: 'PUT',
+        path: `/api/sources/${UNKNOWN_SOURCE}/export`,
+        key: admin,
+        json: { zip: 'no' },
+        error: 'unsupported_media_type',
+      },
+    ],
+  },
+  'PUT /api/sources/{id}/export 503': {
+    probes: (c) => [
+      {
+        what: 'Redis is down',
+        world: 'down',
+        method: 'PUT',
+        path: `/api/sources/${UNKNOWN_SOURCE}/export`,
+        key: admin,
+        raw: c.exportZip,
+        type: 'application/zip',
+        error: 'redis_unavailable',
+      },
+    ],
+  },
+
   'GET /api/jobs 400': {
     probes: () => [
       { what: 'a limit of 0', method: 'GET', path: '/api/jobs?limit=0', key: admin },
@@ -768,6 +860,21 @@ t.test('every documented error status is answered over a real socket', async (t)
         requestOf({ what: 'create', method: 'POST', path: '', key: admin, json: sourceBody(name) }),
       )
       if (res.status !== 201) throw new Error(`creating source ${name}: ${res.status} ${res.text}`)
+      return (res.json as Json).id as string
+    },
+    async createExport(name) {
+      const res = await wire(
+        `${up.url}/api/sources/export?name=${name}`,
+        requestOf({
+          what: 'upload',
+          method: 'POST',
+          path: '',
+          key: admin,
+          raw: ctx.exportZip,
+          type: 'application/zip',
+        }),
+      )
+      if (res.status !== 201) throw new Error(`uploading export ${name}: ${res.status} ${res.text}`)
       return (res.json as Json).id as string
     },
   }

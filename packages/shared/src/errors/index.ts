@@ -20,6 +20,8 @@ export const ErrorCode = {
   sourceExists: 'source_exists',
   sourceRefused: 'source_refused',
   invalidExport: 'invalid_export',
+  notAnExportSource: 'not_an_export_source',
+  syncRunning: 'sync_running',
   ollamaUnavailable: 'ollama_unavailable',
   ollamaError: 'ollama_error',
   ollamaStreamInterrupted: 'ollama_stream_interrupted',

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { mkdir, rename, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
@@ -9,6 +10,7 @@ import {
   checkSourceHost,
   createSource,
   ErrorCode,
+  exportFileName,
   getSource,
   JobName,
   jobId,
@@ -19,14 +21,17 @@ import {
   removeSource,
   SourceNameTakenError,
   type SourceSpec,
+  type SyncJobData,
   scheduledSyncTemplate,
   sourceAuth,
+  syncDedupId,
   syncJobOptions,
   syncSchedulerId,
+  updateSource,
 } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { CronExpressionParser } from 'cron-parser'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { checkExportZip } from '../../lib/export-zip.ts'
 import { mediaType } from '../../plugins/app/errors.ts'
@@ -41,7 +46,8 @@ import {
   SyncRequestSchema,
 } from '../../schemas/sources.ts'
 
-// Confluence sources (admin): register, list, delete, sync, and upload an HTML space export.
+// Confluence sources (admin): register, list, delete, sync, and upload (or replace) an HTML
+// space export.
 // A source's periodic sync is a BullMQ Job Scheduler created and removed with it.
 
 // The source schema is shared (app.addSchema); responses name it by reference.
@@ -257,12 +263,131 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
     },
   )
 
-  // The upload route lives in a scope of its own: only there is a zip body a stream (streamed to
-  // disk as it arrives, never held in memory); every other route refuses such a body (415).
+  // The export routes live in a scope of their own: only there is a zip body a stream (streamed
+  // to disk as it arrives, never held in memory); every other route refuses such a body (415).
   await fastify.register(async (upload) => {
     upload.addContentTypeParser(ZIP_TYPES, (_request, payload, done) => done(null, payload))
     registerUpload(upload, config)
+    registerReplace(upload, config)
   })
+}
+
+// The body is read as a stream, not validated; the document still shows it (a file upload in
+// Swagger UI).
+const zipBodyDoc = {
+  swaggerTransform: ({ schema, url }: { schema: object; url: string }) => ({
+    url,
+    schema: {
+      ...schema,
+      consumes: ZIP_TYPES,
+      body: { type: 'string', format: 'binary', description: 'The export zip' },
+    },
+  }),
+}
+
+function checkZipType(request: FastifyRequest): void {
+  if (!ZIP_TYPES.includes(mediaType(request.headers['content-type']))) {
+    throw new AppError(
+      415,
+      ErrorCode.unsupportedMediaType,
+      'Send the export zip as the body with Content-Type: application/zip',
+    )
+  }
+}
+
+/**
+ * Streams the request's zip to `partial` and checks it is an export; a body that is not one is a
+ * 400 (the file is removed by the caller).
+ */
+async function receiveZip(request: FastifyRequest, partial: string, config: ApiConfig) {
+  try {
+    await saveUpload(
+      request.body as NodeJS.ReadableStream,
+      Number(request.headers['content-length'] ?? 0),
+      partial,
+      config.EXPORT_UPLOAD_LIMIT,
+    )
+    await checkExportZip(partial)
+  } catch (err) {
+    if (err instanceof AppError) throw err
+    throw new AppError(400, ErrorCode.invalidExport, (err as Error).message)
+  }
+}
+
+/**
+ * Refuses (409) while a sync of the source is under way: it listed the old zip, and its page
+ * batches would read the new one. A sync that still waits to start reads the new zip: it stands.
+ */
+async function refuseWhileSyncing(fastify: FastifyInstance, sourceId: string): Promise<void> {
+  const queue = fastify.queues[QueueName.sync]
+  const id = await queue.getDeduplicationJobId(syncDedupId(sourceId))
+  const job = id === null ? undefined : await queue.getJob(id)
+  if (job === undefined) return
+  const state = await job.getState()
+  // A sync waiting for its retry after its crawl (its step recorded) is under way too.
+  if (['active', 'waiting-children'].includes(state) || (job.data as SyncJobData).step) {
+    throw new AppError(
+      409,
+      ErrorCode.syncRunning,
+      `A sync of source ${sourceId} is under way (job ${job.id}): replace the export once it has finished`,
+    )
+  }
+}
+
+function registerReplace(fastify: FastifyInstance, config: ApiConfig) {
+  fastify.withTypeProvider<TypeBoxTypeProvider>().put(
+    '/sources/:id/export',
+    {
+      schema: {
+        tags: ['sources'],
+        summary:
+          "Replace an export source's zip with a newer export of its space, and sync it (admin)",
+        description:
+          'The body is the new zip (`Content-Type: application/zip`), streamed to EXPORTS_DIR and checked before it replaces the old one at once. Answers 202 with the incremental sync it queued (or the one already waiting): changed pages are indexed again, pages no longer in the export are deleted. 409 when the source is not an export source, or while a sync of it is under way.',
+        params: SourceIdParams,
+        response: {
+          202: JobAcceptedSchema,
+          ...errorResponses(400, 401, 403, 404, 409, 413, 415, 503),
+          409: Type.Ref('Error', {
+            description: 'The source is not an export source, or a sync of it is under way',
+          }),
+        },
+      },
+      config: zipBodyDoc,
+    },
+    async (request, reply) => {
+      checkZipType(request)
+      const spec = await found(fastify, request.params.id)
+      if (spec.kind !== 'export') {
+        throw new AppError(
+          409,
+          ErrorCode.notAnExportSource,
+          `Source ${spec.id} is a ${spec.kind} source: only an export source takes a zip (POST /api/sources/export uploads a new one)`,
+        )
+      }
+      await refuseWhileSyncing(fastify, spec.id)
+      const dir = resolve(config.EXPORTS_DIR)
+      await mkdir(dir, { recursive: true })
+      // A name of its own: two replacements of one source never write the same file.
+      const partial = join(dir, `${spec.id}.${randomBytes(6).toString('hex')}.zip.part`)
+      const file = exportFileName(spec.id)
+      try {
+        await receiveZip(request, partial, config)
+        // Checked again now that the zip is here: the source may be gone, or a sync begun.
+        const current = await found(fastify, spec.id)
+        await refuseWhileSyncing(fastify, spec.id)
+        await rename(partial, join(dir, file))
+        // A source the CLI registered before kept its zip elsewhere: now it is under EXPORTS_DIR.
+        if (current.export_path !== file) {
+          await updateSource(fastify.redis, { ...current, export_path: file })
+        }
+      } finally {
+        await rm(partial, { force: true })
+      }
+      reply.code(202)
+      return enqueueSync(fastify, spec.id)
+    },
+  )
 }
 
 function registerUpload(fastify: FastifyInstance, config: ApiConfig) {
@@ -277,46 +402,22 @@ function registerUpload(fastify: FastifyInstance, config: ApiConfig) {
         querystring: ExportUploadQuery,
         response: { 201: SourceRef, ...errorResponses(400, 401, 403, 409, 413, 415, 503) },
       },
-      // The body is read as a stream, not validated; the document still shows it (a file
-      // upload in Swagger UI).
-      config: {
-        swaggerTransform: ({ schema, url }) => ({
-          url,
-          schema: {
-            ...schema,
-            consumes: ZIP_TYPES,
-            body: { type: 'string', format: 'binary', description: 'The export zip' },
-          },
-        }),
-      },
+      config: zipBodyDoc,
     },
     async (request, reply) => {
-      if (!ZIP_TYPES.includes(mediaType(request.headers['content-type']))) {
-        throw new AppError(
-          415,
-          ErrorCode.unsupportedMediaType,
-          'Send the export zip as the body with Content-Type: application/zip',
-        )
-      }
+      checkZipType(request)
       checkSchedule(request.query.schedule, 'querystring/schedule')
       const id = newSourceId()
       const dir = resolve(config.EXPORTS_DIR)
       await mkdir(dir, { recursive: true })
       const partial = join(dir, `${id}.zip.part`)
-      let export_path = `${id}.zip`
+      let export_path = exportFileName(id)
       try {
-        await saveUpload(
-          request.body as NodeJS.ReadableStream,
-          Number(request.headers['content-length'] ?? 0),
-          partial,
-          config.EXPORT_UPLOAD_LIMIT,
-        )
-        await checkExportZip(partial)
+        await receiveZip(request, partial, config)
         await rename(partial, join(dir, export_path))
       } catch (err) {
         await rm(partial, { force: true })
-        if (err instanceof AppError) throw err
-        throw new AppError(400, ErrorCode.invalidExport, (err as Error).message)
+        throw err
       }
       let spec: SourceSpec
       try {
