@@ -37,14 +37,20 @@ import { percentile } from '../lib/stats.ts'
 // - <stage>_ms_p95: per page batch (fetch, convert, embed, write), from the batches' results;
 // - worker_peak_rss_mb: the worker's largest RSS seen during the full sync (polled), and its
 //   VmHWM once the index upkeep is done too;
-// - resync_time_ratio / resync_embed_calls: a second sync with nothing changed.
-// Knobs: BENCH_INGEST_PAGES (5000), BENCH_INGEST_BASELINE_PAGES (400).
+// - resync_time_ratio / resync_embed_calls: a second sync with nothing changed;
+// - large_pages_worker_peak_rss_mb (and _anon_): a fresh worker syncing a space of
+//   BENCH_INGEST_LARGE_PAGES pages of about BENCH_INGEST_LARGE_MB MB of storage each, all in one
+//   page batch: what a batch holds beyond its page count (bodies, chunks, vectors, Arrow copies).
+// Knobs: BENCH_INGEST_PAGES (5000), BENCH_INGEST_BASELINE_PAGES (400), BENCH_INGEST_LARGE_PAGES
+// (6), BENCH_INGEST_LARGE_MB (8).
 
 const BENCH = 'ingest'
 const report = reporter(BENCH)
 const log = (message: string) => note(BENCH, message)
 const PAGES = setting('BENCH_INGEST_PAGES', 5_000, true)
 const BASELINE_PAGES = setting('BENCH_INGEST_BASELINE_PAGES', 400, true)
+const LARGE_PAGES = setting('BENCH_INGEST_LARGE_PAGES', 6, true)
+const LARGE_MB = setting('BENCH_INGEST_LARGE_MB', 8)
 
 function space(count: number): StandInPage[] {
   const bodies = Array.from({ length: 20 }, (_, i) => buildPage(i))
@@ -56,6 +62,26 @@ function space(count: number): StandInPage[] {
     version: 1,
     storage: bodies[i % 20] as string,
   }))
+}
+
+/** Pages of about `mb` MB of storage each: the realistic pages of the convert bench, joined. */
+function largeSpace(count: number, mb: number): StandInPage[] {
+  const bodies = Array.from({ length: 20 }, (_, i) => buildPage(i))
+  return Array.from({ length: count }, (_, i) => {
+    const parts: string[] = []
+    for (let size = 0, n = i; size < mb * 2 ** 20; n++) {
+      const body = bodies[n % 20] as string
+      parts.push(body)
+      size += body.length
+    }
+    return {
+      id: String(900_001 + i),
+      title: `Large page ${i + 1}`,
+      spaceKey: 'BIG',
+      version: 1,
+      storage: parts.join(''),
+    }
+  })
 }
 
 function baseline(pages: StandInPage[]): number {
@@ -111,20 +137,22 @@ async function main() {
     () => batches.close(),
   )
   try {
-    const worker = runService(
-      { teardown: (fn) => cleanups.unshift(fn) },
-      'services/worker/src/main.ts',
-      workerProcessEnv({
-        REDIS_URL: redis.url,
-        OLLAMA_URL: ollama.url,
-        LANCEDB_URI: join(dir, 'lancedb'),
-        EXPORTS_DIR: join(dir, 'exports'),
-        CONFLUENCE_ALLOWED_HOSTS: '127.0.0.1',
-        CONFLUENCE_REQUESTS_PER_SECOND: '1000',
-        WORKER_HEALTH_PORT: '0',
-        LOG_LEVEL: 'info',
-      }),
-    )
+    const startWorker = (lancedb: string) =>
+      runService(
+        { teardown: (fn) => cleanups.unshift(fn) },
+        'services/worker/src/main.ts',
+        workerProcessEnv({
+          REDIS_URL: redis.url,
+          OLLAMA_URL: ollama.url,
+          LANCEDB_URI: join(dir, lancedb),
+          EXPORTS_DIR: join(dir, 'exports'),
+          CONFLUENCE_ALLOWED_HOSTS: '127.0.0.1',
+          CONFLUENCE_REQUESTS_PER_SECOND: '1000',
+          WORKER_HEALTH_PORT: '0',
+          LOG_LEVEL: 'info',
+        }),
+      )
+    const worker = startWorker('lancedb')
     await worker.waitFor(/worker started/, 60_000)
     const source = await createSource(client, {
       name: 'bench',
@@ -133,8 +161,8 @@ async function main() {
       spaces: ['ENG'],
     })
 
-    const pid = worker.child.pid as number
-    const sync = async () => {
+    let pid = worker.child.pid as number
+    const sync = async (sourceId = source.id) => {
       const calls = ollama.embedCalls
       const cpuBefore = {
         worker: await cpuSeconds(pid),
@@ -146,8 +174,8 @@ async function main() {
       let peakAnon = 0
       const job = await queue.add(
         JobName.sync,
-        { source_id: source.id },
-        { jobId: jobId('sync', source.id, Date.now()) },
+        { source_id: sourceId },
+        { jobId: jobId('sync', sourceId, Date.now()) },
       )
       for (;;) {
         const state = await queue.getJobState(job.id as string)
@@ -227,6 +255,32 @@ async function main() {
     for (const line of worker.output().split('\n')) {
       if (/crawl done|sync done/.test(line)) log(`worker: ${line}`)
     }
+
+    // Large pages, all in one batch, synced by a fresh worker (its own index), so its peak is
+    // theirs alone.
+    const large = largeSpace(LARGE_PAGES, LARGE_MB)
+    const largeMb = large.reduce((sum, p) => sum + p.storage.length, 0) / 2 ** 20
+    const largeStandIn = await startConfluenceStandIn({ pages: large, pageSize: 250 })
+    cleanups.unshift(() => largeStandIn.close())
+    const largeWorker = startWorker('lancedb-large')
+    await largeWorker.waitFor(/worker started/, 60_000)
+    pid = largeWorker.child.pid as number
+    const largeSource = await createSource(client, {
+      name: 'bench-large',
+      kind: 'cloud',
+      base_url: largeStandIn.baseUrl,
+      spaces: ['BIG'],
+    })
+    log(`large pages: ${LARGE_PAGES} pages, ${largeMb.toFixed(1)} MB of storage in one batch…`)
+    const big = await sync(largeSource.id)
+    log(`large pages: ${big.seconds.toFixed(1)} s, ${JSON.stringify(big.run.progress)}`)
+    if (big.run.progress.converted !== LARGE_PAGES)
+      throw new Error('a large page was not converted')
+    report('large_pages_worker_peak_rss_mb', big.peakRss, 'MB')
+    report('large_pages_worker_peak_anon_rss_mb', big.peakAnon, 'MB')
+    report('large_pages_storage_mb', largeMb, 'MB')
+    largeWorker.child.kill('SIGTERM')
+    await largeWorker.exit
   } finally {
     for (const fn of cleanups) await fn()
   }
