@@ -78,3 +78,30 @@ export const sqlString = (value: string): string => `'${value.replaceAll("'", "'
 /** `(a, b, …)` for an `IN` filter; callers make sure the list is not empty. */
 export const sqlStringList = (values: Iterable<string>): string =>
   `(${Array.from(values, sqlString).join(', ')})`
+
+/**
+ * An Ollama model name in full, as Ollama itself reads one: `host/namespace/model:tag`, with
+ * Ollama's defaults for the parts left out (host `registry.ollama.ai`, namespace `library`, tag
+ * `latest`), lower-cased (Ollama matches names without regard to case). `embed`,
+ * `embed:latest`, `library/embed` and `registry.ollama.ai/library/embed:latest` are one model.
+ * A tag is what follows the last `:` after the last `/` (a `:` before it is a host's port); a
+ * scheme on the host (`https://`) is dropped.
+ */
+export function ollamaModelName(name: string): string {
+  let rest = name.trim().toLowerCase()
+  let tag = 'latest'
+  const colon = rest.lastIndexOf(':')
+  if (colon > rest.lastIndexOf('/')) {
+    tag = rest.slice(colon + 1) || tag
+    rest = rest.slice(0, colon)
+  }
+  const parts = rest.split('/')
+  const model = parts.pop() as string
+  const namespace = parts.pop() || 'library'
+  const host = parts.join('/').replace(/^[a-z][a-z0-9+.-]*:\/\//, '') || 'registry.ollama.ai'
+  return `${host}/${namespace}/${model}:${tag}`
+}
+
+/** True when two names (a configured one, one a table records) are the same Ollama model. */
+export const sameEmbedModel = (a: string, b: string): boolean =>
+  ollamaModelName(a) === ollamaModelName(b)

@@ -26,6 +26,8 @@ export const JobName = {
   purge: 'purge',
   /** Index upkeep after writes: full-text and vector indexes, compaction. */
   maintain: 'maintain',
+  /** Vectors for every chunk that has none (after a model change), whatever its source. */
+  refill: 'refill-vectors',
 } as const
 
 export type JobNameValue = (typeof JobName)[keyof typeof JobName]
@@ -117,12 +119,16 @@ export type PurgeJobData = Static<typeof PurgeJobDataSchema>
 export const MaintainJobDataSchema = Type.Object({}, { additionalProperties: false })
 export type MaintainJobData = Static<typeof MaintainJobDataSchema>
 
+export const RefillJobDataSchema = Type.Object({}, { additionalProperties: false })
+export type RefillJobData = Static<typeof RefillJobDataSchema>
+
 /** The schema of each job's data, by job name. */
 export const JobDataSchema = {
   [JobName.sync]: SyncJobDataSchema,
   [JobName.pages]: PagesJobDataSchema,
   [JobName.purge]: PurgeJobDataSchema,
   [JobName.maintain]: MaintainJobDataSchema,
+  [JobName.refill]: RefillJobDataSchema,
 } as const satisfies Record<JobNameValue, TSchema>
 
 export const isJobName = (name: string): name is JobNameValue => Object.hasOwn(JobDataSchema, name)
@@ -213,6 +219,15 @@ export function jobId(kind: string, ...parts: Array<string | number>): string {
 
 /** The Job Scheduler that runs a source's periodic sync. */
 export const syncSchedulerId = (sourceId: string) => jobId('schedule', sourceId)
+
+/** One vector refill waits or runs at a time: it works from the table's state, not its data. */
+export const REFILL_DEDUP_ID = 'refill-vectors'
+
+/** Options of a vector refill job (after a model change). */
+export const refillJobOptions = () => ({
+  jobId: jobId('refill', Date.now()),
+  deduplication: { id: REFILL_DEDUP_ID },
+})
 
 /** One maintenance job waits at a time, however many syncs asked for one. */
 export const MAINTAIN_DEDUP_ID = 'maintain-index'

@@ -1,5 +1,5 @@
 import { fetchBodiesInBulk } from './bodies.ts'
-import { idsCql, isNarrowed, scopeCql } from './cql.ts'
+import { cqlString, idsCql, isNarrowed, scopeCql } from './cql.ts'
 import { ConfluenceError } from './errors.ts'
 import { type ConfluenceHttp, mapLimit } from './http.ts'
 import type { ConfluenceSource, PageBody, PageRef, SourceSpec } from './types.ts'
@@ -120,10 +120,40 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
     }
     for (const key of spec.spaces) {
       const space = bySpace.get(key) as V2Space
+      // v2 lists no labels, and a label change makes no new version: the space's labels come
+      // from one CQL walk (200 pages a request); a page the search index lacks asks alone.
+      const labels = await spaceLabels(key, signal)
       // status=current: the v2 default also lists archived pages.
       const first = `${base}/api/v2/spaces/${space.id}/pages?status=current&limit=${V2_LIMIT}`
-      for await (const item of walkV2<V2Page>(first, signal)) yield v2Ref(item, key)
+      for await (const item of walkV2<V2Page>(first, signal)) {
+        const ref = v2Ref(item, key)
+        ref.labels = labels.get(ref.id) ?? (await pageLabels(ref.id, signal))
+        yield ref
+      }
     }
+  }
+
+  /** Page id → labels, for the pages of a space that the search index holds. */
+  async function spaceLabels(key: string, signal?: AbortSignal): Promise<Map<string, string[]>> {
+    const labels = new Map<string, string[]>()
+    const cql = `type = page AND space = ${cqlString(key)}`
+    for await (const item of walkV1(http, search(cql, 'metadata.labels'), signal)) {
+      labels.set(String(item.id), v1Ref(item, pageUrl).labels)
+    }
+    return labels
+  }
+
+  /** One page's labels through v2; none for a page gone since it was listed. */
+  async function pageLabels(id: string, signal?: AbortSignal): Promise<string[]> {
+    const first = `${base}/api/v2/pages/${id}/labels?limit=${V2_LIMIT}`
+    const names: string[] = []
+    try {
+      for await (const label of walkV2<{ name: string }>(first, signal)) names.push(label.name)
+    } catch (err) {
+      // Gone since it was listed (or its body read): the next sync drops the page anyway.
+      if (!(err instanceof ConfluenceError && err.code === 'not_found')) throw err
+    }
+    return names
   }
 
   function withBody(ref: PageRef, item: V2Page): PageBody {
@@ -149,20 +179,7 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
       }
     }
     await mapLimit(bodies, 4, async (body) => {
-      const known = labels.get(body.id)
-      if (known !== undefined) {
-        body.labels = known
-        return
-      }
-      const first = `${base}/api/v2/pages/${body.id}/labels?limit=${V2_LIMIT}`
-      const names: string[] = []
-      try {
-        for await (const label of walkV2<{ name: string }>(first, signal)) names.push(label.name)
-      } catch (err) {
-        // Gone since its body was read: the next sync drops the page anyway.
-        if (!(err instanceof ConfluenceError && err.code === 'not_found')) throw err
-      }
-      body.labels = names
+      body.labels = labels.get(body.id) ?? (await pageLabels(body.id, signal))
     })
   }
 

@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import { openExportSource } from '../confluence/export.ts'
 import { openRestSource } from '../confluence/open.ts'
 import { createEmbedder } from '../embed/embedder.ts'
-import { createMaintainProcessor } from '../processors/maintain.ts'
+import { createMaintainProcessor, createRefillProcessor } from '../processors/maintain.ts'
 import { createPagesProcessor } from '../processors/pages.ts'
 import { createPurgeProcessor } from '../processors/purge.ts'
 import { createSyncProcessor } from '../processors/sync.ts'
@@ -88,6 +88,7 @@ export async function createIngest(config: WorkerConfig, log: Logger): Promise<R
       [JobName.sync]: createSyncProcessor(ingest),
       [JobName.purge]: createPurgeProcessor(ingest),
       [JobName.maintain]: createMaintainProcessor(ingest),
+      [JobName.refill]: createRefillProcessor(ingest),
     },
     [QueueName.pages]: { [JobName.pages]: createPagesProcessor(ingest) },
   }

@@ -53,7 +53,7 @@ export function pageRows(page: PageBody, ctx: PageContext): PageRows {
     labels: [...page.labels],
   }
   if (chunks.length === 0) {
-    const breadcrumb = [ctx.spaceName, ...ctx.ancestors, page.title].join(' › ')
+    const breadcrumb = pageTrail(ctx.spaceName, ctx.ancestors, page.title)
     return {
       rows: [
         {
@@ -86,3 +86,11 @@ export function pageRows(page: PageBody, ctx: PageContext): PageRows {
 /** What is embedded for a row: where it sits, then what it says. */
 export const embedText = (row: { breadcrumb: string; text: string }) =>
   `${row.breadcrumb}\n\n${row.text}`
+
+/** The breadcrumb above a page's headings: space name › ancestor titles › page title. */
+export const pageTrail = (spaceName: string, ancestors: readonly string[], title: string) =>
+  [spaceName, ...ancestors, title].join(' › ')
+
+/** A chunk's breadcrumb, as the chunker writes it: the page's trail, then its heading path. */
+export const chunkBreadcrumb = (trail: string, headingPath: string) =>
+  headingPath === '' ? trail : `${trail} › ${headingPath}`

@@ -1,5 +1,7 @@
+import { sameEmbedModel } from '@confluence-bot/shared'
 import type { Job } from 'bullmq'
 import type { Ingest } from '../ingest/context.ts'
+import { embedText } from '../ingest/rows.ts'
 import type { ProcessorDeps } from '../worker.ts'
 
 // Index upkeep after syncs: the full-text index, the vector index once the table is large
@@ -13,5 +15,46 @@ export function createMaintainProcessor(ingest: Ingest) {
     const ms = Math.round(performance.now() - started)
     log.info({ ...report, ms }, 'index maintained')
     return { ...report, ms }
+  }
+}
+
+/** Chunks embedded per round of a refill. */
+const REFILL_BATCH = 256
+
+/** What a refill reports as its progress (the dashboard shows it) and returns. */
+export type RefillProgress = { filled: number; remaining: number }
+
+// Vectors for every chunk without one, whatever its source: queued when a sync changes the
+// embedding model (which drops every vector table-wide), so no source waits for its own next sync
+// to be searchable by meaning again. It works from the table's state, not from its data: a
+// refill retried or run late fills what is missing then, and one that finds the table recording
+// another model than this worker's leaves it to the sync that will switch it (and queue its own).
+
+export function createRefillProcessor(ingest: Ingest) {
+  return async function refill(job: Job, { log }: ProcessorDeps): Promise<RefillProgress> {
+    let filled = 0
+    for (;;) {
+      const recorded = await ingest.store.embedding()
+      const remaining = await ingest.store.countWithoutVectors()
+      await job.updateProgress({ filled, remaining } satisfies RefillProgress)
+      if (recorded === null || !sameEmbedModel(recorded.model, ingest.config.EMBED_MODEL)) {
+        log.info(
+          { recorded: recorded?.model, filled },
+          'the index records another model: refill left to its next sync',
+        )
+        return { filled, remaining }
+      }
+      const rows = await ingest.store.rowsWithoutVectors(undefined, REFILL_BATCH)
+      if (rows.length === 0) break
+      const vectors = await ingest.embedder.embed(rows.map(embedText))
+      // Retried by the job's backoff: the model may be back by then.
+      if (vectors === null) throw new Error(`embedding model ${recorded.model} unreachable`)
+      filled += await ingest.store.setVectors(
+        recorded.model,
+        rows.map((row, i) => ({ chunk_id: row.chunk_id, vector: vectors[i] as Float32Array })),
+      )
+    }
+    log.info({ filled }, 'vectors refilled')
+    return { filled, remaining: 0 }
   }
 }

@@ -9,9 +9,11 @@ import {
   QUEUE_PREFIX,
   RUN_TTL_S,
   readRun,
+  refillJobOptions,
   runKeys,
   type SyncJobData,
   type SyncResult,
+  sameEmbedModel,
   updateSource,
 } from '@confluence-bot/shared'
 import { Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
@@ -19,7 +21,8 @@ import { asJobError } from '../confluence/errors.ts'
 import type { PageRef } from '../confluence/types.ts'
 import { listedPages, saveCatalog } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
-import { embedText } from '../ingest/rows.ts'
+import { chunkBreadcrumb, embedText, pageTrail } from '../ingest/rows.ts'
+import type { Restamp } from '../store/chunks.ts'
 import type { ProcessorDeps } from '../worker.ts'
 import { type BatchPage, reportProgress } from './pages.ts'
 
@@ -63,6 +66,9 @@ const batchPrefix = (runId: string, crawl: string) => `${jobId('pages', runId, c
 
 const SYNC_LOCK_TTL_S = 24 * 3600
 
+/** Pages restamped per read and write (a renamed root restamps its whole space). */
+const RESTAMP_PAGES = 100
+
 /** Page ids of a source: one sync at a time, whether started by hand or by its schedule. */
 const syncLockKey = (sourceId: string) => `${QUEUE_PREFIX}:sync-lock:${sourceId}`
 
@@ -92,14 +98,65 @@ export function createSyncProcessor(ingest: Ingest) {
   async function chooseEmbedding(): Promise<{ model: string; dim: number } | null> {
     const model = ingest.config.EMBED_MODEL
     const recorded = await ingest.store.embedding()
-    // The table says which model made its vectors: same model, no probe call needed.
-    if (recorded !== null && recorded.model === model) return recorded
+    // The table says which model made its vectors: same model (as Ollama reads names: `embed`
+    // is `embed:latest`), no probe call needed, and the table's spelling stays.
+    if (recorded !== null && sameEmbedModel(recorded.model, model)) return recorded
     const dim = await ingest.embedder.dimension()
     if (dim === null) return null
     // A new model (or the first one): the table drops the old vectors, never mixing two models;
-    // the pages keep their text and get new vectors in the finish step.
-    await ingest.store.useEmbedding(model, dim)
+    // the pages keep their text, and one upkeep job gives every source's chunks new vectors
+    // (this sync's finish step fills its own source's as well).
+    const changed = await ingest.store.useEmbedding(model, dim)
+    if (changed === 'replaced' || changed === 'added') {
+      await ingest.queues.sync.add(JobName.refill, {}, refillJobOptions())
+    }
     return { model, dim }
+  }
+
+  /**
+   * Pages whose text is unchanged but whose chunks' metadata is not (a move, a renamed ancestor
+   * or space, labels): their stored chunks get the breadcrumb and labels a fresh sync would
+   * give them, without fetching or converting the page. The breadcrumb is part of what is
+   * embedded, so chunks whose breadcrumb changed get new vectors from their stored text (none,
+   * until the fill, when no model is reachable). Returns the pages that were embedded.
+   */
+  async function restamp(
+    sourceId: string,
+    pages: ReadonlyArray<{ page: PageRef; trail: string }>,
+    embed: { model: string } | null,
+  ): Promise<string[]> {
+    const recorded = await ingest.store.embedding()
+    const embedded: string[] = []
+    for (let i = 0; i < pages.length; i += RESTAMP_PAGES) {
+      const slice = new Map(pages.slice(i, i + RESTAMP_PAGES).map((p) => [p.page.id, p]))
+      const kept: Restamp[] = []
+      const moved: Array<Restamp & { page_id: string; text: string }> = []
+      for (const row of await ingest.store.pageChunks(sourceId, [...slice.keys()])) {
+        const { page, trail } = slice.get(row.page_id) as { page: PageRef; trail: string }
+        const breadcrumb = chunkBreadcrumb(trail, row.heading_path)
+        const item = { chunk_id: row.chunk_id, breadcrumb, labels: [...page.labels] }
+        if (breadcrumb === row.breadcrumb) kept.push(item)
+        else moved.push({ ...item, page_id: row.page_id, text: row.text })
+      }
+      await ingest.store.restampChunks(kept)
+      if (moved.length === 0) continue
+      // A table without a vector column has no vector to replace.
+      if (recorded === null) {
+        await ingest.store.restampChunks(moved)
+        continue
+      }
+      const vectors =
+        embed?.model === recorded.model ? await ingest.embedder.embed(moved.map(embedText)) : null
+      await ingest.store.restampChunks(
+        moved.map(({ page_id: _, text: __, ...item }, n) => ({
+          ...item,
+          vector: vectors?.[n] ?? null,
+        })),
+        recorded.model,
+      )
+      if (vectors !== null) embedded.push(...new Set(moved.map((row) => row.page_id)))
+    }
+    return embedded
   }
 
   async function crawl(job: Job, data: SyncState, token: string, log: ProcessorDeps['log']) {
@@ -132,12 +189,9 @@ export function createSyncProcessor(ingest: Ingest) {
       await updateSource(ingest.redis, { ...spec, spaces: keys })
     }
 
-    const indexed = await ingest.store.pageVersions(spec.id)
+    const indexed = await ingest.store.pageStamps(spec.id)
     const seen = new Set(listed.map((p) => p.id))
     const gone = [...indexed.keys()].filter((id) => !seen.has(id))
-    const changed = listed.filter(
-      (p) => data.full === true || indexed.get(p.id)?.version !== p.version,
-    )
     await saveCatalog(ingest.redis, spec.id, listed)
 
     const byId = new Map(listed.map((p) => [p.id, p]))
@@ -154,15 +208,53 @@ export function createSyncProcessor(ingest: Ingest) {
       }
       return titles
     }
+    /* c8 ignore next: every listed space has a name; the key stands in otherwise */
+    const spaceName = (page: PageRef) => spaceNames.get(page.spaceKey) ?? page.spaceKey
 
-    await addToRun(ingest.redis, job.id as string, 'crawl', {
-      discovered: listed.length,
-      unchanged: listed.length - changed.length,
-    })
+    // A page's text depends on its version, title, space and URL (links, anchors, the title
+    // heading): any change there converts it again. Its chunks' metadata also depends on its
+    // ancestors, its space's name and its labels, which change without a new version (a move,
+    // a renamed ancestor, a label added): those pages are restamped from their stored chunks.
+    const changed: PageRef[] = []
+    const restamped: Array<{ page: PageRef; trail: string }> = []
+    for (const page of listed) {
+      const stamp = indexed.get(page.id)
+      const same =
+        data.full !== true &&
+        stamp !== undefined &&
+        stamp.version === page.version &&
+        stamp.title === page.title &&
+        stamp.space === page.spaceKey &&
+        stamp.url === page.url
+      if (!same) {
+        changed.push(page)
+        continue
+      }
+      const trail = pageTrail(spaceName(page), ancestorsOf(page), page.title)
+      if (stamp.trail !== trail || stamp.labels.join('\n') !== page.labels.join('\n')) {
+        restamped.push({ page, trail })
+      }
+    }
+    const embedded = await restamp(spec.id, restamped, embed)
+
+    await addToRun(
+      ingest.redis,
+      job.id as string,
+      'crawl',
+      { discovered: listed.length, unchanged: listed.length - changed.length },
+      [],
+      embedded,
+    )
     await ingest.redis.set(crawlKey(runId), crawlId, 'EX', RUN_TTL_S)
     await reportProgress(ingest, job.id as string)
     log.info(
-      { source: spec.id, discovered: listed.length, changed: changed.length, gone: gone.length },
+      {
+        source: spec.id,
+        discovered: listed.length,
+        changed: changed.length,
+        restamped: restamped.length,
+        gone: gone.length,
+      },
       'crawl done',
     )
 
@@ -244,7 +336,7 @@ export function createSyncProcessor(ingest: Ingest) {
 
     // Vectors missing for any reason (model was down, model changed) are filled in here, from
     // the stored text: no page is fetched or converted again for it.
-    let embeddedPages = 0
+    const embeddedPages = new Set<string>()
     const embed = data.embed ?? null
     if (embed !== null) {
       const current = await ingest.store.embedding()
@@ -257,16 +349,12 @@ export function createSyncProcessor(ingest: Ingest) {
           embed.model,
           rows.map((row, i) => ({ chunk_id: row.chunk_id, vector: vectors[i] as Float32Array })),
         )
-        embeddedPages += new Set(rows.map((r) => r.page_id)).size
+        for (const row of rows) embeddedPages.add(row.page_id)
       }
     }
-    await addToRun(
-      ingest.redis,
-      runId,
-      'finish',
-      { deleted, embedded: embeddedPages, failed: lost },
-      errors,
-    )
+    await addToRun(ingest.redis, runId, 'finish', { deleted, failed: lost }, errors, [
+      ...embeddedPages,
+    ])
     // Index upkeep is a job of its own: the sync is done once its rows are written (and
     // searchable), and syncs of several sources share one index build instead of queueing
     // one each behind the writer lock.

@@ -58,6 +58,29 @@ export type IndexedPage = {
 /** A stored chunk without its vector. */
 export type StoredChunk = Omit<ChunkRow, 'vector'>
 
+/**
+ * What a page's chunks were stamped with besides their text: whatever a chunk's metadata
+ * depends on. A page whose chunks disagree on any of it has version '' (treat as changed).
+ */
+export type PageStamp = IndexedPage & {
+  title: string
+  /** Space key. */
+  space: string
+  /** The page's URL (its chunks' section URLs without the anchor). */
+  url: string
+  labels: string[]
+  /** The breadcrumb above the page's headings: space name › ancestors › title. */
+  trail: string
+}
+
+/** New page metadata for one stored chunk; `vector` (with a model) replaces its vector too. */
+export type Restamp = {
+  chunk_id: string
+  breadcrumb: string
+  labels: string[]
+  vector?: ArrayLike<number> | null
+}
+
 export type VectorItem = { chunk_id: string; vector: ArrayLike<number> }
 
 export type ReplaceResult = { inserted: number; updated: number; deleted: number }
@@ -112,6 +135,18 @@ export type ChunkStore = {
   deletePages(sourceId: string, pageIds: readonly string[]): Promise<number>
   /** Rows deleted. */
   deleteSource(sourceId: string): Promise<number>
+  /** page_id → what its chunks were stamped with, for one source (reads no vectors or text). */
+  pageStamps(sourceId: string): Promise<Map<string, PageStamp>>
+  /** The chunks of these pages of one source, without vectors. */
+  pageChunks(sourceId: string, pageIds: readonly string[]): Promise<StoredChunk[]>
+  /**
+   * Rewrites breadcrumb and labels of stored chunks in one commit, text and vectors kept. With
+   * `model` (the recorded one), each item's `vector` replaces the chunk's (null: none until the
+   * fill). Chunks gone meanwhile are skipped; returns how many were rewritten.
+   */
+  restampChunks(items: readonly Restamp[], model?: string): Promise<number>
+  /** Chunks of every source that have no vector yet. */
+  countWithoutVectors(): Promise<number>
   /** `filter` is a LanceDB SQL predicate; build literals with sqlString. */
   countRows(filter?: string): Promise<number>
   /** Up to `limit` chunks that have no vector yet (of one source, or of any). */
@@ -144,6 +179,17 @@ const STORED_COLUMNS = Object.values(ChunkColumn).filter((c) => c !== ChunkColum
 const HAS_VECTOR = `${ChunkColumn.embedModel} != ''`
 const NO_VECTOR = `${ChunkColumn.embedModel} = ''`
 const bySource = (sourceId: string) => `${ChunkColumn.sourceId} = ${sqlString(sourceId)}`
+
+/** Chunks matching `where` (up to `limit`), without their vectors. */
+async function storedChunks(t: Table, where: string, limit?: number): Promise<StoredChunk[]> {
+  const query = t.query().where(where).select(STORED_COLUMNS)
+  const found = await (limit === undefined ? query : query.limit(limit)).toArray()
+  return found.map((row) => {
+    const chunk = Object.fromEntries(STORED_COLUMNS.map((c) => [c, row[c]])) as StoredChunk
+    chunk.labels = [...row[ChunkColumn.labels]]
+    return chunk
+  })
+}
 
 export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkStore> {
   const { redis, vectorIndexMinRows } = options
@@ -361,6 +407,102 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       })
     },
 
+    async pageStamps(sourceId) {
+      const pages = new Map<string, PageStamp>()
+      const t = await openTable()
+      if (t === null) return pages
+      const recorded = schemaEmbedding(await t.schema())
+      const columns = [
+        ChunkColumn.pageId,
+        ChunkColumn.version,
+        ChunkColumn.embedModel,
+        ChunkColumn.title,
+        ChunkColumn.space,
+        ChunkColumn.url,
+        ChunkColumn.labels,
+        ChunkColumn.breadcrumb,
+        ChunkColumn.headingPath,
+      ]
+      const found = await t.query().where(bySource(sourceId)).select(columns).toArrow()
+      for (const batch of found.batches) {
+        const [ids, versions, models, titles, spaces, urls, labels, crumbs, headings] = columns.map(
+          (name) => batch.getChild(name) as Vector,
+        ) as [Vector, Vector, Vector, Vector, Vector, Vector, Vector, Vector, Vector]
+        for (let i = 0; i < batch.numRows; i++) {
+          const id = ids.get(i) as string
+          const heading = headings.get(i) as string
+          const crumb = crumbs.get(i) as string
+          const suffix = heading === '' ? '' : ` › ${heading}`
+          const stamp: PageStamp = {
+            version: versions.get(i) as string,
+            vectors: recorded !== null && models.get(i) === recorded.model,
+            title: titles.get(i) as string,
+            space: spaces.get(i) as string,
+            url: (urls.get(i) as string).split('#')[0] as string,
+            labels: [...(labels.get(i) as Iterable<string>)],
+            // A breadcrumb that does not end in its heading path matches no trail.
+            trail: crumb.endsWith(suffix) ? crumb.slice(0, crumb.length - suffix.length) : '',
+          }
+          const page = pages.get(id)
+          if (page === undefined) {
+            pages.set(id, stamp)
+            continue
+          }
+          const same =
+            page.version === stamp.version &&
+            page.title === stamp.title &&
+            page.space === stamp.space &&
+            page.url === stamp.url &&
+            page.trail === stamp.trail &&
+            page.labels.join('\n') === stamp.labels.join('\n')
+          if (!same) page.version = ''
+          page.vectors = page.vectors && stamp.vectors
+        }
+      }
+      return pages
+    },
+
+    async pageChunks(sourceId, pageIds) {
+      const t = await openTable()
+      if (t === null || pageIds.length === 0) return []
+      const where = `${bySource(sourceId)} AND ${ChunkColumn.pageId} IN ${sqlStringList(pageIds)}`
+      return storedChunks(t, where)
+    },
+
+    async restampChunks(items, model) {
+      if (items.length === 0) return 0
+      return locked(async () => {
+        // The chunks were read from it: the table exists.
+        const t = (await openTable()) as Table
+        const schema = await t.schema()
+        const names: string[] = [ChunkColumn.chunkId, ChunkColumn.breadcrumb, ChunkColumn.labels]
+        if (model !== undefined) {
+          const recorded = schemaEmbedding(schema)
+          if (recorded?.model !== model) {
+            throw new Error(
+              `vectors of ${model} cannot be stored: the table records ${recorded?.model ?? 'no embedding model'}`,
+            )
+          }
+          names.push(ChunkColumn.embedModel, ChunkColumn.vector)
+        }
+        const fields = names.map((name) => schema.fields.find((f) => f.name === name) as Field)
+        const data = rowsToArrow(
+          new arrow.Schema(fields),
+          items.map((item) => {
+            const vector = item.vector ?? null
+            return { ...item, vector, embed_model: vector === null ? '' : (model as string) }
+          }),
+        )
+        const result = await t.mergeInsert(ChunkColumn.chunkId).whenMatchedUpdateAll().execute(data)
+        return result.numUpdatedRows
+      })
+    },
+
+    async countWithoutVectors() {
+      const t = await openTable()
+      return t === null ? 0 : t.countRows(NO_VECTOR)
+    },
+
     async countRows(filter) {
       const t = await openTable()
       if (t === null) return 0
@@ -371,12 +513,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       const t = await openTable()
       if (t === null) return []
       const where = sourceId === undefined ? NO_VECTOR : `${NO_VECTOR} AND ${bySource(sourceId)}`
-      const found = await t.query().where(where).select(STORED_COLUMNS).limit(limit).toArray()
-      return found.map((row) => {
-        const chunk = Object.fromEntries(STORED_COLUMNS.map((c) => [c, row[c]])) as StoredChunk
-        chunk.labels = [...row[ChunkColumn.labels]]
-        return chunk
-      })
+      return storedChunks(t, where, limit)
     },
 
     async setVectors(model, items) {
