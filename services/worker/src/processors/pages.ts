@@ -12,7 +12,6 @@ import type { PageBody, PageRef } from '../confluence/types.ts'
 import { loadCatalog, type Resolvers } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText, pageRows } from '../ingest/rows.ts'
-import { SourceGoneError } from '../store/chunks.ts'
 import type { ProcessorDeps } from '../worker.ts'
 
 // A batch of changed pages of one sync: fetch their bodies in bulk, then convert and chunk each
@@ -117,12 +116,8 @@ export function createPagesProcessor(ingest: Ingest) {
         }
       }
       lap('embed')
-      try {
-        await ingest.store.replacePages(spec.id, pages, rows, registered)
-      } catch (err) {
-        if (err instanceof SourceGoneError) return false
-        throw err
-      }
+      const stored = await ingest.store.replacePages(spec.id, pages, rows, registered)
+      if (stored.refused === true) return false
       lap('write')
       writes++
       chunks += rows.length

@@ -83,7 +83,13 @@ export type Restamp = {
 
 export type VectorItem = { chunk_id: string; vector: ArrayLike<number> }
 
-export type ReplaceResult = { inserted: number; updated: number; deleted: number }
+export type ReplaceResult = {
+  inserted: number
+  updated: number
+  deleted: number
+  /** The guard refused the write (the source is gone): nothing was written. */
+  refused?: true
+}
 
 /**
  * Asked under the writer lock, right before a write commits: false refuses the write. A purge
@@ -91,11 +97,6 @@ export type ReplaceResult = { inserted: number; updated: number; deleted: number
  * delete, and one that runs after the source was removed writes nothing.
  */
 export type WriteGuard = () => Promise<boolean>
-
-/** replacePages refused: its guard said the source is gone (deleted while the write waited). */
-export class SourceGoneError extends Error {
-  override name = 'SourceGoneError'
-}
 
 export type MaintainReport = {
   rows: number
@@ -128,7 +129,7 @@ export type ChunkStore = {
     sourceId: string,
     pageIds: readonly string[],
     rows: ChunkRow[],
-    /** Checked under the lock before anything is written; false throws SourceGoneError. */
+    /** Checked under the lock before anything is written; false refuses the write. */
     guard?: WriteGuard,
   ): Promise<ReplaceResult>
   /** Rows deleted. */
@@ -330,7 +331,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       const scope = `${bySource(sourceId)} AND ${ChunkColumn.pageId} IN ${sqlStringList(pages)}`
       return locked(async (signal) => {
         if (guard !== undefined && !(await guard())) {
-          throw new SourceGoneError(`source ${sourceId} is gone: its pages were not written`)
+          return { inserted: 0, updated: 0, deleted: 0, refused: true }
         }
         if (rows.length === 0) {
           const t = await openTable()
