@@ -227,6 +227,42 @@ t.test('v2 cursor neither skips nor repeats when a page is deleted mid-walk', as
   )
 })
 
+t.test('paging races: a hook between requests, and overlapping v2 cursor pages', async (t) => {
+  const standIn = await setup(t)
+  const spaceId = await v2SpaceId(standIn.baseUrl, 'ENG')
+  standIn.options.cursorOverlap = 2
+  const { body } = await getJson(`${standIn.baseUrl}/api/v2/spaces/${spaceId}/pages?limit=3`)
+  const rest = await walkV2(standIn.url, (body._links as Json).next as string)
+  t.same(
+    [...(body.results as Json[]), ...rest].map((item) => item.id),
+    ['1001', '1002', '1003', '1002', '1003', '1004', '1003', '1004', '1005'].concat([
+      '1004',
+      '1005',
+      '1006',
+      '1005',
+      '1006',
+      '1007',
+    ]),
+    'each page repeats the last two of the one before, and still moves on',
+  )
+
+  // onRequest runs before the answer: a page deleted there is already gone from it.
+  standIn.options.cursorOverlap = 0
+  const seen: string[] = []
+  standIn.options.onRequest = (request) => {
+    seen.push(request.path)
+    if (request.query.start === '3') standIn.options.pages.splice(0, 1)
+  }
+  const first = await getJson(`${standIn.baseUrl}/rest/api/content?spaceKey=ENG&limit=3&start=0`)
+  const second = await getJson(`${standIn.baseUrl}/rest/api/content?spaceKey=ENG&limit=3&start=3`)
+  t.same(
+    [...(first.body.results as Json[]), ...(second.body.results as Json[])].map((i) => i.id),
+    ['1001', '1002', '1003', '1005', '1006', '1007'],
+    'v1 offsets shift: 1004 is skipped, as on a real server',
+  )
+  t.same(seen, ['/wiki/rest/api/content', '/wiki/rest/api/content'])
+})
+
 t.test('auth: 401 without matching credentials, 403 when forbidden', async (t) => {
   const standIn = await setup(t, { auth: { type: 'basic', username: USER, token: TOKEN } })
   const url = `${standIn.baseUrl}/api/v2/pages/1001`

@@ -41,6 +41,11 @@
  *   before `failNext`, `rateLimit`, auth and routing.
  * - Each recorded request carries `at`, `performance.now()` when it arrived, so tests can measure
  *   the wait after a 429.
+ * - Paging races, for tests: `onRequest` runs as each request arrives, before it is answered (a
+ *   page deleted between two listing requests: the v1 offsets after it shift, as real ones do);
+ *   `cursorOverlap` makes every v2 cursor page repeat the previous page's last N results (a
+ *   cursor that points a little behind where the page ended), a fault real listings were seen
+ *   to show.
  */
 import { createHash } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
@@ -115,6 +120,13 @@ export type ConfluenceStandInOptions = {
   unindexed: string[]
   /** Serve HTTPS with this PEM key and certificate (read at start only). */
   tls?: { key: string; cert: string }
+  /**
+   * Called as each request arrives (after it is recorded, before it is answered): tests change
+   * `options` between two requests of one walk.
+   */
+  onRequest?: (request: ConfluenceRecordedRequest) => void
+  /** v2 list routes: each page after the first repeats the previous page's last N results. */
+  cursorOverlap: number
 }
 
 export type ConfluenceRecordedRequest = {
@@ -379,6 +391,7 @@ function defaults(): ConfluenceStandInOptions {
     faults: [],
     spaceNames: {},
     unindexed: [],
+    cursorOverlap: 0,
   }
 }
 
@@ -746,7 +759,9 @@ export async function startConfluenceStandIn(
     const last = slice.at(-1)
     if (last && all.length > slice.length) {
       const next = new URLSearchParams()
-      next.set('cursor', encodeCursor(last.id))
+      // An overlap points the cursor back, never before the page's own first result.
+      const back = Math.min(standIn.options.cursorOverlap, slice.length - 1)
+      next.set('cursor', encodeCursor((slice[slice.length - 1 - back] as StandInPage).id))
       next.set('limit', String(limit))
       for (const name of keep) {
         const value = query.get(name)
@@ -1041,13 +1056,15 @@ export async function startConfluenceStandIn(
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url as string, 'http://stand-in')
-    standIn.requests.push({
+    const recorded: ConfluenceRecordedRequest = {
       method: req.method as string,
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
       headers: { ...req.headers },
       at: performance.now(),
-    })
+    }
+    standIn.requests.push(recorded)
+    standIn.options.onRequest?.(recorded)
     const send = () => {
       const fault = takeFault(`${url.pathname}${url.search}`)
       if (fault?.kind === 'reset') {

@@ -106,6 +106,14 @@ if (!existsSync(SAMPLE)) {
     const source = openExportSource(spec(zipPath))
     t.teardown(() => source.close())
     const refs = await list(source)
+    // The zip is the whole listing: whatever it left out is gone.
+    t.same(await source.confirmGone(['1', '9568346']), ['1', '9568346'])
+    // A page asked for twice is read and answered once.
+    const twice = await source.fetchBodies([refs[0] as PageRef, refs[0] as PageRef])
+    t.same(
+      twice.map((body) => body.id),
+      [refs[0]?.id],
+    )
     // Tree order from index.html: the home page, then depth first.
     t.same(
       refs.map((r) => [r.id, r.title, r.parentId, r.updatedAt]),

@@ -1,7 +1,9 @@
+import { UnrecoverableError } from 'bullmq'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { MISSING } from '../../../services/worker/src/confluence/bodies.ts'
 import { type ConfluenceError, isFatal } from '../../../services/worker/src/confluence/errors.ts'
+import { confirmGone } from '../../../services/worker/src/confluence/gone.ts'
 import {
   openRestSource,
   type RestSourceDeps,
@@ -417,7 +419,8 @@ t.test('DC: v1 offset listing under the context path, with authors and labels', 
   })
   t.same(
     listings.map((request) => request.query.start),
-    ['0', '3', '6', '0'],
+    ['0', '2', '4', '0'],
+    'pages of 3 overlap by one',
   )
   for (const path of paths(s)) {
     t.ok(path.startsWith('/confluence/rest/api/'), `${path}: v1 under the context path only`)
@@ -427,24 +430,130 @@ t.test('DC: v1 offset listing under the context path, with authors and labels', 
 
 t.test('DC: a page added mid-walk shifts the offsets; nothing is listed twice', async (t) => {
   const { s, source } = await setup(t, { options: dc, spec: { spaces: ['ENG'] } })
-  const refs: PageRef[] = []
-  for await (const ref of source.listPages()) {
-    refs.push(ref)
-    if (refs.length === 1) {
+  let listings = 0
+  s.options.onRequest = (request) => {
+    if (request.path.endsWith('/rest/api/content') && ++listings === 2) {
       s.options.pages.push({ id: '1000', title: 'New', spaceKey: 'ENG', version: 1, storage: '' })
     }
   }
-  t.same(ids(refs), ['1001', '1002', '1003', '1004', '1005', '1006', '1007'])
+  t.same(ids(await list(source)), ['1001', '1002', '1003', '1004', '1005', '1006', '1007'])
+  t.same(
+    named(s, '/rest/api/content').map((request) => request.query.start),
+    ['0', '2', '4', '6'],
+    'pages of 3 overlap by one; no second pass for an added page',
+  )
+})
 
-  // Pages removed mid-walk: the next offset is past the end, and an empty page ends the walk.
-  const shrunk: PageRef[] = []
-  for await (const ref of source.listPages()) {
-    shrunk.push(ref)
-    if (shrunk.length === 3) s.options.pages.splice(3)
+t.test('DC: a page removed mid-walk: no live page skipped, a second pass drops it', async (t) => {
+  const { s, source } = await setup(t, { options: dc, spec: { spaces: ['ENG'] } })
+  let listings = 0
+  s.options.onRequest = (request) => {
+    if (request.path.endsWith('/rest/api/content') && ++listings === 3) remove(s, '1001')
   }
-  t.same(ids(shrunk), ['1000', '1001', '1002'])
-  const last = s.requests.at(-1)
-  t.equal(last?.query.start, '3')
+  t.same(ids(await list(source)), ['1002', '1003', '1004', '1005', '1006', '1007'])
+  t.same(
+    named(s, '/rest/api/content').map((request) => request.query.start),
+    ['0', '2', '4', '2', '4', '0', '2', '4'],
+    'a page that does not start with a page seen steps back; the second pass stands',
+  )
+
+  // The page seen last removed: the next page starts with an unseen one, a step back.
+  s.requests.length = 0
+  listings = 0
+  s.options.onRequest = (request) => {
+    if (request.path.endsWith('/rest/api/content') && ++listings === 2) remove(s, '1004')
+  }
+  t.same(ids(await list(source)), ['1002', '1003', '1005', '1006', '1007'])
+  t.same(
+    named(s, '/rest/api/content').map((request) => request.query.start),
+    ['0', '2', '0', '2', '0', '2'],
+  )
+
+  // Pages removed at the end: the offset is past the end, and the walk steps back.
+  s.requests.length = 0
+  listings = 0
+  s.options.onRequest = (request) => {
+    if (request.path.endsWith('/rest/api/content') && ++listings === 2) s.options.pages.splice(3)
+  }
+  t.same(ids(await list(source)), ['1002', '1003', '1005'])
+})
+
+t.test('DC: pages of 20 overlap by two: a removal inside or before the overlap', async (t) => {
+  const extra = Array.from(
+    { length: 30 },
+    (_, i): StandInPage => ({
+      id: String(3001 + i),
+      title: `Extra ${i}`,
+      spaceKey: 'ENG',
+      version: 1,
+      storage: '',
+    }),
+  )
+  const { s, source } = await setup(t, {
+    options: { ...dc, clampLimit: 20, pages: [...makePages(), ...extra] },
+    spec: { spaces: ['ENG'] },
+  })
+  const every = ids(s.options.pages.filter((page) => page.spaceKey === 'ENG'))
+  for (const [name, gone] of [
+    ['the last page seen', every[19]],
+    ['a page before the overlap', every[5]],
+  ] as const) {
+    s.requests.length = 0
+    let listings = 0
+    s.options.onRequest = (request) => {
+      if (request.path.endsWith('/rest/api/content') && ++listings === 2) remove(s, gone as string)
+    }
+    t.same(
+      ids(await list(source)),
+      every.filter((id) => id !== gone),
+      `${name}: every live page`,
+    )
+    t.same(
+      named(s, '/rest/api/content').map((request) => request.query.start),
+      ['0', '18', '0', '18'],
+      `${name}: seen in the overlap, a second pass`,
+    )
+    every.splice(every.indexOf(gone as string), 1)
+  }
+})
+
+t.test('DC: a listing that keeps moving is listed by its last pass, or refused', async (t) => {
+  const { s, source } = await setup(t, { options: dc, spec: { spaces: ['ENG'] } })
+  // A page removed at every second request: every pass sees a shift, the third one stands.
+  let listings = 0
+  s.options.onRequest = (request) => {
+    if (request.path.endsWith('/rest/api/content') && ++listings % 4 === 2) {
+      remove(s, s.options.pages[0]?.id as string)
+    }
+  }
+  const refs = await list(source)
+  t.equal(named(s, '/rest/api/content').filter((r) => r.query.start === '0').length, 3)
+  t.same(ids(refs), ids(s.options.pages).slice(0, refs.length), 'live pages, in order')
+
+  // The order changes at every request: stepping back never finds a page seen.
+  s.options.pages = makePages().filter((page) => page.spaceKey === 'ENG')
+  let flip = 0
+  s.options.onRequest = (request) => {
+    if (!request.path.endsWith('/rest/api/content') || request.query.start === '0') return
+    flip++
+    for (const page of s.options.pages) page.id = String(Number(page.id) + 100 * flip)
+  }
+  const err = (await list(source).catch((e: unknown) => e)) as ConfluenceError
+  t.equal(err.code, 'unavailable')
+  t.match(err.message, /kept shifting/)
+  t.notOk(isFatal(err), 'retried later')
+})
+
+t.test('DC: a page of one cannot overlap: the walk goes page by page', async (t) => {
+  const { s, source } = await setup(t, {
+    options: { ...dc, clampLimit: 1 },
+    spec: { spaces: ['OPS'] },
+  })
+  t.same(ids(await list(source)), ['2001', '2002', '2003'])
+  t.same(
+    named(s, '/rest/api/content').map((request) => request.query.start),
+    ['0', '1', '2'],
+  )
 })
 
 t.test('DC: bodies by CQL id search, pages the index lacks one by one', async (t) => {
@@ -583,4 +692,81 @@ t.test('openRestSource opens REST kinds only', async (t) => {
     code: 'config',
     message: /export source, not a REST one/,
   })
+})
+
+t.test('confirmGone: Cloud asks v2 for whole spaces, CQL for a narrowed scope', async (t) => {
+  const { s, source } = await setup(t)
+  remove(s, '1006')
+  const moved = s.options.pages.find((page) => page.id === '1007') as StandInPage
+  moved.spaceKey = 'HR'
+  s.requests.length = 0
+  const asked = ['1002', '1006', '1007', '2003', 'not-an-id']
+  t.same(await confirmGone(source, asked), ['1006', '1007', 'not-an-id'])
+  t.same(
+    named(s, '/api/v2/pages').map((request) => request.query),
+    [{ id: '1002,1006,1007,2003', status: 'current', limit: '250' }],
+    'one bulk v2 request (spaces were looked up first)',
+  )
+  t.same(await confirmGone(source, []), [], 'nothing to ask')
+
+  const narrowed = await setup(t, { spec: { labels: { include: ['howto'] } } })
+  remove(narrowed.s, '1003')
+  t.same(await confirmGone(narrowed.source, ['1002', '1003', '1004', '1002']), ['1003', '1004'])
+  const search = named(narrowed.s, '/rest/api/content/search').at(-1)
+  t.match(search?.query.cql, /label in \("howto"\) AND id in \(1002,1003,1004\)$/)
+})
+
+t.test('confirmGone: DC asks CQL, then alone for what the search index lacks', async (t) => {
+  const { s, source } = await setup(t, { options: dc })
+  remove(s, '1006')
+  s.options.unindexed = ['1002', '1006', '1007']
+  const moved = s.options.pages.find((page) => page.id === '1007') as StandInPage
+  moved.spaceKey = 'HR'
+  s.requests.length = 0
+  t.same(await confirmGone(source, ['1002', '1003', '1006', '1007']), ['1006', '1007'])
+  const search = named(s, '/rest/api/content/search')
+  t.equal(search.length, 1)
+  t.match(search[0]?.query.cql, /id in \(1002,1003,1006,1007\)$/)
+  t.notOk('expand' in (search[0]?.query ?? {}), 'ids only')
+  t.same(
+    s.requests.filter((r) => /\/content\/\d+$/.test(r.path)).map((r) => r.path.split('/').at(-1)),
+    ['1002', '1006', '1007'],
+    'what the search left out, read alone',
+  )
+
+  // Read alone, a trashed page is gone too.
+  const trashed = await setup(t, { options: dc })
+  trashed.s.options.unindexed = ['1002']
+  trashed.s.options.faults = [
+    {
+      path: /\/content\/1002/,
+      status: 200,
+      body: JSON.stringify({ id: '1002', type: 'page', status: 'trashed', title: 'Guide' }),
+    },
+  ]
+  t.same(await confirmGone(trashed.source, ['1002', '1003']), ['1002'])
+
+  // A narrowed source is listed through the search: its answer stands.
+  const narrowed = await setup(t, { options: dc, spec: { root_page_id: '1002' } })
+  narrowed.s.options.unindexed = ['1003']
+  t.same(await confirmGone(narrowed.source, ['1002', '1003', '1004']), ['1003', '1004'])
+
+  // A source error deletes nothing: it fails the caller (a fatal one for good).
+  const refused = await setup(t, { options: dc, token: 'wrong' })
+  const err = await confirmGone(refused.source, ['1002']).catch((e: unknown) => e)
+  t.type(err, UnrecoverableError)
+  const flaky = await setup(t, { options: dc })
+  flaky.s.options.faults = [{ path: /\/content\/1002/, status: 503, times: 10 }]
+  flaky.s.options.unindexed = ['1002']
+  const retried = await confirmGone(flaky.source, ['1002']).catch((e: unknown) => e)
+  t.match((retried as ConfluenceError).code, 'unavailable', 'a retryable error stays one')
+})
+
+t.test('fetchBodies answers a repeated page once', async (t) => {
+  for (const options of [{}, dc]) {
+    const { source } = await setup(t, { options })
+    const refs = (await list(source)).slice(0, 3)
+    const results = await source.fetchBodies([...refs, ...refs, refs[0] as PageRef])
+    t.same(ids(results), ids(refs))
+  }
 })

@@ -52,11 +52,19 @@ async function alone(
   }
 }
 
+/** Each id once, at its first place: a batch never holds one page twice (its rows would clash). */
+export function uniqueRefs<T extends { id: string }>(refs: readonly T[]): T[] {
+  const byId = new Map<string, T>()
+  for (const ref of refs) if (!byId.has(ref.id)) byId.set(ref.id, ref)
+  return [...byId.values()]
+}
+
 export async function fetchBodiesInBulk(
-  refs: readonly PageRef[],
+  all: readonly PageRef[],
   plan: BodyPlan,
   signal?: AbortSignal,
 ): Promise<Array<PageBody | PageFailure>> {
+  const refs = uniqueRefs(all)
   const out: Array<PageBody | PageFailure> = []
   for (let start = 0; start < refs.length; start += plan.chunkSize) {
     const chunk = refs.slice(start, start + plan.chunkSize)

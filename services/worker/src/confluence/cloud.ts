@@ -1,6 +1,7 @@
 import { fetchBodiesInBulk } from './bodies.ts'
 import { cqlString, idsCql, isNarrowed, scopeCql } from './cql.ts'
 import { ConfluenceError } from './errors.ts'
+import { contentIds } from './gone.ts'
 import { type ConfluenceHttp, mapLimit } from './http.ts'
 import type { ConfluenceSource, PageBody, PageRef, SourceSpec } from './types.ts'
 import { v2Link } from './urls.ts'
@@ -17,6 +18,8 @@ const SEARCH_LIMIT = 200
 
 type V2Page = {
   id: string
+  status?: string
+  spaceId?: string
   title: string
   parentId?: string | null
   version: { number: number; createdAt?: string }
@@ -118,19 +121,51 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
       yield* uniqueById(refs(walkV1(http, search(scopeCql(spec), V1_REF_EXPAND), signal)))
       return
     }
-    for (const key of spec.spaces) {
-      const space = bySpace.get(key) as V2Space
-      // v2 lists no labels, and a label change makes no new version: the space's labels come
-      // from one CQL walk (200 pages a request); a page the search index lacks asks alone.
-      const labels = await spaceLabels(key, signal)
-      // status=current: the v2 default also lists archived pages.
-      const first = `${base}/api/v2/spaces/${space.id}/pages?status=current&limit=${V2_LIMIT}`
-      for await (const item of walkV2<V2Page>(first, signal)) {
-        const ref = v2Ref(item, key)
-        ref.labels = labels.get(ref.id) ?? (await pageLabels(ref.id, signal))
-        yield ref
+    async function* all(): AsyncGenerator<PageRef> {
+      for (const key of spec.spaces) {
+        const space = bySpace.get(key) as V2Space
+        // v2 lists no labels, and a label change makes no new version: the space's labels come
+        // from one CQL walk (200 pages a request); a page the search index lacks asks alone.
+        const labels = await spaceLabels(key, signal)
+        // status=current: the v2 default also lists archived pages.
+        const first = `${base}/api/v2/spaces/${space.id}/pages?status=current&limit=${V2_LIMIT}`
+        for await (const item of walkV2<V2Page>(first, signal)) {
+          const ref = v2Ref(item, key)
+          ref.labels = labels.get(ref.id) ?? (await pageLabels(ref.id, signal))
+          yield ref
+        }
       }
     }
+    // Cursor pages have been seen to overlap (a page at the end of one and the start of the
+    // next): a page listed twice would be fetched, converted and written twice in one batch.
+    yield* uniqueById(all())
+  }
+
+  /**
+   * Which of these indexed pages are really gone from the scope. A whole-space source asks v2,
+   * which reads the database, 250 ids a request: an id it leaves out, or a page that is no longer
+   * current or now lives in another space, is gone. A narrowed source is listed through CQL, so
+   * the same CQL with `id in (…)` says which are still in scope.
+   */
+  async function confirmGone(candidates: readonly string[], signal?: AbortSignal) {
+    const bySpace = await resolveSpaces(signal)
+    const { asked, gone } = contentIds(candidates)
+    const live = new Set<string>()
+    for (let i = 0; i < asked.length; i += V2_LIMIT) {
+      const ids = asked.slice(i, i + V2_LIMIT)
+      if (narrowed) {
+        const cql = `${scopeCql(spec)} AND id in (${ids.join(',')})`
+        for await (const item of walkV1(http, search(cql, 'space'), signal))
+          live.add(String(item.id))
+        continue
+      }
+      const spaceIds = new Set([...bySpace.values()].map((space) => space.id))
+      const first = `${base}/api/v2/pages?id=${ids.join(',')}&status=current&limit=${V2_LIMIT}`
+      for await (const item of walkV2<V2Page>(first, signal)) {
+        if (item.status === 'current' && spaceIds.has(item.spaceId as string)) live.add(item.id)
+      }
+    }
+    return [...gone, ...asked.filter((id) => !live.has(id))]
   }
 
   /** Page id → labels, for the pages of a space that the search index holds. */
@@ -186,6 +221,7 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
   return {
     kind: 'cloud',
     listPages,
+    confirmGone,
     async spaceNames() {
       const own = [...(await resolveSpaces()).values()].map((space): [string, string] => [
         space.key,

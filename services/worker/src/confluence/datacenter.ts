@@ -1,7 +1,9 @@
 import { fetchBodiesInBulk } from './bodies.ts'
 import { idsCql, isNarrowed, scopeCql } from './cql.ts'
 import { ConfluenceError } from './errors.ts'
-import type { ConfluenceHttp } from './http.ts'
+import { contentIds, GONE_CHUNK } from './gone.ts'
+import { type ConfluenceHttp, mapLimit } from './http.ts'
+import { listByOffsets } from './offsets.ts'
 import type { ConfluenceSource, PageBody, PageRef, SourceSpec } from './types.ts'
 import { uniqueById, V1_REF_EXPAND, type V1Content, v1Ref, walkV1 } from './v1.ts'
 
@@ -51,7 +53,8 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
   }
 
   function search(cql: string, expand: string, limit: number): string {
-    return `${base}/rest/api/content/search?cql=${encodeURIComponent(cql)}&expand=${expand}&limit=${limit}&start=0`
+    const fields = expand === '' ? '' : `&expand=${expand}`
+    return `${base}/rest/api/content/search?cql=${encodeURIComponent(cql)}${fields}&limit=${limit}&start=0`
   }
 
   function ref(item: V1Content): PageRef {
@@ -73,16 +76,52 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
             `${base}/rest/api/content?spaceKey=${encodeURIComponent(key)}&type=page&status=current&expand=${V1_REF_EXPAND}&limit=${LIST_LIMIT}&start=0`,
         )
     async function* all(): AsyncGenerator<PageRef> {
+      // Offsets shift when pages come and go mid-walk: each listing is read as a snapshot.
       for (const first of firsts) {
-        for await (const item of walkV1(http, first, signal)) yield ref(item)
+        for (const item of await listByOffsets(http, first, signal)) yield ref(item)
       }
     }
     yield* uniqueById(all())
   }
 
+  /**
+   * Which of these indexed pages are really gone from the scope: CQL `id in (…)` with the scope's
+   * own query finds those still in it, a page at a time. The search index can lag behind the
+   * database, so for a whole-space source an id it leaves out is read alone: 404 (gone or
+   * hidden) or a page now in another space is gone, anything else is not. A narrowed source is
+   * listed through that same search, so its answer stands.
+   */
+  async function confirmGone(candidates: readonly string[], signal?: AbortSignal) {
+    await resolveSpaces(signal)
+    const { asked, gone } = contentIds(candidates)
+    const live = new Set<string>()
+    for (let i = 0; i < asked.length; i += GONE_CHUNK) {
+      const ids = asked.slice(i, i + GONE_CHUNK)
+      const cql = `${scopeCql(spec)} AND id in (${ids.join(',')})`
+      for (const item of await listByOffsets(http, search(cql, '', LIST_LIMIT), signal)) {
+        live.add(String(item.id))
+      }
+    }
+    const unsure = asked.filter((id) => !live.has(id))
+    if (narrowed) return [...gone, ...unsure]
+    const checked = await mapLimit(unsure, 4, async (id) => {
+      const url = `${base}/rest/api/content/${id}?expand=space`
+      try {
+        const item = await http.getJson<V1Content>(url, signal)
+        const inScope = item.status === 'current' && spec.spaces.includes(item.space?.key ?? '')
+        return inScope ? undefined : id
+      } catch (err) {
+        if (err instanceof ConfluenceError && err.code === 'not_found') return id
+        throw err
+      }
+    })
+    return [...gone, ...checked.filter((id): id is string => id !== undefined)]
+  }
+
   return {
     kind: 'datacenter',
     listPages,
+    confirmGone,
     async spaceNames() {
       // The names of the source's own spaces win over names met in search results.
       return new Map([...seenNames, ...(await resolveSpaces())])

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import yauzl, { type Entry, type ZipFile } from 'yauzl'
+import { uniqueRefs } from './bodies.ts'
 import {
   type ExportLinks,
   type IndexPage,
@@ -256,6 +257,11 @@ export function openExportSource(
       }
     },
 
+    // The zip is the whole listing: a page its listing left out is not in the export, so gone.
+    async confirmGone(ids: readonly string[]) {
+      return [...ids]
+    },
+
     async spaceNames() {
       const ex = await open()
       return new Map([[ex.spaceKey, ex.spaceName]])
@@ -265,7 +271,7 @@ export function openExportSource(
       const ex = await open()
       const out: Array<PageBody | PageFailure> = []
       // One page at a time: memory holds one page file, whatever the batch.
-      for (const ref of refs) {
+      for (const ref of uniqueRefs(refs)) {
         signal?.throwIfAborted()
         const entry = ex.files.get(ref.id)
         if (entry === undefined) {

@@ -362,11 +362,16 @@ export function createHttp(options: HttpOptions): ConfluenceHttp {
     throw failure.error
   }
 
+  // Closing twice is harmless (a caller that hands the source on may close it too).
+  let closed: Promise<void> | undefined
   return {
     base,
     host,
     getJson,
-    close: () => agent.close(),
+    close: () => {
+      closed ??= agent.close()
+      return closed
+    },
   }
 }
 

@@ -40,11 +40,23 @@ export type PageFailure = { id: string; message: string; status?: number }
 
 export interface ConfluenceSource {
   readonly kind: SourceKind
-  /** Every page in scope (spaces, then narrowed by cql / root page / labels), without bodies. */
+  /**
+   * Every page in scope (spaces, then narrowed by cql / root page / labels), without bodies, each
+   * id once (listings can repeat a page: shifting offsets, overlapping cursor pages).
+   */
   listPages(signal?: AbortSignal): AsyncIterable<PageRef>
+  /**
+   * Which of these page ids (indexed, but left out of the latest listing) are really gone from
+   * the source's scope: deleted, trashed, restricted, moved out of its spaces or its narrowing.
+   * Anything not confirmed gone stays indexed. Call it through gone.ts `confirmGone`.
+   */
+  confirmGone(ids: readonly string[], signal?: AbortSignal): Promise<string[]>
   /** Space key → space name, for breadcrumbs (after or during listPages). */
   spaceNames(): Promise<Map<string, string>>
-  /** Bodies of these pages. A page that cannot be read comes back as a PageFailure. */
+  /**
+   * Bodies of these pages, each id once (a repeated ref is read and answered once). A page that
+   * cannot be read comes back as a PageFailure.
+   */
   fetchBodies(
     refs: readonly PageRef[],
     signal?: AbortSignal,

@@ -14,6 +14,8 @@ export type V1User = {
 
 export type V1Content = {
   id: string | number
+  /** `current` for a published page (a GET by id can also answer `trashed`, `draft`…). */
+  status?: string
   title: string
   space?: { key: string; name?: string }
   version?: { number: number; when?: string; by?: V1User }
