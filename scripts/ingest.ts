@@ -1,20 +1,30 @@
 // `pnpm --silent cnfl ingest`: runs one sync in the foreground, with a worker in this process,
 // and draws its progress on stderr. The same queues, processors and index as the service: a
 // worker running elsewhere may take some of the page batches, which is fine.
-import { basename, resolve } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { copyFile, mkdir, rename, rm } from 'node:fs/promises'
+import { basename, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
   createSource,
+  exportFileName,
   getSource,
   JobName,
   listSources,
   loadWorkerConfig,
+  newSourceId,
   readRun,
   redactUrl,
+  type SourceKind,
   type SourceSpec,
+  type SyncJobData,
   type SyncProgress,
+  syncDedupId,
   syncJobOptions,
+  updateSource,
 } from '@confluence-bot/shared'
+import type { Queue } from 'bullmq'
+import type { Redis as RedisClient } from 'ioredis'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { inspectExport } from '../services/worker/src/confluence/export.ts'
@@ -56,6 +66,158 @@ function bar(p: SyncProgress): string {
   )
 }
 
+type Options = {
+  export?: string
+  kind?: string
+  'base-url'?: string
+  space?: string[]
+  name?: string
+}
+
+/** What the command line asks for: a source of this kind, site and spaces. */
+type Wanted = { kind: SourceKind; base_url?: string; spaces: string[] }
+
+const label = (spec: SourceSpec) => `${spec.id} "${spec.name}"`
+const trimUrl = (url: string) => url.replace(/\/+$/, '')
+
+/** Why a source is not the one the command line asks for; '' when it is. */
+function mismatch(spec: SourceSpec, want: Wanted): string {
+  if (spec.kind !== want.kind) return `it is a ${spec.kind} source`
+  if (want.base_url !== undefined && spec.base_url !== want.base_url) {
+    return `its base URL is ${spec.base_url || '(none)'}`
+  }
+  const spaces = [...spec.spaces].sort().join(', ')
+  // An uploaded export names its space once it has synced: until then any export may be it.
+  if (spaces !== [...want.spaces].sort().join(', ') && !(want.kind === 'export' && !spaces)) {
+    return `it holds the space(s) ${spaces}`
+  }
+  if (spec.cql !== undefined || spec.root_page_id !== undefined || spec.labels !== undefined) {
+    return 'its scope is narrowed (cql, root page or labels)'
+  }
+  return ''
+}
+
+/**
+ * The registered source the command line means, matched by kind, base URL and spaces (never by
+ * name alone); undefined when none is, and a new one may be registered under `name`. Anything
+ * ambiguous is refused with what to do instead.
+ */
+function pick(all: SourceSpec[], want: Wanted, given: string | undefined, name: string) {
+  const named = all.find((s) => s.name === name)
+  const why = named === undefined ? '' : mismatch(named, want)
+  if (named !== undefined && why) {
+    throw new UsageError(
+      `source ${label(named)} is not this one: ${why}. Pass another --name to register a new source, or sync it by id`,
+    )
+  }
+  if (named !== undefined) return named
+  const matches = all.filter((s) => s.spaces.length > 0 && mismatch(s, want) === '')
+  if (matches.length > 1) {
+    throw new UsageError(
+      `several sources match: ${matches.map(label).join(', ')}. Pass the name of one with --name, or sync it by id`,
+    )
+  }
+  const [match] = matches
+  if (match !== undefined && given !== undefined) {
+    throw new UsageError(
+      `source ${label(match)} already holds this; a second would index it twice. Pass --name "${match.name}", or sync it by id`,
+    )
+  }
+  return match
+}
+
+/**
+ * Refuses while a sync of the source is under way: it listed the old zip, and its page batches
+ * would read the new one (as PUT /api/sources/:id/export does). A sync still waiting stands.
+ */
+async function refuseWhileSyncing(queue: Queue, spec: SourceSpec): Promise<void> {
+  const id = await queue.getDeduplicationJobId(syncDedupId(spec.id))
+  const job = id === null ? undefined : await queue.getJob(id)
+  if (job === undefined) return
+  const state = await job.getState()
+  if (['active', 'waiting-children'].includes(state) || (job.data as SyncJobData).step) {
+    throw new Error(
+      `a sync of ${label(spec)} is under way (job ${job.id}): replace its export once it has finished`,
+    )
+  }
+}
+
+/**
+ * `--export FILE.zip`: the export source of that space (its zip replaced by this one, checked
+ * first), or a new one. Either way the zip is kept under EXPORTS_DIR as `<source id>.zip`, as an
+ * upload is, so a sync by any worker and a later purge find it.
+ */
+async function exportSource(
+  redis: RedisClient,
+  queue: Queue,
+  values: Options,
+  cwd: string,
+  exportsDir: string,
+): Promise<SourceSpec> {
+  const file = resolve(cwd, values.export as string)
+  const dir = resolve(exportsDir)
+  await mkdir(dir, { recursive: true })
+  const partial = join(dir, `cli-${randomBytes(6).toString('hex')}.zip.part`)
+  try {
+    await copyFile(file, partial)
+    const info = await inspectExport(partial).catch((err: Error) => {
+      throw new Error(err.message.replace(partial, file))
+    })
+    const base = values['base-url']
+    const want: Wanted = {
+      kind: 'export',
+      ...(base === undefined ? {} : { base_url: trimUrl(base) }),
+      spaces: [info.spaceKey],
+    }
+    const all = await listSources(redis)
+    const name = values.name ?? basename(file)
+    const spec = pick(all, want, values.name, name)
+    if (spec !== undefined) {
+      await refuseWhileSyncing(queue, spec)
+      const kept = exportFileName(spec.id)
+      await rename(partial, join(dir, kept))
+      if (spec.export_path !== kept) await updateSource(redis, { ...spec, export_path: kept })
+      process.stderr.write(`replaced the export of ${label(spec)} with ${file}\n`)
+      return spec
+    }
+    // Registered first: should the name be taken meanwhile, no zip is left without a source.
+    const id = newSourceId()
+    const created = await createSource(
+      redis,
+      {
+        name,
+        kind: 'export',
+        base_url: want.base_url ?? '',
+        spaces: want.spaces,
+        export_path: exportFileName(id),
+      },
+      id,
+    )
+    await rename(partial, join(dir, exportFileName(id)))
+    return created
+  } finally {
+    await rm(partial, { force: true })
+  }
+}
+
+/** `--kind K --base-url URL --space KEY…`: the source of that site and spaces, or a new one. */
+async function siteSource(redis: RedisClient, values: Options): Promise<SourceSpec> {
+  if (values.kind !== 'cloud' && values.kind !== 'datacenter') {
+    throw new UsageError(`--kind must be cloud or datacenter, not ${values.kind}`)
+  }
+  if (values['base-url'] === undefined || values.space === undefined) {
+    throw new UsageError('--kind needs --base-url and at least one --space')
+  }
+  const want = {
+    kind: values.kind as 'cloud' | 'datacenter',
+    base_url: trimUrl(values['base-url']),
+    spaces: values.space,
+  }
+  const name = values.name ?? values['base-url']
+  const spec = pick(await listSources(redis), want, values.name, name)
+  return spec ?? createSource(redis, { name, ...want })
+}
+
 export async function ingest(args: string[], cwd: string): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -88,42 +250,20 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
     pino.destination(2),
   )
   const running = await createIngest(config, log)
-  const worker = await startWorker({ ...config, WORKER_HEALTH_PORT: 0 }, log, running.registry)
   const { redis, queues } = running.ingest
+  let worker: Awaited<ReturnType<typeof startWorker>> | undefined
   try {
+    // The source is settled (and an export's zip replaced) before this process's worker starts.
     let spec: SourceSpec | undefined
-    if (registering) {
-      const name =
-        values.name ?? (values.export ? basename(values.export) : (values['base-url'] ?? ''))
-      spec = (await listSources(redis)).find((s) => s.name === name)
-      if (spec === undefined && values.export !== undefined) {
-        const path = resolve(cwd, values.export)
-        const info = await inspectExport(path)
-        spec = await createSource(redis, {
-          name,
-          kind: 'export',
-          base_url: values['base-url'] ?? '',
-          spaces: [info.spaceKey],
-          export_path: path,
-        })
-      } else if (spec === undefined) {
-        if (values.kind !== 'cloud' && values.kind !== 'datacenter') {
-          throw new UsageError(`--kind must be cloud or datacenter, not ${values.kind}`)
-        }
-        if (values['base-url'] === undefined || values.space === undefined) {
-          throw new UsageError('--kind needs --base-url and at least one --space')
-        }
-        spec = await createSource(redis, {
-          name,
-          kind: values.kind,
-          base_url: values['base-url'].replace(/\/+$/, ''),
-          spaces: values.space as string[],
-        })
-      }
+    if (values.export !== undefined) {
+      spec = await exportSource(redis, queues.sync, values, cwd, config.EXPORTS_DIR)
+    } else if (registering) {
+      spec = await siteSource(redis, values)
     } else {
       spec = await getSource(redis, positionals[0] as string)
       if (spec === undefined) throw new UsageError(`no source ${positionals[0]}`)
     }
+    worker = await startWorker({ ...config, WORKER_HEALTH_PORT: 0 }, log, running.registry)
     process.stderr.write(`syncing ${spec.name} (${spec.id})\n`)
 
     const options = syncJobOptions(spec.id)
@@ -161,7 +301,7 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
       await new Promise((r) => setTimeout(r, 250))
     }
   } finally {
-    await worker.close()
+    await worker?.close()
     await running.close()
   }
 }

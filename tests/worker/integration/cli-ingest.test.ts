@@ -1,6 +1,17 @@
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import {
+  createSource,
+  getSource,
+  JobName,
+  listSources,
+  QUEUE_PREFIX,
+  QueueName,
+  syncJobOptions,
+} from '@confluence-bot/shared'
+import { Queue } from 'bullmq'
 import t from 'tap'
+import { tempDir } from '../../helpers/api.ts'
 import { buildExportZip } from '../../helpers/confluence-export.ts'
 import { generatedSpace, ingestRig, type Rig } from '../../helpers/ingest.ts'
 import { runScript } from '../../helpers/process.ts'
@@ -148,3 +159,163 @@ t.test('cnfl ingest usage errors exit 2', async (t) => {
   t.equal(help.code, 0)
   t.match(help.stdout, /--export FILE.zip/)
 })
+
+t.test(
+  'cnfl ingest --export replaces the zip of the source of that space; anything else is refused',
+  async (t) => {
+    const pages = generatedSpace(6)
+    const rig = await ingestRig(t, { pages })
+    const dir = await tempDir(t, 'cnfl-zips-')
+    const zip = async (file: string, space = pages, spaceKey = 'ENG') =>
+      (await buildExportZip(space, { spaceKey, spaceName: spaceKey, path: join(dir, file) })).path
+    const cnfl = (...args: string[]) => runScript(CNFL, ['ingest', ...args], { env: rig.env })
+    const exportsDir = rig.config.EXPORTS_DIR
+
+    const first = await cnfl('--export', await zip('eng-v1.zip'))
+    t.equal(first.code, 0, first.stderr)
+    const { source_id: id } = JSON.parse(first.stdout)
+    t.match(JSON.parse(first.stdout), { progress: { converted: 6 } })
+
+    // The space changed: a page deleted, one edited.
+    pages.splice(5, 1)
+    ;(pages[1] as (typeof pages)[number]).storage = '<p>Rewritten: how to roll back.</p>'
+    const v2 = await zip('eng-v2.zip')
+    const second = await cnfl('--export', v2)
+    t.equal(second.code, 0, second.stderr)
+    t.match(second.stderr, `replaced the export of ${id} "eng-v1.zip" with ${v2}`)
+    t.match(JSON.parse(second.stdout), {
+      source_id: id,
+      progress: { discovered: 5, converted: 1, unchanged: 4, deleted: 1, failed: 0 },
+    })
+    t.equal((await listSources(rig.client)).length, 1, 'the space is indexed once')
+    t.equal(new Set((await rig.rows()).map((r) => r.page_id)).size, 5)
+    t.same(await readdir(exportsDir), [`${id}.zip`], 'the zip is kept under EXPORTS_DIR')
+
+    const refusals: Array<[string[], RegExp]> = [
+      [['--export', v2, '--name', 'Other'], /already holds this; a second would index it twice/],
+      [
+        ['--export', v2, '--base-url', 'https://wiki.test', '--name', 'eng-v1.zip'],
+        /is not this one: its base URL is \(none\)/,
+      ],
+      [
+        ['--export', await zip('ops.zip', generatedSpace(2, 'OPS'), 'OPS'), '--name', 'eng-v1.zip'],
+        /is not this one: it holds the space\(s\) ENG/,
+      ],
+    ]
+    for (const [args, message] of refusals) {
+      const run = await cnfl(...args)
+      t.equal(run.code, 2, args.join(' '))
+      t.match(run.stderr, message)
+    }
+
+    // A sync under way (its crawl recorded) listed the old zip: no replacement until it is done.
+    const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+    t.teardown(() => queue.close())
+    const busy = await queue.add(
+      JobName.sync,
+      { source_id: id, step: 'finish', gone: [], indexed: 5 },
+      syncJobOptions(id),
+    )
+    const refused = await cnfl('--export', v2)
+    t.equal(refused.code, 1)
+    t.match(refused.stderr, `is under way (job ${busy.id})`)
+    await busy.remove()
+
+    // An uploaded export that has not synced yet (no space known), its zip kept elsewhere.
+    const uploaded = await createSource(rig.client, {
+      name: 'Uploaded',
+      kind: 'export',
+      base_url: '',
+      spaces: [],
+      export_path: '/elsewhere/old.zip',
+    })
+    const named = await cnfl('--export', join(dir, 'ops.zip'), '--name', 'Uploaded')
+    t.equal(named.code, 0, named.stderr)
+    t.match(JSON.parse(named.stdout), { source_id: uploaded.id, progress: { converted: 2 } })
+    t.match(await getSource(rig.client, uploaded.id), {
+      spaces: ['OPS'],
+      export_path: `${uploaded.id}.zip`,
+    })
+
+    const site = await cnfl('--export', join(dir, 'ops.zip'), '--base-url', 'https://wiki.test/')
+    t.equal(site.code, 0, site.stderr)
+    const other = await getSource(rig.client, JSON.parse(site.stdout).source_id)
+    t.match(other, { name: 'ops.zip', base_url: 'https://wiki.test', spaces: ['OPS'] })
+    t.not(other?.id, uploaded.id, 'an export of another site is another source')
+
+    await createSource(rig.client, {
+      name: 'Twin',
+      kind: 'export',
+      base_url: '',
+      spaces: ['ENG'],
+      export_path: 'x.zip',
+    })
+    const twice = await cnfl('--export', v2)
+    t.equal(twice.code, 2)
+    t.match(twice.stderr, /several sources match: .*"eng-v1.zip".*"Twin"/)
+
+    await writeFile(join(dir, 'garbage.zip'), 'not a zip at all')
+    const garbage = await cnfl('--export', join(dir, 'garbage.zip'))
+    t.equal(garbage.code, 1)
+    t.match(garbage.stderr, `${join(dir, 'garbage.zip')} is not a Confluence HTML space export`)
+    t.notOk(
+      (await readdir(exportsDir)).some((f) => f.endsWith('.part')),
+      'no partial zip is left behind',
+    )
+  },
+)
+
+t.test(
+  'cnfl ingest --kind matches a source by kind, base URL and spaces, never by name alone',
+  async (t) => {
+    const rig = await ingestRig(t, { pages: generatedSpace(2) })
+    const url = rig.confluence.baseUrl
+    const cnfl = (...args: string[]) => runScript(CNFL, ['ingest', ...args], { env: rig.env })
+    const first = await cnfl('--kind', 'cloud', '--base-url', url, '--space', 'ENG')
+    t.equal(first.code, 0, first.stderr)
+    const { source_id: id } = JSON.parse(first.stdout)
+    await createSource(rig.client, {
+      name: 'Narrow',
+      kind: 'cloud',
+      base_url: url,
+      spaces: ['ENG'],
+      cql: 'label = "runbook"',
+    })
+    const refusals: Array<[string[], RegExp]> = [
+      [
+        ['--kind', 'datacenter', '--base-url', url, '--space', 'ZZ'],
+        /is not this one: it is a cloud source\. Pass another --name/,
+      ],
+      [
+        ['--kind', 'cloud', '--base-url', `${url}/`, '--space', 'ENG', '--name', 'Second'],
+        new RegExp(`source ${id} .* already holds this`),
+      ],
+      [
+        [
+          '--kind',
+          'cloud',
+          '--base-url',
+          'http://127.0.0.1:1/wiki',
+          '--space',
+          'ENG',
+          '--name',
+          url,
+        ],
+        /its base URL is http/,
+      ],
+      [
+        ['--kind', 'cloud', '--base-url', url, '--space', 'ENG', '--name', 'Narrow'],
+        /its scope is narrowed/,
+      ],
+    ]
+    for (const [args, message] of refusals) {
+      const run = await cnfl(...args)
+      t.equal(run.code, 2, args.join(' '))
+      t.match(run.stderr, message)
+    }
+    t.equal((await listSources(rig.client)).length, 2, 'nothing was registered')
+    const again = await cnfl('--kind', 'cloud', '--base-url', `${url}/`, '--space', 'ENG')
+    t.equal(again.code, 0, again.stderr)
+    t.equal(JSON.parse(again.stdout).source_id, id, 'the matching source is synced')
+  },
+)
