@@ -305,6 +305,15 @@ t.test('anchor links carry the heading ids of their deployment', async (t) => {
     '[a.pdf](https://wiki.acme.test/confluence/download/attachments/7/a.pdf#page=2)\n',
   )
   t.equal(link('<ri:user ri:account-id="nobody" />', 'x', dc), '@nobody\n')
+  t.equal(
+    link('<ri:page ri:content-title="Elsewhere" />', 'Setup', {
+      ...dc,
+      resolvePage: () => 'https://wiki.acme.test/confluence/x/abc#top',
+    }),
+    '[Elsewhere](https://wiki.acme.test/confluence/x/abc#top)\n',
+    'a resolved URL that has a fragment keeps it',
+  )
+  t.equal(md('<p><ac:link><ac:link-body>no target</ac:link-body></ac:link></p>', dc), 'no target\n')
 })
 
 t.test('with a base URL, page and attachment links are real Confluence URLs', async (t) => {
