@@ -23,9 +23,12 @@ Options of convert:
   --space KEY       the page's space key (links without a space point into it)
   --page-id ID      the page's id (attachment links)
   --jira-url URL    Jira base URL, to link issue keys
+  --kind KIND       cloud (default) or datacenter: the heading ids anchor links point at
+                    (Data Center's start with the page title)
+  --title TITLE     the page's title (Data Center anchor links on the page)
   --max-bytes N     refuse a page body over N bytes (default: the worker's limit)
-  A REST response supplies --base-url, --space and --page-id from its _links.base, space key
-  and id; the options override them.
+  A REST response supplies --base-url, --space, --page-id and --title from its _links.base,
+  space key, id and title; the options override them.
 
   -h, --help        this help
 
@@ -51,6 +54,7 @@ function fromResponse(text: string, name: string): Page {
   }
   const page = (json ?? {}) as {
     id?: unknown
+    title?: unknown
     space?: { key?: unknown }
     body?: { storage?: unknown }
     _links?: { base?: unknown; webui?: unknown }
@@ -67,6 +71,7 @@ function fromResponse(text: string, name: string): Page {
   }
   const defaults: ConvertOptions = {}
   if (typeof page.id === 'string' || typeof page.id === 'number') defaults.pageId = String(page.id)
+  if (typeof page.title === 'string') defaults.pageTitle = page.title
   const webui = typeof page._links?.webui === 'string' ? page._links.webui : ''
   const spaceKey = page.space?.key ?? /\/spaces\/([^/]+)\//.exec(webui)?.[1]
   if (typeof spaceKey === 'string') defaults.spaceKey = decodeURIComponent(spaceKey)
@@ -101,6 +106,8 @@ async function convert(args: string[]): Promise<number> {
       space: { type: 'string' },
       'page-id': { type: 'string' },
       'jira-url': { type: 'string' },
+      kind: { type: 'string' },
+      title: { type: 'string' },
       'max-bytes': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -122,6 +129,9 @@ async function convert(args: string[]): Promise<number> {
       throw new CliError(`--max-bytes must be a whole number of bytes, not ${values['max-bytes']}`)
     }
   }
+  if (values.kind !== undefined && values.kind !== 'cloud' && values.kind !== 'datacenter') {
+    throw new CliError(`--kind must be cloud or datacenter, not ${values.kind}`)
+  }
   const file = positionals[0] as string
   const { storage, defaults } = await readInput(file)
   const options: ConvertOptions & { maxBytes?: number } = { ...defaults }
@@ -129,6 +139,10 @@ async function convert(args: string[]): Promise<number> {
   if (values.space !== undefined) options.spaceKey = values.space
   if (values['page-id'] !== undefined) options.pageId = values['page-id']
   if (values['jira-url'] !== undefined) options.jiraBaseUrl = values['jira-url']
+  if (values.kind !== undefined) {
+    options.anchorStyle = values.kind === 'datacenter' ? 'server' : 'cloud'
+  }
+  if (values.title !== undefined) options.pageTitle = values.title
   if (maxBytes !== undefined) options.maxBytes = maxBytes
   let result: ReturnType<typeof convertStorage>
   try {

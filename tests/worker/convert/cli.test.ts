@@ -162,6 +162,27 @@ t.test('warnings go to stderr, the markdown still to stdout', async (t) => {
   t.ok(warnings.length > 0, 'the input does produce a warning')
 })
 
+t.test(
+  'anchor links follow --kind; a Data Center page title comes from --title or the response',
+  async (t) => {
+    const dir = await tempDir(t)
+    const page = '<p><ac:link ac:anchor="Roll back"><ac:link-body>undo</ac:link-body></ac:link></p>'
+    const file = join(dir, 'page.xhtml')
+    writeFileSync(file, page)
+    const dc = await cnfl(['convert', '--kind', 'datacenter', '--title', 'Deploy Guide', file])
+    t.equal(dc.stdout, '[undo](#DeployGuide-Rollback)\n')
+    const cloud = await cnfl(['convert', '--kind', 'cloud', file])
+    t.equal(cloud.stdout, '[undo](#Roll-back)\n')
+    const json = join(dir, 'page.json')
+    writeFileSync(json, JSON.stringify({ id: '9', title: 'Deploy Guide', body: { storage: page } }))
+    const fromResponse = await cnfl(['convert', '--kind', 'datacenter', json])
+    t.equal(fromResponse.stdout, '[undo](#DeployGuide-Rollback)\n')
+    const wrong = await cnfl(['convert', '--kind', 'server', file])
+    t.equal(wrong.code, 1)
+    t.match(wrong.stderr, /--kind must be cloud or datacenter, not server/)
+  },
+)
+
 t.test('errors: one line on stderr, exit 1; usage: exit 2', async (t) => {
   const dir = await tempDir(t)
   const file = join(dir, 'page.xhtml')
@@ -230,7 +251,15 @@ t.test('--help lists what exists', async (t) => {
     t.equal(run.code, 0)
     t.match(run.stdout, /Usage: cnfl <command>/)
     t.match(run.stdout, /convert FILE/)
-    for (const option of ['--base-url', '--space', '--page-id', '--jira-url', '--max-bytes']) {
+    for (const option of [
+      '--base-url',
+      '--space',
+      '--page-id',
+      '--jira-url',
+      '--kind',
+      '--title',
+      '--max-bytes',
+    ]) {
       t.match(run.stdout, option)
     }
     t.match(run.stdout, /ingest SOURCE_ID/)
