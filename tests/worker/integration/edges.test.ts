@@ -112,7 +112,9 @@ t.test('page batches of a source deleted mid-sync are skipped', async (t) => {
   }
   const spec = await getSource(rig.client, source)
   await removeSource(rig.client, spec as NonNullable<typeof spec>)
-  t.equal((await rig.waitFor(job)).state, 'completed')
+  const run = await rig.waitFor(job)
+  t.equal(run.state, 'failed', 'the sync says its source went away')
+  t.match(run.failedReason, /was deleted during the sync/)
   const results = (await pages.getJobs(['completed'])).map((j) => j.returnvalue)
   t.ok(
     results.some((r) => r?.skipped === 'the source was deleted'),

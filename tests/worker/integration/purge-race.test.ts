@@ -13,7 +13,6 @@ import { generatedSpace, ingestRig, type Rig, rigApiEnv } from '../../helpers/in
 // sync does not report a clean run.
 
 /** Set while the sync's finish step does not yet check that its source is still registered. */
-const SYNC_STEP = 'the sync finish step fails a run whose source was deleted (sync.ts)'
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs
@@ -77,10 +76,8 @@ t.test('a source deleted mid-sync leaves no row behind', async (t) => {
     'a batch that was fetching when the source was deleted wrote nothing',
   )
   // The sync says what happened instead of a clean run.
-  t.equal(run.state, 'failed', 'the sync of a deleted source does not report a clean run', {
-    todo: SYNC_STEP,
-  })
-  t.match(run.failedReason, /deleted during the sync/, { todo: SYNC_STEP })
+  t.equal(run.state, 'failed', 'the sync of a deleted source does not report a clean run')
+  t.match(run.failedReason, /deleted during the sync/)
 
   const again = await app.inject({
     method: 'DELETE',

@@ -18,6 +18,7 @@ import {
 } from '@confluence-bot/shared'
 import { Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
 import { asJobError } from '../confluence/errors.ts'
+import { confirmGone } from '../confluence/gone.ts'
 import type { PageRef } from '../confluence/types.ts'
 import { listedPages, saveCatalog } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
@@ -191,7 +192,11 @@ export function createSyncProcessor(ingest: Ingest) {
 
     const indexed = await ingest.store.pageStamps(spec.id)
     const seen = new Set(listed.map((p) => p.id))
-    const gone = [...indexed.keys()].filter((id) => !seen.has(id))
+    // A page the listing left out is deleted only once its source confirms it is gone (a listing
+    // can miss a live page; the check is cheap and in bulk).
+    const candidates = [...indexed.keys()].filter((id) => !seen.has(id))
+    const gone =
+      candidates.length === 0 ? [] : await confirmGone(await ingest.openSource(spec), candidates)
     await saveCatalog(ingest.redis, spec.id, listed)
 
     const byId = new Map(listed.map((p) => [p.id, p]))
@@ -297,6 +302,12 @@ export function createSyncProcessor(ingest: Ingest) {
 
   async function finish(job: Job, data: SyncState, log: ProcessorDeps['log']): Promise<SyncResult> {
     const runId = job.id as string
+    // Deleted while its batches ran: they stopped writing, and its purge removes what they wrote.
+    if ((await getSource(ingest.redis, data.source_id)) === undefined) {
+      throw new UnrecoverableError(
+        `source ${data.source_id} was deleted during the sync: its pages were not all written, and its purge removes those that were`,
+      )
+    }
     // Step data is checked against the source's latest listing: a page listed there exists now,
     // whatever an older (or forged) `gone` says.
     const stated = data.gone ?? []
