@@ -206,3 +206,37 @@ t.test(
     t.ok(replacedRows.some((r) => String(r.text).includes('rollbacks')))
   },
 )
+
+t.test(
+  "deleting an export source purges its zip under EXPORTS_DIR, never an operator's file",
+  async (t) => {
+    const redis = await startRedis()
+    t.teardown(() => redis.stop())
+    const exports = await tempDir(t, 'cnfl-exports-')
+    const { url } = await listenTestApp(t, { ...keys, REDIS_URL: redis.url, EXPORTS_DIR: exports })
+    const client = new Redis(redis.url, { maxRetriesPerRequest: null })
+    t.teardown(() => client.quit())
+    const queue = new Queue(QueueName.sync, { connection: client, prefix: QUEUE_PREFIX })
+    t.teardown(() => queue.close())
+    const uploaded = await send(
+      `${url}/api/sources/export?name=Uploaded`,
+      'POST',
+      await zipOf(t, generatedSpace(1)),
+    )
+    const legacy = await createSource(client, {
+      name: 'Legacy',
+      kind: 'export',
+      base_url: '',
+      spaces: ['ENG'],
+      export_path: '/home/op/eng.zip',
+    })
+    const purgeOf = async (id: string) => {
+      const res = await wire(`${url}/api/sources/${id}`, { method: 'DELETE', headers: auth })
+      t.equal(res.status, 202, res.text)
+      return (await queue.getJob((res.json as { job_id: string }).job_id))?.data
+    }
+    const id = (uploaded.json as { id: string }).id
+    t.same(await purgeOf(id), { source_id: id, export_path: `${id}.zip` })
+    t.same(await purgeOf(legacy.id), { source_id: legacy.id }, 'a valid purge, the file left alone')
+  },
+)

@@ -225,9 +225,12 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
       const spec = await found(fastify, request.params.id)
       await fastify.queues[QueueName.sync].removeJobScheduler(syncSchedulerId(spec.id))
       await removeSource(fastify.redis, spec)
+      // Only a zip kept under EXPORTS_DIR is ours to delete: an export the CLI registered before
+      // it kept zips there points at the operator's own file, which stays.
+      const managed = spec.export_path === exportFileName(spec.id)
       const job = await fastify.queues[QueueName.sync].add(
         JobName.purge,
-        { source_id: spec.id, export_path: spec.export_path },
+        { source_id: spec.id, ...(managed ? { export_path: spec.export_path } : {}) },
         { jobId: jobId('purge', spec.id) },
       )
       reply.code(202)
