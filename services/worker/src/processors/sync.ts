@@ -206,7 +206,6 @@ export function createSyncProcessor(ingest: Ingest) {
       for (let p = page.parentId; p !== undefined && !visited.has(p); ) {
         visited.add(p)
         const parent = byId.get(p)
-        /* c8 ignore next: a parent outside the scope (listings report only parents they hold) */
         if (parent === undefined) break
         titles.unshift(parent.title)
         p = parent.parentId
