@@ -110,7 +110,7 @@ t.test(
     pages.splice(8, 1)
     // The batch read fails, so pages are read one by one; page 1004 is then gone.
     rig.confluence.options.faults.push(
-      { path: /\/api\/v2\/pages\?/, status: 400, times: 1 },
+      { path: /\/api\/v2\/pages\?.*body-format=storage/, status: 400, times: 1 },
       { path: /\/api\/v2\/pages\/1004\b/, status: 404, times: 10 },
     )
     const second = await sync()

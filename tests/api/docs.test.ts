@@ -20,6 +20,7 @@ const INGESTION = [
   'DELETE /api/sources/{id}',
   'POST /api/sources/{id}/sync',
   'POST /api/sources/export',
+  'PUT /api/sources/{id}/export',
   'GET /api/jobs',
   'GET /api/jobs/{id}',
 ]
