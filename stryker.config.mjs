@@ -1,0 +1,75 @@
+// @ts-check
+// StrykerJS over the core files (DESIGN.md §4, the `mutation` bench): the sync engine (its delete
+// guard is in sync.ts's finish step), auth, the SSRF check, the NDJSON relay and the converter.
+// Run it with `pnpm bench mutation` (bench/mutation/index.ts), which runs one group at a time
+// (MUTATION_GROUP) so each mutant runs only the tests that exercise its file, on the repo's Node 24
+// with the workspace source condition, and prints the scores. Never part of CI or a bare `pnpm bench`.
+
+/** Per group: the files mutated and the test files that guard them. */
+export const groups = {
+  hosts: {
+    mutate: ['packages/shared/src/sources/hosts.ts'],
+    tests: ['tests/shared/hosts.test.ts'],
+  },
+  auth: {
+    mutate: ['services/api/src/plugins/app/auth.ts'],
+    tests: ['tests/api/auth.test.ts'],
+  },
+  ndjson: {
+    mutate: ['services/api/src/lib/ndjson.ts'],
+    tests: ['tests/api/lib/ndjson.test.ts'],
+  },
+  convert: {
+    mutate: ['services/worker/src/convert/*.ts', '!services/worker/src/convert/*.d.ts'],
+    tests: ['tests/worker/convert/*.test.ts'],
+  },
+  sync: {
+    mutate: ['services/worker/src/processors/sync.ts'],
+    tests: [
+      'tests/worker/integration/engine-boundaries.test.ts',
+      'tests/worker/integration/drift.test.ts',
+      'tests/worker/integration/ingest.test.ts',
+    ],
+  },
+}
+
+const picked = process.env.MUTATION_GROUP
+  ? process.env.MUTATION_GROUP.split(',').map((name) => {
+      const group = groups[/** @type {keyof typeof groups} */ (name)]
+      if (!group) throw new Error(`MUTATION_GROUP: unknown group ${name}`)
+      return group
+    })
+  : Object.values(groups)
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  packageManager: 'pnpm',
+  testRunner: 'tap',
+  plugins: ['@stryker-mutator/tap-runner'],
+  mutate: picked.flatMap((group) => group.mutate),
+  tap: {
+    testFiles: picked.flatMap((group) => group.tests),
+    // Node 24's type stripping runs the tests as `pnpm test` does; the hook keeps the workspace
+    // packages' imports inside Stryker's sandbox (see the file).
+    nodeArgs: [
+      '--conditions=@confluence-bot/source',
+      '--import=./bench/mutation/sandbox-hooks.ts',
+      '-r',
+      '{{hookFile}}',
+      '{{testFile}}',
+    ],
+  },
+  // No per-test coverage: the integration tests run the engine in processes of their own, where
+  // coverage would not be seen; the groups above keep each mutant's test set small instead.
+  coverageAnalysis: 'off',
+  checkers: [],
+  concurrency: 2,
+  timeoutMS: 60000,
+  timeoutFactor: 2,
+  reporters: ['json', 'clear-text', 'progress'],
+  jsonReporter: { fileName: `reports/mutation/${process.env.MUTATION_GROUP ?? 'all'}.json` },
+  htmlReporter: { fileName: `reports/mutation/${process.env.MUTATION_GROUP ?? 'all'}.html` },
+  tempDirName: '.stryker-tmp',
+  cleanTempDir: true,
+  ignorePatterns: ['/data', '/coverage', '/.tap', '/reports', 'dist'],
+}
