@@ -9,7 +9,7 @@
 export const groups = {
   hosts: {
     mutate: ['packages/shared/src/sources/hosts.ts'],
-    tests: ['tests/shared/hosts.test.ts'],
+    tests: ['tests/shared/hosts.test.ts', 'tests/shared/hosts-boundaries.test.ts'],
   },
   auth: {
     mutate: ['services/api/src/plugins/app/auth.ts'],
