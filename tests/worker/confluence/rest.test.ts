@@ -763,6 +763,17 @@ t.test('confirmGone: DC asks CQL, then alone for what the search index lacks', a
     },
   ]
   t.same(await confirmGone(trashed.source, ['1002', '1003']), ['1002'])
+  // A current page answered without its space cannot be shown in scope: gone.
+  const spaceless = await setup(t, { options: dc })
+  spaceless.s.options.unindexed = ['1002']
+  spaceless.s.options.faults = [
+    {
+      path: /\/content\/1002/,
+      status: 200,
+      body: JSON.stringify({ id: '1002', type: 'page', status: 'current', title: 'Guide' }),
+    },
+  ]
+  t.same(await confirmGone(spaceless.source, ['1002']), ['1002'])
 
   // A narrowed source is listed through the search: its answer stands.
   const narrowed = await setup(t, { options: dc, spec: { root_page_id: '1002' } })

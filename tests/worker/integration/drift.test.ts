@@ -127,6 +127,22 @@ t.test('a renamed parent restamps its subtree; a moved page its breadcrumb', asy
   t.match(again.progress, { converted: 0, embedded: 0, unchanged: 12 }, 'nothing left to do')
 })
 
+t.test('a move before any vector exists restamps the text columns alone', async (t) => {
+  // No embedding model yet: the table has no vector column, so there is no vector to replace.
+  const pages = generatedSpace(12)
+  const rig = await ingestRig(t, { pages, ollama: { models: [] } })
+  await rig.startWorker()
+  const source = await rig.register()
+  t.equal((await rig.waitFor(await rig.enqueue(source))).state, 'completed')
+  ;(pages.find((p) => p.id === '1012') as StandInPage).parentId = '1004'
+  const run = await rig.waitFor(await rig.enqueue(source))
+  t.equal(run.state, 'completed', run.failedReason ?? '')
+  t.match(run.progress, { converted: 0, embedded: 0, unchanged: 12 })
+  const moved = (await rig.rows()).find((r) => r.source_id === source && r.page_id === '1012')
+  t.match(String(moved?.breadcrumb), /^ENG › Page 1 of ENG › Page 4 of ENG › Page 12 of ENG/)
+  await sameAsFromScratch(t, rig, source, await fromScratch(t, rig))
+})
+
 t.test('a renamed space restamps every page without converting one', async (t) => {
   const pages = generatedSpace(4)
   const rig = await ingestRig(t, { pages, confluence: { spaceNames: { ENG: 'Engineering' } } })

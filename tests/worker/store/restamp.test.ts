@@ -77,3 +77,20 @@ t.test('stamps: a page whose chunks disagree reads as changed', async (t) => {
   t.equal(await s.restampChunks([{ ...item, vector: [1, 0] }], 'm'), 1)
   t.equal(await s.countWithoutVectors(), 2)
 })
+
+t.test('vectors for a table that records no model are refused', async (t) => {
+  const s = await store(t)
+  await s.replacePages('s1', [], [chunk('p1', 0)])
+  await t.rejects(
+    s.restampChunks([{ chunk_id: rowChunkId('s1', 'p1', 0), breadcrumb: 'x', labels: [] }], 'm'),
+    { message: 'vectors of m cannot be stored: the table records no embedding model' },
+  )
+})
+
+t.test('a chunk above the first heading has the page trail as its breadcrumb', async (t) => {
+  const { chunkBreadcrumb, pageTrail } = await import('../../../services/worker/src/ingest/rows.ts')
+  const trail = pageTrail('Engineering', ['Guides'], 'Install')
+  t.equal(trail, 'Engineering › Guides › Install')
+  t.equal(chunkBreadcrumb(trail, ''), trail)
+  t.equal(chunkBreadcrumb(trail, 'Linux › apt'), `${trail} › Linux › apt`)
+})

@@ -97,7 +97,8 @@ export async function listSources(redis: Redis): Promise<SourceSpec[]> {
   const all = await redis.hvals(SOURCES)
   return all
     .map((raw) => JSON.parse(raw) as SourceSpec)
-    .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id))
+    // ISO times have one width: oldest first, and by id within one millisecond.
+    .sort((a, b) => `${a.created_at} ${a.id}`.localeCompare(`${b.created_at} ${b.id}`))
 }
 
 /** The credentials registered with a source, for the worker's client only. */

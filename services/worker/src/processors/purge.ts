@@ -68,7 +68,7 @@ export function createPurgeProcessor(ingest: Ingest) {
     // delete (removed now) but never after it (its writes see the source gone).
     const inFlight = await syncInFlight(data.source_id)
     // Rows deleted by earlier passes of this purge, kept in the job's progress.
-    const before = typeof job.progress === 'number' ? job.progress : 0
+    const before = job.progress as number
     const deleted = before + (await ingest.store.deleteSource(data.source_id))
     if (inFlight) {
       await job.updateProgress(deleted)
