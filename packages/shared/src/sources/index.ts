@@ -95,10 +95,12 @@ export async function getSource(redis: Redis, id: string): Promise<SourceSpec | 
 
 export async function listSources(redis: Redis): Promise<SourceSpec[]> {
   const all = await redis.hvals(SOURCES)
-  return all
-    .map((raw) => JSON.parse(raw) as SourceSpec)
-    // ISO times have one width: oldest first, and by id within one millisecond.
-    .sort((a, b) => `${a.created_at} ${a.id}`.localeCompare(`${b.created_at} ${b.id}`))
+  return (
+    all
+      .map((raw) => JSON.parse(raw) as SourceSpec)
+      // ISO times have one width: oldest first, and by id within one millisecond.
+      .sort((a, b) => `${a.created_at} ${a.id}`.localeCompare(`${b.created_at} ${b.id}`))
+  )
 }
 
 /** The credentials registered with a source, for the worker's client only. */
