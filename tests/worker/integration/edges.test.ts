@@ -279,3 +279,57 @@ t.test(
     }
   },
 )
+
+t.test('a batch whose only page cannot be converted writes nothing and counts it', async (t) => {
+  const pages = generatedSpace(2)
+  const huge = pages[1] as (typeof pages)[number]
+  huge.storage = `<p>${'x'.repeat(17 * 1024 * 1024)}</p>`
+  const rig = await ingestRig(t, { pages, env: { SYNC_BATCH_PAGES: '1' } })
+  await rig.startWorker()
+  const source = await rig.register()
+  const run = await rig.waitFor(await rig.enqueue(source))
+  t.equal(run.state, 'completed', run.failedReason ?? '')
+  t.match(run.progress, { discovered: 2, converted: 1, failed: 1 })
+  t.same(
+    [...new Set((await rig.rows()).map((row) => row.page_id))],
+    [pages[0]?.id],
+    'only the convertible page is in the index',
+  )
+  const batches = new Queue(QueueName.pages, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => batches.close())
+  const results = (await batches.getJobs(['completed'])).map((job) => job.returnvalue)
+  t.ok(
+    results.some((r) => r?.converted === 0 && r?.failed === 1 && r?.writes === 0),
+    'its batch made no write',
+  )
+})
+
+t.test('a source deleted while a large batch converts: its first write is refused', async (t) => {
+  // The first page alone fills a write (over 4 MiB of storage), so the refusal comes mid-batch.
+  const pages = generatedSpace(2)
+  const big = pages[0] as (typeof pages)[number]
+  big.storage = `<p>${'word '.repeat(1_000_000)}</p>`
+  const rig = await ingestRig(t, {
+    pages,
+    confluence: { delayMs: 300 },
+    env: { SYNC_BATCH_PAGES: '2' },
+  })
+  await rig.startWorker()
+  const source = await rig.register()
+  const job = await rig.enqueue(source)
+  const batches = new Queue(QueueName.pages, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => batches.close())
+  while ((await batches.getJobCounts('active')).active === 0) {
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  const spec = await getSource(rig.client, source)
+  await removeSource(rig.client, spec as NonNullable<typeof spec>)
+  const run = await rig.waitFor(job)
+  t.equal(run.state, 'failed')
+  const results = (await batches.getJobs(['completed'])).map((j) => j.returnvalue)
+  t.ok(
+    results.some((r) => /deleted while the batch ran/.test(String(r?.skipped))),
+    'the batch stopped at its first write',
+  )
+  t.same(await rig.rows().catch(() => []), [], 'nothing was written')
+})
