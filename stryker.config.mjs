@@ -5,6 +5,19 @@
 // (MUTATION_GROUP) so each mutant runs only the tests that exercise its file, on the repo's Node 24
 // with the workspace source condition, and prints the scores. Never part of CI or a bare `pnpm bench`.
 
+import { existsSync, realpathSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+
+// The `tap` command adds its mock loader (t.mockImport) to every test process; the tap runner
+// starts `node` on a test file itself, so it is added here: tap's own @tapjs/mock, a sibling of
+// tap in pnpm's store.
+const tapMockImport = join(
+  dirname(realpathSync('node_modules/tap')),
+  '@tapjs/mock/dist/esm/import.mjs',
+)
+if (!existsSync(tapMockImport)) throw new Error(`tap's mock loader not found at ${tapMockImport}`)
+
 /** Per group: the files mutated and the test files that guard them. */
 export const groups = {
   hosts: {
@@ -54,6 +67,7 @@ export default {
     nodeArgs: [
       '--conditions=@confluence-bot/source',
       '--import=./bench/mutation/sandbox-hooks.ts',
+      `--import=${pathToFileURL(tapMockImport).href}`,
       '-r',
       '{{hookFile}}',
       '{{testFile}}',
