@@ -30,7 +30,7 @@ export const groups = {
   },
   ndjson: {
     mutate: ['services/api/src/lib/ndjson.ts'],
-    tests: ['tests/api/lib/ndjson.test.ts'],
+    tests: ['tests/api/lib/ndjson.test.ts', 'tests/api/lib/ndjson-boundaries.test.ts'],
   },
   convert: {
     mutate: ['services/worker/src/convert/*.ts', '!services/worker/src/convert/*.d.ts'],
