@@ -26,7 +26,7 @@ export const groups = {
   },
   auth: {
     mutate: ['services/api/src/plugins/app/auth.ts'],
-    tests: ['tests/api/auth.test.ts'],
+    tests: ['tests/api/auth.test.ts', 'tests/api/auth-header-forms.test.ts'],
   },
   ndjson: {
     mutate: ['services/api/src/lib/ndjson.ts'],
