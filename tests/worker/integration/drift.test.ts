@@ -143,6 +143,39 @@ t.test('a move before any vector exists restamps the text columns alone', async 
   await sameAsFromScratch(t, rig, source, await fromScratch(t, rig))
 })
 
+t.test('a move while the model is away, or not pulled yet, restamps without vectors', async (t) => {
+  const pages = generatedSpace(12)
+  const rig = await ingestRig(t, { pages })
+  const first = await rig.startWorker()
+  const source = await rig.register()
+  t.equal((await rig.waitFor(await rig.enqueue(source))).state, 'completed')
+  const moved = () =>
+    rig.rows().then((rows) => rows.filter((r) => r.source_id === source && r.page_id === '1012'))
+
+  // The table's model does not answer: the moved page is restamped without vectors.
+  rig.ollama.options.models = []
+  ;(pages.find((p) => p.id === '1012') as StandInPage).parentId = '1004'
+  const away = await rig.waitFor(await rig.enqueue(source))
+  t.equal(away.state, 'completed', away.failedReason ?? '')
+  t.match(away.progress, { converted: 0, embedded: 0 })
+  t.ok(
+    (await moved()).every((r) => r.vector === null),
+    'no vector while the model is away',
+  )
+  t.match(String((await moved())[0]?.breadcrumb), /Page 4 of ENG › Page 12 of ENG/)
+
+  // EMBED_MODEL changed to a model that cannot be reached: nothing of the old model is kept
+  // for a page moved now either.
+  await first.worker.close()
+  await first.ingest.close()
+  await rig.startWorker({ EMBED_MODEL: 'not-pulled-yet' })
+  ;(pages.find((p) => p.id === '1012') as StandInPage).parentId = '1005'
+  const changed = await rig.waitFor(await rig.enqueue(source))
+  t.equal(changed.state, 'completed', changed.failedReason ?? '')
+  t.ok((await moved()).every((r) => r.vector === null))
+  t.match(String((await moved())[0]?.breadcrumb), /Page 5 of ENG › Page 12 of ENG/)
+})
+
 t.test('a renamed space restamps every page without converting one', async (t) => {
   const pages = generatedSpace(4)
   const rig = await ingestRig(t, { pages, confluence: { spaceNames: { ENG: 'Engineering' } } })

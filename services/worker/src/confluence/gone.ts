@@ -27,12 +27,13 @@ export async function confirmGone(
   signal?: AbortSignal,
 ): Promise<string[]> {
   const unique = [...new Set(candidates)]
-  try {
-    const gone = new Set(unique.length === 0 ? [] : await source.confirmGone(unique, signal))
-    return unique.filter((id) => gone.has(id))
-  } catch (err) {
-    throw asJobError(err)
-  } finally {
-    await source.close()
-  }
+  const answer = unique.length === 0 ? Promise.resolve([]) : source.confirmGone(unique, signal)
+  const gone = new Set(
+    await answer
+      .finally(() => source.close())
+      .catch((err: unknown) => {
+        throw asJobError(err)
+      }),
+  )
+  return unique.filter((id) => gone.has(id))
 }
