@@ -1,4 +1,4 @@
-import type { WorkerConfig } from '@confluence-bot/shared'
+import { syncLockKey, type WorkerConfig } from '@confluence-bot/shared'
 import type { Job } from 'bullmq'
 import { pino } from 'pino'
 import t from 'tap'
@@ -18,13 +18,26 @@ const job = () => {
 const log = pino({ level: 'silent' })
 const row = { chunk_id: 's:p:0', page_id: 'p', breadcrumb: 'A', text: 'x' }
 
+/** Two registered sources; `syncing` holds its sync lock (the real key, as a sync sets it). */
+const sources = ['src_00000000000a', 'src_00000000000b']
+const syncing = new Set<string>()
+const excluded: unknown[] = []
+
 const ingestWith = (recorded: string, vectors: Float32Array[] | null) =>
   ({
     config: { EMBED_MODEL: 'embed' } as WorkerConfig,
+    redis: {
+      hvals: async () =>
+        sources.map((id) => JSON.stringify({ id, name: id, created_at: '2026-01-01T00:00:00Z' })),
+      exists: async (key: string) => (syncing.has(key) ? 1 : 0),
+    },
     store: {
       embedding: async () => ({ model: recorded, dim: 2 }),
       countWithoutVectors: async () => 1,
-      rowsWithoutVectors: async () => [row],
+      rowsWithoutVectors: async (_source: unknown, _limit: unknown, except: unknown) => {
+        excluded.push(except)
+        return excluded.length > 1 ? [] : [row]
+      },
       setVectors: async () => 1,
     },
     embedder: { embed: async () => vectors },
@@ -42,4 +55,16 @@ t.test('an unreachable model fails the attempt', async (t) => {
   await t.rejects(createRefillProcessor(ingestWith('embed:latest', null))(j, { log } as never), {
     message: 'embedding model embed:latest unreachable',
   })
+})
+
+t.test('a source whose sync is under way is left to that sync', async (t) => {
+  excluded.length = 0
+  syncing.add(syncLockKey('src_00000000000b'))
+  t.teardown(() => syncing.clear())
+  const { job: j } = job()
+  const result = await createRefillProcessor(ingestWith('embed', [Float32Array.of(1, 0)]))(j, {
+    log,
+  } as never)
+  t.same(result, { filled: 1, remaining: 0 })
+  t.same(excluded, [['src_00000000000b'], ['src_00000000000b']], 'its rows are not asked for')
 })

@@ -1,4 +1,4 @@
-import { sameEmbedModel } from '@confluence-bot/shared'
+import { listSources, sameEmbedModel, syncLockKey } from '@confluence-bot/shared'
 import type { Job } from 'bullmq'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText } from '../ingest/rows.ts'
@@ -31,6 +31,12 @@ export type RefillProgress = { filled: number; remaining: number }
 // another model than this worker's leaves it to the sync that will switch it (and queue its own).
 
 export function createRefillProcessor(ingest: Ingest) {
+  async function syncingSources(): Promise<string[]> {
+    const ids = (await listSources(ingest.redis)).map((spec) => spec.id)
+    const held = await Promise.all(ids.map((id) => ingest.redis.exists(syncLockKey(id))))
+    return ids.filter((_, i) => held[i] === 1)
+  }
+
   return async function refill(job: Job, { log }: ProcessorDeps): Promise<RefillProgress> {
     let filled = 0
     for (;;) {
@@ -44,7 +50,10 @@ export function createRefillProcessor(ingest: Ingest) {
         )
         return { filled, remaining }
       }
-      const rows = await ingest.store.rowsWithoutVectors(undefined, REFILL_BATCH)
+      // A source whose sync is under way fills its own chunks in that sync's finish step (and
+      // counts them there): the refill takes every other source's.
+      const syncing = await syncingSources()
+      const rows = await ingest.store.rowsWithoutVectors(undefined, REFILL_BATCH, syncing)
       if (rows.length === 0) break
       const vectors = await ingest.embedder.embed(rows.map(embedText))
       // Retried by the job's backoff: the model may be back by then.
@@ -54,6 +63,8 @@ export function createRefillProcessor(ingest: Ingest) {
         rows.map((row, i) => ({ chunk_id: row.chunk_id, vector: vectors[i] as Float32Array })),
       )
     }
+    // Whatever is left belongs to syncs under way, which fill it in their finish step.
+    await job.updateProgress({ filled, remaining: 0 } satisfies RefillProgress)
     log.info({ filled }, 'vectors refilled')
     return { filled, remaining: 0 }
   }

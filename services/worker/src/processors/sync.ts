@@ -6,7 +6,6 @@ import {
   jobId,
   maintainJobOptions,
   type PagesJobData,
-  QUEUE_PREFIX,
   RUN_TTL_S,
   readRun,
   refillJobOptions,
@@ -14,6 +13,7 @@ import {
   type SyncJobData,
   type SyncResult,
   sameEmbedModel,
+  syncLockKey,
   updateSource,
 } from '@confluence-bot/shared'
 import { Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
@@ -69,9 +69,6 @@ const SYNC_LOCK_TTL_S = 24 * 3600
 
 /** Pages restamped per read and write (a renamed root restamps its whole space). */
 const RESTAMP_PAGES = 100
-
-/** Page ids of a source: one sync at a time, whether started by hand or by its schedule. */
-const syncLockKey = (sourceId: string) => `${QUEUE_PREFIX}:sync-lock:${sourceId}`
 
 export function createSyncProcessor(ingest: Ingest) {
   async function claim(job: Job, sourceId: string): Promise<boolean> {

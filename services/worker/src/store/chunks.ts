@@ -151,7 +151,12 @@ export type ChunkStore = {
   /** `filter` is a LanceDB SQL predicate; build literals with sqlString. */
   countRows(filter?: string): Promise<number>
   /** Up to `limit` chunks that have no vector yet (of one source, or of any). */
-  rowsWithoutVectors(sourceId: string | undefined, limit: number): Promise<StoredChunk[]>
+  rowsWithoutVectors(
+    sourceId: string | undefined,
+    limit: number,
+    /** Sources left out (every source but these, when `sourceId` is undefined). */
+    except?: readonly string[],
+  ): Promise<StoredChunk[]>
   /**
    * Sets the vectors of chunks that still have none; returns how many it set. Throws when
    * `model` is not the recorded one (the model changed since these vectors were made).
@@ -510,11 +515,13 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       return t.countRows(filter)
     },
 
-    async rowsWithoutVectors(sourceId, limit) {
+    async rowsWithoutVectors(sourceId, limit, except = []) {
       const t = await openTable()
       if (t === null) return []
-      const where = sourceId === undefined ? NO_VECTOR : `${NO_VECTOR} AND ${bySource(sourceId)}`
-      return storedChunks(t, where, limit)
+      const scope = sourceId === undefined ? '' : ` AND ${bySource(sourceId)}`
+      const others =
+        except.length === 0 ? '' : ` AND ${ChunkColumn.sourceId} NOT IN ${sqlStringList(except)}`
+      return storedChunks(t, `${NO_VECTOR}${scope}${others}`, limit)
     },
 
     async setVectors(model, items) {
