@@ -31,7 +31,7 @@ import {
   startConfluenceStandIn,
 } from './confluence-stand-in.ts'
 import { standIn } from './ollama.ts'
-import type { OllamaStandIn, StandInOptions } from './ollama-stand-in.ts'
+import { DEFAULT_MODELS, type OllamaStandIn, type StandInOptions } from './ollama-stand-in.ts'
 import { startRedis, type TestRedis } from './redis.ts'
 
 // A whole ingestion rig for end-to-end tests: real Redis, real LanceDB in a temp directory,
@@ -235,3 +235,15 @@ export async function registerRigSource(
   t.equal(created.statusCode, 201, created.body)
   return created.json().id as string
 }
+
+/** A second embedding model beside the defaults, for model-change tests: `EMBED_MODEL=` this. */
+export const SECOND_EMBED_MODEL = 'mxbai-embed-large'
+
+/** The stand-in's default models plus SECOND_EMBED_MODEL (each test gets its own copies). */
+export const withSecondEmbedModel = () => [
+  ...DEFAULT_MODELS.map((m) => ({ ...m })),
+  {
+    ...(DEFAULT_MODELS[1] as (typeof DEFAULT_MODELS)[number]),
+    name: `${SECOND_EMBED_MODEL}:latest`,
+  },
+]

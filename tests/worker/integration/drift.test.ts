@@ -11,8 +11,7 @@ import { Queue } from 'bullmq'
 import t, { type Test } from 'tap'
 import { buildExportZip } from '../../helpers/confluence-export.ts'
 import type { StandInPage } from '../../helpers/confluence-stand-in.ts'
-import { generatedSpace, ingestRig, type Rig } from '../../helpers/ingest.ts'
-import { DEFAULT_MODELS } from '../../helpers/ollama-stand-in.ts'
+import { generatedSpace, ingestRig, type Rig, withSecondEmbedModel } from '../../helpers/ingest.ts'
 
 // The index stays an exact copy of the space (issue 10): syncs interrupted between their steps,
 // pages moved or renamed without new content, labels changed without a new version, and a new
@@ -287,14 +286,7 @@ t.test('a new embedding model refills every source, not only the one syncing', a
     parentId: p.parentId === undefined ? undefined : String(Number(p.parentId) + 100),
   }))
   const pages = [...generatedSpace(5), ...ops]
-  const other = {
-    ...(DEFAULT_MODELS[1] as (typeof DEFAULT_MODELS)[number]),
-    name: 'mxbai-embed-large:latest',
-  }
-  const rig = await ingestRig(t, {
-    pages,
-    ollama: { models: [...DEFAULT_MODELS.map((m) => ({ ...m })), other] },
-  })
+  const rig = await ingestRig(t, { pages, ollama: { models: withSecondEmbedModel() } })
   const first = await rig.startWorker()
   const eng = await rig.register({ name: 'ENG', spaces: ['ENG'] })
   const opsSource = await rig.register({ name: 'OPS', spaces: ['OPS'] })

@@ -1,6 +1,11 @@
 import { rowChunkId } from '@confluence-bot/shared'
 import t from 'tap'
-import { generatedSpace, ingestRig, querypieSpace } from '../../helpers/ingest.ts'
+import {
+  generatedSpace,
+  ingestRig,
+  querypieSpace,
+  withSecondEmbedModel,
+} from '../../helpers/ingest.ts'
 import { DEFAULT_MODELS } from '../../helpers/ollama-stand-in.ts'
 
 // Ingestion end to end: real Redis, real BullMQ workers, real LanceDB, against the Confluence
@@ -184,14 +189,7 @@ t.test(
 
 t.test('a new embedding model re-embeds every row; the table never mixes models', async (t) => {
   const pages = generatedSpace(5)
-  const other = {
-    ...(DEFAULT_MODELS[1] as (typeof DEFAULT_MODELS)[number]),
-    name: 'mxbai-embed-large:latest',
-  }
-  const rig = await ingestRig(t, {
-    pages,
-    ollama: { models: [...DEFAULT_MODELS.map((m) => ({ ...m })), other] },
-  })
+  const rig = await ingestRig(t, { pages, ollama: { models: withSecondEmbedModel() } })
   const first = await rig.startWorker()
   const source = await rig.register()
   await rig.waitFor(await rig.enqueue(source))
