@@ -5,26 +5,18 @@ import { getSource, JobName, QUEUE_PREFIX, QueueName, readRun } from '@confluenc
 import { Queue } from 'bullmq'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { ADMIN_KEY, bearer, listenTestApp, READER_KEY, tempDir } from '../helpers/api.ts'
+import { ADMIN_KEY, bearer, tempDir } from '../helpers/api.ts'
 import { buildExportZip } from '../helpers/confluence-export.ts'
 import type { StandInPage } from '../helpers/confluence-stand-in.ts'
-import { generatedSpace, ingestRig, rigApiEnv } from '../helpers/ingest.ts'
+import { generatedSpace, rigWithApi } from '../helpers/ingest.ts'
 
 // Job data is checked by the worker whoever queued it: here a job forged through the queue
 // dashboard's own add-job route (over real HTTP, as an admin's browser would send it) reaches a
 // real worker, which fails it for good with the bad field named instead of acting on it. The
 // dashboard's retry of a finished job is driven the same way.
 
-const keys = { API_KEYS: READER_KEY, ADMIN_API_KEYS: ADMIN_KEY }
-
 async function setup(t: Test, pages: StandInPage[] = generatedSpace(1)) {
-  const rig = await ingestRig(t, { pages })
-  await rig.startWorker()
-  const { url } = await listenTestApp(t, {
-    ...keys,
-    ...rigApiEnv(rig),
-    EXPORTS_DIR: rig.config.EXPORTS_DIR,
-  })
+  const { rig, url } = await rigWithApi(t, pages)
   const queues = new Map(
     [QueueName.sync, QueueName.pages].map((name) => {
       const queue = new Queue(name, { connection: rig.client, prefix: QUEUE_PREFIX })

@@ -23,7 +23,7 @@ import { pino } from 'pino'
 import type { Test } from 'tap'
 import { createIngest, type RunningIngest } from '../../services/worker/src/ingest/index.ts'
 import { type RunningWorker, startWorker } from '../../services/worker/src/worker.ts'
-import { tempDir } from './api.ts'
+import { ADMIN_KEY, listenTestApp, READER_KEY, tempDir } from './api.ts'
 import {
   type ConfluenceStandIn,
   type ConfluenceStandInOptions,
@@ -247,3 +247,16 @@ export const withSecondEmbedModel = () => [
     name: `${SECOND_EMBED_MODEL}:latest`,
   },
 ]
+
+/** A rig with its worker running and the api listening on it, both keys configured; its URL. */
+export async function rigWithApi(t: T, pages: StandInPage[]): Promise<{ rig: Rig; url: string }> {
+  const rig = await ingestRig(t, { pages })
+  await rig.startWorker()
+  const { url } = await listenTestApp(t, {
+    API_KEYS: READER_KEY,
+    ADMIN_API_KEYS: ADMIN_KEY,
+    ...rigApiEnv(rig),
+    EXPORTS_DIR: rig.config.EXPORTS_DIR,
+  })
+  return { rig, url }
+}

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap'
 import { ADMIN_KEY, listenTestApp, READER_KEY, tempDir } from '../../helpers/api.ts'
 import { buildExportZip } from '../../helpers/confluence-export.ts'
 import type { StandInPage } from '../../helpers/confluence-stand-in.ts'
-import { generatedSpace, ingestRig, rigApiEnv } from '../../helpers/ingest.ts'
+import { generatedSpace, rigWithApi } from '../../helpers/ingest.ts'
 import { startRedis } from '../../helpers/redis.ts'
 import { wire } from '../../helpers/wire.ts'
 
@@ -147,13 +147,7 @@ t.test(
   'with a worker: a replaced export syncs incrementally to what a fresh upload indexes',
   async (t) => {
     const pages = generatedSpace(6)
-    const rig = await ingestRig(t, { pages })
-    await rig.startWorker()
-    const { url } = await listenTestApp(t, {
-      ...keys,
-      ...rigApiEnv(rig),
-      EXPORTS_DIR: rig.config.EXPORTS_DIR,
-    })
+    const { rig, url } = await rigWithApi(t, pages)
     const created = await send(`${url}/api/sources/export?name=ENG`, 'POST', await zipOf(t, pages))
     t.equal(created.status, 201, created.text)
     const id = (created.json as { id: string }).id
