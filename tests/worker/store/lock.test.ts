@@ -220,3 +220,20 @@ t.test("the holder's signal also follows the caller's signal", async (t) => {
   )
   t.match(reason, /stop/)
 })
+
+t.test('a waiter stops waiting the moment its signal aborts', async (t) => {
+  const redis = await connection(t)
+  const key = newKey()
+  // Another process holds the lock for longer than the waiter will wait.
+  await redis.set(key, 'someone-else', 'PX', 10_000)
+  const controller = new AbortController()
+  const waiting = withLock(redis, key, async () => 'never', {
+    signal: controller.signal,
+    retryMinMs: 1_000,
+    retryMaxMs: 1_000,
+  })
+  await sleep(50)
+  controller.abort(new Error('no longer wanted'))
+  await t.rejects(waiting, { message: 'no longer wanted' })
+  t.equal(await redis.get(key), 'someone-else', "the holder's lock is untouched")
+})
