@@ -36,13 +36,12 @@ export const groups = {
     mutate: ['services/worker/src/convert/*.ts', '!services/worker/src/convert/*.d.ts'],
     tests: ['tests/worker/convert/*.test.ts'],
   },
+  // The engine's decisions (what is converted, restamped, deleted, re-embedded) are pure
+  // functions of the listing and the index: mutants run against their unit tests in a second.
+  // Its I/O (sync.ts: claim, batches, steps) is guarded by the integration tests, minutes a run.
   sync: {
-    mutate: ['services/worker/src/processors/sync.ts'],
-    tests: [
-      'tests/worker/integration/engine-boundaries.test.ts',
-      'tests/worker/integration/drift.test.ts',
-      'tests/worker/integration/ingest.test.ts',
-    ],
+    mutate: ['services/worker/src/processors/sync-plan.ts'],
+    tests: ['tests/worker/processors/sync-plan.test.ts'],
   },
 }
 
