@@ -14,13 +14,16 @@ export class EmbeddingError extends Error {
 }
 
 export type Embedder = {
+  /** The configured model (EMBED_MODEL). */
   readonly model: string
   /**
-   * Vectors for `texts`, in order, as float32 (what the index stores); null when the model
-   * cannot be reached right now.
+   * Vectors for `texts` from `model`, in order, as float32 (what the index stores); null when
+   * the model cannot be reached right now. The model is the caller's: a vector is stored under
+   * the name of the model that made it, which is the one its sync chose, not necessarily this
+   * worker's (a sync crawled before a worker restarted with another EMBED_MODEL).
    */
-  embed(texts: readonly string[]): Promise<Float32Array[] | null>
-  /** The model's vector length, found with one embed call; null when it cannot be reached. */
+  embed(texts: readonly string[], model: string): Promise<Float32Array[] | null>
+  /** The configured model's vector length, found with one embed call; null when unreachable. */
   dimension(): Promise<number | null>
   /** Embed calls made so far (one per batch). */
   readonly calls: number
@@ -53,28 +56,30 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
   const target = ollamaTarget(options.url)
   const client = ollamaClient(target)
   let calls = 0
-  let knownDim: number | undefined
+  /** Each model's vector length, from its first answer. */
+  const dims = new Map<string, number>()
 
   // Each reply is copied into float32 at once: the parsed number arrays (8 bytes a value, on the
   // JS heap) die young instead of living through every call of a page batch.
-  async function call(input: string[]): Promise<Float32Array[] | null> {
+  async function call(input: string[], model: string): Promise<Float32Array[] | null> {
     calls++
     try {
-      const { embeddings } = await client.embed({ model: options.model, input, truncate: true })
+      const { embeddings } = await client.embed({ model, input, truncate: true })
       if (embeddings.length !== input.length) {
         throw new EmbeddingError(
-          `Ollama returned ${embeddings.length} vectors for ${input.length} texts (model ${options.model})`,
+          `Ollama returned ${embeddings.length} vectors for ${input.length} texts (model ${model})`,
         )
       }
       for (const vector of embeddings) {
-        knownDim ??= vector.length
-        if (vector.length !== knownDim || vector.length === 0) {
+        const known = dims.get(model) ?? vector.length
+        dims.set(model, known)
+        if (vector.length !== known || vector.length === 0) {
           throw new EmbeddingError(
-            `Ollama returned a vector of length ${vector.length} from ${options.model}; expected ${knownDim}`,
+            `Ollama returned a vector of length ${vector.length} from ${model}; expected ${known}`,
           )
         }
       }
-      const dim = knownDim as number
+      const dim = dims.get(model) as number
       const values = new Float32Array(embeddings.length * dim)
       return embeddings.map((vector, i) => {
         values.set(vector, i * dim)
@@ -85,7 +90,7 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
       if (err instanceof EmbeddingError) throw err
       // Ollama's (or a proxy's) text may quote the request: OLLAMA_URL's credential is hidden.
       throw new EmbeddingError(
-        `Ollama's embed call failed (model ${options.model}): ${scrub(target, (err as Error).message)}`,
+        `Ollama's embed call failed (model ${model}): ${scrub(target, (err as Error).message)}`,
       )
     }
   }
@@ -95,18 +100,19 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
     get calls() {
       return calls
     },
-    async embed(texts) {
+    async embed(texts, model) {
       const out: Float32Array[] = []
       for (let i = 0; i < texts.length; i += options.batchSize) {
-        const vectors = await call(texts.slice(i, i + options.batchSize))
+        const vectors = await call(texts.slice(i, i + options.batchSize), model)
         if (vectors === null) return null
         out.push(...vectors)
       }
       return out
     },
     async dimension() {
-      if (knownDim !== undefined) return knownDim
-      const vectors = await call(['dimension probe'])
+      const known = dims.get(options.model)
+      if (known !== undefined) return known
+      const vectors = await call(['dimension probe'], options.model)
       return vectors === null ? null : (vectors[0] as Float32Array).length
     },
   }

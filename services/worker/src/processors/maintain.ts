@@ -55,7 +55,7 @@ export function createRefillProcessor(ingest: Ingest) {
       const syncing = await syncingSources()
       const rows = await ingest.store.rowsWithoutVectors(undefined, REFILL_BATCH, syncing)
       if (rows.length === 0) break
-      const vectors = await ingest.embedder.embed(rows.map(embedText))
+      const vectors = await ingest.embedder.embed(rows.map(embedText), recorded.model)
       // Retried by the job's backoff: the model may be back by then.
       if (vectors === null) throw new Error(`embedding model ${recorded.model} unreachable`)
       filled += await ingest.store.setVectors(

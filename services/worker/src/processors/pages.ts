@@ -99,7 +99,7 @@ export function createPagesProcessor(ingest: Ingest) {
       if (pages.length === 0) return true
       lap('convert')
       if (embedding !== null) {
-        const vectors = await ingest.embedder.embed(rows.map(embedText))
+        const vectors = await ingest.embedder.embed(rows.map(embedText), embedding.model)
         if (vectors === null) {
           log.warn(
             { model: embedding.model },

@@ -22,10 +22,10 @@ import { confirmGone } from '../confluence/gone.ts'
 import type { PageRef } from '../confluence/types.ts'
 import { listedPages, saveCatalog } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
-import { chunkBreadcrumb, embedText, pageTrail } from '../ingest/rows.ts'
-import type { Restamp } from '../store/chunks.ts'
+import { embedText } from '../ingest/rows.ts'
 import type { ProcessorDeps } from '../worker.ts'
 import { type BatchPage, reportProgress } from './pages.ts'
+import { deleteRefusal, planSync, type RestampPage, splitRestamp } from './sync-plan.ts'
 
 // One sync of a source, in two steps of one job (the step is kept in the job's data, so a
 // worker that dies mid-way is replaced by one that carries on from the last finished step):
@@ -120,22 +120,15 @@ export function createSyncProcessor(ingest: Ingest) {
    */
   async function restamp(
     sourceId: string,
-    pages: ReadonlyArray<{ page: PageRef; trail: string }>,
+    pages: readonly RestampPage[],
     embed: { model: string } | null,
   ): Promise<string[]> {
     const recorded = await ingest.store.embedding()
     const embedded: string[] = []
     for (let i = 0; i < pages.length; i += RESTAMP_PAGES) {
       const slice = new Map(pages.slice(i, i + RESTAMP_PAGES).map((p) => [p.page.id, p]))
-      const kept: Restamp[] = []
-      const moved: Array<Restamp & { page_id: string; text: string }> = []
-      for (const row of await ingest.store.pageChunks(sourceId, [...slice.keys()])) {
-        const { page, trail } = slice.get(row.page_id) as { page: PageRef; trail: string }
-        const breadcrumb = chunkBreadcrumb(trail, row.heading_path)
-        const item = { chunk_id: row.chunk_id, breadcrumb, labels: [...page.labels] }
-        if (breadcrumb === row.breadcrumb) kept.push(item)
-        else moved.push({ ...item, page_id: row.page_id, text: row.text })
-      }
+      const rows = await ingest.store.pageChunks(sourceId, [...slice.keys()])
+      const { kept, moved } = splitRestamp(rows, slice)
       await ingest.store.restampChunks(kept)
       if (moved.length === 0) continue
       // A table without a vector column has no vector to replace.
@@ -144,7 +137,9 @@ export function createSyncProcessor(ingest: Ingest) {
         continue
       }
       const vectors =
-        embed?.model === recorded.model ? await ingest.embedder.embed(moved.map(embedText)) : null
+        embed?.model === recorded.model
+          ? await ingest.embedder.embed(moved.map(embedText), recorded.model)
+          : null
       await ingest.store.restampChunks(
         moved.map(({ page_id: _, text: __, ...item }, n) => ({
           ...item,
@@ -188,54 +183,16 @@ export function createSyncProcessor(ingest: Ingest) {
     }
 
     const indexed = await ingest.store.pageStamps(spec.id)
-    const seen = new Set(listed.map((p) => p.id))
+    const { changed, restamped, candidates } = planSync(
+      { pages: listed, spaceNames },
+      indexed,
+      data.full === true,
+    )
     // A page the listing left out is deleted only once its source confirms it is gone (a listing
     // can miss a live page; the check is cheap and in bulk).
-    const candidates = [...indexed.keys()].filter((id) => !seen.has(id))
     const gone =
       candidates.length === 0 ? [] : await confirmGone(await ingest.openSource(spec), candidates)
     await saveCatalog(ingest.redis, spec.id, listed)
-
-    const byId = new Map(listed.map((p) => [p.id, p]))
-    const ancestorsOf = (page: PageRef): string[] => {
-      const titles: string[] = []
-      const visited = new Set<string>([page.id])
-      for (let p = page.parentId; p !== undefined && !visited.has(p); ) {
-        visited.add(p)
-        const parent = byId.get(p)
-        if (parent === undefined) break
-        titles.unshift(parent.title)
-        p = parent.parentId
-      }
-      return titles
-    }
-    /* c8 ignore next: every listed space has a name; the key stands in otherwise */
-    const spaceName = (page: PageRef) => spaceNames.get(page.spaceKey) ?? page.spaceKey
-
-    // A page's text depends on its version, title, space and URL (links, anchors, the title
-    // heading): any change there converts it again. Its chunks' metadata also depends on its
-    // ancestors, its space's name and its labels, which change without a new version (a move,
-    // a renamed ancestor, a label added): those pages are restamped from their stored chunks.
-    const changed: PageRef[] = []
-    const restamped: Array<{ page: PageRef; trail: string }> = []
-    for (const page of listed) {
-      const stamp = indexed.get(page.id)
-      const same =
-        data.full !== true &&
-        stamp !== undefined &&
-        stamp.version === page.version &&
-        stamp.title === page.title &&
-        stamp.space === page.spaceKey &&
-        stamp.url === page.url
-      if (!same) {
-        changed.push(page)
-        continue
-      }
-      const trail = pageTrail(spaceName(page), ancestorsOf(page), page.title)
-      if (stamp.trail !== trail || stamp.labels.join('\n') !== page.labels.join('\n')) {
-        restamped.push({ page, trail })
-      }
-    }
     const embedded = await restamp(spec.id, restamped, embed)
 
     await addToRun(
@@ -263,9 +220,7 @@ export function createSyncProcessor(ingest: Ingest) {
     const space_names = Object.fromEntries(spaceNames)
     const batches = []
     for (let i = 0, n = 0; i < changed.length; i += size, n++) {
-      const pages: BatchPage[] = changed
-        .slice(i, i + size)
-        .map((p) => ({ ...p, ancestors: ancestorsOf(p) }))
+      const pages: BatchPage[] = changed.slice(i, i + size)
       const payload: PagesJobData = {
         source_id: spec.id,
         run_id: job.id as string,
@@ -326,17 +281,14 @@ export function createSyncProcessor(ingest: Ingest) {
       }
     }
     let deleted = 0
-    const indexed = data.indexed ?? 0
-    const limit = Math.floor(indexed * ingest.config.SYNC_MAX_DELETE_SHARE)
-    if (gone.length > 0 && gone.length > limit && data.force !== true) {
-      const share = Math.round((100 * gone.length) / indexed)
-      errors.push({
-        message:
-          `Refused to delete ${gone.length} of ${indexed} indexed pages (${share}%, over ` +
-          `SYNC_MAX_DELETE_SHARE=${ingest.config.SYNC_MAX_DELETE_SHARE}): check the source's ` +
-          'credentials and permissions, then sync with {"force":true} if the pages were really removed',
-      })
-    } else if (gone.length > 0) {
+    const refusal = deleteRefusal(
+      gone.length,
+      data.indexed ?? 0,
+      ingest.config.SYNC_MAX_DELETE_SHARE,
+      data.force === true,
+    )
+    if (refusal !== null) errors.push({ message: refusal })
+    else if (gone.length > 0) {
       await ingest.store.deletePages(data.source_id, gone)
       deleted = gone.length
     }
@@ -350,7 +302,7 @@ export function createSyncProcessor(ingest: Ingest) {
       while (current?.model === embed.model) {
         const rows = await ingest.store.rowsWithoutVectors(data.source_id, 256)
         if (rows.length === 0) break
-        const vectors = await ingest.embedder.embed(rows.map(embedText))
+        const vectors = await ingest.embedder.embed(rows.map(embedText), embed.model)
         if (vectors === null) break
         await ingest.store.setVectors(
           embed.model,

@@ -245,12 +245,19 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
   }
 
   /** The table, created on first write; applies a deferred useEmbedding(). Under the lock. */
-  async function writableTable(signal: AbortSignal): Promise<Table> {
+  /**
+   * The table to write to, created if need be: with the model this process's sync chose, else
+   * with the one the rows' vectors come from (the sync that chose it ran in another worker).
+   */
+  async function writableTable(signal: AbortSignal, rows: readonly ChunkRow[]): Promise<Table> {
     const existing = await openTable()
     const want = deferred
     deferred = null
     if (existing === null) {
-      table = await db.createEmptyTable(CHUNKS_TABLE, chunkSchema(want), {
+      const made = rows.find((row) => row.vector !== null)
+      const embedding =
+        want ?? (made === undefined ? null : { model: made.embed_model, dim: made.vector?.length })
+      table = await db.createEmptyTable(CHUNKS_TABLE, chunkSchema(embedding as Embedding | null), {
         mode: 'create',
         existOk: true,
       })
@@ -343,7 +350,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
           const deleted = t === null ? 0 : (await t.delete(scope)).numDeletedRows
           return { inserted: 0, updated: 0, deleted }
         }
-        const t = await writableTable(signal)
+        const t = await writableTable(signal, rows)
         const schema = await t.schema()
         const recorded = schemaEmbedding(schema)
         let dropped = 0

@@ -1,0 +1,81 @@
+import { QUEUE_PREFIX, QueueName } from '@confluence-bot/shared'
+import { Queue } from 'bullmq'
+import t from 'tap'
+import { embedText } from '../../../services/worker/src/ingest/rows.ts'
+import {
+  generatedSpace,
+  ingestRig,
+  type Rig,
+  SECOND_EMBED_MODEL,
+  withSecondEmbedModel,
+} from '../../helpers/ingest.ts'
+import { expectedEmbedding } from '../../helpers/ollama-stand-in.ts'
+
+// A vector is stored under the name of the model that made it, whichever worker runs the batch:
+// a sync crawled by a worker of one model and finished by a worker of another (a rolling update,
+// a restart with a new EMBED_MODEL, a CLI run beside the service) must not label the second
+// model's vectors with the first one's name. Two models of the same dimension would otherwise mix
+// in the table unnoticed, and a later sync would trust the label and never repair them.
+
+const DIM = 32
+
+/** Rows whose vector is not the one the model they name gives for their text. */
+async function mislabelled(rig: Rig) {
+  return (await rig.rows()).filter((row) => {
+    if (row.embed_model === '' || row.vector === null) return false
+    const text = embedText({ breadcrumb: String(row.breadcrumb), text: String(row.text) })
+    const want = expectedEmbedding(String(row.embed_model), text, DIM).map(Math.fround)
+    return (row.vector as number[]).some((v, i) => v !== want[i])
+  })
+}
+
+t.test('a batch run by a worker of another model keeps its crawl model', async (t) => {
+  const pages = generatedSpace(12)
+  const rig = await ingestRig(t, {
+    pages,
+    ollama: { models: withSecondEmbedModel(), embedDimension: DIM },
+  })
+  const source = await rig.register()
+  // The crawl runs on a worker of the default model; its page batches wait (the queue is paused)
+  // until that worker has gone and one of the second model took its place.
+  const pagesQueue = new Queue(QueueName.pages, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => pagesQueue.close())
+  await pagesQueue.pause()
+  const first = await rig.startWorker()
+  const id = await rig.enqueue(source)
+  const sync = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => sync.close())
+  for (;;) {
+    if ((await sync.getJobState(id)) === 'waiting-children') break
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  await first.worker.close()
+  await first.ingest.close()
+  await rig.startWorker({ EMBED_MODEL: SECOND_EMBED_MODEL })
+  await pagesQueue.resume()
+  const run = await rig.waitFor(id)
+  t.equal(run.state, 'completed', run.failedReason ?? '')
+  t.equal(run.progress.failed, 0)
+
+  const rows = await rig.rows()
+  t.ok(rows.length > 0)
+  t.same(await mislabelled(rig), [], 'every vector made by the model it names')
+  t.ok(
+    rows.every((r) => r.embed_model === 'nomic-embed-text'),
+    'the crawl chose the table model: the batches embed with it',
+  )
+
+  // The next sync on the new worker switches the table to its model and refills every row.
+  const next = await rig.waitFor(await rig.enqueue(source))
+  t.equal(next.state, 'completed', next.failedReason ?? '')
+  for (let i = 0; i < 200; i++) {
+    const now = await rig.rows()
+    if (now.every((r) => r.embed_model === SECOND_EMBED_MODEL)) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  t.ok(
+    (await rig.rows()).every((r) => r.embed_model === SECOND_EMBED_MODEL),
+    'the second model in the end',
+  )
+  t.same(await mislabelled(rig), [], 'still every vector made by the model it names')
+})
