@@ -31,3 +31,19 @@ t.test('an upstream failure after an unfinished terminal line is an interruption
   const out = await pieces(['{"x":1}\n{"done":true}'], undefined, new Error('reset'))
   t.equal(out.join(''), '{"x":1}\n{"error":"ollama_stream_interrupted","message":"cut: reset"}\n')
 })
+
+t.test('a chunk that completes no line is written as nothing, not as an empty piece', async (t) => {
+  const out = await pieces(
+    ['{"response":"a', '"}\n{"respo', 'nse":"b"}\n', '{"done":', 'true}'],
+    [],
+  )
+  t.same(out, ['{"response":"a"}\n', '{"response":"b"}\n', '{"done":true}\n'])
+})
+
+t.test('a line that is JSON but no object is data, whatever it holds', async (t) => {
+  for (const line of ['true', '"error"', '"done"', '12', '[{"done":true}]', '"\\u0065rror"']) {
+    const out = await pieces([`${line}\n`], [])
+    t.equal(out[0], `${line}\n`, `${line} is passed on`)
+    t.match(out.at(-1), /ollama_stream_interrupted/, `${line} ends nothing`)
+  }
+})
