@@ -50,6 +50,51 @@ export class SourceNameTakenError extends Error {
   override name = 'SourceNameTakenError'
 }
 
+/** A source's settings refused before anything is stored; the message names the field. */
+export class SourceInputError extends Error {
+  override name = 'SourceInputError'
+}
+
+/**
+ * Why a source's `cql` could reach outside the parentheses it is wrapped in ('' when it cannot).
+ * The worker sends `type = page AND space = "KEY" AND (cql)`: a `)` that closes more than the cql
+ * opened, as in `title ~ "x") OR (space = "OTHER"`, would put pages of any space in scope. CQL
+ * strings are quoted with `"` or `'`, a backslash escaping the next character; parentheses inside
+ * them are text. An unterminated string would swallow the `)` that closes the wrapper.
+ */
+export function cqlProblem(cql: string): string {
+  let depth = 0
+  for (let i = 0; i < cql.length; i++) {
+    const ch = cql[i]
+    if (ch === '"' || ch === "'") {
+      const start = i
+      for (i++; i < cql.length && cql[i] !== ch; i++) {
+        if (cql[i] === '\\') i++
+      }
+      if (i >= cql.length)
+        return `has a string opened by ${ch} at position ${start + 1} that never closes`
+    } else if (ch === '(') {
+      depth++
+    } else if (ch === ')' && --depth < 0) {
+      return `has a ")" at position ${i + 1} that closes no "(" of its own`
+    }
+  }
+  return depth > 0 ? `leaves ${depth} "(" unclosed` : ''
+}
+
+/**
+ * Refuses a `cql` that could reach outside its parentheses (see cqlProblem); `field` names it
+ * for the caller (`body/cql`).
+ */
+export function checkSourceCql(cql: string | undefined, field = 'cql'): void {
+  const problem = cql === undefined ? '' : cqlProblem(cql)
+  if (problem !== '') {
+    throw new SourceInputError(
+      `${field} ${problem}: it is ANDed with the source's spaces in parentheses, so its own must balance outside quoted strings`,
+    )
+  }
+}
+
 export function newSourceId(): string {
   return `src_${randomBytes(6).toString('hex')}`
 }
@@ -76,6 +121,8 @@ export async function createSource(
   input: SourceInput,
   id: string = newSourceId(),
 ): Promise<SourceSpec> {
+  // Every way in (the api, the CLI) meets this check; the api runs it first to name its field.
+  checkSourceCql(input.cql)
   const { auth, ...rest } = input
   const spec: SourceSpec = { id, ...rest, created_at: new Date().toISOString() }
   // The name is claimed first so two concurrent registrations of one name cannot both win.

@@ -41,7 +41,8 @@ const ScopeFields = {
     Type.String({
       minLength: 1,
       maxLength: 4_000,
-      description: 'Narrows the spaces with a CQL condition',
+      description:
+        'Narrows the spaces with a CQL condition, sent as `space = … AND (cql)`: its parentheses must balance outside quoted strings ("…" or \'…\', a backslash escaping), else 400',
       examples: ['label = "runbook"'],
     }),
   ),

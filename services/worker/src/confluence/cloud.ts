@@ -1,5 +1,5 @@
 import { fetchBodiesInBulk } from './bodies.ts'
-import { cqlString, idsCql, isNarrowed, scopeCql } from './cql.ts'
+import { cqlString, idsCql, inSpaces, isNarrowed, scopeCql } from './cql.ts'
 import { ConfluenceError } from './errors.ts'
 import { contentIds } from './gone.ts'
 import { type ConfluenceHttp, mapLimit } from './http.ts'
@@ -33,7 +33,7 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
   const narrowed = isNarrowed(spec)
   /** key → v2 space id and name, for the keys the source names. */
   let spaces: Promise<Map<string, V2Space>> | undefined
-  /** Space names met in CQL results (a source's cql may reach beyond its `spaces`). */
+  /** Space names met in CQL results (a source that names no space leaves them to its cql). */
   const seenNames = new Map<string, string>()
 
   const pageUrl = (id: string, spaceKey: string) =>
@@ -107,8 +107,10 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
     return `${base}/rest/api/content/search?cql=${encodeURIComponent(cql)}&expand=${expand}&limit=${SEARCH_LIMIT}`
   }
 
+  /** The pages of a CQL listing, those of other spaces left out (see inSpaces). */
   async function* refs(items: AsyncIterable<V1Content>): AsyncGenerator<PageRef> {
     for await (const item of items) {
+      if (!inSpaces(spec, item)) continue
       const ref = v1Ref(item, pageUrl)
       if (item.space?.name !== undefined) seenNames.set(ref.spaceKey, item.space.name)
       yield ref
@@ -145,7 +147,7 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
    * Which of these indexed pages are really gone from the scope. A whole-space source asks v2,
    * which reads the database, 250 ids a request: an id it leaves out, or a page that is no longer
    * current or now lives in another space, is gone. A narrowed source is listed through CQL, so
-   * the same CQL with `id in (…)` says which are still in scope.
+   * the same CQL with `id in (…)` says which are still in scope (a page of another space is not).
    */
   async function confirmGone(candidates: readonly string[], signal?: AbortSignal) {
     const bySpace = await resolveSpaces(signal)
@@ -155,8 +157,9 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
       const ids = asked.slice(i, i + V2_LIMIT)
       if (narrowed) {
         const cql = `${scopeCql(spec)} AND id in (${ids.join(',')})`
-        for await (const item of walkV1(http, search(cql, 'space'), signal))
-          live.add(String(item.id))
+        for await (const item of walkV1(http, search(cql, 'space'), signal)) {
+          if (inSpaces(spec, item)) live.add(String(item.id))
+        }
         continue
       }
       const spaceIds = new Set([...bySpace.values()].map((space) => space.id))

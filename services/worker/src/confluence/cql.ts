@@ -38,6 +38,21 @@ export function isNarrowed(scope: CqlScope): boolean {
 }
 
 /**
+ * Whether a CQL result lies in the scope's spaces. The source's cql is checked when it is
+ * registered (its parentheses balance, so `space = … AND (cql)` keeps to the spaces), but a source
+ * stored before that check, or a server that reads CQL otherwise, could still answer with pages
+ * of other spaces: the walk leaves them out. A result without its space cannot be shown in scope.
+ * A scope that names no space leaves the choice of spaces to its cql: every result is in it.
+ */
+export function inSpaces(
+  scope: Pick<CqlScope, 'spaces'>,
+  item: { space?: { key: string } },
+): boolean {
+  if (scope.spaces.length === 0) return true
+  return item.space !== undefined && scope.spaces.includes(item.space.key)
+}
+
+/**
  * `type = page AND space in ("A","B") AND (user cql) AND (id = 1 OR ancestor = 1)
  * AND label in ("x") AND label not in ("y")`. The root page itself is part of its tree.
  */

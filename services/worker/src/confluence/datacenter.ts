@@ -1,5 +1,5 @@
 import { fetchBodiesInBulk } from './bodies.ts'
-import { idsCql, isNarrowed, scopeCql } from './cql.ts'
+import { idsCql, inSpaces, isNarrowed, scopeCql } from './cql.ts'
 import { ConfluenceError } from './errors.ts'
 import { contentIds, GONE_CHUNK } from './gone.ts'
 import { type ConfluenceHttp, mapLimit } from './http.ts'
@@ -78,7 +78,10 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
     async function* all(): AsyncGenerator<PageRef> {
       // Offsets shift when pages come and go mid-walk: each listing is read as a snapshot.
       for (const first of firsts) {
-        for (const item of await listByOffsets(http, first, signal)) yield ref(item)
+        for (const item of await listByOffsets(http, first, signal)) {
+          // A CQL listing may answer pages of other spaces: they are left out (see inSpaces).
+          if (!narrowed || inSpaces(spec, item)) yield ref(item)
+        }
       }
     }
     yield* uniqueById(all())
@@ -89,7 +92,7 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
    * own query finds those still in it, a page at a time. The search index can lag behind the
    * database, so for a whole-space source an id it leaves out is read alone: 404 (gone or
    * hidden) or a page now in another space is gone, anything else is not. A narrowed source is
-   * listed through that same search, so its answer stands.
+   * listed through that same search, so its answer stands (but for pages of other spaces).
    */
   async function confirmGone(candidates: readonly string[], signal?: AbortSignal) {
     await resolveSpaces(signal)
@@ -98,8 +101,10 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
     for (let i = 0; i < asked.length; i += GONE_CHUNK) {
       const ids = asked.slice(i, i + GONE_CHUNK)
       const cql = `${scopeCql(spec)} AND id in (${ids.join(',')})`
-      for (const item of await listByOffsets(http, search(cql, '', LIST_LIMIT), signal)) {
-        live.add(String(item.id))
+      // A narrowed scope's own cql could reach other spaces: their pages are not in scope.
+      const expand = narrowed ? 'space' : ''
+      for (const item of await listByOffsets(http, search(cql, expand, LIST_LIMIT), signal)) {
+        if (!narrowed || inSpaces(spec, item)) live.add(String(item.id))
       }
     }
     const unsure = asked.filter((id) => !live.has(id))

@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises'
 import {
   type ApiConfig,
   AppError,
+  checkSourceCql,
   checkSourceHost,
   createSource,
   ErrorCode,
@@ -19,6 +20,7 @@ import {
   publicSource,
   QueueName,
   removeSource,
+  type SourceInputError,
   SourceNameTakenError,
   type SourceSpec,
   type SyncJobData,
@@ -33,6 +35,7 @@ import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/ty
 import { CronExpressionParser } from 'cron-parser'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import Type from 'typebox'
+import yauzl from 'yauzl'
 import { checkExportZip } from '../../lib/export-zip.ts'
 import { mediaType } from '../../plugins/app/errors.ts'
 import { OPTIONAL_BODY } from '../../plugins/external/swagger.ts'
@@ -161,6 +164,12 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request, reply) => {
       const body = request.body
       checkSchedule(body.schedule, 'body/schedule')
+      try {
+        checkSourceCql(body.cql, 'body/cql')
+      } catch (err) {
+        // checkSourceCql throws SourceInputError only, its message naming the field.
+        throw new AppError(400, ErrorCode.validation, (err as SourceInputError).message)
+      }
       try {
         await checkSourceHost(body.base_url, config.CONFLUENCE_ALLOWED_HOSTS)
       } catch (err) {
@@ -317,6 +326,110 @@ async function receiveZip(request: FastifyRequest, partial: string, config: ApiC
   }
 }
 
+/** index.html lists every page once: the worker reads one up to this size, and so does this check. */
+const MAX_INDEX_BYTES = 64 * 1024 * 1024
+
+const textOf = (html: string) =>
+  html
+    .replace(/<[^>]*>/g, '')
+    .replace(/\s+/g, ' ')
+    .trim()
+
+/**
+ * The space key of an export's index.html, as the worker reads it when it syncs: the "Key" row
+ * of the first table (the space details), else its first row (the labels are in the exporter's
+ * language), else the name of the folder index.html sits in. '' when there is none, or no table.
+ */
+function indexSpaceKey(html: string, folder: string): string {
+  const table = /<table\b[^>]*>([\s\S]*?)(?:<\/table\s*>|$)/i.exec(
+    html.replace(/<!--[\s\S]*?-->/g, ''),
+  )
+  if (!table) return ''
+  const rows = (table[1] as string)
+    .split(/<tr\b[^>]*>/i)
+    .slice(1)
+    .map((row) => ({
+      label: textOf(/<th\b[^>]*>([\s\S]*?)(?:<\/th\s*>|$)/i.exec(row)?.[1] ?? '')
+        .replace(/:$/, '')
+        .toLowerCase(),
+      value: textOf(/<td\b[^>]*>([\s\S]*?)(?:<\/td\s*>|$)/i.exec(row)?.[1] ?? ''),
+    }))
+  return ((rows.find((row) => row.label === 'key') ?? rows[0])?.value ?? '') || folder
+}
+
+/**
+ * The space an uploaded export holds, read from its index.html (at the zip's root, else in its
+ * one top folder) as the worker reads it; a zip it names no space in is a 400.
+ */
+async function exportSpaceKey(path: string): Promise<string> {
+  const zip = await yauzl.openPromise(path, { lazyEntries: true, autoClose: false })
+  try {
+    const indexes = new Map<string, yauzl.Entry>()
+    for await (const entry of zip.eachEntry()) {
+      const match = /^(?:([^/]+)\/)?index\.html$/.exec(entry.fileName)
+      // The last of two entries of one name wins, as it does for the worker.
+      if (match) indexes.set(match[1] ?? '', entry)
+    }
+    const folders = [...indexes.keys()]
+    const folder = indexes.has('') || folders.length !== 1 ? '' : (folders[0] as string)
+    const index = indexes.get(folder)
+    if (index === undefined) {
+      throw new AppError(
+        400,
+        ErrorCode.invalidExport,
+        `The zip holds several space folders (${folders.join(', ')}): export one space per zip`,
+      )
+    }
+    if (index.uncompressedSize > MAX_INDEX_BYTES) {
+      throw new AppError(
+        400,
+        ErrorCode.invalidExport,
+        `The export's index.html is ${index.uncompressedSize} bytes, over the ${MAX_INDEX_BYTES}-byte limit`,
+      )
+    }
+    const chunks: Buffer[] = []
+    try {
+      for await (const chunk of await zip.openReadStreamPromise(index)) chunks.push(chunk as Buffer)
+    } catch (err) {
+      // The zip's directory was read before; its index.html's own bytes were not.
+      throw new AppError(
+        400,
+        ErrorCode.invalidExport,
+        `The export's index.html cannot be read (${(err as Error).message})`,
+      )
+    }
+    const key = indexSpaceKey(Buffer.concat(chunks).toString('utf8'), folder)
+    if (key === '') {
+      throw new AppError(
+        400,
+        ErrorCode.invalidExport,
+        'The export names no space key: its index.html has no space details table, or an empty Key',
+      )
+    }
+    return key
+  } finally {
+    zip.close()
+  }
+}
+
+/**
+ * Refuses (409) an export of another space than the one the source holds: its pages would join
+ * the old space's under one source, and the old zip would be lost. A source that has not synced
+ * yet names no space, and takes any export (as `cnfl ingest --export` does).
+ */
+async function refuseOtherSpace(spec: SourceSpec, path: string): Promise<void> {
+  if (spec.spaces.length === 0) return
+  const key = await exportSpaceKey(path)
+  const held = [...spec.spaces].sort().join(', ')
+  if (key !== held) {
+    throw new AppError(
+      409,
+      ErrorCode.invalidExport,
+      `The export holds the space ${key}, but source ${spec.id} holds the space(s) ${held}: upload it as a new source (POST /api/sources/export) instead`,
+    )
+  }
+}
+
 /**
  * Refuses (409) while a sync of the source is under way: it listed the old zip, and its page
  * batches would read the new one. A sync that still waits to start reads the new zip: it stands.
@@ -346,13 +459,14 @@ function registerReplace(fastify: FastifyInstance, config: ApiConfig) {
         summary:
           "Replace an export source's zip with a newer export of its space, and sync it (admin)",
         description:
-          'The body is the new zip (`Content-Type: application/zip`), streamed to EXPORTS_DIR and checked before it replaces the old one at once. Answers 202 with the incremental sync it queued (or the one already waiting): changed pages are indexed again, pages no longer in the export are deleted. 409 when the source is not an export source, or while a sync of it is under way.',
+          'The body is the new zip (`Content-Type: application/zip`), streamed to EXPORTS_DIR and checked before it replaces the old one at once. Answers 202 with the incremental sync it queued (or the one already waiting): changed pages are indexed again, pages no longer in the export are deleted. 409 when the source is not an export source, when the zip is an export of another space than the one the source holds (a source that has not synced yet takes any), or while a sync of it is under way.',
         params: SourceIdParams,
         response: {
           202: JobAcceptedSchema,
           ...errorResponses(400, 401, 403, 404, 409, 413, 415, 503),
           409: Type.Ref('Error', {
-            description: 'The source is not an export source, or a sync of it is under way',
+            description:
+              'The source is not an export source, the zip holds another space than the source (`invalid_export`, naming both), or a sync of it is under way',
           }),
         },
       },
@@ -378,6 +492,7 @@ function registerReplace(fastify: FastifyInstance, config: ApiConfig) {
         await receiveZip(request, partial, config)
         // Checked again now that the zip is here: the source may be gone, or a sync begun.
         const current = await found(fastify, spec.id)
+        await refuseOtherSpace(current, partial)
         await refuseWhileSyncing(fastify, spec.id)
         await rename(partial, join(dir, file))
         // A source the CLI registered before kept its zip elsewhere: now it is under EXPORTS_DIR.
