@@ -260,3 +260,34 @@ export async function rigWithApi(t: T, pages: StandInPage[]): Promise<{ rig: Rig
   })
   return { rig, url }
 }
+
+/** One source's rows, its id replaced, so two sources of the same space compare. */
+export const sourceRows = (rows: Array<Record<string, unknown>>, source: string) =>
+  rows
+    .filter((r) => r.source_id === source)
+    .map((r) => ({ ...r, source_id: 'SRC', chunk_id: String(r.chunk_id).replace(source, 'SRC') }))
+
+let scratches = 0
+
+/** Syncs a new source of the rig's space (or `input`'s scope) from scratch; its id. */
+export async function syncFromScratch(
+  t: Test,
+  rig: Rig,
+  input: Parameters<Rig['register']>[0] = {},
+): Promise<string> {
+  const id = await rig.register({ name: `From scratch ${++scratches}`, ...input })
+  const run = await rig.waitFor(await rig.enqueue(id))
+  t.equal(run.state, 'completed', run.failedReason ?? '')
+  return id
+}
+
+/** The index holds the same rows for `source` as for `scratch`, a from-scratch sync of it. */
+export async function sameAsFromScratch(t: Test, rig: Rig, source: string, scratch: string) {
+  const rows = await rig.rows()
+  t.ok(sourceRows(rows, source).length > 0)
+  t.same(
+    sourceRows(rows, source),
+    sourceRows(rows, scratch),
+    'chunk ids, texts, metadata and vectors of a from-scratch sync',
+  )
+}

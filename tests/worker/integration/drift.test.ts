@@ -8,41 +8,21 @@ import {
   syncJobOptions,
 } from '@confluence-bot/shared'
 import { Queue } from 'bullmq'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { buildExportZip } from '../../helpers/confluence-export.ts'
 import type { StandInPage } from '../../helpers/confluence-stand-in.ts'
-import { generatedSpace, ingestRig, type Rig, withSecondEmbedModel } from '../../helpers/ingest.ts'
+import {
+  generatedSpace,
+  ingestRig,
+  type Rig,
+  sameAsFromScratch,
+  syncFromScratch,
+  withSecondEmbedModel,
+} from '../../helpers/ingest.ts'
 
 // The index stays an exact copy of the space (issue 10): syncs interrupted between their steps,
 // pages moved or renamed without new content, labels changed without a new version, and a new
 // embedding model. Real Redis, real workers, real LanceDB; the stand-ins change between syncs.
-
-type Row = Record<string, unknown>
-
-/** One source's rows, its id replaced, so two sources of the same space compare. */
-const rowsOf = (rows: Row[], source: string) =>
-  rows
-    .filter((r) => r.source_id === source)
-    .map((r) => ({ ...r, source_id: 'SRC', chunk_id: String(r.chunk_id).replace(source, 'SRC') }))
-
-/** Syncs a new source of the same space from scratch; its id. */
-async function fromScratch(t: Test, rig: Rig, input: Parameters<Rig['register']>[0] = {}) {
-  const id = await rig.register({ name: 'From scratch', ...input })
-  const run = await rig.waitFor(await rig.enqueue(id))
-  t.equal(run.state, 'completed', run.failedReason ?? '')
-  return id
-}
-
-/** The index holds the same rows for `source` as for a from-scratch sync of its space. */
-async function sameAsFromScratch(t: Test, rig: Rig, source: string, scratch: string) {
-  const rows = await rig.rows()
-  t.ok(rowsOf(rows, source).length > 0)
-  t.same(
-    rowsOf(rows, source),
-    rowsOf(rows, scratch),
-    'chunk ids, texts, metadata and vectors of a from-scratch sync',
-  )
-}
 
 const bodyRequests = (rig: Rig) =>
   rig.confluence.requests.filter((r) => r.query['body-format'] !== undefined)
@@ -121,7 +101,7 @@ t.test('a renamed parent restamps its subtree; a moved page its breadcrumb', asy
   t.match(crumb('1007'), /^ENG › Page 1 of ENG › Renamed section › Page 7 of ENG/)
   t.match(crumb('1012'), /^ENG › Page 1 of ENG › Page 4 of ENG › Page 12 of ENG/)
 
-  await sameAsFromScratch(t, rig, source, await fromScratch(t, rig))
+  await sameAsFromScratch(t, rig, source, await syncFromScratch(t, rig))
   const again = await rig.waitFor(await rig.enqueue(source))
   t.match(again.progress, { converted: 0, embedded: 0, unchanged: 12 }, 'nothing left to do')
 })
@@ -139,7 +119,7 @@ t.test('a move before any vector exists restamps the text columns alone', async 
   t.match(run.progress, { converted: 0, embedded: 0, unchanged: 12 })
   const moved = (await rig.rows()).find((r) => r.source_id === source && r.page_id === '1012')
   t.match(String(moved?.breadcrumb), /^ENG › Page 1 of ENG › Page 4 of ENG › Page 12 of ENG/)
-  await sameAsFromScratch(t, rig, source, await fromScratch(t, rig))
+  await sameAsFromScratch(t, rig, source, await syncFromScratch(t, rig))
 })
 
 t.test('a move while the model is away, or not pulled yet, restamps without vectors', async (t) => {
@@ -184,7 +164,7 @@ t.test('a renamed space restamps every page without converting one', async (t) =
   rig.confluence.options.spaceNames = { ENG: 'Platform Engineering' }
   const run = await rig.waitFor(await rig.enqueue(source))
   t.match(run.progress, { converted: 0, embedded: 4, unchanged: 4 })
-  await sameAsFromScratch(t, rig, source, await fromScratch(t, rig))
+  await sameAsFromScratch(t, rig, source, await syncFromScratch(t, rig))
 })
 
 t.test('a page moved in an HTML export with the same content is restamped', async (t) => {
@@ -258,7 +238,7 @@ for (const deployment of ['cloud', 'dc'] as const) {
     t.same(labels('1004'), ['fresh'])
 
     rig.confluence.options.unindexed = []
-    await sameAsFromScratch(t, rig, source, await fromScratch(t, rig))
+    await sameAsFromScratch(t, rig, source, await syncFromScratch(t, rig))
   })
 }
 
@@ -314,5 +294,5 @@ t.test('a new embedding model refills every source, not only the one syncing', a
     (await rig.rows()).every((r) => r.embed_model === 'mxbai-embed-large'),
     'every chunk of every source has a vector of the new model',
   )
-  await sameAsFromScratch(t, rig, opsSource, await fromScratch(t, rig, { spaces: ['OPS'] }))
+  await sameAsFromScratch(t, rig, opsSource, await syncFromScratch(t, rig, { spaces: ['OPS'] }))
 })

@@ -15,7 +15,11 @@ import {
 import { Queue } from 'bullmq'
 import { pino } from 'pino'
 import t from 'tap'
-import { loadCatalog, saveCatalog } from '../../../services/worker/src/ingest/catalog.ts'
+import {
+  loadCatalog,
+  resolversOf,
+  saveCatalog,
+} from '../../../services/worker/src/ingest/catalog.ts'
 import { defaultAuth } from '../../../services/worker/src/ingest/index.ts'
 import { pageRows } from '../../../services/worker/src/ingest/rows.ts'
 import { reconcileSchedulers } from '../../../services/worker/src/schedulers.ts'
@@ -205,11 +209,22 @@ t.test(
         author: { id: 'u-1', name: 'Ada Lovelace' },
       },
     ])
-    const resolvers = await loadCatalog(rig.client, 'src_a')
+    const lookups = {}
+    const resolvers = resolversOf(await loadCatalog(rig.client, 'src_a'), lookups)
     t.equal(resolvers.resolvePage({ title: 'Runbook' }, 'ENG'), 'https://wiki/x/1')
     t.equal(resolvers.resolvePage({ title: 'Runbook', spaceKey: 'OPS' }, 'ENG'), undefined)
     t.same(resolvers.resolveUser({ userKey: 'u-1' }), { displayName: 'Ada Lovelace' })
     t.equal(resolvers.resolveUser({ accountId: 'nobody' }), undefined)
+    t.same(
+      lookups,
+      {
+        't:ENG:Runbook': 'https://wiki/x/1',
+        't:OPS:Runbook': null,
+        'u:u-1': 'Ada Lovelace',
+        'u:nobody': null,
+      },
+      'each field read, with what it held',
+    )
 
     const { rows } = pageRows(
       {

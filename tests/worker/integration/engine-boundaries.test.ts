@@ -1,6 +1,12 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import type { StandInPage } from '../../helpers/confluence-stand-in.ts'
-import { generatedSpace, ingestRig, type Rig } from '../../helpers/ingest.ts'
+import {
+  generatedSpace,
+  ingestRig,
+  type Rig,
+  sameAsFromScratch,
+  syncFromScratch,
+} from '../../helpers/ingest.ts'
 
 // The boundaries of the sync engine's decisions (issue 10, item 12), end to end: real Redis, real
 // workers, real LanceDB, the stand-ins changed between syncs. Versions of two digits, a configured
@@ -9,22 +15,6 @@ import { generatedSpace, ingestRig, type Rig } from '../../helpers/ingest.ts'
 // parents outside the scope.
 
 type Row = Record<string, unknown>
-
-/** One source's rows, its id replaced, so two sources of the same space compare. */
-const rowsOf = (rows: Row[], source: string) =>
-  rows
-    .filter((r) => r.source_id === source)
-    .map((r) => ({ ...r, source_id: 'SRC', chunk_id: String(r.chunk_id).replace(source, 'SRC') }))
-
-/** The index holds the same rows for `source` as for a from-scratch sync of its space. */
-async function sameAsFromScratch(t: Test, rig: Rig, source: string) {
-  const scratch = await rig.register({ name: 'From scratch' })
-  const run = await rig.waitFor(await rig.enqueue(scratch))
-  t.equal(run.state, 'completed', run.failedReason ?? '')
-  const rows = await rig.rows()
-  t.ok(rowsOf(rows, source).length > 0)
-  t.same(rowsOf(rows, source), rowsOf(rows, scratch), 'the rows of a from-scratch sync')
-}
 
 const bodyRequests = (rig: Rig) =>
   rig.confluence.requests.filter((r) => r.query['body-format'] !== undefined)
@@ -105,7 +95,7 @@ t.test('versions of two digits: 9 → 10 and 10 → 11 convert, 10 → 10 does n
 
   const again = await rig.waitFor(await rig.enqueue(source))
   t.match(again.progress, { converted: 0, unchanged: 5 }, 'nothing left to convert')
-  await sameAsFromScratch(t, rig, source)
+  await sameAsFromScratch(t, rig, source, await syncFromScratch(t, rig))
 })
 
 t.test(
@@ -191,7 +181,7 @@ t.test('a sync after a failed one runs and converges', async (t) => {
   const rows = await rig.rows()
   t.same(pageIds(rows), ['1001', '1002', '1003', '1004', '1005'])
   t.ok(rows.some((r) => r.page_id === edited.id && /Edited before the outage/.test(String(r.text))))
-  await sameAsFromScratch(t, rig, source)
+  await sameAsFromScratch(t, rig, source, await syncFromScratch(t, rig))
 
   // Failing in the middle of a walk (a 500 on every listing request, past the client's
   // retries) is no different.
@@ -253,7 +243,7 @@ t.test('missing vectors beyond one fill round are all filled', async (t) => {
     'every chunk has its vector',
   )
   t.ok(rows.every((r) => r.embed_model === 'nomic-embed-text'))
-  await sameAsFromScratch(t, rig, source)
+  await sameAsFromScratch(t, rig, source, await syncFromScratch(t, rig))
 })
 
 // A space for narrowed sources. Labels say who may read a page; 2005 is a draft.

@@ -144,6 +144,19 @@ t.test('what only its chunks metadata depends on restamps it', async (t) => {
   t.same(relabelled(['a', 'b']), [], 'the same labels')
 })
 
+t.test('a page whose links now resolve differently is converted again', async (t) => {
+  const a = page('1', { labels: ['x'] })
+  const b = page('2')
+  const indexed = new Map([
+    ['1', stampOf(a)],
+    ['2', stampOf(b)],
+  ])
+  const plan = planSync({ pages: [a, b], spaceNames }, indexed, false, new Set(['1', '9']))
+  t.same(plan.changed, [{ ...a, ancestors: [] }])
+  t.same(plan.restamped, [])
+  t.same(planSync({ pages: [a, b], spaceNames }, indexed, false).changed, [], 'none by default')
+})
+
 t.test('indexed pages the listing left out are candidates for deletion', async (t) => {
   const a = page('1')
   const indexed = new Map([

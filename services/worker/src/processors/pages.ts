@@ -9,7 +9,13 @@ import {
 import { Job } from 'bullmq'
 import { asJobError } from '../confluence/errors.ts'
 import type { PageBody, PageRef } from '../confluence/types.ts'
-import { loadCatalog, type Resolvers } from '../ingest/catalog.ts'
+import {
+  type Catalog,
+  type Lookups,
+  loadCatalog,
+  resolversOf,
+  saveLookups,
+} from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText, pageRows } from '../ingest/rows.ts'
 import type { ProcessorDeps } from '../worker.ts'
@@ -47,13 +53,13 @@ export function createPagesProcessor(ingest: Ingest) {
   // the source). A crawl is named by its batches' ids without the batch number (a sync job run
   // again crawls again under the same run id). Batches starting together may each read it; a
   // failed read is not kept.
-  let catalog: { crawl: string; resolvers: Resolvers } | undefined
-  const resolversOf = async (job: Job, data: PagesJobData) => {
+  let catalog: { crawl: string; fields: Catalog } | undefined
+  const catalogOf = async (job: Job, data: PagesJobData) => {
     const crawl = (job.id as string).slice(0, (job.id as string).lastIndexOf('-'))
     if (catalog?.crawl !== crawl) {
-      catalog = { crawl, resolvers: await loadCatalog(ingest.redis, data.source_id) }
+      catalog = { crawl, fields: await loadCatalog(ingest.redis, data.source_id) }
     }
-    return catalog.resolvers
+    return catalog.fields
   }
 
   return async function pages(job: Job, { log }: ProcessorDeps) {
@@ -81,7 +87,7 @@ export function createPagesProcessor(ingest: Ingest) {
     }
 
     lap('fetch')
-    const resolvers = await resolversOf(job, data)
+    const fields = await catalogOf(job, data)
     const byId = new Map(data.pages.map((p) => [p.id, p]))
     const errors: PageError[] = []
     const written: string[] = []
@@ -91,11 +97,13 @@ export function createPagesProcessor(ingest: Ingest) {
     let embedding = data.embed
 
     // The pages converted since the last write, their rows and the storage bytes they came from.
-    let pending: { pages: string[]; rows: Row[]; bytes: number } = { pages: [], rows: [], bytes: 0 }
+    type Pending = { pages: string[]; rows: Row[]; bytes: number; lookups: Map<string, Lookups> }
+    const nothing = (): Pending => ({ pages: [], rows: [], bytes: 0, lookups: new Map() })
+    let pending = nothing()
     /** Embeds and writes the pending pages; false when the source is gone (nothing written). */
     const flush = async (): Promise<boolean> => {
-      const { pages, rows } = pending
-      pending = { pages: [], rows: [], bytes: 0 }
+      const { pages, rows, lookups } = pending
+      pending = nothing()
       if (pages.length === 0) return true
       lap('convert')
       if (embedding !== null) {
@@ -118,6 +126,8 @@ export function createPagesProcessor(ingest: Ingest) {
       lap('embed')
       const stored = await ingest.store.replacePages(spec.id, pages, rows, registered)
       if (stored.refused === true) return false
+      // What each page read from the catalog, so a page it links to changing converts it again.
+      await saveLookups(ingest.redis, spec.id, lookups)
       lap('write')
       writes++
       chunks += rows.length
@@ -139,6 +149,7 @@ export function createPagesProcessor(ingest: Ingest) {
         continue
       }
       try {
+        const lookups: Lookups = {}
         const page = pageRows(body, {
           sourceId: spec.id,
           kind: spec.kind,
@@ -146,10 +157,11 @@ export function createPagesProcessor(ingest: Ingest) {
           /* c8 ignore next: every listed space has a name; the key stands in otherwise */
           spaceName: data.space_names[body.spaceKey] ?? body.spaceKey,
           ancestors: (byId.get(body.id) as BatchPage).ancestors,
-          resolvers,
+          resolvers: resolversOf(fields, lookups),
         })
         for (const row of page.rows) pending.rows.push({ ...row, vector: null, embed_model: '' })
         pending.pages.push(body.id)
+        pending.lookups.set(body.id, lookups)
         pending.bytes += Buffer.byteLength(body.body)
       } catch (err) {
         errors.push({ page_id: body.id, message: `conversion failed: ${(err as Error).message}` })

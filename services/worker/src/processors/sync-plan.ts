@@ -47,8 +47,9 @@ export function ancestorTitles(byId: ReadonlyMap<string, PageRef>, page: PageRef
 
 /**
  * Diffs the listing against the index. A page's text depends on its version, title, space and URL
- * (links, anchors, the title heading): any change there converts it again, and so does a `full`
- * sync. Its chunks' metadata also depends on its ancestors, its space's name and its labels, which
+ * (links, anchors, the title heading) and on what its links and mentions resolved to (`relinked`:
+ * a page it links to was created, renamed or deleted since): any change there converts it again,
+ * and so does a `full` sync. Its chunks' metadata also depends on its ancestors, its space's name and its labels, which
  * change without a new version (a move, a renamed ancestor, a label added): those pages are
  * restamped from their stored chunks.
  */
@@ -56,6 +57,7 @@ export function planSync(
   { pages, spaceNames }: Listing,
   indexed: ReadonlyMap<string, PageStamp>,
   full: boolean,
+  relinked: ReadonlySet<string> = new Set(),
 ): SyncPlan {
   const byId = new Map(pages.map((p) => [p.id, p]))
   const changed: BatchPage[] = []
@@ -66,6 +68,7 @@ export function planSync(
     if (
       full ||
       stamp === undefined ||
+      relinked.has(page.id) ||
       stamp.version !== page.version ||
       stamp.title !== page.title ||
       stamp.space !== page.spaceKey ||

@@ -20,7 +20,13 @@ import { Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
 import { asJobError } from '../confluence/errors.ts'
 import { confirmGone } from '../confluence/gone.ts'
 import type { PageRef } from '../confluence/types.ts'
-import { listedPages, saveCatalog } from '../ingest/catalog.ts'
+import {
+  catalogOf,
+  dropLookups,
+  listedPages,
+  relinkedPages,
+  saveCatalog,
+} from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText } from '../ingest/rows.ts'
 import type { ProcessorDeps } from '../worker.ts'
@@ -183,16 +189,20 @@ export function createSyncProcessor(ingest: Ingest) {
     }
 
     const indexed = await ingest.store.pageStamps(spec.id)
+    const catalog = catalogOf(listed)
+    const kept = listed.filter((page) => indexed.has(page.id)).map((page) => page.id)
+    const relinked = await relinkedPages(ingest.redis, spec.id, kept, catalog)
     const { changed, restamped, candidates } = planSync(
       { pages: listed, spaceNames },
       indexed,
       data.full === true,
+      relinked,
     )
     // A page the listing left out is deleted only once its source confirms it is gone (a listing
     // can miss a live page; the check is cheap and in bulk).
     const gone =
       candidates.length === 0 ? [] : await confirmGone(await ingest.openSource(spec), candidates)
-    await saveCatalog(ingest.redis, spec.id, listed)
+    await saveCatalog(ingest.redis, spec.id, listed, catalog)
     const embedded = await restamp(spec.id, restamped, embed)
 
     await addToRun(
@@ -290,6 +300,7 @@ export function createSyncProcessor(ingest: Ingest) {
     if (refusal !== null) errors.push({ message: refusal })
     else if (gone.length > 0) {
       await ingest.store.deletePages(data.source_id, gone)
+      await dropLookups(ingest.redis, data.source_id, gone)
       deleted = gone.length
     }
 
