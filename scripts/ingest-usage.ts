@@ -12,8 +12,10 @@ an export source gets FILE.zip as its new export (kept under EXPORTS_DIR, replac
 zip) and syncs incrementally, so pages gone from the export leave the index. Without one, a
 new source is registered (named --name, else the file name or the base URL). A --name of a
 source that does not match, several matches, or a second source of a space already held are
-refused, saying why. Credentials come from CONFLUENCE_USERNAME / CONFLUENCE_TOKEN; Redis,
-LanceDB and Ollama from the usual settings (REDIS_URL, LANCEDB_URI, OLLAMA_URL, EMBED_MODEL).
+refused, saying why. While a worker is connected to the queues (the service's), the sync runs
+there, with that worker's settings; only when none is (or once it has gone) does this process
+run a worker. Credentials come from CONFLUENCE_USERNAME / CONFLUENCE_TOKEN; Redis, LanceDB and
+Ollama from the usual settings (REDIS_URL, LANCEDB_URI, OLLAMA_URL, EMBED_MODEL).
 
   --full      reconvert and re-embed every page, not only the changed ones
   --force     delete vanished pages even beyond SYNC_MAX_DELETE_SHARE

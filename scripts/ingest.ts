@@ -1,6 +1,10 @@
-// `pnpm --silent cnfl ingest`: runs one sync in the foreground, with a worker in this process,
-// and draws its progress on stderr. The same queues, processors and index as the service: a
-// worker running elsewhere may take some of the page batches, which is fine.
+// `pnpm --silent cnfl ingest`: runs one sync in the foreground and draws its progress on stderr.
+// Its queues are the service's, and a worker takes any job of them: one started here would run
+// other syncs' page batches with this shell's settings (allowed hosts, embedding model). So while
+// a worker is connected (the service's, or another `cnfl ingest`'s) the sync is left to it and
+// followed from here. Only when none is, at the start or later, does this process start its own
+// (same processors and index), which takes other jobs too until it exits, as any worker does; a
+// worker started elsewhere meanwhile may take some of this sync's batches, which is fine.
 import { randomBytes } from 'node:crypto'
 import { copyFile, mkdir, rename, rm } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
@@ -31,6 +35,23 @@ import { inspectExport } from '../services/worker/src/confluence/export.ts'
 import { createIngest } from '../services/worker/src/ingest/index.ts'
 import { startWorker } from '../services/worker/src/worker.ts'
 import { INGEST_USAGE, UsageError } from './ingest-usage.ts'
+
+/**
+ * Whether a worker is connected to the sync or the pages queue, as CLIENT LIST shows BullMQ's
+ * named connections (a paused or stopping worker counts until they close). A Redis that does not
+ * list its clients (an ACL without CLIENT, some hosted ones) cannot tell: false, and this
+ * process runs a worker, as it always did.
+ */
+async function workerConnected(queues: Record<'sync' | 'pages', Queue>): Promise<boolean> {
+  try {
+    const lists = await Promise.all([queues.sync.getWorkers(), queues.pages.getWorkers()])
+    // Where CLIENT LIST is not a command, BullMQ answers one entry that names no connection.
+    return lists.some((workers) => workers.some((w) => w.rawname !== undefined))
+  } catch (err) {
+    process.stderr.write(`could not tell whether a worker is running: ${(err as Error).message}\n`)
+    return false
+  }
+}
 
 /** The worker's connection waits for Redis forever; a foreground command says so and stops. */
 async function checkRedis(url: string): Promise<void> {
@@ -252,8 +273,9 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
   const running = await createIngest(config, log)
   const { redis, queues } = running.ingest
   let worker: Awaited<ReturnType<typeof startWorker>> | undefined
+  const ownWorker = () => startWorker({ ...config, WORKER_HEALTH_PORT: 0 }, log, running.registry)
   try {
-    // The source is settled (and an export's zip replaced) before this process's worker starts.
+    // The source is settled (and an export's zip replaced) before any worker here starts.
     let spec: SourceSpec | undefined
     if (values.export !== undefined) {
       spec = await exportSource(redis, queues.sync, values, cwd, config.EXPORTS_DIR)
@@ -263,8 +285,12 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
       spec = await getSource(redis, positionals[0] as string)
       if (spec === undefined) throw new UsageError(`no source ${positionals[0]}`)
     }
-    worker = await startWorker({ ...config, WORKER_HEALTH_PORT: 0 }, log, running.registry)
     process.stderr.write(`syncing ${spec.name} (${spec.id})\n`)
+    if (await workerConnected(queues)) {
+      process.stderr.write('a worker is running: the sync runs there\n')
+    } else {
+      worker = await ownWorker()
+    }
 
     const options = syncJobOptions(spec.id)
     const job = await queues.sync.add(
@@ -297,6 +323,11 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
           `${JSON.stringify({ source_id: spec.id, job_id: id, state, progress, errors: errors.length })}\n`,
         )
         return state === 'completed' ? 0 : 1
+      }
+      // The worker it was left to has gone (stopped or scaled away): the rest runs here.
+      if (worker === undefined && !(await workerConnected(queues))) {
+        process.stderr.write('no worker is running any more: this process runs the sync\n')
+        worker = await ownWorker()
       }
       await new Promise((r) => setTimeout(r, 250))
     }
