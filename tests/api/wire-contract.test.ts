@@ -848,7 +848,10 @@ t.test('every documented error status is answered over a real socket', async (t)
 
   const zipDir = await tempDir(t, 'cnfl-zip-')
   await writeZip(join(zipDir, 'space.zip'), [
-    ['index.html', '<html><head><title>ENG</title></head><body></body></html>'],
+    [
+      'index.html',
+      '<html><head><title>ENG</title></head><body><table><tr><th>Key</th><td>ENG</td></tr></table></body></html>',
+    ],
   ])
   let names = 0
   const ctx: Ctx = {

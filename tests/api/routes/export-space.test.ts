@@ -88,8 +88,11 @@ t.test('an export of another space does not replace a source’s zip', async (t)
   const zipOnDisk = () => readFile(join(exports, `${id}.zip`))
   const jobs = async () => (await queue.getJobs()).length
 
-  // Never synced: the source names no space yet, so any export may be it.
-  t.same((await getSource(client, id))?.spaces, [])
+  // The upload named its space at once, read from the zip.
+  t.same((await getSource(client, id))?.spaces, ['ENG'])
+  // A source that names no space (registered by an older version before its first sync) takes
+  // any export.
+  await updateSource(client, { ...((await getSource(client, id)) as SourceSpec), spaces: [] })
   const ops = await exportOf(t, 'OPS')
   const unsynced = await replace(ops)
   t.equal(unsynced.status, 202, unsynced.text)
@@ -151,6 +154,27 @@ t.test('an export of another space does not replace a source’s zip', async (t)
         '<!-- <table><tr><th>Key</th><td>OPS</td></tr> --><tr><th>Key</th><td>ENG</td></tr>',
       ),
     }),
+    // Markup that only looks like a table to a pattern (found by review): a parser reads ENG.
+    'a table of OPS inside a script': await zipOf(t, {
+      'index.html': `<html><head><script>"<table><tr><th>Key</th><td>OPS</td></tr></table>"</script></head>${details('<tr><th>Key</th><td>ENG</td></tr>').slice(6)}`,
+    }),
+    'a table of OPS inside a style and the title': await zipOf(t, {
+      'index.html': `<html><head><title><table><tr><th>Key</th><td>OPS</td></tr></table></title><style>/* <table><tr><th>Key</th><td>OPS</td></tr></table> */</style></head>${details('<tr><th>Key</th><td>ENG</td></tr>').slice(6)}`,
+    }),
+    'a table of OPS inside an attribute': await zipOf(t, {
+      'index.html': details('<tr><th>Key</th><td>ENG</td></tr>').replace(
+        '<div class="pageSection">',
+        '<div class="pageSection" title="<table><tr><th>Key</th><td>OPS</td></tr></table>">',
+      ),
+    }),
+    'an entity-encoded key': await zipOf(t, {
+      'index.html': details('<tr><th>Key</th><td>&#69;N&#x47;&nbsp;</td></tr>'),
+    }),
+    'a nested table in a row before the Key row': await zipOf(t, {
+      'index.html': details(
+        '<tr><th>Name</th><td><table><tr><td>x</td></tr></table></td></tr><tr><th>Key</th><td>ENG</td></tr>',
+      ),
+    }),
     'a details table followed by megabytes of pages': await zipOf(t, {
       'index.html': details('<tr><th>Key</th><td>ENG</td></tr>') + ' '.repeat(3 * 1024 * 1024),
     }),
@@ -176,7 +200,7 @@ t.test('an export of another space does not replace a source’s zip', async (t)
   const invalid = {
     'no details table': [
       await zipOf(t, { 'ENG/index.html': '<html><body>no table</body></html>' }),
-      /names no space key/,
+      /has no space details table/,
     ],
     'an empty key and no folder': [
       await zipOf(t, { 'index.html': details('<tr><th>Key</th><td> </td></tr>') }),

@@ -1,6 +1,7 @@
+import { parseExportHtml } from '@confluence-bot/shared'
 import { render } from 'dom-serializer'
 import { type AnyNode, type Document, Element, Text } from 'domhandler'
-import { DomUtils, parseDocument } from 'htmlparser2'
+import { DomUtils } from 'htmlparser2'
 import { textOf } from '../convert/storage.ts'
 
 // The HTML of a Confluence HTML space export (reference §8), read without I/O: `index.html` (space
@@ -10,8 +11,6 @@ import { textOf } from '../convert/storage.ts'
 // kept byte for byte, links between exported pages point at the pages' URLs, attachment images
 // and links point at attachment URLs, and what only the export's chrome needs goes.
 
-/** A page file: `My-article_9568346.html`, or `9273380.html` when the title is not plain ASCII. */
-export const PAGE_FILE = /^(?:[^/]*_)?(\d+)\.html$/
 /** A link to a page file, with an optional `#fragment`. */
 const PAGE_HREF = /^(?:[^/?#]*_)?(\d+)\.html(#.*)?$/s
 /** An attachment or image the export ships: `attachments/<pageId>/<attachmentId>.<ext>`. */
@@ -27,15 +26,6 @@ export type ExportLinks = {
 
 export type IndexPage = { id: string; title: string; parentId?: string }
 
-export type ExportIndex = {
-  /** False when index.html has no space details table (then it is not an export's index). */
-  details: boolean
-  key: string
-  name: string
-  /** The "Available Pages" tree in document order: a parent comes before its children. */
-  tree: IndexPage[]
-}
-
 export type Crumb = { title: string; id?: string }
 
 export type ExportPage = {
@@ -50,8 +40,7 @@ export type ExportPage = {
   body: string
 }
 
-export const parseHtml = (html: string): Document =>
-  parseDocument(html, { decodeEntities: true, lowerCaseTags: true, lowerCaseAttributeNames: true })
+export const parseHtml = parseExportHtml
 
 const collapse = (s: string) => s.replace(/\s+/g, ' ').trim()
 const elements = (root: AnyNode, test: (el: Element) => boolean): Element[] =>
@@ -74,21 +63,8 @@ export function pageIdOf(href: string): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // index.html
 
-export function parseIndex(html: string): ExportIndex {
-  const doc = parseHtml(html)
-  const table = elements(doc, (el) => el.name === 'table')[0]
-  const rows = table
-    ? elements(table, (el) => el.name === 'tr').map((tr) => ({
-        label: collapse(textOf(elements(tr, (el) => el.name === 'th')[0] ?? new Text('')))
-          .replace(/:$/, '')
-          .toLowerCase(),
-        value: collapse(textOf(elements(tr, (el) => el.name === 'td')[0] ?? new Text(''))),
-      }))
-    : []
-  // The labels are in the exporter's language; in another language the rows keep their order.
-  const row = (label: string, position: number) =>
-    (rows.find((r) => r.label === label) ?? rows[position])?.value ?? ''
-
+/** The "Available Pages" tree of a parsed index.html. */
+export function indexTree(doc: Document): IndexPage[] {
   // The tree: each page is the first page link in a list item; its parent is the page of the
   // list item around that one (exports nest a <ul> per child, or one <ul> for all children).
   const idOf = new Map<Element, IndexPage>()
@@ -111,7 +87,7 @@ export function parseIndex(html: string): ExportIndex {
     const parentId = outer ? idOf.get(outer)?.id : undefined
     tree.push(parentId ? { ...page, parentId } : page)
   }
-  return { details: table !== undefined, key: row('key', 0), name: row('name', 1), tree }
+  return tree
 }
 
 // ---------------------------------------------------------------------------------------------

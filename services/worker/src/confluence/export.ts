@@ -1,13 +1,8 @@
 import { createHash } from 'node:crypto'
-import yauzl, { type Entry, type ZipFile } from 'yauzl'
+import { type ExportZip, openExportZip, readZipEntry } from '@confluence-bot/shared'
+import type { Entry, ZipFile } from 'yauzl'
 import { uniqueRefs } from './bodies.ts'
-import {
-  type ExportLinks,
-  type IndexPage,
-  PAGE_FILE,
-  parseIndex,
-  parsePage,
-} from './export-html.ts'
+import { type ExportLinks, type IndexPage, indexTree, parsePage } from './export-html.ts'
 import type { ConfluenceSource, PageBody, PageFailure, PageRef, SourceSpec } from './types.ts'
 
 // A Confluence HTML space export zip as a ConfluenceSource (reference §8). The zip is read in
@@ -32,8 +27,6 @@ export type ExportSourceOptions = {
 export type ExportSummary = { spaceKey: string; spaceName: string; pages: number }
 
 export const DEFAULT_MAX_PAGE_BYTES = 32 * 1024 * 1024
-/** index.html lists every page once: it may be larger than any page. */
-const MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 /** Marks a page listed without being read (its file is unreadable): fetchBodies says why. */
 export const UNREADABLE_VERSION = 'unreadable'
@@ -50,74 +43,21 @@ type Export = {
 const notAnExport = (path: string, why: string) =>
   new ExportError(`${path} is not a Confluence HTML space export: ${why}`)
 
-async function readEntry(zip: ZipFile, entry: Entry, limit: number): Promise<string> {
-  if (entry.uncompressedSize > limit) {
-    throw new Error(
-      `${entry.fileName} is ${entry.uncompressedSize} bytes, over the ${limit}-byte limit`,
-    )
-  }
-  const chunks: Buffer[] = []
-  for await (const chunk of await zip.openReadStreamPromise(entry)) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString('utf8')
-}
-
-/** Opens the zip, finds its index.html and page files, and reads the space and its tree. */
+/** Opens the zip, reads its header (shared with the api) and the space's page tree. */
 async function openExport(path: string): Promise<Export> {
-  let zip: ZipFile
+  let ex: ExportZip
   try {
-    zip = await yauzl.openPromise(path, { lazyEntries: true, autoClose: false })
+    ex = await openExportZip(path)
   } catch (err) {
-    throw notAnExport(path, `not a readable zip (${(err as Error).message})`)
+    // openExportZip's errors (ExportZipError) say why; this adds which file.
+    throw notAnExport(path, (err as Error).message)
   }
-  try {
-    // Only files at the root or one folder down matter; pages are grouped by that folder.
-    type Folder = { index?: Entry; files: Map<string, Entry> }
-    const folders = new Map<string, Folder>()
-    try {
-      for await (const entry of zip.eachEntry()) {
-        const match = /^(?:([^/]+)\/)?([^/]+)$/.exec(entry.fileName)
-        if (!match) continue
-        const prefix = match[1] === undefined ? '' : `${match[1]}/`
-        const name = match[2] as string
-        const folder: Folder = folders.get(prefix) ?? { files: new Map() }
-        folders.set(prefix, folder)
-        if (name === 'index.html') folder.index = entry
-        const id = PAGE_FILE.exec(name)?.[1]
-        if (id !== undefined && !folder.files.has(id)) folder.files.set(id, entry)
-      }
-    } catch (err) {
-      throw notAnExport(path, `not a readable zip (${(err as Error).message})`)
-    }
-    const withIndex = [...folders].filter(([, f]) => f.index !== undefined)
-    const root = withIndex.find(([prefix]) => prefix === '')
-    if (!root && withIndex.length > 1) {
-      const names = withIndex.map(([prefix]) => prefix.slice(0, -1)).join(', ')
-      throw notAnExport(path, `several space folders (${names}); export one space per zip`)
-    }
-    const [prefix, folder] = root ?? withIndex[0] ?? []
-    if (prefix === undefined || folder?.index === undefined) {
-      throw notAnExport(path, 'no index.html')
-    }
-    let html: string
-    try {
-      html = await readEntry(zip, folder.index, MAX_INDEX_BYTES)
-    } catch (err) {
-      throw notAnExport(path, `index.html cannot be read (${(err as Error).message})`)
-    }
-    const parsed = parseIndex(html)
-    if (!parsed.details) throw notAnExport(path, 'index.html has no space details table')
-    const spaceKey = parsed.key || prefix.slice(0, -1)
-    if (!spaceKey) throw notAnExport(path, 'index.html names no space key')
-    return {
-      zip,
-      spaceKey,
-      spaceName: parsed.name || spaceKey,
-      index: new Map(parsed.tree.map((p) => [p.id, p])),
-      files: folder.files,
-    }
-  } catch (err) {
-    zip.close()
-    throw err
+  return {
+    zip: ex.zip,
+    spaceKey: ex.spaceKey,
+    spaceName: ex.spaceName,
+    index: new Map(indexTree(ex.index).map((p) => [p.id, p])),
+    files: ex.files,
   }
 }
 
@@ -179,7 +119,7 @@ export function openExportSource(
 
   async function readPage(ex: Export, id: string, entry: Entry): Promise<PageBody> {
     const listed = ex.index.get(id)
-    const html = await readEntry(ex.zip, entry, maxPageBytes)
+    const html = await readZipEntry(ex.zip, entry, maxPageBytes)
     const page = parsePage(html, {
       id,
       spaceName: ex.spaceName,

@@ -11,12 +11,14 @@ import {
   checkSourceHost,
   createSource,
   ErrorCode,
+  ExportZipError,
   exportFileName,
   getSource,
   JobName,
   jobId,
   listSources,
   newSourceId,
+  openExportZip,
   publicSource,
   QueueName,
   removeSource,
@@ -35,8 +37,6 @@ import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/ty
 import { CronExpressionParser } from 'cron-parser'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import Type from 'typebox'
-import yauzl from 'yauzl'
-import { checkExportZip } from '../../lib/export-zip.ts'
 import { mediaType } from '../../plugins/app/errors.ts'
 import { OPTIONAL_BODY } from '../../plugins/external/swagger.ts'
 import { errorResponses } from '../../schemas/common.ts'
@@ -308,10 +308,15 @@ function checkZipType(request: FastifyRequest): void {
 }
 
 /**
- * Streams the request's zip to `partial` and checks it is an export; a body that is not one is a
- * 400 (the file is removed by the caller).
+ * Streams the request's zip to `partial` and reads its header with the reader the worker syncs
+ * it with (so both agree on every zip): a body that is not an export is a 400 (the file is
+ * removed by the caller). Returns the space the export holds.
  */
-async function receiveZip(request: FastifyRequest, partial: string, config: ApiConfig) {
+async function receiveZip(
+  request: FastifyRequest,
+  partial: string,
+  config: ApiConfig,
+): Promise<string> {
   try {
     await saveUpload(
       request.body as NodeJS.ReadableStream,
@@ -319,96 +324,17 @@ async function receiveZip(request: FastifyRequest, partial: string, config: ApiC
       partial,
       config.EXPORT_UPLOAD_LIMIT,
     )
-    await checkExportZip(partial)
+    const ex = await openExportZip(partial)
+    ex.zip.close()
+    return ex.spaceKey
   } catch (err) {
     if (err instanceof AppError) throw err
-    throw new AppError(400, ErrorCode.invalidExport, (err as Error).message)
-  }
-}
-
-/** index.html lists every page once: the worker reads one up to this size, and so does this check. */
-const MAX_INDEX_BYTES = 64 * 1024 * 1024
-
-const textOf = (html: string) =>
-  html
-    .replace(/<[^>]*>/g, '')
-    .replace(/\s+/g, ' ')
-    .trim()
-
-/**
- * The space key of an export's index.html, as the worker reads it when it syncs: the "Key" row
- * of the first table (the space details), else its first row (the labels are in the exporter's
- * language), else the name of the folder index.html sits in. '' when there is none, or no table.
- */
-function indexSpaceKey(html: string, folder: string): string {
-  const table = /<table\b[^>]*>([\s\S]*?)(?:<\/table\s*>|$)/i.exec(
-    html.replace(/<!--[\s\S]*?-->/g, ''),
-  )
-  if (!table) return ''
-  const rows = (table[1] as string)
-    .split(/<tr\b[^>]*>/i)
-    .slice(1)
-    .map((row) => ({
-      label: textOf(/<th\b[^>]*>([\s\S]*?)(?:<\/th\s*>|$)/i.exec(row)?.[1] ?? '')
-        .replace(/:$/, '')
-        .toLowerCase(),
-      value: textOf(/<td\b[^>]*>([\s\S]*?)(?:<\/td\s*>|$)/i.exec(row)?.[1] ?? ''),
-    }))
-  return ((rows.find((row) => row.label === 'key') ?? rows[0])?.value ?? '') || folder
-}
-
-/**
- * The space an uploaded export holds, read from its index.html (at the zip's root, else in its
- * one top folder) as the worker reads it; a zip it names no space in is a 400.
- */
-async function exportSpaceKey(path: string): Promise<string> {
-  const zip = await yauzl.openPromise(path, { lazyEntries: true, autoClose: false })
-  try {
-    const indexes = new Map<string, yauzl.Entry>()
-    for await (const entry of zip.eachEntry()) {
-      const match = /^(?:([^/]+)\/)?index\.html$/.exec(entry.fileName)
-      // The last of two entries of one name wins, as it does for the worker.
-      if (match) indexes.set(match[1] ?? '', entry)
-    }
-    const folders = [...indexes.keys()]
-    const folder = indexes.has('') || folders.length !== 1 ? '' : (folders[0] as string)
-    const index = indexes.get(folder)
-    if (index === undefined) {
-      throw new AppError(
-        400,
-        ErrorCode.invalidExport,
-        `The zip holds several space folders (${folders.join(', ')}): export one space per zip`,
-      )
-    }
-    if (index.uncompressedSize > MAX_INDEX_BYTES) {
-      throw new AppError(
-        400,
-        ErrorCode.invalidExport,
-        `The export's index.html is ${index.uncompressedSize} bytes, over the ${MAX_INDEX_BYTES}-byte limit`,
-      )
-    }
-    const chunks: Buffer[] = []
-    try {
-      for await (const chunk of await zip.openReadStreamPromise(index)) chunks.push(chunk as Buffer)
-    } catch (err) {
-      // The zip's directory was read before; its index.html's own bytes were not.
-      throw new AppError(
-        400,
-        ErrorCode.invalidExport,
-        `The export's index.html cannot be read (${(err as Error).message})`,
-      )
-    }
-    const key = indexSpaceKey(Buffer.concat(chunks).toString('utf8'), folder)
-    if (key === '') {
-      throw new AppError(
-        400,
-        ErrorCode.invalidExport,
-        'The export names no space key: its index.html has no space details table, or an empty Key',
-      )
-    }
-    return key
-  } finally {
-    zip.close()
+    const why = err instanceof ExportZipError ? err.message : (err as Error).message
+    throw new AppError(
+      400,
+      ErrorCode.invalidExport,
+      `The upload is not a Confluence HTML space export: ${why}`,
+    )
   }
 }
 
@@ -417,9 +343,8 @@ async function exportSpaceKey(path: string): Promise<string> {
  * the old space's under one source, and the old zip would be lost. A source that has not synced
  * yet names no space, and takes any export (as `cnfl ingest --export` does).
  */
-async function refuseOtherSpace(spec: SourceSpec, path: string): Promise<void> {
+function refuseOtherSpace(spec: SourceSpec, key: string): void {
   if (spec.spaces.length === 0) return
-  const key = await exportSpaceKey(path)
   const held = [...spec.spaces].sort().join(', ')
   if (key !== held) {
     throw new AppError(
@@ -489,10 +414,10 @@ function registerReplace(fastify: FastifyInstance, config: ApiConfig) {
       const partial = join(dir, `${spec.id}.${randomBytes(6).toString('hex')}.zip.part`)
       const file = exportFileName(spec.id)
       try {
-        await receiveZip(request, partial, config)
+        const key = await receiveZip(request, partial, config)
         // Checked again now that the zip is here: the source may be gone, or a sync begun.
         const current = await found(fastify, spec.id)
-        await refuseOtherSpace(current, partial)
+        refuseOtherSpace(current, key)
         await refuseWhileSyncing(fastify, spec.id)
         await rename(partial, join(dir, file))
         // A source the CLI registered before kept its zip elsewhere: now it is under EXPORTS_DIR.
@@ -530,8 +455,9 @@ function registerUpload(fastify: FastifyInstance, config: ApiConfig) {
       await mkdir(dir, { recursive: true })
       const partial = join(dir, `${id}.zip.part`)
       let export_path = exportFileName(id)
+      let space: string
       try {
-        await receiveZip(request, partial, config)
+        space = await receiveZip(request, partial, config)
         await rename(partial, join(dir, export_path))
       } catch (err) {
         await rm(partial, { force: true })
@@ -545,8 +471,7 @@ function registerUpload(fastify: FastifyInstance, config: ApiConfig) {
             name: request.query.name,
             kind: 'export',
             base_url: (request.query.base_url ?? '').replace(/\/+$/, ''),
-            // The worker reads the space key from the export's index.html on the first sync.
-            spaces: [],
+            spaces: [space],
             export_path,
             schedule: request.query.schedule,
           },
