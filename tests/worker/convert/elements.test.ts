@@ -290,3 +290,32 @@ t.test('layouts: every level is a block of its own', async (t) => {
     )
   }
 })
+
+t.test('tag and attribute names are read in any case', async (t) => {
+  t.equal(
+    md(
+      '<P>Hello <STRONG>x</STRONG> <AC:LINK><RI:PAGE RI:CONTENT-TITLE="Home"/></AC:LINK></P>' +
+        '<PRE>a  b</PRE><OL START="3"><LI>c</LI></OL>',
+    ),
+    'Hello **x** [Home](confluence://page//Home)\n\n```\na  b\n```\n\n3. c\n',
+  )
+})
+
+t.test('a table in a table cell is flattened to its words, whatever its blocks', async (t) => {
+  t.equal(
+    md(
+      '<table><tr><th>o</th></tr><tr><td><table><tr><td><h2>Head</h2><p>text</p></td>' +
+        '<td><ol start="3"><li>x</li><li>y</li></ol></td></tr></table></td></tr></table>',
+    ),
+    '| o |\n| --- |\n| Head text · x y |\n',
+  )
+})
+
+t.test('a comment in a macro parameter is no text', async (t) => {
+  t.equal(
+    md(
+      '<p>state <ac:structured-macro ac:name="status"><ac:parameter ac:name="title">Done<!-- c --></ac:parameter></ac:structured-macro></p>',
+    ),
+    'state [Done]\n',
+  )
+})

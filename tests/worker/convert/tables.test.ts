@@ -26,6 +26,11 @@ t.test('a rowspan past the last row adds no rows', async (t) => {
     '| a | b |\n| --- | --- |\n| c | b |\n',
   )
   t.equal(md('<table><tr><td rowspan="9">only</td></tr></table>'), '| only |\n| --- |\n')
+  t.equal(
+    md('<table><tr><td>a</td><td>b</td></tr><tr><td rowspan="3">c</td><td>d</td></tr></table>'),
+    '| a | b |\n| --- | --- |\n| c | d |\n',
+    'a rowspan in the last row',
+  )
 })
 
 t.test('a span that is not a positive number is one cell', async (t) => {
