@@ -166,8 +166,7 @@ export function toMarkdown(html: string, code: readonly string[]): string {
   current = { code, lifted: [] }
   try {
     return service.turndown(html)
-    // Stryker disable next-line BlockStatement: the next toMarkdown call sets `current` before reading it
-  } finally {
+  } finally /* Stryker disable next-line BlockStatement: the next toMarkdown call sets `current` before reading it */ {
     // Stryker disable next-line ObjectLiteral,ArrayDeclaration: the next toMarkdown call sets `current` before reading it
     current = { code: [], lifted: [] }
   }
