@@ -305,6 +305,7 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
     const tty = process.stderr.isTTY === true
     const draw = tty ? (line: string) => `\r${line}` : (line: string) => `${line}\n`
     let last = ''
+    let paused = false
     for (;;) {
       const state = await queues.sync.getJobState(id)
       const { progress, errors } = await readRun(redis, id)
@@ -324,6 +325,14 @@ export async function ingest(args: string[], cwd: string): Promise<number> {
         )
         return state === 'completed' ? 0 : 1
       }
+      // A paused queue (the dashboard's Pause) holds the sync: said each time it pauses.
+      const now = (await queues.sync.isPaused()) || (await queues.pages.isPaused())
+      if (now && !paused) {
+        process.stderr.write(
+          'the queues are paused (the dashboard can resume them): the sync waits\n',
+        )
+      }
+      paused = now
       // The worker it was left to has gone (stopped or scaled away): the rest runs here.
       if (worker === undefined && !(await workerConnected(queues))) {
         process.stderr.write('no worker is running any more: this process runs the sync\n')

@@ -26,11 +26,18 @@ const SOURCE = '--conditions=@confluence-bot/source'
 
 export type Run = { code: number | null; stdout: string; stderr: string }
 
-/** Runs a script once on this Node with the source condition, as `pnpm` does; input on stdin. */
+/**
+ * Runs a script once on this Node with the source condition, as `pnpm` does; input on stdin.
+ * `onStderr` sees its stderr so far each time more arrives.
+ */
 export function runScript(
   entry: string,
   args: string[],
-  options: { input?: string; env?: Record<string, string> } = {},
+  options: {
+    input?: string
+    env?: Record<string, string>
+    onStderr?: (stderr: string) => void
+  } = {},
 ): Promise<Run> {
   const child = spawn(process.execPath, [SOURCE, entry, ...args], {
     cwd: REPO_ROOT,
@@ -44,6 +51,7 @@ export function runScript(
   })
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk
+    options.onStderr?.(stderr)
   })
   child.stdin.end(options.input)
   return new Promise((resolve, reject) => {

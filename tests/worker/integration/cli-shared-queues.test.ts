@@ -141,6 +141,37 @@ t.test('cnfl ingest runs its sync itself once the running worker has gone', asyn
   t.equal(await queue.getWorkersCount(), 0, "the CLI's own worker has stopped with it")
 })
 
+t.test(
+  'cnfl ingest says when a paused queue holds its sync, then completes once resumed',
+  async (t) => {
+    const rig = await ingestRig(t, { pages: generatedSpace(4) })
+    await rig.startWorker()
+    const source = await rig.register()
+    const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+    t.teardown(() => queue.close())
+    await queue.pause()
+    let told: () => void = () => {}
+    const saidPaused = new Promise<void>((resolve) => {
+      told = resolve
+    })
+    const run = runScript(CNFL, ['ingest', source], {
+      env: rig.env,
+      onStderr: (stderr) => {
+        if (stderr.includes('the queues are paused')) told()
+      },
+    })
+    await saidPaused
+    await queue.resume()
+    const done = await run
+    t.equal(done.code, 0, done.stderr)
+    t.match(
+      done.stderr,
+      /^the queues are paused \(the dashboard can resume them\): the sync waits$/m,
+    )
+    t.match(JSON.parse(done.stdout), { state: 'completed', progress: { converted: 4 }, errors: 0 })
+  },
+)
+
 t.test('cnfl ingest runs its sync itself where Redis does not list its clients', async (t) => {
   const rig = await ingestRig(t, { pages: generatedSpace(3) })
   const source = await rig.register()
