@@ -1,6 +1,7 @@
 import { hostname } from 'node:os'
 import {
   ALL_QUEUES,
+  embedModelKey,
   isJobName,
   jobDataProblem,
   QUEUE_PREFIX,
@@ -98,6 +99,14 @@ export async function startWorker(
     return worker
   })
 
+  // The newest worker's embedding model is the one every sync uses (shared embedModelKey). Not
+  // waited for here: with Redis down the worker still starts, and the claim lands once it is up.
+  const claimed = connection.set(embedModelKey, config.EMBED_MODEL).then(
+    () => undefined,
+    /* c8 ignore next: the connection retries until it closes */
+    (err: Error) => log.warn({ err: err.message }, 'could not record EMBED_MODEL'),
+  )
+
   const health = await startHealthServer(
     config.WORKER_HEALTH_HOST,
     config.WORKER_HEALTH_PORT,
@@ -130,7 +139,7 @@ export async function startWorker(
     workers,
     healthPort: health.port,
     ready: async () => {
-      await Promise.all(workers.map((w) => w.waitUntilReady()))
+      await Promise.all([claimed, ...workers.map((w) => w.waitUntilReady())])
     },
     async close() {
       closing = true

@@ -79,3 +79,39 @@ t.test('a batch run by a worker of another model keeps its crawl model', async (
   )
   t.same(await mislabelled(rig), [], 'still every vector made by the model it names')
 })
+
+t.test('workers of two models side by side: every sync uses the newest worker model', async (t) => {
+  const rig = await ingestRig(t, {
+    pages: generatedSpace(6),
+    ollama: { models: withSecondEmbedModel(), embedDimension: DIM },
+  })
+  const source = await rig.register()
+  const models = async () => [...new Set((await rig.rows()).map((r) => r.embed_model))]
+
+  // A rolling update: the old worker runs on, a new one (the second model) starts beside it.
+  const old = await rig.startWorker()
+  const newer = await rig.startWorker({ EMBED_MODEL: SECOND_EMBED_MODEL })
+  // The new one is gone for the moment (not ready yet, or busy): the old one crawls.
+  await newer.worker.close()
+  const first = await rig.waitFor(await rig.enqueue(source))
+  t.equal(first.state, 'completed', first.failedReason ?? '')
+  t.same(
+    await models(),
+    [SECOND_EMBED_MODEL],
+    "the old worker syncs with the newest worker's model",
+  )
+  t.same(await mislabelled(rig), [])
+
+  // Another sync on the old worker does not switch the table back.
+  const second = await rig.waitFor(await rig.enqueue(source, { full: true }))
+  t.equal(second.state, 'completed', second.failedReason ?? '')
+  t.same(await models(), [SECOND_EMBED_MODEL], 'the table keeps the newest model')
+
+  // A rollback starts workers of the first model again: theirs holds from then on.
+  await rig.startWorker()
+  await old.worker.close()
+  const third = await rig.waitFor(await rig.enqueue(source))
+  t.equal(third.state, 'completed', third.failedReason ?? '')
+  t.same(await models(), ['nomic-embed-text'], 'the rolled-back model')
+  t.same(await mislabelled(rig), [])
+})

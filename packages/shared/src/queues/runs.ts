@@ -23,6 +23,14 @@ const COUNTERS: readonly Counter[] = Object.keys(emptyProgress()) as Counter[]
 /** Job id of the sync that holds a source (one sync of a source at a time); expires on its own. */
 export const syncLockKey = (sourceId: string) => `${QUEUE_PREFIX}:sync-lock:${sourceId}`
 
+/**
+ * The embedding model every sync uses: the EMBED_MODEL of the worker that started last. During a
+ * rolling update, workers of the old and the new model run side by side; each would switch the
+ * table to its own model at each crawl it runs. The newest worker's choice holds for all of them
+ * (a rollback starts workers of the old model, which then hold).
+ */
+export const embedModelKey = `${QUEUE_PREFIX}:embed-model`
+
 // KEYS: counters, counted, errors. ARGV: batch id, ttl, max errors, errors JSON, embedded page
 // ids JSON, then counter/amount pairs. Returns 0 when the batch was already counted.
 const ADD_ONCE = `

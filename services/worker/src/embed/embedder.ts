@@ -23,8 +23,8 @@ export type Embedder = {
    * worker's (a sync crawled before a worker restarted with another EMBED_MODEL).
    */
   embed(texts: readonly string[], model: string): Promise<Float32Array[] | null>
-  /** The configured model's vector length, found with one embed call; null when unreachable. */
-  dimension(): Promise<number | null>
+  /** A model's vector length (the configured one's by default), found with one embed call; null when unreachable. */
+  dimension(model?: string): Promise<number | null>
   /** Embed calls made so far (one per batch). */
   readonly calls: number
 }
@@ -109,10 +109,10 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
       }
       return out
     },
-    async dimension() {
-      const known = dims.get(options.model)
+    async dimension(model = options.model) {
+      const known = dims.get(model)
       if (known !== undefined) return known
-      const vectors = await call(['dimension probe'], options.model)
+      const vectors = await call(['dimension probe'], model)
       return vectors === null ? null : (vectors[0] as Float32Array).length
     },
   }

@@ -1,4 +1,4 @@
-import { listSources, sameEmbedModel, syncLockKey } from '@confluence-bot/shared'
+import { embedModelKey, listSources, sameEmbedModel, syncLockKey } from '@confluence-bot/shared'
 import type { Job } from 'bullmq'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText } from '../ingest/rows.ts'
@@ -43,7 +43,8 @@ export function createRefillProcessor(ingest: Ingest) {
       const recorded = await ingest.store.embedding()
       const remaining = await ingest.store.countWithoutVectors()
       await job.updateProgress({ filled, remaining } satisfies RefillProgress)
-      if (recorded === null || !sameEmbedModel(recorded.model, ingest.config.EMBED_MODEL)) {
+      const wanted = (await ingest.redis.get(embedModelKey)) ?? ingest.config.EMBED_MODEL
+      if (recorded === null || !sameEmbedModel(recorded.model, wanted)) {
         log.info(
           { recorded: recorded?.model, filled },
           'the index records another model: refill left to its next sync',

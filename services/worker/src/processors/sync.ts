@@ -1,6 +1,7 @@
 import {
   addToRun,
   defaultJobOptions,
+  embedModelKey,
   getSource,
   JobName,
   jobId,
@@ -100,12 +101,13 @@ export function createSyncProcessor(ingest: Ingest) {
   }
 
   async function chooseEmbedding(): Promise<{ model: string; dim: number } | null> {
-    const model = ingest.config.EMBED_MODEL
+    // The newest worker's model, which may not be this worker's (a rolling update).
+    const model = (await ingest.redis.get(embedModelKey)) ?? ingest.config.EMBED_MODEL
     const recorded = await ingest.store.embedding()
     // The table says which model made its vectors: same model (as Ollama reads names: `embed`
     // is `embed:latest`), no probe call needed, and the table's spelling stays.
     if (recorded !== null && sameEmbedModel(recorded.model, model)) return recorded
-    const dim = await ingest.embedder.dimension()
+    const dim = await ingest.embedder.dimension(model)
     if (dim === null) return null
     // A new model (or the first one): the table drops the old vectors, never mixing two models;
     // the pages keep their text, and one upkeep job gives every source's chunks new vectors
