@@ -115,3 +115,25 @@ t.test('workers of two models side by side: every sync uses the newest worker mo
   t.same(await models(), ['nomic-embed-text'], 'the rolled-back model')
   t.same(await mislabelled(rig), [])
 })
+
+t.test('a new model Ollama cannot run yet leaves the table on the model it has', async (t) => {
+  const pages = generatedSpace(6)
+  const rig = await ingestRig(t, { pages, ollama: { embedDimension: DIM } })
+  const source = await rig.register()
+  const first = await rig.startWorker()
+  t.equal((await rig.waitFor(await rig.enqueue(source))).state, 'completed')
+  await first.worker.close()
+
+  // The new worker names a model that is not pulled: its sync embeds with the table's model.
+  await rig.startWorker({ EMBED_MODEL: 'not-pulled-yet' })
+  Object.assign(pages[0] as (typeof pages)[number], { version: 2, storage: '<p>Edited.</p>' })
+  const run = await rig.waitFor(await rig.enqueue(source))
+  t.equal(run.state, 'completed', run.failedReason ?? '')
+  t.match(run.progress, { converted: 1, embedded: 1 })
+  const rows = await rig.rows()
+  t.ok(
+    rows.every((r) => r.embed_model === 'nomic-embed-text' && r.vector !== null),
+    'every row keeps a vector of the model the table records',
+  )
+  t.same(await mislabelled(rig), [])
+})

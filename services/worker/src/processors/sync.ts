@@ -108,7 +108,9 @@ export function createSyncProcessor(ingest: Ingest) {
     // is `embed:latest`), no probe call needed, and the table's spelling stays.
     if (recorded !== null && sameEmbedModel(recorded.model, model)) return recorded
     const dim = await ingest.embedder.dimension(model)
-    if (dim === null) return null
+    // Not reachable (not pulled yet, Ollama down): the table's model, if any, carries on until
+    // the new one answers, rather than leaving every changed page without vectors.
+    if (dim === null) return recorded
     // A new model (or the first one): the table drops the old vectors, never mixing two models;
     // the pages keep their text, and one upkeep job gives every source's chunks new vectors
     // (this sync's finish step fills its own source's as well).
