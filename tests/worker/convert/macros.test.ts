@@ -122,6 +122,13 @@ t.test('code macros of every name are fenced; only `code` has a language', async
   }
 })
 
+t.test('a legacy code macro with its body as plain text is fenced too', async (t) => {
+  // Old Server pages: <ac:macro> with the code written straight in it, no plain-text-body.
+  for (const name of ['code', 'noformat', 'paste-code-macro', 'sourcecode']) {
+    t.equal(md(macro(name, 'a  &lt;b&gt;\n  c', 'ac:macro')), '```\na  <b>\n  c\n```\n', name)
+  }
+})
+
 t.test('diagram and math macros are fenced with their language', async (t) => {
   const diagrams: Array<[string, string]> = [
     ['mermaid', 'mermaid'],
