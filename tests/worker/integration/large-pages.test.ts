@@ -49,11 +49,20 @@ t.test('a batch of large pages is embedded and written in bounded sub-batches', 
     small('2003'),
     small('2004'),
   ]
-  const rig = await ingestRig(t, { pages, env: { SYNC_BATCH_PAGES: '10' } })
+  // Converting a page of megabytes holds the event loop for a while, for seconds on a loaded
+  // machine: a lock that outlives it keeps the batch from being taken as stalled.
+  const rig = await ingestRig(t, {
+    pages,
+    env: { SYNC_BATCH_PAGES: '10', WORKER_LOCK_MS: '60000' },
+  })
   await rig.startWorker()
   const run = await rig.waitFor(await rig.enqueue(await rig.register()), 120_000)
   t.equal(run.state, 'completed', run.failedReason ?? '')
-  t.match(run.progress, { discovered: 4, converted: 4, embedded: 4, failed: 0 })
+  t.match(
+    run.progress,
+    { discovered: 4, converted: 4, embedded: 4, failed: 0 },
+    JSON.stringify(run.errors),
+  )
 
   const queue = new Queue(QueueName.pages, { connection: rig.client, prefix: QUEUE_PREFIX })
   t.teardown(() => queue.close())
