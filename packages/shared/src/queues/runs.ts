@@ -31,6 +31,14 @@ export const syncLockKey = (sourceId: string) => `${QUEUE_PREFIX}:sync-lock:${so
  */
 export const embedModelKey = `${QUEUE_PREFIX}:embed-model`
 
+/** The model every sync uses now: the newest worker's, else (none recorded) `configured`. */
+export async function wantedEmbedModel(
+  redis: Pick<Redis, 'get'>,
+  configured: string,
+): Promise<string> {
+  return (await redis.get(embedModelKey)) ?? configured
+}
+
 // KEYS: counters, counted, errors. ARGV: batch id, ttl, max errors, errors JSON, embedded page
 // ids JSON, then counter/amount pairs. Returns 0 when the batch was already counted.
 const ADD_ONCE = `

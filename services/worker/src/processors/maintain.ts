@@ -1,4 +1,4 @@
-import { embedModelKey, listSources, sameEmbedModel, syncLockKey } from '@confluence-bot/shared'
+import { listSources, sameEmbedModel, syncLockKey, wantedEmbedModel } from '@confluence-bot/shared'
 import type { Job } from 'bullmq'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText } from '../ingest/rows.ts'
@@ -43,7 +43,7 @@ export function createRefillProcessor(ingest: Ingest) {
       const recorded = await ingest.store.embedding()
       const remaining = await ingest.store.countWithoutVectors()
       await job.updateProgress({ filled, remaining } satisfies RefillProgress)
-      const wanted = (await ingest.redis.get(embedModelKey)) ?? ingest.config.EMBED_MODEL
+      const wanted = await wantedEmbedModel(ingest.redis, ingest.config.EMBED_MODEL)
       if (recorded === null || !sameEmbedModel(recorded.model, wanted)) {
         log.info(
           { recorded: recorded?.model, filled },

@@ -1,7 +1,6 @@
 import {
   addToRun,
   defaultJobOptions,
-  embedModelKey,
   getSource,
   JobName,
   jobId,
@@ -16,6 +15,7 @@ import {
   sameEmbedModel,
   syncLockKey,
   updateSource,
+  wantedEmbedModel,
 } from '@confluence-bot/shared'
 import { Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
 import { asJobError } from '../confluence/errors.ts'
@@ -102,7 +102,7 @@ export function createSyncProcessor(ingest: Ingest) {
 
   async function chooseEmbedding(): Promise<{ model: string; dim: number } | null> {
     // The newest worker's model, which may not be this worker's (a rolling update).
-    const model = (await ingest.redis.get(embedModelKey)) ?? ingest.config.EMBED_MODEL
+    const model = await wantedEmbedModel(ingest.redis, ingest.config.EMBED_MODEL)
     const recorded = await ingest.store.embedding()
     // The table says which model made its vectors: same model (as Ollama reads names: `embed`
     // is `embed:latest`), no probe call needed, and the table's spelling stays.

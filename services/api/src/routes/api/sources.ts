@@ -11,7 +11,6 @@ import {
   checkSourceHost,
   createSource,
   ErrorCode,
-  ExportZipError,
   exportFileName,
   getSource,
   JobName,
@@ -324,16 +323,20 @@ async function receiveZip(
       partial,
       config.EXPORT_UPLOAD_LIMIT,
     )
+  } catch (err) {
+    if (err instanceof AppError) throw err
+    throw new AppError(400, ErrorCode.invalidExport, (err as Error).message)
+  }
+  try {
     const ex = await openExportZip(partial)
     ex.zip.close()
     return ex.spaceKey
   } catch (err) {
-    if (err instanceof AppError) throw err
-    const why = err instanceof ExportZipError ? err.message : (err as Error).message
+    // openExportZip says why (ExportZipError).
     throw new AppError(
       400,
       ErrorCode.invalidExport,
-      `The upload is not a Confluence HTML space export: ${why}`,
+      `The upload is not a Confluence HTML space export: ${(err as Error).message}`,
     )
   }
 }
