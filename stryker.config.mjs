@@ -40,6 +40,12 @@ export const groups = {
       'tests/worker/convert/golden.test.ts',
       'tests/worker/convert/sweep.test.ts',
       'tests/worker/convert/code-preservation.test.ts',
+      'tests/worker/convert/emoticons.test.ts',
+      'tests/worker/convert/macros.test.ts',
+      'tests/worker/convert/nesting.test.ts',
+      'tests/worker/convert/elements.test.ts',
+      'tests/worker/convert/markdown-pass.test.ts',
+      'tests/worker/convert/tables.test.ts',
     ],
   },
   // The engine's decisions (what is converted, restamped, deleted, re-embedded) are pure
