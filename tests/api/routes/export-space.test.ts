@@ -1,4 +1,6 @@
+import { once } from 'node:events'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import {
   getSource,
@@ -231,4 +233,42 @@ t.test('an export of another space does not replace a source’s zip', async (t)
   t.same(await zipOnDisk(), newer, 'no refused zip replaced the old one')
   t.same(await readdir(exports), [`${id}.zip`])
   t.equal(await jobs(), 0, 'and none queued a sync')
+})
+
+t.test('an upload cut off mid-body leaves nothing behind', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const exports = await tempDir(t, 'cnfl-exports-')
+  const { url } = await listenTestApp(t, {
+    API_KEYS: READER_KEY,
+    ADMIN_API_KEYS: ADMIN_KEY,
+    REDIS_URL: redis.url,
+    EXPORTS_DIR: exports,
+  })
+  const { hostname, port } = new URL(url)
+  const socket = connect(Number(port), hostname)
+  await once(socket, 'connect')
+  socket.write(
+    [
+      'POST /api/sources/export?name=Cut HTTP/1.1',
+      `Host: ${hostname}:${port}`,
+      `Authorization: Bearer ${ADMIN_KEY}`,
+      'Content-Type: application/zip',
+      'Content-Length: 1000000',
+      '',
+      '',
+    ].join('\r\n'),
+  )
+  socket.write(Buffer.alloc(64 * 1024, 1))
+  // Once the partial file holds the first bytes, the client goes away.
+  for (let i = 0; i < 200 && (await readdir(exports)).length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  socket.destroy()
+  for (let i = 0; i < 200 && (await readdir(exports)).length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  t.same(await readdir(exports), [], 'no partial file is left')
+  const listed = await wire(`${url}/api/sources`, { headers: auth })
+  t.same(listed.json, { sources: [] }, 'and no source was registered')
 })
