@@ -495,9 +495,11 @@ function taskList(node: Element, ctx: Context, depth: number): string {
     const content = body ? children(body.children, ctx, depth + 2) : ''
     ctx.inTask = outer
     items += `<li><input type="checkbox"${done ? ' checked' : ''}>${content.trim()}</li>`
+    // A task list nested in the task (not in its body) goes through convert(), so the depth
+    // limit bounds it like any other nesting.
     const nested = childElements(task).filter((c) => c.name === 'ac:task-list')
     for (const list of nested)
-      items = items.replace(/<\/li>$/, `${taskList(list, ctx, depth + 2)}</li>`)
+      items = items.replace(/<\/li>$/, `${convert(list, ctx, depth + 2)}</li>`)
   }
   return `<ul>${items}</ul>`
 }
