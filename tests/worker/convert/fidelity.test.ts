@@ -18,3 +18,25 @@ t.test('task lists nested in tasks are bounded like any nesting (no stack overfl
   t.notMatch(warnings.join('\n'), /converted as plain text/)
   t.match(markdown, /^- \[ \] t\n {2}- \[ \] t\n/)
 })
+
+t.test('a code block in a table inside a table cell keeps its code', async (t) => {
+  // flattenBlocks() stripped the <pre data-code> placeholder's tags and left its text: "code".
+  const code =
+    '<ac:structured-macro ac:name="code"><ac:parameter ac:name="language">js</ac:parameter>' +
+    '<ac:plain-text-body><![CDATA[let x = 1]]></ac:plain-text-body></ac:structured-macro>'
+  const inner = `<table><tr><td>a</td><td>${code}</td></tr></table>`
+  // As in a cell of the outer table: the cell points at the block, which follows the table (the
+  // block ends the line of the inner row it is in).
+  t.equal(
+    md(`<table><tr><td>${inner}</td></tr></table>`),
+    '| a ·<br>(code block 1 below the table) |\n| --- |\n\nCode block 1:\n\n```js\nlet x = 1\n```\n',
+  )
+  // A markdown macro's body is set aside the same way, and kept too.
+  const markdown =
+    '<ac:structured-macro ac:name="markdown"><ac:plain-text-body><![CDATA[**bold**]]>' +
+    '</ac:plain-text-body></ac:structured-macro>'
+  t.equal(
+    md(`<table><tr><td><table><tr><td>${markdown}</td></tr></table></td></tr></table>`),
+    '| **bold** |\n| --- |\n',
+  )
+})

@@ -669,8 +669,17 @@ function image(node: Element, ctx: Context, depth: number): string {
 
 const BLOCK_TAGS = /<\/?(?:p|div|ul|ol|li|h[1-6]|blockquote|pre|table|tr|td|th|hr)(?:\s[^>]*)?>/g
 
+// The placeholders of code and markdown bodies set aside (codeBlock(), macro()): kept whole, so
+// the markdown pass still finds the body they stand for.
+const PLACEHOLDER =
+  /(<pre data-code="\d+" data-lang="[^"]*">code<\/pre>|<div data-markdown="\d+">markdown<\/div>)/
+
 function flattenBlocks(html: string): string {
-  return html.replace(BLOCK_TAGS, ' ').replace(/\s+/g, ' ').trim()
+  return html
+    .split(PLACEHOLDER)
+    .map((part, i) => (i % 2 === 1 ? part : part.replace(BLOCK_TAGS, ' ').replace(/\s+/g, ' ')))
+    .join('')
+    .trim()
 }
 
 function table(node: Element, ctx: Context, depth: number): string {
