@@ -40,3 +40,12 @@ t.test('a code block in a table inside a table cell keeps its code', async (t) =
     '| **bold** |\n| --- |\n',
   )
 })
+
+t.test('every pipe in a cell is escaped, also two in a row', async (t) => {
+  // /(^|[^\\])\|/g consumed the character before each pipe: of "||" only the first was escaped,
+  // and the second split the cell.
+  t.equal(md('<table><tr><td>a||b</td></tr></table>'), '| a\\|\\|b |\n| --- |\n')
+  t.equal(md('<table><tr><td>|||</td></tr></table>'), '| \\|\\|\\| |\n| --- |\n')
+  // A backslash written before a pipe is text (escaped by turndown), and the pipe is escaped too.
+  t.equal(md('<table><tr><td>a\\|b</td></tr></table>'), '| a\\\\\\|b |\n| --- |\n')
+})

@@ -134,7 +134,8 @@ function build(): TurndownService {
       const text = content
         .trim()
         .replace(/\s*\n+\s*/g, '<br>')
-        .replace(/(^|[^\\])\|/g, '$1\\|')
+        // Every pipe: a backslash before one is text (turndown has escaped it), not an escape.
+        .replace(/\|/g, '\\|')
       return ` ${text} |`
     },
   })
