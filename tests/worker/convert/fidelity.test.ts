@@ -49,3 +49,18 @@ t.test('every pipe in a cell is escaped, also two in a row', async (t) => {
   // A backslash written before a pipe is text (escaped by turndown), and the pipe is escaped too.
   t.equal(md('<table><tr><td>a\\|b</td></tr></table>'), '| a\\\\\\|b |\n| --- |\n')
 })
+
+t.test("a legacy code macro's parameters are not part of its code", async (t) => {
+  // Without a plain-text-body, the code was the macro's whole text, parameters included: "jsx".
+  t.equal(
+    md('<ac:macro ac:name="code"><ac:parameter ac:name="language">js</ac:parameter>x</ac:macro>'),
+    '```js\nx\n```\n',
+  )
+  t.equal(
+    md(
+      '<ac:macro ac:name="noformat"><ac:default-parameter>nopanel</ac:default-parameter>' +
+        '<ac:parameter ac:name="title">T</ac:parameter>a\n  b</ac:macro>',
+    ),
+    '**T**\n\n```\na\n  b\n```\n',
+  )
+})

@@ -325,6 +325,8 @@ function confluence(node: Element, ctx: Context, depth: number): string {
   }
 }
 
+const PARAMETERS: ReadonlySet<string> = new Set(['ac:parameter', 'ac:default-parameter'])
+
 function parameters(node: Element): Map<string, Element> {
   const params = new Map<string, Element>()
   for (const c of childElements(node)) {
@@ -351,7 +353,15 @@ function macro(node: Element, ctx: Context, depth: number): string {
     const title = param(params, 'title')
     const language = name === 'code' ? (param(params, 'language') ?? '') : ''
     const heading = title ? `<p><strong>${escapeText(title)}</strong></p>` : ''
-    return heading + codeBlock(plainBody ? textOf(plainBody) : textOf(node), language, ctx)
+    // A legacy macro without a plain-text body has its code written straight in it, beside its
+    // parameters (which are not code).
+    const code = plainBody
+      ? textOf(plainBody)
+      : node.children
+          .filter((c) => !(isElement(c) && PARAMETERS.has(c.name)))
+          .map(textOf)
+          .join('')
+    return heading + codeBlock(code, language, ctx)
   }
   if (name in DIAGRAM_LANGUAGE && plainBody) {
     return codeBlock(textOf(plainBody), DIAGRAM_LANGUAGE[name] as string, ctx)
