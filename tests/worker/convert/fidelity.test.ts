@@ -64,3 +64,23 @@ t.test("a legacy code macro's parameters are not part of its code", async (t) =>
     '**T**\n\n```\na\n  b\n```\n',
   )
 })
+
+t.test('flattening past MAX_DEPTH always warns', async (t) => {
+  // The warning was given only at depth MAX_DEPTH + 1 exactly; constructs that step two levels at
+  // a time (tables in table cells, task bodies, task lists in tasks) jumped over it and flattened
+  // silently.
+  const warning = 'nesting deeper than 64 flattened to text'
+  const tables = `<table><tr><td>${nest(40, '<table><tr><td>', '</td></tr></table>')}</td></tr></table>`
+  const flatTables = convertStorage(tables)
+  t.same(flatTables.warnings, [warning], 'tables in table cells')
+  t.match(flatTables.markdown, 'deep text')
+  const inBodies = convertStorage(
+    nest(40, '<ac:task-list><ac:task><ac:task-body>', '</ac:task-body></ac:task></ac:task-list>'),
+  )
+  t.same(inBodies.warnings, [warning], 'task lists in task bodies')
+  t.match(inBodies.markdown, 'deep text')
+  const inTasks = convertStorage(
+    nest(40, '<ac:task-list><ac:task><ac:task-body>t</ac:task-body>', '</ac:task></ac:task-list>'),
+  )
+  t.same(inTasks.warnings, [warning], 'task lists nested in tasks')
+})
