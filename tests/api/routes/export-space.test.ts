@@ -29,7 +29,7 @@ const auth = { authorization: `Bearer ${ADMIN_KEY}` }
 /** A Confluence-made export of `spaceKey` (files at the root, or under `KEY/`). */
 async function exportOf(t: Test, spaceKey: string, topFolder = false): Promise<Buffer> {
   const dir = await tempDir(t, 'cnfl-zip-')
-  const zip = await buildExportZip(generatedSpace(2), {
+  const zip = await buildExportZip(generatedSpace(2, spaceKey), {
     spaceKey,
     spaceName: `Space ${spaceKey}`,
     path: join(dir, 'space.zip'),
@@ -200,6 +200,12 @@ t.test('an export of another space does not replace a source’s zip', async (t)
     )
   }
   const invalid = {
+    'index.html nested a million levels deep (a kilobyte zipped)': [
+      await zipOf(t, {
+        'index.html': details('<tr><th>Key</th><td>OPS</td></tr>') + '<b>'.repeat(1_000_000),
+      }),
+      /index\.html nests elements over 1000 levels deep/,
+    ],
     'no details table': [
       await zipOf(t, { 'ENG/index.html': '<html><body>no table</body></html>' }),
       /has no space details table/,
@@ -227,6 +233,26 @@ t.test('an export of another space does not replace a source’s zip', async (t)
       /is not a Confluence HTML space export/,
       `the worker refuses it too: ${what}`,
     )
+    const answer = await replace(zip)
+    t.match(answer, { status: 400, json: { error: 'invalid_export', message } }, what)
+  }
+  // A zip of the space that holds no page: the worker would read it as a space emptied, and the
+  // sync would delete every page (or its delete guard refuse for ever): refused on upload.
+  const empty = {
+    'no page files': [
+      await zipOf(t, { 'OPS/index.html': details('<tr><th>Key</th><td>OPS</td></tr>') }),
+      /holds no page files/,
+    ],
+    'a root index.html of no pages beside a real export in a folder': [
+      await zipOf(t, {
+        'index.html': details('<tr><th>Key</th><td>OPS</td></tr>'),
+        'NEW/index.html': details('<tr><th>Key</th><td>NEW</td></tr>'),
+        'NEW/Home_1.html': '<html><body><div id="main-content">Home</div></body></html>',
+      }),
+      /holds no page files/,
+    ],
+  } as const
+  for (const [what, [zip, message]] of Object.entries(empty)) {
     const answer = await replace(zip)
     t.match(answer, { status: 400, json: { error: 'invalid_export', message } }, what)
   }

@@ -1,5 +1,5 @@
-import type { Document, Element } from 'domhandler'
-import { DomUtils, parseDocument } from 'htmlparser2'
+import { type Document, DomHandler, type Element } from 'domhandler'
+import { DomUtils, Parser, parseDocument } from 'htmlparser2'
 import yauzl, { type Entry, type ZipFile } from 'yauzl'
 
 // The one reader of a Confluence HTML space export's header (reference §8): which folder of the
@@ -18,9 +18,38 @@ export const PAGE_FILE = /^(?:[^/]*_)?(\d+)\.html$/
 /** index.html lists every page once: it may be larger than any page. */
 export const MAX_INDEX_BYTES = 64 * 1024 * 1024
 
+const HTML_OPTIONS = { decodeEntities: true, lowerCaseTags: true, lowerCaseAttributeNames: true }
+
 /** HTML as exports are read: entities decoded, names lower-cased. */
-export const parseExportHtml = (html: string): Document =>
-  parseDocument(html, { decodeEntities: true, lowerCaseTags: true, lowerCaseAttributeNames: true })
+export const parseExportHtml = (html: string): Document => parseDocument(html, HTML_OPTIONS)
+
+/**
+ * Elements index.html may nest: a space's page tree is a few dozen levels deep. Building a DOM of
+ * deeper nesting costs time that grows with the square of the depth (a 1 KB zip holding a
+ * megabyte of unclosed tags held the api for minutes), so such a file is refused as it is read.
+ */
+export const MAX_INDEX_DEPTH = 1_000
+
+class DepthBoundHandler extends DomHandler {
+  private depth = 0
+  override onopentag(name: string, attribs: Record<string, string>): void {
+    if (++this.depth > MAX_INDEX_DEPTH) {
+      throw new ExportZipError(`index.html nests elements over ${MAX_INDEX_DEPTH} levels deep`)
+    }
+    super.onopentag(name, attribs)
+  }
+  override onclosetag(): void {
+    this.depth--
+    super.onclosetag()
+  }
+}
+
+/** An export's index.html, parsed; ExportZipError when it nests too deep. */
+function parseIndexHtml(html: string): Document {
+  const handler = new DepthBoundHandler()
+  new Parser(handler, HTML_OPTIONS).end(html)
+  return handler.root
+}
 
 const collapse = (s: string) => s.replace(/\s+/g, ' ').trim()
 
@@ -122,9 +151,10 @@ export async function openExportZip(path: string): Promise<ExportZip> {
     } catch (err) {
       throw new ExportZipError(`index.html cannot be read (${(err as Error).message})`)
     }
-    const index = parseExportHtml(html)
+    const index = parseIndexHtml(html)
     const details = spaceDetails(index)
     if (!details.details) throw new ExportZipError('index.html has no space details table')
+
     const spaceKey = details.key || prefix.slice(0, -1)
     if (!spaceKey) throw new ExportZipError('index.html names no space key')
     return {

@@ -309,13 +309,13 @@ function checkZipType(request: FastifyRequest): void {
 /**
  * Streams the request's zip to `partial` and reads its header with the reader the worker syncs
  * it with (so both agree on every zip): a body that is not an export is a 400 (the file is
- * removed by the caller). Returns the space the export holds.
+ * removed by the caller). Returns the space the export holds and its number of page files.
  */
 async function receiveZip(
   request: FastifyRequest,
   partial: string,
   config: ApiConfig,
-): Promise<string> {
+): Promise<{ space: string; pages: number }> {
   try {
     await saveUpload(
       request.body as NodeJS.ReadableStream,
@@ -330,7 +330,7 @@ async function receiveZip(
   try {
     const ex = await openExportZip(partial)
     ex.zip.close()
-    return ex.spaceKey
+    return { space: ex.spaceKey, pages: ex.files.size }
   } catch (err) {
     // openExportZip says why (ExportZipError).
     throw new AppError(
@@ -417,10 +417,19 @@ function registerReplace(fastify: FastifyInstance, config: ApiConfig) {
       const partial = join(dir, `${spec.id}.${randomBytes(6).toString('hex')}.zip.part`)
       const file = exportFileName(spec.id)
       try {
-        const key = await receiveZip(request, partial, config)
+        const { space, pages } = await receiveZip(request, partial, config)
         // Checked again now that the zip is here: the source may be gone, or a sync begun.
         const current = await found(fastify, spec.id)
-        refuseOtherSpace(current, key)
+        refuseOtherSpace(current, space)
+        // Every export holds its space's home page at least: one with none would have the sync
+        // delete every page (or be refused by the delete guard forever), the real zip lost.
+        if (pages === 0) {
+          throw new AppError(
+            400,
+            ErrorCode.invalidExport,
+            'The export holds no page files next to its index.html: export the space again',
+          )
+        }
         await refuseWhileSyncing(fastify, spec.id)
         await rename(partial, join(dir, file))
         // A source the CLI registered before kept its zip elsewhere: now it is under EXPORTS_DIR.
@@ -460,7 +469,7 @@ function registerUpload(fastify: FastifyInstance, config: ApiConfig) {
       let export_path = exportFileName(id)
       let space: string
       try {
-        space = await receiveZip(request, partial, config)
+        space = (await receiveZip(request, partial, config)).space
         await rename(partial, join(dir, export_path))
       } catch (err) {
         await rm(partial, { force: true })
