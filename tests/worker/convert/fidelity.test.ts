@@ -84,3 +84,15 @@ t.test('flattening past MAX_DEPTH always warns', async (t) => {
   )
   t.same(inTasks.warnings, [warning], 'task lists nested in tasks')
 })
+
+t.test("an image caption's paragraphs are separate words in the alt text", async (t) => {
+  // The alt text was the caption's text run together: "OneTwo".
+  const image = (caption: string) =>
+    md(
+      `<ac:image><ri:url ri:value="https://x.test/d.png"/><ac:caption>${caption}</ac:caption></ac:image>`,
+    )
+  t.equal(image('<p>One</p><p>Two</p>'), '![One Two](https://x.test/d.png) _One Two_\n')
+  // A line break parts words too; inline markup does not; a comment is no text.
+  t.match(image('One<br/>Two'), /^!\[One Two\]\(/)
+  t.match(image('<p>B<strong>ol</strong>d<!-- c --></p><div><p>x</p></div>'), /^!\[Bold x\]\(/)
+})

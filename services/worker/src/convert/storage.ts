@@ -134,6 +134,30 @@ export function textOf(node: ChildNode): string {
   return out
 }
 
+const BLOCK_ELEMENTS: ReadonlySet<string> = new Set(
+  'p div br li ul ol blockquote pre table tr td th hr h1 h2 h3 h4 h5 h6'.split(' '),
+)
+
+/** The text of a subtree with a space around each block (paragraphs are words apart). */
+function wordsOf(node: ChildNode): string {
+  let out = ''
+  const stack: Array<ChildNode | ' '> = [node]
+  while (stack.length > 0) {
+    const n = stack.pop() as ChildNode | ' '
+    if (n === ' ') out += ' '
+    else if (n.type === 'text') out += n.data
+    else if ('children' in n) {
+      const block = isElement(n) && BLOCK_ELEMENTS.has(n.name)
+      if (block) {
+        out += ' '
+        stack.push(' ')
+      }
+      for (let i = n.children.length - 1; i >= 0; i--) stack.push(n.children[i] as ChildNode)
+    }
+  }
+  return out
+}
+
 /** True when an element named `name` is somewhere below `node` (walked without recursion). */
 function contains(node: Element, name: string): boolean {
   const stack: ChildNode[] = [...node.children]
@@ -663,7 +687,7 @@ function image(node: Element, ctx: Context, depth: number): string {
     }
   }
   const captionEl = child(node, 'ac:caption')
-  const caption = captionEl ? textOf(captionEl).replace(/\s+/g, ' ').trim() : ''
+  const caption = captionEl ? wordsOf(captionEl).replace(/\s+/g, ' ').trim() : ''
   const alt = node.attribs['ac:alt']
   const altText =
     (alt && alt !== filename ? alt : '') || caption || node.attribs['ac:title'] || filename
