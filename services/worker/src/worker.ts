@@ -1,13 +1,15 @@
 import { hostname } from 'node:os'
 import {
   ALL_QUEUES,
-  embedModelKey,
+  claimEmbedModel,
+  EMBED_CLAIM_MS,
   isJobName,
   jobDataProblem,
   QUEUE_PREFIX,
   type QueueNameValue,
   redactUrl,
   type WorkerConfig,
+  withdrawEmbedModel,
 } from '@confluence-bot/shared'
 import { type Job, UnrecoverableError, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
@@ -99,13 +101,18 @@ export async function startWorker(
     return worker
   })
 
-  // The newest worker's embedding model is the one every sync uses (shared embedModelKey). Not
-  // waited for here: with Redis down the worker still starts, and the claim lands once it is up.
-  const claimed = connection.set(embedModelKey, config.EMBED_MODEL).then(
-    () => undefined,
-    /* c8 ignore next: the connection retries until it closes */
-    (err: Error) => log.warn({ err: err.message }, 'could not record EMBED_MODEL'),
-  )
+  // This worker's EMBED_MODEL counts among the live workers' while it runs (modelInForce): a
+  // claim renewed on a timer, withdrawn on close. Not waited for here: with Redis down the worker
+  // still starts, and the claim lands once it is up.
+  const workerName = `${hostname()}:${process.pid}:${Date.now().toString(36)}`
+  const claim = () =>
+    claimEmbedModel(connection, workerName, config.EMBED_MODEL).catch(
+      /* c8 ignore next: the connection retries until it closes */
+      (err: Error) => log.warn({ err: err.message }, 'could not record EMBED_MODEL'),
+    )
+  const claimed = claim()
+  const renew = setInterval(claim, EMBED_CLAIM_MS / 3)
+  renew.unref()
 
   const health = await startHealthServer(
     config.WORKER_HEALTH_HOST,
@@ -143,12 +150,16 @@ export async function startWorker(
     },
     async close() {
       closing = true
+      clearInterval(renew)
       // With Redis gone nothing can be drained (a job cannot even be marked done), so the
       // connection is dropped first and pending commands fail instead of waiting forever.
       if (connection.status !== 'ready') connection.disconnect()
       await Promise.all(workers.map((w) => w.close(connection.status !== 'ready')))
-      if (connection.status === 'ready')
+      if (connection.status === 'ready') {
+        // Its model no longer holds the table for the workers that stay.
+        await withdrawEmbedModel(connection, workerName, config.EMBED_MODEL)
         await connection.quit().catch(() => connection.disconnect())
+      }
       await health.close()
       log.info('worker stopped')
     },

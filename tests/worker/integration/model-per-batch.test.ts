@@ -1,4 +1,10 @@
-import { QUEUE_PREFIX, QueueName } from '@confluence-bot/shared'
+import {
+  claimEmbedModel,
+  EMBED_CLAIM_MS,
+  QUEUE_PREFIX,
+  QueueName,
+  withdrawEmbedModel,
+} from '@confluence-bot/shared'
 import { Queue } from 'bullmq'
 import t from 'tap'
 import { embedText } from '../../../services/worker/src/ingest/rows.ts'
@@ -80,38 +86,46 @@ t.test('a batch run by a worker of another model keeps its crawl model', async (
   t.same(await mislabelled(rig), [], 'still every vector made by the model it names')
 })
 
-t.test('workers of two models side by side: every sync uses the newest worker model', async (t) => {
+t.test('a rolling update switches the table once, when the last old worker has gone', async (t) => {
   const rig = await ingestRig(t, {
     pages: generatedSpace(6),
     ollama: { models: withSecondEmbedModel(), embedDimension: DIM },
   })
   const source = await rig.register()
   const models = async () => [...new Set((await rig.rows()).map((r) => r.embed_model))]
+  const sync = async (what: string) => {
+    const run = await rig.waitFor(await rig.enqueue(source, { full: true }))
+    t.equal(run.state, 'completed', `${what}: ${run.failedReason ?? ''}`)
+  }
 
-  // A rolling update: the old worker runs on, a new one (the second model) starts beside it.
   const old = await rig.startWorker()
+  await sync('before the update')
+  t.same(await models(), ['nomic-embed-text'])
+
+  // The update: another old worker runs on elsewhere (its claim, as a worker makes it), while
+  // this one is replaced by a worker of the second model.
+  await claimEmbedModel(rig.client, 'old-pod-2', 'nomic-embed-text')
+  await old.worker.close()
   const newer = await rig.startWorker({ EMBED_MODEL: SECOND_EMBED_MODEL })
-  // The new one is gone for the moment (not ready yet, or busy): the old one crawls.
-  await newer.worker.close()
-  const first = await rig.waitFor(await rig.enqueue(source))
-  t.equal(first.state, 'completed', first.failedReason ?? '')
-  t.same(
-    await models(),
-    [SECOND_EMBED_MODEL],
-    "the old worker syncs with the newest worker's model",
-  )
+  await sync('during the update, on the new worker')
+  t.same(await models(), ['nomic-embed-text'], 'the table stays while an old worker runs')
   t.same(await mislabelled(rig), [])
 
-  // Another sync on the old worker does not switch the table back.
-  const second = await rig.waitFor(await rig.enqueue(source, { full: true }))
-  t.equal(second.state, 'completed', second.failedReason ?? '')
-  t.same(await models(), [SECOND_EMBED_MODEL], 'the table keeps the newest model')
+  // The last old worker goes: the next sync switches the table to the new model.
+  await withdrawEmbedModel(rig.client, 'old-pod-2', 'nomic-embed-text')
+  await sync('after the update')
+  t.same(await models(), [SECOND_EMBED_MODEL], 'switched once the update is done')
+  t.same(await mislabelled(rig), [])
 
-  // A rollback starts workers of the first model again: theirs holds from then on.
+  // A rollback (or an old worker restarting) switches nothing while a new worker runs ...
+  await claimEmbedModel(rig.client, 'new-pod-2', SECOND_EMBED_MODEL)
+  await newer.worker.close()
   await rig.startWorker()
-  await old.worker.close()
-  const third = await rig.waitFor(await rig.enqueue(source))
-  t.equal(third.state, 'completed', third.failedReason ?? '')
+  await sync('during the rollback, on the old model')
+  t.same(await models(), [SECOND_EMBED_MODEL], 'the table stays while a worker of its model runs')
+  // ... nor does a claim that lapsed (a worker that died) keep it: the model comes back.
+  await claimEmbedModel(rig.client, 'new-pod-2', SECOND_EMBED_MODEL, Date.now() - EMBED_CLAIM_MS)
+  await sync('after the rollback')
   t.same(await models(), ['nomic-embed-text'], 'the rolled-back model')
   t.same(await mislabelled(rig), [])
 })

@@ -30,7 +30,7 @@ const ingestWith = (recorded: string, vectors: Float32Array[] | null) =>
       hvals: async () =>
         sources.map((id) => JSON.stringify({ id, name: id, created_at: '2026-01-01T00:00:00Z' })),
       exists: async (key: string) => (syncing.has(key) ? 1 : 0),
-      get: async () => null,
+      zrangebyscore: async () => [],
     },
     store: {
       embedding: async () => ({ model: recorded, dim: 2 }),

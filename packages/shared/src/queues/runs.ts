@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import { sameEmbedModel } from '../index-schema/index.ts'
 import {
   emptyProgress,
   MAX_RUN_ERRORS,
@@ -24,19 +25,51 @@ const COUNTERS: readonly Counter[] = Object.keys(emptyProgress()) as Counter[]
 export const syncLockKey = (sourceId: string) => `${QUEUE_PREFIX}:sync-lock:${sourceId}`
 
 /**
- * The embedding model every sync uses: the EMBED_MODEL of the worker that started last. During a
- * rolling update, workers of the old and the new model run side by side; each would switch the
- * table to its own model at each crawl it runs. The newest worker's choice holds for all of them
- * (a rollback starts workers of the old model, which then hold).
+ * The EMBED_MODEL of every live worker: member `<worker>\n<model>`, scored with the time (ms)
+ * its claim lapses. A worker claims at start, renews while it runs and withdraws as it stops; a
+ * worker that died lapses on its own.
  */
-export const embedModelKey = `${QUEUE_PREFIX}:embed-model`
+export const embedModelsKey = `${QUEUE_PREFIX}:embed-models`
 
-/** The model every sync uses now: the newest worker's, else (none recorded) `configured`. */
-export async function wantedEmbedModel(
-  redis: Pick<Redis, 'get'>,
+/** How long a worker's claim holds without renewal (it renews three times as often). */
+export const EMBED_CLAIM_MS = 60_000
+
+const claimMember = (worker: string, model: string) => `${worker}\n${model}`
+
+export async function claimEmbedModel(
+  redis: Redis,
+  worker: string,
+  model: string,
+  now = Date.now(),
+): Promise<void> {
+  await redis
+    .multi()
+    .zremrangebyscore(embedModelsKey, '-inf', now)
+    .zadd(embedModelsKey, now + EMBED_CLAIM_MS, claimMember(worker, model))
+    .exec()
+}
+
+export async function withdrawEmbedModel(redis: Redis, worker: string, model: string) {
+  await redis.zrem(embedModelsKey, claimMember(worker, model))
+}
+
+/**
+ * The embedding model syncs use now. The table's model holds while any live worker is configured
+ * with it: during a rolling update the new workers embed with the old model, and the table
+ * switches once, when the last old worker has gone; a rollback, an aborted rollout or an old
+ * worker restarting mid-way switch nothing. A table without a model (or whose model no live
+ * worker names) takes `configured`, the calling worker's EMBED_MODEL.
+ */
+export async function modelInForce(
+  redis: Redis,
+  recorded: string | null,
   configured: string,
+  now = Date.now(),
 ): Promise<string> {
-  return (await redis.get(embedModelKey)) ?? configured
+  if (recorded === null) return configured
+  const live = await redis.zrangebyscore(embedModelsKey, `(${now}`, '+inf')
+  const models = live.map((member) => member.slice(member.indexOf('\n') + 1))
+  return models.some((model) => sameEmbedModel(model, recorded)) ? recorded : configured
 }
 
 // KEYS: counters, counted, errors. ARGV: batch id, ttl, max errors, errors JSON, embedded page

@@ -1,4 +1,4 @@
-import { listSources, sameEmbedModel, syncLockKey, wantedEmbedModel } from '@confluence-bot/shared'
+import { listSources, modelInForce, sameEmbedModel, syncLockKey } from '@confluence-bot/shared'
 import type { Job } from 'bullmq'
 import type { Ingest } from '../ingest/context.ts'
 import { embedText } from '../ingest/rows.ts'
@@ -43,8 +43,13 @@ export function createRefillProcessor(ingest: Ingest) {
       const recorded = await ingest.store.embedding()
       const remaining = await ingest.store.countWithoutVectors()
       await job.updateProgress({ filled, remaining } satisfies RefillProgress)
-      const wanted = await wantedEmbedModel(ingest.redis, ingest.config.EMBED_MODEL)
-      if (recorded === null || !sameEmbedModel(recorded.model, wanted)) {
+      const inForce =
+        recorded !== null &&
+        sameEmbedModel(
+          recorded.model,
+          await modelInForce(ingest.redis, recorded.model, ingest.config.EMBED_MODEL),
+        )
+      if (recorded === null || !inForce) {
         log.info(
           { recorded: recorded?.model, filled },
           'the index records another model: refill left to its next sync',

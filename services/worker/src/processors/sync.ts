@@ -5,6 +5,7 @@ import {
   JobName,
   jobId,
   maintainJobOptions,
+  modelInForce,
   type PagesJobData,
   RUN_TTL_S,
   readRun,
@@ -15,7 +16,6 @@ import {
   sameEmbedModel,
   syncLockKey,
   updateSource,
-  wantedEmbedModel,
 } from '@confluence-bot/shared'
 import { Job, UnrecoverableError, WaitingChildrenError } from 'bullmq'
 import { asJobError } from '../confluence/errors.ts'
@@ -101,9 +101,13 @@ export function createSyncProcessor(ingest: Ingest) {
   }
 
   async function chooseEmbedding(): Promise<{ model: string; dim: number } | null> {
-    // The newest worker's model, which may not be this worker's (a rolling update).
-    const model = await wantedEmbedModel(ingest.redis, ingest.config.EMBED_MODEL)
     const recorded = await ingest.store.embedding()
+    // The table's model while a live worker names it (a rolling update switches once, at its end).
+    const model = await modelInForce(
+      ingest.redis,
+      recorded?.model ?? null,
+      ingest.config.EMBED_MODEL,
+    )
     // The table says which model made its vectors: same model (as Ollama reads names: `embed`
     // is `embed:latest`), no probe call needed, and the table's spelling stays.
     if (recorded !== null && sameEmbedModel(recorded.model, model)) return recorded
