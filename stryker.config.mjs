@@ -46,6 +46,7 @@ export const groups = {
       'tests/worker/convert/elements.test.ts',
       'tests/worker/convert/markdown-pass.test.ts',
       'tests/worker/convert/tables.test.ts',
+      'tests/worker/convert/fidelity.test.ts',
     ],
   },
   // The engine's decisions (what is converted, restamped, deleted, re-embedded) are pure
