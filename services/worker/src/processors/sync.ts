@@ -135,7 +135,6 @@ export function createSyncProcessor(ingest: Ingest) {
   async function restamp(
     sourceId: string,
     pages: readonly RestampPage[],
-    embed: { model: string } | null,
   ): Promise<string[]> {
     const recorded = await ingest.store.embedding()
     const embedded: string[] = []
@@ -150,10 +149,8 @@ export function createSyncProcessor(ingest: Ingest) {
         await ingest.store.restampChunks(moved)
         continue
       }
-      const vectors =
-        embed?.model === recorded.model
-          ? await ingest.embedder.embed(moved.map(embedText), recorded.model)
-          : null
+      // The table's model, which this sync chose (or keeps); null while it cannot be reached.
+      const vectors = await ingest.embedder.embed(moved.map(embedText), recorded.model)
       await ingest.store.restampChunks(
         moved.map(({ page_id: _, text: __, ...item }, n) => ({
           ...item,
@@ -211,7 +208,7 @@ export function createSyncProcessor(ingest: Ingest) {
     const gone =
       candidates.length === 0 ? [] : await confirmGone(await ingest.openSource(spec), candidates)
     await saveCatalog(ingest.redis, spec.id, listed, catalog)
-    const embedded = await restamp(spec.id, restamped, embed)
+    const embedded = await restamp(spec.id, restamped)
 
     await addToRun(
       ingest.redis,
