@@ -132,10 +132,7 @@ export function createSyncProcessor(ingest: Ingest) {
    * embedded, so chunks whose breadcrumb changed get new vectors from their stored text (none,
    * until the fill, when no model is reachable). Returns the pages that were embedded.
    */
-  async function restamp(
-    sourceId: string,
-    pages: readonly RestampPage[],
-  ): Promise<string[]> {
+  async function restamp(sourceId: string, pages: readonly RestampPage[]): Promise<string[]> {
     const recorded = await ingest.store.embedding()
     const embedded: string[] = []
     for (let i = 0; i < pages.length; i += RESTAMP_PAGES) {
