@@ -59,7 +59,8 @@ async function damaged(t: Test): Promise<Buffer> {
 const details = (rows: string) =>
   `<html><body><div class="pageSection"><table class="confluenceTable">${rows}</table></div></body></html>`
 
-t.test('an export of another space does not replace a source’s zip', async (t) => {
+/** An api on a real socket with its own Redis and exports folder, both keys configured. */
+async function exportApi(t: Test, env: Record<string, string> = {}) {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const exports = await tempDir(t, 'cnfl-exports-')
@@ -68,6 +69,13 @@ t.test('an export of another space does not replace a source’s zip', async (t)
     ADMIN_API_KEYS: ADMIN_KEY,
     REDIS_URL: redis.url,
     EXPORTS_DIR: exports,
+    ...env,
+  })
+  return { redis, exports, url }
+}
+
+t.test('an export of another space does not replace a source’s zip', async (t) => {
+  const { redis, exports, url } = await exportApi(t, {
     EXPORT_UPLOAD_LIMIT: String(4 * 1024 * 1024),
   })
   const client = new Redis(redis.url, { maxRetriesPerRequest: null })
@@ -262,15 +270,7 @@ t.test('an export of another space does not replace a source’s zip', async (t)
 })
 
 t.test('an upload cut off mid-body leaves nothing behind', async (t) => {
-  const redis = await startRedis()
-  t.teardown(() => redis.stop())
-  const exports = await tempDir(t, 'cnfl-exports-')
-  const { url } = await listenTestApp(t, {
-    API_KEYS: READER_KEY,
-    ADMIN_API_KEYS: ADMIN_KEY,
-    REDIS_URL: redis.url,
-    EXPORTS_DIR: exports,
-  })
+  const { exports, url } = await exportApi(t)
   const { hostname, port } = new URL(url)
   const socket = connect(Number(port), hostname)
   await once(socket, 'connect')
