@@ -8,13 +8,14 @@ WORKDIR /src
 RUN npm install --global pnpm@10.34.8
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml ./
 COPY packages/shared/package.json packages/shared/
+COPY packages/index/package.json packages/index/
 COPY services/api/package.json services/api/
 COPY services/worker/package.json services/worker/
 RUN pnpm install --frozen-lockfile
 COPY tsconfig.base.json ./
 COPY packages packages
 COPY services services
-RUN pnpm exec tsc -b packages/shared services/api services/worker \
+RUN pnpm exec tsc -b packages/shared packages/index services/api services/worker \
  && pnpm --filter @confluence-bot/api deploy --prod --legacy /out/api \
  && pnpm --filter @confluence-bot/worker deploy --prod --legacy /out/worker
 

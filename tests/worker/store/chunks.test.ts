@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { lancedbConnect } from '@confluence-bot/index'
 import { CHUNKS_TABLE, type ChunkRow, rowChunkId, sqlString } from '@confluence-bot/shared'
 import type { FixedSizeList } from 'apache-arrow'
 import { Redis } from 'ioredis'
@@ -11,7 +12,6 @@ import t from 'tap'
 import {
   type ChunkStoreOptions,
   DEFAULT_CHUNKS_LOCK_KEY,
-  lancedbConnect,
   openChunkStore,
 } from '../../../services/worker/src/store/chunks.ts'
 import { startRedis } from '../../helpers/redis.ts'

@@ -37,6 +37,16 @@ export const CommonEnvSchema = Type.Object({
     default: 'nomic-embed-text',
     description: 'Embedding model for the Confluence index',
   }),
+  EMBED_QUERY_PREFIX: Type.String({
+    default: '',
+    description:
+      'Text put before a search query before it is embedded (nomic-embed-text: `search_query: `). Unset: the default for EMBED_MODEL; `none`: no prefix',
+  }),
+  EMBED_DOCUMENT_PREFIX: Type.String({
+    default: '',
+    description:
+      'Text put before each chunk before it is embedded (nomic-embed-text: `search_document: `); the index records it and a change re-embeds. Unset: the default for EMBED_MODEL; `none`: no prefix',
+  }),
   LANCEDB_URI: Type.String({
     minLength: 1,
     default: './data/lancedb',
@@ -89,6 +99,50 @@ export const ApiEnvSchema = Type.Object({
     default: '',
     description:
       'Comma-separated host names the API answers to (the Host header); `*` for any. Default: any when HOST is not a loopback address, else localhost names and IP addresses only',
+  }),
+  SEARCH_PER_PAGE: Type.Integer({
+    minimum: 1,
+    maximum: 50,
+    default: 2,
+    description:
+      'At most this many chunks of one page among the hits of a search or a grounded answer',
+  }),
+  RAG_TOP_K: Type.Integer({
+    minimum: 1,
+    maximum: 50,
+    default: 6,
+    description: 'Excerpts a grounded answer retrieves when the request names no top_k',
+  }),
+  RAG_MIN_SIMILARITY: Type.Number({
+    minimum: 0,
+    maximum: 1,
+    default: 0.35,
+    description:
+      'Relevance floor: an excerpt whose cosine similarity to the question is below this is not given to the model; when none passes, the answer says the indexed spaces hold nothing on it',
+  }),
+  RAG_MAX_CONTEXT_TOKENS: Type.Integer({
+    minimum: 1024,
+    maximum: 1_048_576,
+    default: 16_384,
+    description:
+      'Largest context window (num_ctx) a grounded answer asks Ollama for; memory on the Ollama side grows with it',
+  }),
+  RAG_REWRITE_FOLLOW_UPS: Type.Boolean({
+    default: true,
+    description:
+      'Rewrite a follow-up question into a standalone search query with one short call to the chat model',
+  }),
+  CONVERSATION_TTL_S: Type.Integer({
+    minimum: 60,
+    maximum: 365 * 24 * 3600,
+    default: 30 * 24 * 3600,
+    description: 'How long a conversation is kept after its last turn, in seconds',
+  }),
+  CONVERSATION_MAX_TURNS: Type.Integer({
+    minimum: 2,
+    maximum: 1000,
+    default: 50,
+    description: 'Messages a conversation keeps (the oldest go first)',
   }),
   API_ALLOWED_ORIGINS: Type.String({
     default: '',

@@ -1,3 +1,4 @@
+import { lancedbConnect } from '@confluence-bot/index'
 import {
   CHUNKS_TABLE,
   ChunkColumn,
@@ -6,7 +7,7 @@ import {
   sqlString,
   sqlStringList,
 } from '@confluence-bot/shared'
-import { type Connection, connect, Index, Session, type Table } from '@lancedb/lancedb'
+import { Index, type Table } from '@lancedb/lancedb'
 import type { Field, Vector } from 'apache-arrow'
 import type { Redis } from 'ioredis'
 import { type Logger, pino } from 'pino'
@@ -165,16 +166,6 @@ export type ChunkStore = {
   /** Builds missing indices, then compacts, updates indices and removes old versions. */
   maintain(options?: { force?: boolean }): Promise<MaintainReport>
   close(): Promise<void>
-}
-
-/**
- * A connection whose reads see other processes' commits at once (writers live elsewhere), with
- * bounded caches: LanceDB's defaults (6 GB of index cache, 1 GB of file metadata) let a worker
- * grow far past its memory limit during a large sync.
- */
-export function lancedbConnect(uri: string, cacheMb = 128): Promise<Connection> {
-  const mb = BigInt(cacheMb) * 1024n * 1024n
-  return connect(uri, { readConsistencyInterval: 0 }, new Session(mb, mb / 4n))
 }
 
 // Versions younger than this survive compaction: a reader (the api, another worker) may still be
