@@ -29,7 +29,14 @@ export type ChunkColumnName = (typeof ChunkColumn)[keyof typeof ChunkColumn]
  * Keys of the table's schema metadata (and of the vector field's metadata) that record which
  * embedding model filled the vector column and its dimension.
  */
-export const EmbedMeta = { model: 'embed_model', dim: 'embed_dim' } as const
+export const EmbedMeta = {
+  model: 'embed_model',
+  dim: 'embed_dim',
+  /** The text put before each chunk when it was embedded ('' for none). */
+  documentPrefix: 'embed_document_prefix',
+  /** The text a query must be given before it is embedded, to match those vectors. */
+  queryPrefix: 'embed_query_prefix',
+} as const
 
 /** One chunk of one page version, as stored. */
 export type ChunkRow = {
