@@ -24,6 +24,12 @@ export type StandInOptions = {
   /** Tokens streamed by chat/generate. */
   tokens: string[]
   /**
+   * The tokens of one chat/generate answer, from its request body (`messages`, `prompt`,
+   * `options`…): a model whose answer depends on what it was asked. Unset, or undefined for a
+   * request: `tokens`.
+   */
+  respond?: (body: Record<string, unknown>) => string[] | undefined
+  /**
    * Thinking tokens, streamed before the answer (`message.thinking` in chat, `thinking` in
    * generate) by a model with the `thinking` capability unless the request says `think:false`;
    * `think` set on any other model is Ollama's 400 `"x" does not support thinking`.
@@ -404,11 +410,19 @@ function metrics(ex: Exchange, promptEvalCount: number, evalCount: number) {
 type Piece = { content: string; thinking?: string; toolCalls?: unknown[] }
 
 /** What the model writes: its thinking (if it thinks), then the answer tokens or tool calls. */
-function pieces(ex: Exchange, thinks: boolean, calls?: StandInOptions['toolCalls']): Piece[] {
+function pieces(
+  ex: Exchange,
+  body: Body,
+  thinks: boolean,
+  calls?: StandInOptions['toolCalls'],
+): Piece[] {
   const out: Piece[] = thinks
     ? ex.knobs.thinkingTokens.map((thinking) => ({ content: '', thinking }))
     : []
-  if (calls === undefined) return out.concat(ex.knobs.tokens.map((content) => ({ content })))
+  if (calls === undefined) {
+    const tokens = ex.knobs.respond?.(body) ?? ex.knobs.tokens
+    return out.concat(tokens.map((content) => ({ content })))
+  }
   const toolCalls = calls.map((call, index) => ({
     id: `call_${sha256(`${call.name}#${index}`).toString('hex').slice(0, 8)}`,
     function: { index, name: call.name, arguments: call.arguments },
@@ -535,7 +549,7 @@ async function handleGenerate(ex: Exchange): Promise<void> {
   if (prompt === '') {
     return sendJson(ex, 200, { ...head(), response: '', done: true, done_reason: 'load' })
   }
-  const parts = pieces(ex, thinking)
+  const parts = pieces(ex, body, thinking)
   const promptEvalCount = countWords(prompt) + 10
   const evalCount = parts.length
   const context = body.raw === true ? undefined : contextFor(prompt, promptEvalCount + evalCount)
@@ -604,7 +618,7 @@ async function handleChat(ex: Exchange): Promise<void> {
   if (messages.length === 0) {
     return sendJson(ex, 200, { ...head(), message: empty, done: true, done_reason: 'load' })
   }
-  const parts = pieces(ex, thinking, tools.length > 0 ? ex.knobs.toolCalls : undefined)
+  const parts = pieces(ex, body, thinking, tools.length > 0 ? ex.knobs.toolCalls : undefined)
   const promptEvalCount = messages.reduce<number>(
     (sum, message) => sum + countWords(str((message as Body | null)?.content)) + 4,
     6,
