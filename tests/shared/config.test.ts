@@ -18,7 +18,7 @@ t.test('defaults let one machine run with nothing set', async (t) => {
   t.equal(config.LANCEDB_URI, './data/lancedb')
   t.equal(config.PORT, 3000)
   t.equal(config.HOST, '127.0.0.1')
-  t.same(config.apiKeys, { readers: [], admins: [] })
+  t.same(config.apiKeys, { readers: [], admins: [], spaces: new Map() })
   t.notOk(authEnabled(config))
   t.ok(Object.isFrozen(config))
   const worker = loadWorkerConfig({})

@@ -74,8 +74,12 @@ export const ApiEnvSchema = Type.Object({
     description: 'Interface the API listens on (0.0.0.0 in containers)',
   }),
   PORT: Port(3000, 'API port'),
-  API_KEYS: KeyList('Reader API keys (Bearer), comma-separated'),
-  ADMIN_API_KEYS: KeyList('Admin API keys (Bearer), comma-separated'),
+  API_KEYS: KeyList(
+    'Reader API keys (Bearer), comma-separated; `KEY:SPACE+SPACE` limits a key to those Confluence spaces',
+  ),
+  ADMIN_API_KEYS: KeyList(
+    'Admin API keys (Bearer), comma-separated; `KEY:SPACE+SPACE` limits what a key finds to those Confluence spaces',
+  ),
   BODY_LIMIT: Type.Integer({
     minimum: 1024,
     default: 32 * 1024 * 1024,
@@ -219,7 +223,15 @@ export const WorkerEnvSchema = Type.Object({
 type ApiEnv = Static<typeof ApiEnvSchema>
 type WorkerEnv = Static<typeof WorkerEnvSchema>
 
-export type ApiKeys = { readonly readers: readonly string[]; readonly admins: readonly string[] }
+export type ApiKeys = {
+  readonly readers: readonly string[]
+  readonly admins: readonly string[]
+  /**
+   * Keys limited to some Confluence spaces (`KEY:ENG+OPS`) → those space keys. A key not in the
+   * map sees every space.
+   */
+  readonly spaces: ReadonlyMap<string, readonly string[]>
+}
 
 export type ApiConfig = Readonly<Omit<ApiEnv, 'API_KEYS' | 'ADMIN_API_KEYS'>> & {
   readonly apiKeys: ApiKeys
@@ -264,17 +276,72 @@ function validate<S extends TSchema>(schema: S, env: Env): Static<S> {
   }
 }
 
-function parseKeys(raw: string, variable: string, problems: string[]): string[] {
-  const keys = raw
+// A Confluence space key: a global space's letters and digits (Confluence itself stores them in
+// capitals), or a personal space's `~` and user name or account id (`~jdoe`, `~557058:0c1f…`).
+const GLOBAL_SPACE = /^[A-Za-z0-9_]{1,255}$/
+const PERSONAL_SPACE = /^~[A-Za-z0-9_.@:-]{1,254}$/
+
+/** A space key as the index holds it: a global key in capitals, a personal one as written. */
+function spaceKey(raw: string): string | undefined {
+  if (GLOBAL_SPACE.test(raw)) return raw.toUpperCase()
+  return PERSONAL_SPACE.test(raw) ? raw : undefined
+}
+
+/** Where a key was first listed, and the spaces it was given there ('' = every space). */
+type Seen = Map<string, { where: string; spaces: string }>
+
+/**
+ * Splits one variable's `KEY[:SPACE+SPACE…]` list. Problems name the variable and the entry's
+ * position, never the key: the part after `:` may be a key's own text when a key holds a colon.
+ */
+function parseKeys(
+  raw: string,
+  variable: string,
+  problems: string[],
+  spaces: Map<string, readonly string[]>,
+  seen: Seen,
+): string[] {
+  const entries = raw
     .split(',')
     .map((k) => k.trim())
     .filter((k) => k.length > 0)
-  keys.forEach((key, i) => {
+  const keys: string[] = []
+  entries.forEach((entry, i) => {
+    const where = `${variable} key #${i + 1}`
+    const colon = entry.indexOf(':')
+    const key = colon === -1 ? entry : entry.slice(0, colon).trim()
     if (key.length < MIN_API_KEY_LENGTH) {
       problems.push(
-        `${variable} key #${i + 1} is shorter than ${MIN_API_KEY_LENGTH} characters (value not shown)`,
+        `${where} is shorter than ${MIN_API_KEY_LENGTH} characters (value not shown; a ":" starts the key's space list)`,
       )
+      return
     }
+    let limited: string[] | undefined
+    if (colon !== -1) {
+      const names = entry
+        .slice(colon + 1)
+        .split('+')
+        .map((s) => s.trim())
+      const bad = names.findIndex((s) => spaceKey(s) === undefined)
+      if (bad !== -1) {
+        problems.push(
+          `${where} has an invalid space key #${bad + 1} after ":" (expected KEY:SPACE+SPACE with Confluence space keys such as ENG or ~jdoe; value not shown)`,
+        )
+        return
+      }
+      limited = [...new Set(names.map((s) => spaceKey(s) as string))]
+    }
+    const signature = limited ? [...limited].sort().join('+') : ''
+    const before = seen.get(key)
+    if (before && before.spaces !== signature) {
+      problems.push(`${where} repeats ${before.where} with other spaces (value not shown)`)
+      return
+    }
+    if (!before) {
+      seen.set(key, { where, spaces: signature })
+      if (limited) spaces.set(key, Object.freeze(limited))
+    }
+    keys.push(key)
   })
   return keys
 }
@@ -282,10 +349,12 @@ function parseKeys(raw: string, variable: string, problems: string[]): string[] 
 export function loadApiConfig(env: Env = process.env): ApiConfig {
   const { API_KEYS, ADMIN_API_KEYS, ...rest } = validate(ApiEnvSchema, env)
   const problems: string[] = []
-  const readers = parseKeys(API_KEYS, 'API_KEYS', problems)
-  const admins = parseKeys(ADMIN_API_KEYS, 'ADMIN_API_KEYS', problems)
+  const spaces = new Map<string, readonly string[]>()
+  const seen: Seen = new Map()
+  const readers = parseKeys(API_KEYS, 'API_KEYS', problems, spaces, seen)
+  const admins = parseKeys(ADMIN_API_KEYS, 'ADMIN_API_KEYS', problems, spaces, seen)
   if (problems.length > 0) throw new ConfigError(problems)
-  return Object.freeze({ ...rest, apiKeys: Object.freeze({ readers, admins }) })
+  return Object.freeze({ ...rest, apiKeys: Object.freeze({ readers, admins, spaces }) })
 }
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {

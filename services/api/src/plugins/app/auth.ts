@@ -21,6 +21,17 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The role the request's API key carries; `admin` when auth is off. */
     role?: Role
+    /**
+     * The Confluence spaces the request's key may see; null: every space (also when auth is
+     * off). Undefined until requireRole has run: read it through allowedSpaces(), which then
+     * allows nothing.
+     */
+    spaces?: readonly string[] | null
+    /**
+     * A stable id of the request's key, for what a key owns (its conversations): the first 16
+     * hex digits of the key's SHA-256, never the key; `local` when auth is off.
+     */
+    owner?: string
   }
 }
 
@@ -41,25 +52,33 @@ function presentedKey(header: string | undefined, basic: boolean): string | unde
 
 const digest = (key: string) => createHash('sha256').update(key).digest()
 
-/** True when `token` matches one of `digests`. Every digest is compared, in constant time. */
-function matches(token: Buffer, digests: readonly Buffer[]): boolean {
-  let found = false
-  for (const d of digests) found = timingSafeEqual(token, d) || found
-  return found
-}
+/** What a configured key grants once it matches. */
+type Grant = { digest: Buffer; role: Role; spaces: readonly string[] | null; owner: string }
 
 async function auth(fastify: FastifyInstance) {
   const enabled = authEnabled(fastify.config)
-  const admins = fastify.config.apiKeys.admins.map(digest)
-  const readers = fastify.config.apiKeys.readers.map(digest)
+  const { readers, admins, spaces } = fastify.config.apiKeys
+  const grant = (role: Role) => (key: string) => {
+    const d = digest(key)
+    return {
+      digest: d,
+      role,
+      spaces: spaces.get(key) ?? null,
+      owner: d.toString('hex').slice(0, 16),
+    }
+  }
+  // Admin grants last: a key listed in both lists gets the admin one (its spaces are the same,
+  // the config refuses anything else).
+  const grants: readonly Grant[] = [...readers.map(grant('reader')), ...admins.map(grant('admin'))]
 
-  const roleOf = (request: FastifyRequest, basic: boolean): Role | undefined => {
+  /** The grant of the request's key. Every grant's digest is compared, in constant time. */
+  const grantOf = (request: FastifyRequest, basic: boolean): Grant | undefined => {
     const key = presentedKey(request.headers.authorization, basic)
     if (key === undefined) return undefined
     const token = digest(key)
-    if (matches(token, admins)) return 'admin'
-    if (matches(token, readers)) return 'reader'
-    return undefined
+    let found: Grant | undefined
+    for (const g of grants) if (timingSafeEqual(token, g.digest)) found = g
+    return found
   }
 
   const requireRole = (needed: Role, options: { basic?: boolean } = {}) => {
@@ -73,22 +92,26 @@ async function auth(fastify: FastifyInstance) {
     return async (request: FastifyRequest, reply: FastifyReply) => {
       if (!enabled) {
         request.role = 'admin'
+        request.spaces = null
+        request.owner = 'local'
         return
       }
-      const role = roleOf(request, basic)
+      const found = grantOf(request, basic)
       // The refusal is sent from here rather than thrown: scopes with an error handler of their
       // own (the queue dashboard's) must still answer 401/403 in the API's error shape.
-      if (role === undefined) {
+      if (found === undefined) {
         reply.header('www-authenticate', challenge)
         return refuse(reply, new AppError(401, ErrorCode.unauthorized, howTo))
       }
-      if (needed === 'admin' && role !== 'admin') {
+      if (needed === 'admin' && found.role !== 'admin') {
         return refuse(
           reply,
           new AppError(403, ErrorCode.forbidden, 'This operation needs an admin API key'),
         )
       }
-      request.role = role
+      request.role = found.role
+      request.spaces = found.spaces
+      request.owner = found.owner
     }
   }
   fastify.decorate('requireRole', requireRole)
