@@ -10,6 +10,7 @@ import { answerClientError } from './lib/client-errors.ts'
 import { OneLineRequestLog } from './lib/request-log.ts'
 import auth from './plugins/app/auth.ts'
 import config from './plugins/app/config.ts'
+import conversations from './plugins/app/conversations.ts'
 import errors from './plugins/app/errors.ts'
 import lancedb from './plugins/app/lancedb.ts'
 import ollama from './plugins/app/ollama.ts'
@@ -110,6 +111,7 @@ export function buildApp(options: BuildOptions): FastifyInstance {
   app.register(swagger)
   app.register(ollama)
   app.register(redis)
+  app.register(conversations)
   app.register(lancedb)
   app.register(queues)
   app.register(auth)
