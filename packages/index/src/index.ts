@@ -2,3 +2,28 @@
 // writer builds with and the reader queries with, and the read side (search) used by the api,
 // the CLI and the bench.
 export { lancedbConnect } from './connect.ts'
+export { filterSql, matchesNothing, normaliseTime, SearchRequestError } from './filters.ts'
+export { FTS_INDEX_OPTIONS, ftsIndex, ftsIndexCurrent } from './fts.ts'
+export * from './grounding.ts'
+export {
+  DEFAULT_QUERY_EMBED_TIMEOUT_MS,
+  type OllamaQueryEmbedderOptions,
+  ollamaQueryEmbedder,
+} from './query-embedder.ts'
+export {
+  DEFAULT_PER_PAGE,
+  DEFAULT_TOP_K,
+  MAX_QUERY_CHARS,
+  MAX_TOP_K,
+  openSearchIndex,
+  type QueryEmbedder,
+  type SearchFilters,
+  type SearchHit,
+  type SearchIndex,
+  type SearchIndexOptions,
+  type SearchMode,
+  type SearchRequest,
+  type SearchResponse,
+} from './search.ts'
+export { plainText, SNIPPET_CHARS, snippet } from './snippet.ts'
+export * from './vector-index.ts'

@@ -4,6 +4,19 @@
 //
 // CONTRACT (fixed; the implementation fills it in): api, CLI and bench code against these types.
 
+import { createRequire } from 'node:module'
+import { CHUNKS_TABLE, ChunkColumn, EmbedMeta } from '@confluence-bot/shared'
+import { MatchQuery, rerankers, type Table } from '@lancedb/lancedb'
+import type { FixedSizeList, RecordBatch, Schema, Vector } from 'apache-arrow'
+import { lancedbConnect } from './connect.ts'
+import { filterSql, matchesNothing, SearchRequestError } from './filters.ts'
+import { snippet } from './snippet.ts'
+import { VECTOR_QUERY_EF } from './vector-index.ts'
+
+// LanceDB checks Arrow objects against the CommonJS build of apache-arrow it loads itself; an
+// ESM import would load the other build (see the worker's store/arrow.ts).
+const arrow = createRequire(import.meta.url)('apache-arrow') as typeof import('apache-arrow')
+
 export type SearchMode = 'hybrid' | 'vector' | 'keyword'
 
 export type SearchFilters = {
@@ -77,4 +90,354 @@ export type SearchIndexOptions = {
 export type SearchIndex = {
   search(request: SearchRequest): Promise<SearchResponse>
   close(): Promise<void>
+}
+
+// ---------------------------------------------------------------------------------------------
+// The implementation
+
+/** Hits a request may ask for at most. */
+export const MAX_TOP_K = 100
+export const DEFAULT_TOP_K = 10
+export const DEFAULT_PER_PAGE = 2
+/** Characters of a query that are searched (a pasted page says no more past this). */
+export const MAX_QUERY_CHARS = 2000
+// Each leg fetches this many candidates per hit wanted, so that capping the chunks of one page
+// still leaves k hits; when it does not, the legs are asked again for more, up to MAX_CANDIDATES.
+const CANDIDATES_PER_HIT = 3
+const MIN_CANDIDATES = 20
+const MAX_CANDIDATES = 1600
+
+const HAS_VECTOR = `${ChunkColumn.embedModel} != ''`
+
+/** Columns a hit is built from. */
+const HIT_COLUMNS = [
+  ChunkColumn.chunkId,
+  ChunkColumn.pageId,
+  ChunkColumn.sourceId,
+  ChunkColumn.title,
+  ChunkColumn.breadcrumb,
+  ChunkColumn.headingPath,
+  ChunkColumn.url,
+  ChunkColumn.space,
+  ChunkColumn.updatedAt,
+  ChunkColumn.labels,
+  ChunkColumn.text,
+]
+
+/** What the table records about its vectors, read again only when its version changes. */
+type Recorded = {
+  model: string
+  dim: number
+  /** Put before the query text when it is embedded ('' for none). */
+  queryPrefix: string
+}
+
+type OpenTable = {
+  table: Table
+  version: number
+  embedding: Recorded | null
+  /** Some row has a vector (asked once per version, when a search needs to know). */
+  vectors?: boolean
+}
+
+/** A candidate of one leg, as LanceDB returned it. */
+type Row = Record<string, unknown> & { _rowid: bigint | number }
+
+type Candidate = {
+  row: Row
+  score: number
+  similarity?: number
+  keyword_score?: number
+}
+
+function recordedEmbedding(schema: Schema): Recorded | null {
+  const field = schema.fields.find((f) => f.name === ChunkColumn.vector)
+  const model = schema.metadata.get(EmbedMeta.model)
+  if (field === undefined || model === undefined) return null
+  const dim = (field.type as FixedSizeList).listSize
+  return { model, dim, queryPrefix: schema.metadata.get(EmbedMeta.queryPrefix) ?? '' }
+}
+
+function checkCount(name: string, value: number | undefined, fallback: number, max: number) {
+  if (value === undefined) return fallback
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new SearchRequestError(`${name} must be a whole number from 1 to ${max}, not ${value}`)
+  }
+  return value
+}
+
+function cosine(a: Float32Array, b: ArrayLike<number>): number {
+  let dot = 0
+  let na = 0
+  let nb = 0
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as number
+    const y = b[i] as number
+    dot += x * y
+    na += x * x
+    nb += y * y
+  }
+  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb)
+}
+
+/** An Arrow record batch of a leg's row ids and scores in rank order, for the reranker. */
+function rankBatch(rows: readonly Row[], column: '_distance' | '_score'): RecordBatch {
+  const ids = arrow.makeVector(BigUint64Array.from(rows, (r) => BigInt(r._rowid)))
+  const scores = arrow.makeVector(Float32Array.from(rows, (r) => r[column] as number))
+  return new arrow.RecordBatch({ _rowid: ids.data[0], [column]: scores.data[0] } as never)
+}
+
+/**
+ * At most `perPage` candidates of one page, best first, cut to `k`. `complete` is false when a
+ * leg may hold more candidates than it was asked for and fewer than `k` survived the cap.
+ */
+function capPerPage(ranked: readonly Candidate[], k: number, perPage: number): Candidate[] {
+  const perPageSeen = new Map<string, number>()
+  const out: Candidate[] = []
+  for (const candidate of ranked) {
+    const page = `${candidate.row[ChunkColumn.sourceId]}\n${candidate.row[ChunkColumn.pageId]}`
+    const seen = perPageSeen.get(page) ?? 0
+    if (seen >= perPage) continue
+    perPageSeen.set(page, seen + 1)
+    out.push(candidate)
+    if (out.length === k) break
+  }
+  return out
+}
+
+function toHit(candidate: Candidate, query: string): SearchHit {
+  const { row } = candidate
+  const text = row[ChunkColumn.text] as string
+  const hit: SearchHit = {
+    chunk_id: row[ChunkColumn.chunkId] as string,
+    page_id: row[ChunkColumn.pageId] as string,
+    source_id: row[ChunkColumn.sourceId] as string,
+    title: row[ChunkColumn.title] as string,
+    breadcrumb: row[ChunkColumn.breadcrumb] as string,
+    heading_path: row[ChunkColumn.headingPath] as string,
+    url: row[ChunkColumn.url] as string,
+    space: row[ChunkColumn.space] as string,
+    updated_at: row[ChunkColumn.updatedAt] as string,
+    labels: [...(row[ChunkColumn.labels] as Iterable<string>)],
+    score: candidate.score,
+    text,
+    snippet: snippet(text, query),
+  }
+  if (candidate.similarity !== undefined) hit.similarity = candidate.similarity
+  if (candidate.keyword_score !== undefined) hit.keyword_score = candidate.keyword_score
+  return hit
+}
+
+export async function openSearchIndex(options: SearchIndexOptions): Promise<SearchIndex> {
+  const db = await lancedbConnect(options.uri, options.cacheMb)
+  const defaultPerPage = checkCount('perPage', options.perPage, DEFAULT_PER_PAGE, MAX_TOP_K)
+  const rrf = await rerankers.RRFReranker.create()
+  let open: OpenTable | null = null
+
+  /** The table as it is now (null: there is none yet), its recorded embedding up to date. */
+  async function current(): Promise<OpenTable | null> {
+    if (open === null) {
+      if (!(await db.tableNames()).includes(CHUNKS_TABLE)) return null
+      open = { table: await db.openTable(CHUNKS_TABLE), version: -1, embedding: null }
+    }
+    const version = await open.table.version()
+    if (version !== open.version) {
+      open.embedding = recordedEmbedding(await open.table.schema())
+      open.version = version
+      delete open.vectors
+    }
+    return open
+  }
+
+  async function hasVectors(t: OpenTable): Promise<boolean> {
+    if (t.vectors === undefined) {
+      const one = await t.table
+        .query()
+        .where(HAS_VECTOR)
+        .select([ChunkColumn.chunkId])
+        .limit(1)
+        .toArray()
+      t.vectors = one.length > 0
+    }
+    return t.vectors
+  }
+
+  /** The query's vector, or why the search runs on keywords instead. */
+  async function queryVector(t: OpenTable, query: string): Promise<Float32Array | string> {
+    const recorded = t.embedding
+    if (recorded === null) {
+      return 'the index has no vectors yet (no embedding model has filled it)'
+    }
+    if (!(await hasVectors(t))) {
+      return `no chunk has a vector yet (${recorded.model} has not embedded any)`
+    }
+    let vector: Float32Array | null
+    try {
+      vector = await options.embed(`${recorded.queryPrefix}${query}`, recorded.model)
+    } catch (err) {
+      return `the embedding model ${recorded.model} failed: ${(err as Error).message}`
+    }
+    if (vector === null) return `the embedding model ${recorded.model} cannot be reached`
+    if (vector.length !== recorded.dim) {
+      return `the embedding model ${recorded.model} answered with ${vector.length} dimensions, the index holds ${recorded.dim}`
+    }
+    return vector
+  }
+
+  function withFilter<Q extends { where(predicate: string): Q }>(query: Q, where?: string): Q {
+    return where === undefined ? query : query.where(where)
+  }
+
+  async function vectorLeg(t: Table, vector: Float32Array, where: string | undefined, n: number) {
+    const query = t
+      .query()
+      .nearestTo(vector)
+      .column(ChunkColumn.vector)
+      .distanceType('cosine')
+      .ef(VECTOR_QUERY_EF)
+      .withRowId()
+      .select([...HIT_COLUMNS, '_distance'])
+      .limit(n)
+    return (await withFilter(query, where).toArray()) as Row[]
+  }
+
+  async function keywordLeg(t: Table, text: string, where: string | undefined, n: number) {
+    // A match query: the words as words (no query syntax: quotes, AND, field:value and
+    // parentheses are text to find, never an error).
+    const query = t
+      .query()
+      .fullTextSearch(new MatchQuery(text, ChunkColumn.text))
+      .withRowId()
+      .select([...HIT_COLUMNS, '_score'])
+      .limit(n)
+    return (await withFilter(query, where).toArray()) as Row[]
+  }
+
+  /** Candidates best first; `more` when a leg was full (it may hold more). */
+  async function candidates(
+    t: Table,
+    mode: SearchMode,
+    text: string,
+    vector: Float32Array | null,
+    where: string | undefined,
+    n: number,
+  ): Promise<{ ranked: Candidate[]; more: boolean }> {
+    const similarity = (row: Row) => 1 - (row._distance as number)
+    if (mode === 'vector') {
+      const rows = await vectorLeg(t, vector as Float32Array, where, n)
+      const ranked = rows.map((row) => ({
+        row,
+        score: similarity(row),
+        similarity: similarity(row),
+      }))
+      return { ranked, more: rows.length === n }
+    }
+    if (mode === 'keyword') {
+      const rows = await keywordLeg(t, text, where, n)
+      const ranked = rows.map((row) => {
+        const score = row._score as number
+        return { row, score, keyword_score: score }
+      })
+      return { ranked, more: rows.length === n }
+    }
+    const [near, words] = await Promise.all([
+      vectorLeg(t, vector as Float32Array, where, n),
+      keywordLeg(t, text, where, n),
+    ])
+    const fused = await rrf.rerankHybrid(
+      text,
+      rankBatch(near, '_distance'),
+      rankBatch(words, '_score'),
+    )
+    const byId = new Map<string, Candidate>()
+    for (const row of near)
+      byId.set(String(row._rowid), { row, score: 0, similarity: similarity(row) })
+    for (const row of words) {
+      const seen = byId.get(String(row._rowid))
+      const keyword_score = row._score as number
+      if (seen === undefined) byId.set(String(row._rowid), { row, score: 0, keyword_score })
+      else seen.keyword_score = keyword_score
+    }
+    const ids = fused.getChild('_rowid') as Vector
+    const scores = fused.getChild('_relevance_score') as Vector
+    const ranked: Candidate[] = []
+    for (let i = 0; i < fused.numRows; i++) {
+      const candidate = byId.get(String(ids.get(i))) as Candidate
+      candidate.score = scores.get(i) as number
+      ranked.push(candidate)
+    }
+    return { ranked, more: near.length === n || words.length === n }
+  }
+
+  /**
+   * Similarity for hybrid hits only the keyword leg found: the chunk's stored vector against
+   * the query's (the grounded chat's relevance floor reads it). One take by row id.
+   */
+  async function fillSimilarity(t: Table, hits: Candidate[], vector: Float32Array) {
+    const missing = hits.filter((hit) => hit.similarity === undefined)
+    if (missing.length === 0) return
+    const rows = await t
+      .takeRowIds(missing.map((hit) => hit.row._rowid))
+      .select([ChunkColumn.chunkId, ChunkColumn.vector])
+      .toArray()
+    const vectors = new Map(rows.map((row) => [row[ChunkColumn.chunkId], row[ChunkColumn.vector]]))
+    for (const hit of missing) {
+      const stored = vectors.get(hit.row[ChunkColumn.chunkId]) as ArrayLike<number> | null
+      if (stored !== null && stored !== undefined) hit.similarity = cosine(vector, stored)
+    }
+  }
+
+  async function run(request: SearchRequest): Promise<SearchResponse> {
+    const asked = request.mode ?? 'hybrid'
+    const k = checkCount('top_k', request.top_k, DEFAULT_TOP_K, MAX_TOP_K)
+    const perPage = checkCount('per_page', request.per_page, defaultPerPage, MAX_TOP_K)
+    const filters = request.filters ?? {}
+    const where = filterSql(filters)
+    const text = request.query.slice(0, MAX_QUERY_CHARS)
+    if (matchesNothing(filters) || text.trim() === '') return { mode: asked, results: [] }
+    const t = await current()
+    if (t === null) return { mode: asked, results: [] }
+    let mode = asked
+    let fallback: string | undefined
+    let vector: Float32Array | null = null
+    if (asked !== 'keyword') {
+      const got = await queryVector(t, text)
+      if (typeof got === 'string') {
+        mode = 'keyword'
+        fallback = got
+      } else {
+        vector = got
+      }
+    }
+    let n = Math.max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES)
+    let hits: Candidate[]
+    for (;;) {
+      const { ranked, more } = await candidates(t.table, mode, text, vector, where, n)
+      hits = capPerPage(ranked, k, perPage)
+      if (hits.length === k || !more || n >= MAX_CANDIDATES) break
+      n *= 4
+    }
+    if (mode === 'hybrid') await fillSimilarity(t.table, hits, vector as Float32Array)
+    const results = hits.map((hit) => toHit(hit, text))
+    return fallback === undefined ? { mode, results } : { mode, fallback, results }
+  }
+
+  return {
+    async search(request) {
+      try {
+        return await run(request)
+      } catch (err) {
+        if (err instanceof SearchRequestError) throw err
+        // The worker may have dropped and recreated the table (or changed its vector column)
+        // under the open handle: open it again and try once more.
+        open = null
+        return run(request)
+      }
+    },
+    async close() {
+      open?.table.close()
+      open = null
+      db.close()
+    },
+  }
 }

@@ -1,0 +1,75 @@
+// A hit's snippet: a short plain-text extract of its chunk around the first place one of the
+// query's terms occurs. Chunks are markdown; the snippet is not (no `#`, `**`, `|`, link targets).
+// Korean, Japanese and Chinese write words without spaces between them (and Korean glues
+// particles to them: "설치를"), so terms are found as substrings, and the cut falls on a word
+// boundary as Intl.Segmenter sees it in any script.
+
+export const SNIPPET_CHARS = 200
+
+/** Markdown as the text a reader sees. */
+export function plainText(markdown: string): string {
+  return (
+    markdown
+      // Images and links: their words, not their targets.
+      .replace(/!?\[([^\]]*)\]\([^)]*\)/g, '$1')
+      .replace(/^\s{0,3}#{1,6}\s+/gm, '')
+      .replace(/^\s{0,3}>\s?/gm, '')
+      .replace(/^\s*(?:[-*+]|\d+[.)])\s+(?:\[[ xX]\]\s+)?/gm, '')
+      // Table rules, then cell bars.
+      .replace(/^\s*\|?(?:\s*:?-{3,}:?\s*\|)+\s*:?-*:?\s*$/gm, '')
+      .replace(/\s*\|\s*/g, ' ')
+      .replace(/```[^\n]*|`/g, '')
+      .replace(/(\*\*|__|\*|~~)(\S(?:.*?\S)?)\1/g, '$2')
+      .replace(/\s+/g, ' ')
+      .trim()
+  )
+}
+
+/** The query's terms: words of letters or digits in any script, lower-cased, longest first. */
+export function queryTerms(query: string): string[] {
+  const words = query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []
+  return [...new Set(words)].sort((a, b) => b.length - a.length)
+}
+
+const segmenter = new Intl.Segmenter(undefined, { granularity: 'word' })
+
+/** Offsets in `text` where a word starts or ends (0 and text.length included). */
+function boundaries(text: string): number[] {
+  const out = [0]
+  for (const { index, segment } of segmenter.segment(text)) out.push(index, index + segment.length)
+  return out
+}
+
+/**
+ * Where the first term occurs: a term as written, or (for a Korean word with its particle,
+ * "설치를" in the query, "설치" in the text) its first two letters or more.
+ */
+function firstMatch(lower: string, terms: readonly string[]): number {
+  let best = -1
+  for (const term of terms) {
+    for (let len = term.length; len >= Math.min(2, term.length); len--) {
+      const at = lower.indexOf(term.slice(0, len))
+      if (at >= 0) {
+        if (best < 0 || at < best) best = at
+        break
+      }
+    }
+  }
+  return best
+}
+
+/** About `max` characters of `markdown` as plain text, around the query's first term. */
+export function snippet(markdown: string, query: string, max = SNIPPET_CHARS): string {
+  const text = plainText(markdown)
+  if (text.length <= max) return text
+  const at = Math.max(0, firstMatch(text.toLowerCase(), queryTerms(query)))
+  // A little context before the term, the rest after it.
+  const want = Math.max(0, Math.min(at - Math.floor(max / 4), text.length - max))
+  const edges = boundaries(text)
+  const start = edges.filter((b) => b <= want).at(-1) as number
+  const edge = edges.filter((b) => b <= start + max).at(-1) as number
+  // One "word" longer than the whole snippet (a long URL) is cut where the snippet ends.
+  const end = edge > start ? edge : start + max
+  const body = text.slice(start, end).trim()
+  return `${start > 0 ? '…' : ''}${body}${end < text.length ? '…' : ''}`
+}
