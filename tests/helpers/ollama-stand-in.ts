@@ -264,29 +264,108 @@ function sha256(text: string): Buffer {
   return createHash('sha256').update(text).digest()
 }
 
+// A lexical embedding: close texts get close vectors, so vector search over the stand-in's
+// vectors ranks by meaning-ish (shared words, shared pieces of words) the way a real model
+// would rank by meaning, and retrieval tests can assert something. Each feature of the text (a
+// whole word, and the character n-grams inside it) adds a sparse pseudo-random vector seeded
+// by (model, feature): a few (position, value) pairs rather than a dense vector, so a chunk of
+// thousands of features costs microseconds (the ingest bench embeds tens of thousands).
+
+/** Words too common to say anything about a text: they and their n-grams are left out. */
+const STOP_WORDS = new Set(
+  (
+    'a an and are as at be but by can could do does did for from has have how i if in into is ' +
+    'it its me my of on or our so than that the their then there these this to us was we were ' +
+    'what when where which who why will with would you your'
+  ).split(' '),
+)
+
+/** Han, kana and Hangul: no spaces between words (or particles glued to them). */
+const CJK = /[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}]/u
+/** Runs of letters and digits. */
+const TOKENS = /[\p{L}\p{N}]+/gu
+/** A token's CJK runs and its other runs (`querypie에서` is two words). */
+const SCRIPT_RUNS =
+  /[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}]+|[^\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}]+/gu
+/** Pairs (position, value) each feature adds. */
+const FEATURE_SPREAD = 8
+/** What one n-gram weighs next to a whole word (a word yields many n-grams). */
+const GRAM_WEIGHT = 0.35
+
+/** Counts the n-grams of `text` (UTF-16 units: the scripts that matter here are all in the BMP). */
+function grams(text: string, sizes: readonly number[], into: Map<string, number>): void {
+  for (const n of sizes) {
+    for (let i = 0; i + n <= text.length; i++) {
+      const gram = `#${text.slice(i, i + n)}`
+      into.set(gram, (into.get(gram) ?? 0) + 1)
+    }
+  }
+}
+
 /**
- * Raw values in [-1, 1): value i depends only on (model, text, i), so prefixes are stable. The
- * text is hashed once and seeds a small generator (mulberry32): a stand-in that hashed per value
- * would cost more CPU than the pipeline it serves in the ingest bench.
+ * The text's features and how often each occurs: NFKC, lower-cased; every word, plus its 3- and
+ * 4-grams (with `^`/`$` at the word's ends, so "roll" and "rollback" share "^rol") for
+ * alphabetic words, or its 2- and 3-grams for Han, kana and Hangul (a Korean word and the same
+ * word with a particle share all but the last). A text with no word is one feature: itself.
+ */
+function features(text: string): Map<string, number> {
+  const words = new Map<string, number>()
+  const pieces = new Map<string, number>()
+  for (const [token] of text.normalize('NFKC').toLowerCase().matchAll(TOKENS)) {
+    // Only a token with CJK in it is split (the split costs more than the rest together).
+    const runs = CJK.test(token) ? (token.match(SCRIPT_RUNS) as string[]) : [token]
+    for (const word of runs) {
+      if (STOP_WORDS.has(word)) continue
+      words.set(word, (words.get(word) ?? 0) + 1)
+      if (CJK.test(word)) grams(word, [2, 3], pieces)
+      else grams(`^${word}$`, [3, 4], pieces)
+    }
+  }
+  if (words.size === 0) words.set(text, 1)
+  for (const [gram, count] of pieces) words.set(gram, count)
+  return words
+}
+
+/** FNV-1a over the UTF-16 units of `text`, continuing from `seed`. */
+function fnv1a(text: string, seed: number): number {
+  let hash = seed
+  for (let i = 0; i < text.length; i++) {
+    hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0
+  }
+  return hash
+}
+
+/**
+ * Raw (unnormalised) values: the sum over the text's features of weight × the feature's sparse
+ * vector, the weight sublinear in the count (1 + ln count) so a repeated word does not swamp
+ * the rest. Same (model, text, dimension), same vector; another model, other vectors.
  */
 function rawVector(model: string, text: string, dimension: number): number[] {
-  let state = sha256(`${canonicalName(model)}\u0000${text}`).readUInt32BE(0)
-  const values = new Array<number>(dimension)
-  for (let i = 0; i < dimension; i++) {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    values[i] = Math.fround((((x ^ (x >>> 14)) >>> 0) / 2 ** 32) * 2 - 1)
+  const values = new Float64Array(dimension)
+  const seed = fnv1a(canonicalName(model), 0x811c9dc5)
+  for (const [feature, count] of features(text)) {
+    const weight = (feature.startsWith('#') ? GRAM_WEIGHT : 1) * (1 + Math.log(count))
+    // mulberry32, seeded by the feature: FEATURE_SPREAD positions and values in [-1, 1).
+    let state = fnv1a(feature, seed)
+    for (let k = 0; k < FEATURE_SPREAD; k++) {
+      state = (state + 0x6d2b79f5) >>> 0
+      let x = state
+      x = Math.imul(x ^ (x >>> 15), x | 1)
+      x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+      const bits = (x ^ (x >>> 14)) >>> 0
+      const at = bits % dimension
+      values[at] = (values[at] as number) + weight * ((bits / 2 ** 32) * 2 - 1)
+    }
   }
-  return values
+  return Array.from(values, Math.fround)
 }
 
 /**
  * The vector /api/embed returns for `text` on `model` (name as in /api/tags or as sent; case and
  * `:latest` don't matter): L2-normalised values with 6 significant digits, so each is already the
  * shortest decimal of its float32 (what Go prints). With `dimensions: N` the stand-in returns
- * `expectedEmbedding(model, text, N)`.
+ * `expectedEmbedding(model, text, N)`. Texts sharing words and word pieces have a higher cosine
+ * similarity (see rawVector).
  */
 export function expectedEmbedding(model: string, text: string, dimension: number): number[] {
   const raw = rawVector(model, text, dimension)
