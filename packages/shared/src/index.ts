@@ -1,3 +1,4 @@
+export * from './config/embed-prefixes.ts'
 export * from './config/index.ts'
 export * from './config/ollama.ts'
 export * from './config/runtime.ts'

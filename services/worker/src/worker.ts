@@ -2,6 +2,7 @@ import { hostname } from 'node:os'
 import {
   ALL_QUEUES,
   claimEmbedModel,
+  configuredEmbedSetup,
   EMBED_CLAIM_MS,
   isJobName,
   jobDataProblem,
@@ -101,12 +102,13 @@ export async function startWorker(
     return worker
   })
 
-  // This worker's EMBED_MODEL counts among the live workers' while it runs (modelInForce): a
-  // claim renewed on a timer, withdrawn on close. Not waited for here: with Redis down the worker
-  // still starts, and the claim lands once it is up.
+  // This worker's EMBED_MODEL and prefixes count among the live workers' while it runs
+  // (embeddingInForce): a claim renewed on a timer, withdrawn on close. Not waited for here: with
+  // Redis down the worker still starts, and the claim lands once it is up.
   const workerName = `${hostname()}:${process.pid}:${Date.now().toString(36)}`
+  const embedSetup = configuredEmbedSetup(config)
   const claim = () =>
-    claimEmbedModel(connection, workerName, config.EMBED_MODEL).catch(
+    claimEmbedModel(connection, workerName, embedSetup).catch(
       /* c8 ignore next: the connection retries until it closes */
       (err: Error) => log.warn({ err: err.message }, 'could not record EMBED_MODEL'),
     )
@@ -157,7 +159,7 @@ export async function startWorker(
       await Promise.all(workers.map((w) => w.close(connection.status !== 'ready')))
       if (connection.status === 'ready') {
         // Its model no longer holds the table for the workers that stay.
-        await withdrawEmbedModel(connection, workerName, config.EMBED_MODEL)
+        await withdrawEmbedModel(connection, workerName, embedSetup)
         await connection.quit().catch(() => connection.disconnect())
       }
       await health.close()

@@ -1,5 +1,7 @@
 import {
   claimEmbedModel,
+  configuredEmbedSetup,
+  defaultEmbedPrefixes,
   EMBED_CLAIM_MS,
   QUEUE_PREFIX,
   QueueName,
@@ -25,11 +27,19 @@ import { expectedEmbedding } from '../../helpers/ollama-stand-in.ts'
 
 const DIM = 32
 
-/** Rows whose vector is not the one the model they name gives for their text. */
+/** A worker's claim with the default prefixes of its model (as the rig's workers make it). */
+const setupOf = (model: string) =>
+  configuredEmbedSetup({ EMBED_MODEL: model, EMBED_QUERY_PREFIX: '', EMBED_DOCUMENT_PREFIX: '' })
+
+/**
+ * Rows whose vector is not the one the model they name gives for their text (with that model's
+ * default document prefix, as the rig's workers embed).
+ */
 async function mislabelled(rig: Rig) {
   return (await rig.rows()).filter((row) => {
     if (row.embed_model === '' || row.vector === null) return false
-    const text = embedText({ breadcrumb: String(row.breadcrumb), text: String(row.text) })
+    const prefix = defaultEmbedPrefixes(String(row.embed_model)).document
+    const text = prefix + embedText({ breadcrumb: String(row.breadcrumb), text: String(row.text) })
     const want = expectedEmbedding(String(row.embed_model), text, DIM).map(Math.fround)
     return (row.vector as number[]).some((v, i) => v !== want[i])
   })
@@ -104,7 +114,7 @@ t.test('a rolling update switches the table once, when the last old worker has g
 
   // The update: another old worker runs on elsewhere (its claim, as a worker makes it), while
   // this one is replaced by a worker of the second model.
-  await claimEmbedModel(rig.client, 'old-pod-2', 'nomic-embed-text')
+  await claimEmbedModel(rig.client, 'old-pod-2', setupOf('nomic-embed-text'))
   await old.worker.close()
   const newer = await rig.startWorker({ EMBED_MODEL: SECOND_EMBED_MODEL })
   await sync('during the update, on the new worker')
@@ -112,19 +122,24 @@ t.test('a rolling update switches the table once, when the last old worker has g
   t.same(await mislabelled(rig), [])
 
   // The last old worker goes: the next sync switches the table to the new model.
-  await withdrawEmbedModel(rig.client, 'old-pod-2', 'nomic-embed-text')
+  await withdrawEmbedModel(rig.client, 'old-pod-2', setupOf('nomic-embed-text'))
   await sync('after the update')
   t.same(await models(), [SECOND_EMBED_MODEL], 'switched once the update is done')
   t.same(await mislabelled(rig), [])
 
   // A rollback (or an old worker restarting) switches nothing while a new worker runs ...
-  await claimEmbedModel(rig.client, 'new-pod-2', SECOND_EMBED_MODEL)
+  await claimEmbedModel(rig.client, 'new-pod-2', setupOf(SECOND_EMBED_MODEL))
   await newer.worker.close()
   await rig.startWorker()
   await sync('during the rollback, on the old model')
   t.same(await models(), [SECOND_EMBED_MODEL], 'the table stays while a worker of its model runs')
   // ... nor does a claim that lapsed (a worker that died) keep it: the model comes back.
-  await claimEmbedModel(rig.client, 'new-pod-2', SECOND_EMBED_MODEL, Date.now() - EMBED_CLAIM_MS)
+  await claimEmbedModel(
+    rig.client,
+    'new-pod-2',
+    setupOf(SECOND_EMBED_MODEL),
+    Date.now() - EMBED_CLAIM_MS,
+  )
   await sync('after the rollback')
   t.same(await models(), ['nomic-embed-text'], 'the rolled-back model')
   t.same(await mislabelled(rig), [])

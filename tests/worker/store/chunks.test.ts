@@ -276,7 +276,7 @@ t.test(
       /table records no embedding model/,
     )
     t.equal(await store.useEmbedding('m1', 8), 'added')
-    t.same(await store.embedding(), { model: 'm1', dim: 8 })
+    t.same(await store.embedding(), { model: 'm1', dim: 8, documentPrefix: '', queryPrefix: '' })
     t.equal(await store.useEmbedding('m1', 8), 'unchanged')
     t.equal(await store.countRows('vector IS NULL'), 5, 'the new column is all null')
 
@@ -323,7 +323,7 @@ t.test(
     await t.rejects(store.useEmbedding('m1', 0), TypeError)
     await t.rejects(store.useEmbedding('m1', 1.5), TypeError)
     t.equal(await store.useEmbedding('m1', 8), 'deferred')
-    t.same(await store.embedding(), { model: 'm1', dim: 8 })
+    t.same(await store.embedding(), { model: 'm1', dim: 8, documentPrefix: '', queryPrefix: '' })
 
     const rows = [
       chunk('s1', 'p1', 0, { vector: vec(1), embed_model: 'm1' }),
@@ -361,7 +361,11 @@ t.test(
     await b.replacePages('s1', [], page('s1', 'p1', 2))
     t.equal(await b.embedding(), null, 'created without vectors by b')
     await a.replacePages('s1', [], page('s1', 'p2', 1, { vector: vec(5), embed_model: 'm1' }))
-    t.same(await b.embedding(), { model: 'm1', dim: 8 }, 'b sees the column a added')
+    t.same(
+      await b.embedding(),
+      { model: 'm1', dim: 8, documentPrefix: '', queryPrefix: '' },
+      'b sees the column a added',
+    )
     t.same((await b.pageVersions('s1')).get('p2'), { version: '1', vectors: true })
     t.equal((await b.rowsWithoutVectors('s1', 10)).length, 2)
   },
@@ -379,7 +383,7 @@ t.test('a model change leaves no vector of the old model, same or other dimensio
   t.ok(built.indices.includes('vector_idx'), 'vector index on 300 rows')
 
   t.equal(await store.useEmbedding('m2', 8), 'replaced')
-  t.same(await store.embedding(), { model: 'm2', dim: 8 })
+  t.same(await store.embedding(), { model: 'm2', dim: 8, documentPrefix: '', queryPrefix: '' })
   t.equal(await store.countRows("embed_model != ''"), 0)
   t.equal(await store.countRows('vector IS NOT NULL'), 0)
   t.notOk(

@@ -42,11 +42,19 @@ const SourceId = Type.String({ pattern: '^src_[0-9a-f]{12}$' })
 /** The characters jobId() keeps (BullMQ's own numeric ids fit too). */
 const JobIdText = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,200}$' })
 
-/** The embedding model a sync chose; null when none was reachable. */
+/**
+ * The embedding model a sync chose, and the prefixes its vectors are made with (absent: none, as
+ * a sync queued before prefixes existed made them); null when no model was reachable.
+ */
 const EmbeddingSchema = Type.Union([
   Type.Null(),
   Type.Object(
-    { model: Type.String({ minLength: 1 }), dim: Type.Integer({ minimum: 1 }) },
+    {
+      model: Type.String({ minLength: 1 }),
+      dim: Type.Integer({ minimum: 1 }),
+      document_prefix: Type.Optional(Type.String()),
+      query_prefix: Type.Optional(Type.String()),
+    },
     { additionalProperties: false },
   ),
 ])

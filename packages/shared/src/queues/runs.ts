@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import { type EmbedPrefixSettings, embedPrefixes } from '../config/embed-prefixes.ts'
 import { sameEmbedModel } from '../index-schema/index.ts'
 import {
   emptyProgress,
@@ -25,51 +26,81 @@ const COUNTERS: readonly Counter[] = Object.keys(emptyProgress()) as Counter[]
 export const syncLockKey = (sourceId: string) => `${QUEUE_PREFIX}:sync-lock:${sourceId}`
 
 /**
- * The EMBED_MODEL of every live worker: member `<worker>\n<model>`, scored with the time (ms)
- * its claim lapses. A worker claims at start, renews while it runs and withdraws as it stops; a
- * worker that died lapses on its own.
+ * How a table's vectors are made, and what a query must be given to match them: the embedding
+ * model and the two task prefixes (EmbedPrefixes, as the table's metadata records them).
+ */
+export type EmbedSetup = { model: string; documentPrefix: string; queryPrefix: string }
+
+/** A process's own setup: EMBED_MODEL and its prefixes (embedPrefixes). */
+export function configuredEmbedSetup(config: EmbedPrefixSettings): EmbedSetup {
+  const { document, query } = embedPrefixes(config)
+  return { model: config.EMBED_MODEL, documentPrefix: document, queryPrefix: query }
+}
+
+/** Same model (as Ollama reads names) and the same prefixes. */
+export const sameEmbedSetup = (a: EmbedSetup, b: EmbedSetup): boolean =>
+  sameEmbedModel(a.model, b.model) &&
+  a.documentPrefix === b.documentPrefix &&
+  a.queryPrefix === b.queryPrefix
+
+/**
+ * The embedding setup of every live worker: member `<worker>\n<model>\n<[document, query]
+ * prefixes as JSON>`, scored with the time (ms) its claim lapses. A worker claims at start,
+ * renews while it runs and withdraws as it stops; a worker that died lapses on its own. A
+ * member without the prefixes (`<worker>\n<model>`) is a worker from before prefixes existed:
+ * it embeds with none.
  */
 export const embedModelsKey = `${QUEUE_PREFIX}:embed-models`
 
 /** How long a worker's claim holds without renewal (it renews three times as often). */
 export const EMBED_CLAIM_MS = 60_000
 
-const claimMember = (worker: string, model: string) => `${worker}\n${model}`
+// JSON keeps a prefix's newlines (or anything else in it) from breaking the member apart.
+const claimMember = (worker: string, setup: EmbedSetup) =>
+  `${worker}\n${setup.model}\n${JSON.stringify([setup.documentPrefix, setup.queryPrefix])}`
+
+function claimedSetup(member: string): EmbedSetup {
+  const [, model, prefixes = '["",""]'] = member.split('\n') as [string, string, string?]
+  const [documentPrefix, queryPrefix] = JSON.parse(prefixes) as [string, string]
+  return { model, documentPrefix, queryPrefix }
+}
 
 export async function claimEmbedModel(
   redis: Redis,
   worker: string,
-  model: string,
+  setup: EmbedSetup,
   now = Date.now(),
 ): Promise<void> {
   await redis
     .multi()
     .zremrangebyscore(embedModelsKey, '-inf', now)
-    .zadd(embedModelsKey, now + EMBED_CLAIM_MS, claimMember(worker, model))
+    .zadd(embedModelsKey, now + EMBED_CLAIM_MS, claimMember(worker, setup))
     .exec()
 }
 
-export async function withdrawEmbedModel(redis: Redis, worker: string, model: string) {
-  await redis.zrem(embedModelsKey, claimMember(worker, model))
+export async function withdrawEmbedModel(redis: Redis, worker: string, setup: EmbedSetup) {
+  await redis.zrem(embedModelsKey, claimMember(worker, setup))
 }
 
 /**
- * The embedding model syncs use now. The table's model holds while any live worker is configured
- * with it: during a rolling update the new workers embed with the old model, and the table
- * switches once, when the last old worker has gone; a rollback, an aborted rollout or an old
- * worker restarting mid-way switch nothing. A table without a model (or whose model no live
- * worker names) takes `configured`, the calling worker's EMBED_MODEL.
+ * The embedding setup syncs use now. The table's setup (model and both prefixes) holds while any
+ * live worker is configured with it: during a rolling update the new workers embed as the old
+ * ones do, and the table switches once, when the last old worker has gone; a rollback, an
+ * aborted rollout or an old worker restarting mid-way switch nothing. This matters as much for
+ * a new document prefix as for a new model: an old worker still writing vectors without the
+ * new prefix would mix two kinds of vectors under one model. A table without a model (or whose
+ * setup no live worker names) takes `configured`, the calling worker's own.
  */
-export async function modelInForce(
+export async function embeddingInForce(
   redis: Redis,
-  recorded: string | null,
-  configured: string,
+  recorded: EmbedSetup | null,
+  configured: EmbedSetup,
   now = Date.now(),
-): Promise<string> {
+): Promise<EmbedSetup> {
   if (recorded === null) return configured
   const live = await redis.zrangebyscore(embedModelsKey, `(${now}`, '+inf')
-  const models = live.map((member) => member.slice(member.indexOf('\n') + 1))
-  return models.some((model) => sameEmbedModel(model, recorded)) ? recorded : configured
+  const held = live.some((member) => sameEmbedSetup(claimedSetup(member), recorded))
+  return held ? recorded : configured
 }
 
 // KEYS: counters, counted, errors. ARGV: batch id, ttl, max errors, errors JSON, embedded page

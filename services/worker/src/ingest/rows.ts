@@ -87,6 +87,15 @@ export function pageRows(page: PageBody, ctx: PageContext): PageRows {
 export const embedText = (row: { breadcrumb: string; text: string }) =>
   `${row.breadcrumb}\n\n${row.text}`
 
+/**
+ * The input the embedding model gets for rows of a table whose vectors are made with `prefix`
+ * (its document prefix, '' for none): the prefix, then embedText.
+ */
+export const documentInput =
+  (prefix: string) =>
+  (row: { breadcrumb: string; text: string }): string =>
+    `${prefix}${embedText(row)}`
+
 /** The breadcrumb above a page's headings: space name › ancestor titles › page title. */
 export const pageTrail = (spaceName: string, ancestors: readonly string[], title: string) =>
   [spaceName, ...ancestors, title].join(' › ')

@@ -1,7 +1,14 @@
-import { listSources, modelInForce, sameEmbedModel, syncLockKey } from '@confluence-bot/shared'
+import {
+  configuredEmbedSetup,
+  type EmbedSetup,
+  embeddingInForce,
+  listSources,
+  sameEmbedModel,
+  syncLockKey,
+} from '@confluence-bot/shared'
 import type { Job } from 'bullmq'
 import type { Ingest } from '../ingest/context.ts'
-import { embedText } from '../ingest/rows.ts'
+import { documentInput } from '../ingest/rows.ts'
 import type { ProcessorDeps } from '../worker.ts'
 
 // Index upkeep after syncs: the full-text index, the vector index once the table is large
@@ -18,6 +25,10 @@ export function createMaintainProcessor(ingest: Ingest) {
   }
 }
 
+/** Two setups make the same vectors: a new query prefix alone changes none of them. */
+const sameVectors = (a: EmbedSetup, b: EmbedSetup) =>
+  sameEmbedModel(a.model, b.model) && a.documentPrefix === b.documentPrefix
+
 /** Chunks embedded per round of a refill. */
 const REFILL_BATCH = 256
 
@@ -25,10 +36,11 @@ const REFILL_BATCH = 256
 export type RefillProgress = { filled: number; remaining: number }
 
 // Vectors for every chunk without one, whatever its source: queued when a sync changes the
-// embedding model (which drops every vector table-wide), so no source waits for its own next sync
-// to be searchable by meaning again. It works from the table's state, not from its data: a
-// refill retried or run late fills what is missing then, and one that finds the table recording
-// another model than this worker's leaves it to the sync that will switch it (and queue its own).
+// embedding model or document prefix (which drops every vector table-wide), so no source waits
+// for its own next sync to be searchable by meaning again. It works from the table's state, not
+// from its data: a refill retried or run late fills what is missing then, and one that finds the
+// table recording another model or document prefix than the one in force leaves it to the sync
+// that will switch it (and queue its own).
 
 export function createRefillProcessor(ingest: Ingest) {
   async function syncingSources(): Promise<string[]> {
@@ -45,14 +57,14 @@ export function createRefillProcessor(ingest: Ingest) {
       await job.updateProgress({ filled, remaining } satisfies RefillProgress)
       const inForce =
         recorded !== null &&
-        sameEmbedModel(
-          recorded.model,
-          await modelInForce(ingest.redis, recorded.model, ingest.config.EMBED_MODEL),
+        sameVectors(
+          recorded,
+          await embeddingInForce(ingest.redis, recorded, configuredEmbedSetup(ingest.config)),
         )
       if (recorded === null || !inForce) {
         log.info(
           { recorded: recorded?.model, filled },
-          'the index records another model: refill left to its next sync',
+          'the index records another model or document prefix: refill left to its next sync',
         )
         return { filled, remaining }
       }
@@ -61,12 +73,14 @@ export function createRefillProcessor(ingest: Ingest) {
       const syncing = await syncingSources()
       const rows = await ingest.store.rowsWithoutVectors(undefined, REFILL_BATCH, syncing)
       if (rows.length === 0) break
-      const vectors = await ingest.embedder.embed(rows.map(embedText), recorded.model)
+      const input = documentInput(recorded.documentPrefix)
+      const vectors = await ingest.embedder.embed(rows.map(input), recorded.model)
       // Retried by the job's backoff: the model may be back by then.
       if (vectors === null) throw new Error(`embedding model ${recorded.model} unreachable`)
       filled += await ingest.store.setVectors(
         recorded.model,
         rows.map((row, i) => ({ chunk_id: row.chunk_id, vector: vectors[i] as Float32Array })),
+        recorded.documentPrefix,
       )
     }
     // Whatever is left belongs to syncs under way, which fill it in their finish step.

@@ -17,7 +17,8 @@ import {
   saveLookups,
 } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
-import { embedText, pageRows } from '../ingest/rows.ts'
+import { jobPrefixes } from '../ingest/embedding.ts'
+import { documentInput, pageRows } from '../ingest/rows.ts'
 import type { ProcessorDeps } from '../worker.ts'
 
 // A batch of changed pages of one sync: fetch their bodies in bulk, then convert and chunk each
@@ -95,6 +96,10 @@ export function createPagesProcessor(ingest: Ingest) {
     let chunks = 0
     let writes = 0
     let embedding = data.embed
+    // What the sync chose: each chunk is embedded with its document prefix, and the write checks
+    // under the lock that the table still records it (a first write records both prefixes).
+    const prefixes = jobPrefixes(data.embed)
+    const input = documentInput(prefixes.document)
 
     // The pages converted since the last write, their rows and the storage bytes they came from.
     type Pending = { pages: string[]; rows: Row[]; bytes: number; lookups: Map<string, Lookups> }
@@ -107,7 +112,7 @@ export function createPagesProcessor(ingest: Ingest) {
       if (pages.length === 0) return true
       lap('convert')
       if (embedding !== null) {
-        const vectors = await ingest.embedder.embed(rows.map(embedText), embedding.model)
+        const vectors = await ingest.embedder.embed(rows.map(input), embedding.model)
         if (vectors === null) {
           log.warn(
             { model: embedding.model },
@@ -124,7 +129,7 @@ export function createPagesProcessor(ingest: Ingest) {
         }
       }
       lap('embed')
-      const stored = await ingest.store.replacePages(spec.id, pages, rows, registered)
+      const stored = await ingest.store.replacePages(spec.id, pages, rows, registered, prefixes)
       if (stored.refused === true) return false
       // What each page read from the catalog, so a page it links to changing converts it again.
       await saveLookups(ingest.redis, spec.id, lookups)

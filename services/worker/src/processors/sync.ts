@@ -1,11 +1,12 @@
 import {
   addToRun,
+  configuredEmbedSetup,
   defaultJobOptions,
+  embeddingInForce,
   getSource,
   JobName,
   jobId,
   maintainJobOptions,
-  modelInForce,
   type PagesJobData,
   RUN_TTL_S,
   readRun,
@@ -14,6 +15,7 @@ import {
   type SyncJobData,
   type SyncResult,
   sameEmbedModel,
+  sameEmbedSetup,
   syncLockKey,
   updateSource,
 } from '@confluence-bot/shared'
@@ -29,7 +31,9 @@ import {
   saveCatalog,
 } from '../ingest/catalog.ts'
 import type { Ingest } from '../ingest/context.ts'
-import { embedText } from '../ingest/rows.ts'
+import { jobEmbedding, jobPrefixes } from '../ingest/embedding.ts'
+import { documentInput } from '../ingest/rows.ts'
+import type { Embedding } from '../store/chunks.ts'
 import type { ProcessorDeps } from '../worker.ts'
 import { type BatchPage, reportProgress } from './pages.ts'
 import { deleteRefusal, planSync, type RestampPage, splitRestamp } from './sync-plan.ts'
@@ -100,29 +104,37 @@ export function createSyncProcessor(ingest: Ingest) {
     if ((await ingest.redis.get(key)) === job.id) await ingest.redis.del(key)
   }
 
-  async function chooseEmbedding(): Promise<{ model: string; dim: number } | null> {
+  async function chooseEmbedding(): Promise<Embedding | null> {
     const recorded = await ingest.store.embedding()
-    // The table's model while a live worker names it (a rolling update switches once, at its end).
-    const model = await modelInForce(
+    // The table's setup (model and prefixes) while a live worker names it: a rolling update
+    // switches once, at its end.
+    const setup = await embeddingInForce(
       ingest.redis,
-      recorded?.model ?? null,
-      ingest.config.EMBED_MODEL,
+      recorded,
+      configuredEmbedSetup(ingest.config),
     )
-    // The table says which model made its vectors: same model (as Ollama reads names: `embed`
-    // is `embed:latest`), no probe call needed, and the table's spelling stays.
-    if (recorded !== null && sameEmbedModel(recorded.model, model)) return recorded
+    // The table says how its vectors were made: the same setup (models compared as Ollama reads
+    // names: `embed` is `embed:latest`), no probe call needed.
+    if (recorded !== null && sameEmbedSetup(recorded, setup)) return recorded
+    // New prefixes for the same model keep the table's spelling of its name.
+    const model =
+      recorded !== null && sameEmbedModel(recorded.model, setup.model)
+        ? recorded.model
+        : setup.model
     const dim = await ingest.embedder.dimension(model)
-    // Not reachable (not pulled yet, Ollama down): the table's model, if any, carries on until
+    // Not reachable (not pulled yet, Ollama down): the table's setup, if any, carries on until
     // the new one answers, rather than leaving every changed page without vectors.
     if (dim === null) return recorded
-    // A new model (or the first one): the table drops the old vectors, never mixing two models;
-    // the pages keep their text, and one upkeep job gives every source's chunks new vectors
-    // (this sync's finish step fills its own source's as well).
-    const changed = await ingest.store.useEmbedding(model, dim)
+    // A new model or document prefix (or the first model): the table drops the old vectors,
+    // never mixing two kinds; the pages keep their text, and one upkeep job gives every source's
+    // chunks new vectors (this sync's finish step fills its own source's as well). A new query
+    // prefix alone only changes what the table records.
+    const prefixes = { document: setup.documentPrefix, query: setup.queryPrefix }
+    const changed = await ingest.store.useEmbedding(model, dim, prefixes)
     if (changed === 'replaced' || changed === 'added') {
       await ingest.queues.sync.add(JobName.refill, {}, refillJobOptions())
     }
-    return { model, dim }
+    return { model, dim, documentPrefix: setup.documentPrefix, queryPrefix: setup.queryPrefix }
   }
 
   /**
@@ -146,14 +158,17 @@ export function createSyncProcessor(ingest: Ingest) {
         await ingest.store.restampChunks(moved)
         continue
       }
-      // The table's model, which this sync chose (or keeps); null while it cannot be reached.
-      const vectors = await ingest.embedder.embed(moved.map(embedText), recorded.model)
+      // The table's model and document prefix, which this sync chose (or keeps); null while the
+      // model cannot be reached.
+      const input = documentInput(recorded.documentPrefix)
+      const vectors = await ingest.embedder.embed(moved.map(input), recorded.model)
       await ingest.store.restampChunks(
         moved.map(({ page_id: _, text: __, ...item }, n) => ({
           ...item,
           vector: vectors?.[n] ?? null,
         })),
         recorded.model,
+        recorded.documentPrefix,
       )
       if (vectors !== null) embedded.push(...new Set(moved.map((row) => row.page_id)))
     }
@@ -170,7 +185,7 @@ export function createSyncProcessor(ingest: Ingest) {
     const run = runKeys(runId)
     await ingest.redis.del(run.counters, run.counted, run.errors)
     const crawlId = Date.now().toString(36)
-    const embed = await chooseEmbedding()
+    const embed = jobEmbedding(await chooseEmbedding())
 
     const source = await ingest.openSource(spec)
     const listed: PageRef[] = []
@@ -311,15 +326,19 @@ export function createSyncProcessor(ingest: Ingest) {
     const embeddedPages = new Set<string>()
     const embed = data.embed ?? null
     if (embed !== null) {
+      // Only while the table still records the setup the crawl chose (a sync that changed it
+      // since fills these rows, or the refill does).
+      const prefix = jobPrefixes(embed).document
       const current = await ingest.store.embedding()
-      while (current?.model === embed.model) {
+      while (current?.model === embed.model && current.documentPrefix === prefix) {
         const rows = await ingest.store.rowsWithoutVectors(data.source_id, 256)
         if (rows.length === 0) break
-        const vectors = await ingest.embedder.embed(rows.map(embedText), embed.model)
+        const vectors = await ingest.embedder.embed(rows.map(documentInput(prefix)), embed.model)
         if (vectors === null) break
         await ingest.store.setVectors(
           embed.model,
           rows.map((row, i) => ({ chunk_id: row.chunk_id, vector: vectors[i] as Float32Array })),
+          prefix,
         )
         for (const row of rows) embeddedPages.add(row.page_id)
       }

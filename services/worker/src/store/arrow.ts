@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module'
-import { ChunkColumn, type ChunkRow, EmbedMeta } from '@confluence-bot/shared'
+import { ChunkColumn, type ChunkRow, EmbedMeta, type EmbedSetup } from '@confluence-bot/shared'
 import type { Data, Field, FixedSizeList, List, Schema, Table, Utf8 } from 'apache-arrow'
 
 // @lancedb/lancedb is CommonJS and checks Arrow objects with instanceof against the CommonJS
@@ -8,14 +8,18 @@ import type { Data, Field, FixedSizeList, List, Schema, Table, Utf8 } from 'apac
 // Arrow from the build LanceDB itself uses.
 export const arrow = createRequire(import.meta.url)('apache-arrow') as typeof import('apache-arrow')
 
-export type Embedding = { model: string; dim: number }
+/**
+ * What the vector column holds: vectors of `dim` values from `model`, each made from a chunk
+ * with `documentPrefix` before it; a query is embedded with `queryPrefix` before it to match.
+ */
+export type Embedding = EmbedSetup & { dim: number }
 
 /** A row as written: its vector, if any, is from the table's recorded model and dimension. */
 export type WriteRow = Omit<ChunkRow, 'vector'> & { vector: ArrayLike<number> | null }
 
 const utf8 = () => new arrow.Utf8()
 
-/** The nullable vector column for one embedding model; its metadata names the model too. */
+/** The nullable vector column for one embedding setup; its metadata records it too. */
 export function vectorField(embedding: Embedding): Field {
   return new arrow.Field(
     ChunkColumn.vector,
@@ -29,6 +33,8 @@ export const embeddingMetadata = (embedding: Embedding) =>
   new Map([
     [EmbedMeta.model, embedding.model],
     [EmbedMeta.dim, String(embedding.dim)],
+    [EmbedMeta.documentPrefix, embedding.documentPrefix],
+    [EmbedMeta.queryPrefix, embedding.queryPrefix],
   ])
 
 /** The table schema: ChunkRow's columns, the vector column only when a model is known. */
@@ -58,12 +64,20 @@ export function chunkSchema(embedding: Embedding | null): Schema {
   return new arrow.Schema([...fields, vectorField(embedding)], embeddingMetadata(embedding))
 }
 
-/** The embedding a schema records, or null (no vector column, or one nobody described). */
+/**
+ * The embedding a schema records, or null (no vector column, or one nobody described). A table
+ * written before prefixes were recorded has no prefix keys: its vectors were made without one.
+ */
 export function schemaEmbedding(schema: Schema): Embedding | null {
   const field = schema.fields.find((f) => f.name === ChunkColumn.vector)
   const model = schema.metadata.get(EmbedMeta.model)
   if (field === undefined || model === undefined) return null
-  return { model, dim: (field.type as FixedSizeList).listSize }
+  return {
+    model,
+    dim: (field.type as FixedSizeList).listSize,
+    documentPrefix: schema.metadata.get(EmbedMeta.documentPrefix) ?? '',
+    queryPrefix: schema.metadata.get(EmbedMeta.queryPrefix) ?? '',
+  }
 }
 
 // Columns are assembled from typed arrays rather than through LanceDB's row-object conversion:

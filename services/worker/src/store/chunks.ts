@@ -3,6 +3,7 @@ import {
   CHUNKS_TABLE,
   ChunkColumn,
   type ChunkRow,
+  type EmbedPrefixes,
   rowChunkId,
   sqlString,
   sqlStringList,
@@ -27,7 +28,10 @@ import {
 // lock: LanceDB commits are optimistic and concurrent writers conflict), read by anyone without
 // the lock. The table never mixes embedding models: its schema metadata records the model and
 // dimension of the vector column, and a row's vector is either from that model or null (its
-// embed_model says which, so no read has to touch the vectors to know).
+// embed_model says which, so no read has to touch the vectors to know). The metadata also
+// records the document prefix every vector was made with and the query prefix that matches
+// them: a vector made with another document prefix is never stored, and a new document prefix
+// resets the vectors just as a new model does.
 
 export type { Embedding } from './arrow.ts'
 
@@ -109,22 +113,31 @@ export type MaintainReport = {
 
 /**
  * - 'deferred': no table yet; it is created with this model's vector column.
- * - 'unchanged': the table already records this model and dimension.
+ * - 'unchanged': the table already records this model, dimension and both prefixes.
  * - 'added': the table had no vector column; an all-null one now records the model.
- * - 'replaced': another model's vectors were dropped; an all-null column records the new one.
+ * - 'replaced': vectors of another model or document prefix were dropped; an all-null column
+ *   records the new setup.
+ * - 'relabelled': only the query prefix changed: the metadata records the new one, vectors kept.
  */
-export type UseEmbeddingResult = 'deferred' | 'unchanged' | 'added' | 'replaced'
+export type UseEmbeddingResult = 'deferred' | 'unchanged' | 'added' | 'replaced' | 'relabelled'
+
+/** No prefix on either side: how vectors were made before prefixes existed. */
+const NO_PREFIXES: EmbedPrefixes = { query: '', document: '' }
 
 export type ChunkStore = {
-  /** The model and dimension the table records (before the table exists: what it will record). */
+  /**
+   * The model, dimension and prefixes the table records (before the table exists: what it will
+   * record).
+   */
   embedding(): Promise<Embedding | null>
-  useEmbedding(model: string, dim: number): Promise<UseEmbeddingResult>
+  /** Makes the table record this setup (prefixes: none by default); see UseEmbeddingResult. */
+  useEmbedding(model: string, dim: number, prefixes?: EmbedPrefixes): Promise<UseEmbeddingResult>
   /** page_id → what the index holds, for one source (reads no vectors). */
   pageVersions(sourceId: string): Promise<Map<string, IndexedPage>>
   /**
    * Makes the chunks of `pageIds` (and of any page a row belongs to) exactly `rows`, in one
    * commit: chunks a page no longer has are deleted, a listed page without rows is removed.
-   * Vectors not from the recorded model are stored as null. Idempotent.
+   * Vectors not from the recorded model and document prefix are stored as null. Idempotent.
    */
   replacePages(
     sourceId: string,
@@ -132,6 +145,8 @@ export type ChunkStore = {
     rows: ChunkRow[],
     /** Checked under the lock before anything is written; false refuses the write. */
     guard?: WriteGuard,
+    /** What the rows' vectors were made with (and what a query pairs with): none by default. */
+    prefixes?: EmbedPrefixes,
   ): Promise<ReplaceResult>
   /** Rows deleted. */
   deletePages(sourceId: string, pageIds: readonly string[]): Promise<number>
@@ -143,10 +158,11 @@ export type ChunkStore = {
   pageChunks(sourceId: string, pageIds: readonly string[]): Promise<StoredChunk[]>
   /**
    * Rewrites breadcrumb and labels of stored chunks in one commit, text and vectors kept. With
-   * `model` (the recorded one), each item's `vector` replaces the chunk's (null: none until the
-   * fill). Chunks gone meanwhile are skipped; returns how many were rewritten.
+   * `model` and `documentPrefix` (the recorded ones, else it throws), each item's `vector`
+   * replaces the chunk's (null: none until the fill). Chunks gone meanwhile are skipped;
+   * returns how many were rewritten.
    */
-  restampChunks(items: readonly Restamp[], model?: string): Promise<number>
+  restampChunks(items: readonly Restamp[], model?: string, documentPrefix?: string): Promise<number>
   /** Chunks of every source that have no vector yet. */
   countWithoutVectors(): Promise<number>
   /** `filter` is a LanceDB SQL predicate; build literals with sqlString. */
@@ -160,9 +176,10 @@ export type ChunkStore = {
   ): Promise<StoredChunk[]>
   /**
    * Sets the vectors of chunks that still have none; returns how many it set. Throws when
-   * `model` is not the recorded one (the model changed since these vectors were made).
+   * `model` or `documentPrefix` (none by default) is not the recorded one (the setup changed
+   * since these vectors were made).
    */
-  setVectors(model: string, items: readonly VectorItem[]): Promise<number>
+  setVectors(model: string, items: readonly VectorItem[], documentPrefix?: string): Promise<number>
   /** Builds missing indices, then compacts, updates indices and removes old versions. */
   maintain(options?: { force?: boolean }): Promise<MaintainReport>
   close(): Promise<void>
@@ -176,6 +193,12 @@ const STORED_COLUMNS = Object.values(ChunkColumn).filter((c) => c !== ChunkColum
 const HAS_VECTOR = `${ChunkColumn.embedModel} != ''`
 const NO_VECTOR = `${ChunkColumn.embedModel} = ''`
 const bySource = (sourceId: string) => `${ChunkColumn.sourceId} = ${sqlString(sourceId)}`
+
+/** Vectors made with another document prefix than the table's: the prefix changed meanwhile. */
+const prefixMismatch = (recorded: Embedding) =>
+  new Error(
+    `vectors cannot be stored: the table's vectors are made with the document prefix ${JSON.stringify(recorded.documentPrefix)}`,
+  )
 
 /** Chunks matching `where` (up to `limit`), without their vectors. */
 async function storedChunks(t: Table, where: string, limit?: number): Promise<StoredChunk[]> {
@@ -214,7 +237,22 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
   ): Promise<UseEmbeddingResult> {
     const schema = await t.schema()
     const current = schemaEmbedding(schema)
-    if (current?.model === want.model && current.dim === want.dim) return 'unchanged'
+    const metadata = new Map([...schema.metadata, ...embeddingMetadata(want)])
+    const same =
+      current?.model === want.model &&
+      current.dim === want.dim &&
+      current.documentPrefix === want.documentPrefix
+    if (same) {
+      if (current.queryPrefix === want.queryPrefix) return 'unchanged'
+      // Vectors made the same way: only what a query must be given changes. A one-field-less
+      // schema merges the table's metadata keys; the vector field's copy follows.
+      await t.addColumns(new arrow.Schema([], metadata))
+      await t.updateFieldMetadata([
+        { path: ChunkColumn.vector, metadata: Object.fromEntries(embeddingMetadata(want)) },
+      ])
+      log.info({ from: current, to: want }, 'embedding query prefix changed: vectors kept')
+      return 'relabelled'
+    }
     const hasColumn = schema.fields.some((f) => f.name === ChunkColumn.vector)
     // Rows stop claiming a vector first: should this stop half-way, no row says it has a vector
     // of either model, and the next useEmbedding() finishes the change.
@@ -226,28 +264,41 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
     if (hasColumn) await t.dropColumns([ChunkColumn.vector])
     signal.throwIfAborted()
     // A one-field schema adds the column (all null) and replaces the table's metadata keys.
-    const metadata = new Map([...schema.metadata, ...embeddingMetadata(want)])
     await t.addColumns(new arrow.Schema([vectorField(want)], metadata))
     log.info(
       { from: current, to: want },
-      hasColumn ? 'embedding model changed: vectors reset' : 'vector column added',
+      hasColumn
+        ? 'embedding model or document prefix changed: vectors reset'
+        : 'vector column added',
     )
     return hasColumn ? 'replaced' : 'added'
   }
 
-  /** The table, created on first write; applies a deferred useEmbedding(). Under the lock. */
   /**
    * The table to write to, created if need be: with the model this process's sync chose, else
-   * with the one the rows' vectors come from (the sync that chose it ran in another worker).
+   * with the one the rows' vectors come from and their prefixes (the sync that chose them ran in
+   * another worker). Applies a deferred useEmbedding(). Under the lock.
    */
-  async function writableTable(signal: AbortSignal, rows: readonly ChunkRow[]): Promise<Table> {
+  async function writableTable(
+    signal: AbortSignal,
+    rows: readonly ChunkRow[],
+    prefixes: EmbedPrefixes,
+  ): Promise<Table> {
     const existing = await openTable()
     const want = deferred
     deferred = null
     if (existing === null) {
       const made = rows.find((row) => row.vector !== null)
       const embedding =
-        want ?? (made === undefined ? null : { model: made.embed_model, dim: made.vector?.length })
+        want ??
+        (made === undefined
+          ? null
+          : {
+              model: made.embed_model,
+              dim: made.vector?.length,
+              documentPrefix: prefixes.document,
+              queryPrefix: prefixes.query,
+            })
       table = await db.createEmptyTable(CHUNKS_TABLE, chunkSchema(embedding as Embedding | null), {
         mode: 'create',
         existOk: true,
@@ -283,18 +334,19 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       return schemaEmbedding(await t.schema())
     },
 
-    async useEmbedding(model, dim) {
+    async useEmbedding(model, dim, prefixes = NO_PREFIXES) {
       if (model === '' || !Number.isInteger(dim) || dim <= 0) {
         throw new TypeError(`invalid embedding model "${model}" of dimension ${dim}`)
       }
+      const want = { model, dim, documentPrefix: prefixes.document, queryPrefix: prefixes.query }
       return locked(async (signal) => {
         const t = await openTable()
         if (t === null) {
-          deferred = { model, dim }
+          deferred = want
           return 'deferred'
         }
         deferred = null
-        return applyEmbedding(t, { model, dim }, signal)
+        return applyEmbedding(t, want, signal)
       })
     },
 
@@ -327,7 +379,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       return pages
     },
 
-    async replacePages(sourceId, pageIds, rows, guard) {
+    async replacePages(sourceId, pageIds, rows, guard, prefixes = NO_PREFIXES) {
       const { pages, ids } = validateRows(sourceId, rows)
       for (const id of pageIds) pages.add(id)
       if (pages.size === 0) return { inserted: 0, updated: 0, deleted: 0 }
@@ -341,7 +393,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
           const deleted = t === null ? 0 : (await t.delete(scope)).numDeletedRows
           return { inserted: 0, updated: 0, deleted }
         }
-        const t = await writableTable(signal, rows)
+        const t = await writableTable(signal, rows, prefixes)
         const schema = await t.schema()
         const recorded = schemaEmbedding(schema)
         let dropped = 0
@@ -350,7 +402,8 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
           const keep =
             recorded !== null &&
             row.embed_model === recorded.model &&
-            row.vector.length === recorded.dim
+            row.vector.length === recorded.dim &&
+            prefixes.document === recorded.documentPrefix
           if (keep) return row
           dropped++
           return { ...row, vector: null, embed_model: '' }
@@ -358,7 +411,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
         if (dropped > 0) {
           log.warn(
             { dropped, recorded },
-            'vectors not from the recorded embedding model were stored as null',
+            'vectors not from the recorded embedding model and document prefix were stored as null',
           )
         }
         // Deleting through the merge makes it scan the whole table (about 1 s per 1000-row
@@ -473,7 +526,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       return storedChunks(t, where)
     },
 
-    async restampChunks(items, model) {
+    async restampChunks(items, model, documentPrefix = '') {
       if (items.length === 0) return 0
       return locked(async () => {
         // The chunks were read from it: the table exists.
@@ -487,6 +540,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
               `vectors of ${model} cannot be stored: the table records ${recorded?.model ?? 'no embedding model'}`,
             )
           }
+          if (recorded.documentPrefix !== documentPrefix) throw prefixMismatch(recorded)
           names.push(ChunkColumn.embedModel, ChunkColumn.vector)
         }
         const fields = names.map((name) => schema.fields.find((f) => f.name === name) as Field)
@@ -522,7 +576,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       return storedChunks(t, `${NO_VECTOR}${scope}${others}`, limit)
     },
 
-    async setVectors(model, items) {
+    async setVectors(model, items, documentPrefix = '') {
       if (items.length === 0) return 0
       return locked(async () => {
         const t = await openTable()
@@ -534,6 +588,7 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
             `vectors of ${model} cannot be stored: the table records ${recorded?.model ?? 'no embedding model'}`,
           )
         }
+        if (recorded.documentPrefix !== documentPrefix) throw prefixMismatch(recorded)
         // Last item wins for a repeated chunk id (a merge must not match a row twice).
         const vectors = new Map(items.map((item) => [item.chunk_id, item.vector]))
         for (const [id, vector] of vectors) {
