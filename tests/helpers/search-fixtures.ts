@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { StandInPage } from './confluence-stand-in.ts'
+import { ingestRig, querypieSpace } from './ingest.ts'
 
 // The retrieval fixtures: an English engineering space written for these tests (a fictional
 // Platform team's runbooks, onboarding, architecture, API rules…) and the question set that
@@ -48,4 +49,26 @@ export const QUESTIONS_FILE = fileURLToPath(new URL('questions.json', DIR))
 /** The question set: English questions over `englishSpace()`, Korean over `querypieSpace()`. */
 export function searchQuestions(): Question[] {
   return JSON.parse(readFileSync(QUESTIONS_FILE, 'utf8')) as Question[]
+}
+
+/** Length of the stand-in's vectors for retrieval tests: room for the lexical embedding. */
+export const EVAL_DIMENSION = 256
+
+/**
+ * An index of the querypie pages and the English space built by the real pipeline (a worker
+ * syncs both spaces from the Confluence stand-in, embedding through the Ollama stand-in), then
+ * maintained so the full-text index exists. Null without ../shared (no querypie pages).
+ */
+export async function evalIndex(t: { teardown(fn: () => unknown): void }) {
+  const querypie = querypieSpace()
+  if (querypie === null) return null
+  const rig = await ingestRig(t, {
+    pages: [...querypie, ...englishSpace()],
+    ollama: { embedDimension: EVAL_DIMENSION },
+  })
+  const { ingest } = await rig.startWorker()
+  const run = await rig.waitFor(await rig.enqueue(await rig.register()), 180_000)
+  if (run.state !== 'completed') throw new Error(`the sync failed: ${run.failedReason}`)
+  await ingest.ingest.store.maintain({ force: true })
+  return rig
 }

@@ -2,6 +2,7 @@
 // writer builds with and the reader queries with, and the read side (search) used by the api,
 // the CLI and the bench.
 export { lancedbConnect } from './connect.ts'
+export * from './eval.ts'
 export { filterSql, matchesNothing, normaliseTime, SearchRequestError } from './filters.ts'
 export { FTS_INDEX_OPTIONS, ftsIndex, ftsIndexCurrent } from './fts.ts'
 export * from './grounding.ts'
