@@ -12,6 +12,9 @@ const GATEWAY = [
   'GET /api/health',
   'GET /api/health/live',
   'GET /admin/config',
+  'GET /api/conversations',
+  'GET /api/conversations/{id}',
+  'DELETE /api/conversations/{id}',
 ]
 const INGESTION = [
   'POST /api/sources',

@@ -23,6 +23,7 @@ const EXPORT_UPLOAD_LIMIT = 16 * 1024
 // A source host the check lets through without DNS (nothing ever connects to it here).
 const SOURCE_HOST = 'confluence.invalid'
 const UNKNOWN_SOURCE = 'src_000000000000'
+const UNKNOWN_CONVERSATION = `conv_${'A'.repeat(22)}`
 
 type Json = Record<string, unknown>
 type DocumentedResponse = { content?: Record<string, { schema?: { $ref?: string } }> }
@@ -639,6 +640,64 @@ const CASES: Record<string, Case> = {
       },
     ],
   },
+  'GET /api/conversations 400': {
+    probes: () => [
+      { what: 'a limit of 0', method: 'GET', path: '/api/conversations?limit=0', key: reader },
+    ],
+  },
+  'GET /api/conversations 503': {
+    probes: () => [
+      {
+        what: 'Redis is down',
+        world: 'down',
+        method: 'GET',
+        path: '/api/conversations',
+        key: reader,
+        error: 'redis_unavailable',
+      },
+    ],
+  },
+  ...Object.fromEntries(
+    (['GET', 'DELETE'] as const).flatMap((method) => [
+      [
+        `${method} /api/conversations/{id} 400`,
+        {
+          probes: () => [
+            { what: 'a malformed id', method, path: '/api/conversations/nope', key: reader },
+          ],
+        },
+      ],
+      [
+        `${method} /api/conversations/{id} 404`,
+        {
+          probes: () => [
+            {
+              what: 'an unknown conversation',
+              method,
+              path: `/api/conversations/${UNKNOWN_CONVERSATION}`,
+              key: reader,
+              error: 'conversation_not_found',
+            },
+          ],
+        },
+      ],
+      [
+        `${method} /api/conversations/{id} 503`,
+        {
+          probes: () => [
+            {
+              what: 'Redis is down',
+              world: 'down' as const,
+              method,
+              path: `/api/conversations/${UNKNOWN_CONVERSATION}`,
+              key: reader,
+              error: 'redis_unavailable',
+            },
+          ],
+        },
+      ],
+    ]),
+  ),
 }
 
 /** A path of the document with its parameters filled in (the key is checked before them). */

@@ -34,8 +34,14 @@ export type ConversationSummary = {
   message_count: number
 }
 
+/** A message as load() reads it back: always stamped. */
+export type ConversationMessage = Omit<StoredMessage, 'created_at' | 'sources'> & {
+  created_at: string
+  sources?: StoredSource[]
+}
+
 export type Conversation = Omit<ConversationSummary, 'message_count'> & {
-  messages: (StoredMessage & { created_at: string })[]
+  messages: ConversationMessage[]
 }
 
 export interface Conversations {

@@ -67,6 +67,10 @@ async function docs(fastify: FastifyInstance) {
       },
       tags: [
         { name: 'chat', description: 'Answers from the model' },
+        {
+          name: 'conversations',
+          description: 'Chat history kept per API key (CONVERSATION_TTL_S, CONVERSATION_MAX_TURNS)',
+        },
         { name: 'models', description: 'Models on the Ollama server' },
         { name: 'health', description: 'Readiness and liveness' },
         { name: 'sources', description: 'Confluence sources, their syncs and jobs (admin key)' },

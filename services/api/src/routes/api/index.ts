@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import chat from './chat.ts'
+import conversations from './conversations.ts'
 import generate from './generate.ts'
 import health from './health.ts'
 import jobs from './jobs.ts'
@@ -16,6 +17,7 @@ export default async function api(fastify: FastifyInstance) {
   await fastify.register(async (readers) => {
     readers.addHook('onRequest', readers.requireRole('reader'))
     await readers.register(chat)
+    await readers.register(conversations)
     await readers.register(generate)
     await readers.register(models)
   })
