@@ -4,7 +4,7 @@
 export { lancedbConnect } from './connect.ts'
 export * from './eval.ts'
 export { filterSql, matchesNothing, normaliseTime, SearchRequestError } from './filters.ts'
-export { FTS_INDEX_OPTIONS, ftsIndex, ftsIndexCurrent } from './fts.ts'
+export { FTS_INDEX_OPTIONS, ftsIndex, ftsIndexCurrent, ftsIndexStale } from './fts.ts'
 export * from './grounding.ts'
 export {
   DEFAULT_QUERY_EMBED_TIMEOUT_MS,

@@ -1,4 +1,4 @@
-import { lancedbConnect } from '@confluence-bot/index'
+import { ftsIndex, ftsIndexStale, lancedbConnect } from '@confluence-bot/index'
 import {
   CHUNKS_TABLE,
   ChunkColumn,
@@ -628,7 +628,9 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
             log.info({ column, kind }, 'index built')
             signal.throwIfAborted()
           }
-          await ensure(ChunkColumn.text, 'fts', Index.fts())
+          // The tokenizer search measured (fts.ts); an index built with another is rebuilt.
+          if (await ftsIndexStale(t)) indexed.delete(ChunkColumn.text)
+          await ensure(ChunkColumn.text, 'fts', ftsIndex())
           // Filters by source (sync, deletes) and by space (search) read a bitmap instead of
           // scanning the column: about half the time of a 1000-row merge at 100k rows.
           await ensure(ChunkColumn.sourceId, 'bitmap', Index.bitmap())
