@@ -16,20 +16,21 @@ import { startRedis } from '../helpers/redis.ts'
 const ALICE = '0123456789abcdef'
 const BOB = 'fedcba9876543210'
 
-const source = (n: number): StoredSource => ({
-  n,
-  title: `Page ${n}`,
-  url: `https://wiki.example/p/${n}#s`,
-  space: 'ENG',
-  updated_at: '2026-01-01T00:00:00.000Z',
-  score: 0.5,
-  snippet: `snippet ${n}`,
-  cited: n === 1,
-  breadcrumb: 'Home > Page',
-  heading_path: 'Setup',
-  page_id: String(n),
-  chunk_id: `${n}:0`,
-})
+const source = (n: number) =>
+  ({
+    n,
+    title: `Page ${n}`,
+    url: `https://wiki.example/p/${n}#s`,
+    space: 'ENG',
+    updated_at: '2026-01-01T00:00:00.000Z',
+    score: 0.5,
+    snippet: `snippet ${n}`,
+    cited: n === 1,
+    breadcrumb: 'Home > Page',
+    heading_path: 'Setup',
+    page_id: String(n),
+    chunk_id: `${n}:0`,
+  }) as StoredSource
 
 t.test('conversations store', async (t) => {
   const redis = await startRedis()
