@@ -22,10 +22,17 @@ const row = { chunk_id: 's:p:0', page_id: 'p', breadcrumb: 'A', text: 'x' }
 const sources = ['src_00000000000a', 'src_00000000000b']
 const syncing = new Set<string>()
 const excluded: unknown[] = []
+const inputs: string[] = []
+const stored: string[] = []
 
-const ingestWith = (recorded: string, vectors: Float32Array[] | null) =>
+/** The worker runs `embed` with no prefixes configured (an unknown model: none by default). */
+const ingestWith = (recorded: string, vectors: Float32Array[] | null, documentPrefix = '') =>
   ({
-    config: { EMBED_MODEL: 'embed' } as WorkerConfig,
+    config: {
+      EMBED_MODEL: 'embed',
+      EMBED_QUERY_PREFIX: '',
+      EMBED_DOCUMENT_PREFIX: '',
+    } as WorkerConfig,
     redis: {
       hvals: async () =>
         sources.map((id) => JSON.stringify({ id, name: id, created_at: '2026-01-01T00:00:00Z' })),
@@ -33,15 +40,23 @@ const ingestWith = (recorded: string, vectors: Float32Array[] | null) =>
       zrangebyscore: async () => [],
     },
     store: {
-      embedding: async () => ({ model: recorded, dim: 2 }),
+      embedding: async () => ({ model: recorded, dim: 2, documentPrefix, queryPrefix: 'q: ' }),
       countWithoutVectors: async () => 1,
       rowsWithoutVectors: async (_source: unknown, _limit: unknown, except: unknown) => {
         excluded.push(except)
         return excluded.length > 1 ? [] : [row]
       },
-      setVectors: async () => 1,
+      setVectors: async (_model: string, _items: unknown, prefix: string) => {
+        stored.push(prefix)
+        return 1
+      },
     },
-    embedder: { embed: async () => vectors },
+    embedder: {
+      embed: async (texts: string[]) => {
+        inputs.push(...texts)
+        return vectors
+      },
+    },
   }) as never as Ingest
 
 t.test('a table recording another model is left to its next sync', async (t) => {
@@ -50,6 +65,20 @@ t.test('a table recording another model is left to its next sync', async (t) => 
   t.same(result, { filled: 0, remaining: 1 })
   t.same(progress, [{ filled: 0, remaining: 1 }])
 })
+
+t.test(
+  'a table whose vectors carry another document prefix is left to its next sync',
+  async (t) => {
+    inputs.length = 0
+    const { job: j, progress } = job()
+    const result = await createRefillProcessor(ingestWith('embed', [], 'passage: '))(j, {
+      log,
+    } as never)
+    t.same(result, { filled: 0, remaining: 1 })
+    t.same(progress, [{ filled: 0, remaining: 1 }])
+    t.same(inputs, [], 'nothing embedded')
+  },
+)
 
 t.test('an unreachable model fails the attempt', async (t) => {
   const { job: j } = job()
@@ -60,6 +89,7 @@ t.test('an unreachable model fails the attempt', async (t) => {
 
 t.test('a source whose sync is under way is left to that sync', async (t) => {
   excluded.length = 0
+  inputs.length = 0
   syncing.add(syncLockKey('src_00000000000b'))
   t.teardown(() => syncing.clear())
   const { job: j } = job()
@@ -68,4 +98,8 @@ t.test('a source whose sync is under way is left to that sync', async (t) => {
   } as never)
   t.same(result, { filled: 1, remaining: 0 })
   t.same(excluded, [['src_00000000000b'], ['src_00000000000b']], 'its rows are not asked for')
+  // Another query prefix than the table's makes the same vectors: the refill goes on, with the
+  // table's document prefix.
+  t.same(inputs, ['A\n\nx'])
+  t.same(stored, [''])
 })
