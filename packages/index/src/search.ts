@@ -177,8 +177,11 @@ function cosine(a: Float32Array, b: ArrayLike<number>): number {
     na += x * x
     nb += y * y
   }
-  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb)
+  return dot / Math.sqrt(na * nb)
 }
+
+/** A zero vector has no direction: LanceDB's cosine distance is NaN; it is similar to nothing. */
+const similarityOf = (value: number) => (Number.isNaN(value) ? 0 : value)
 
 /** An Arrow record batch of a leg's row ids and scores in rank order, for the reranker. */
 function rankBatch(rows: readonly Row[], column: '_distance' | '_score'): RecordBatch {
@@ -322,7 +325,7 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
     where: string | undefined,
     n: number,
   ): Promise<{ ranked: Candidate[]; more: boolean }> {
-    const similarity = (row: Row) => 1 - (row._distance as number)
+    const similarity = (row: Row) => similarityOf(1 - (row._distance as number))
     if (mode === 'vector') {
       const rows = await vectorLeg(t, vector as Float32Array, where, n)
       const ranked = rows.map((row) => ({
@@ -382,8 +385,9 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       .toArray()
     const vectors = new Map(rows.map((row) => [row[ChunkColumn.chunkId], row[ChunkColumn.vector]]))
     for (const hit of missing) {
+      // null: the chunk has no vector yet (or is gone since the legs ran).
       const stored = vectors.get(hit.row[ChunkColumn.chunkId]) as ArrayLike<number> | null
-      if (stored !== null && stored !== undefined) hit.similarity = cosine(vector, stored)
+      if (stored) hit.similarity = similarityOf(cosine(vector, stored))
     }
   }
 

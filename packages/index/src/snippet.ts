@@ -5,6 +5,8 @@
 // boundary as Intl.Segmenter sees it in any script.
 
 export const SNIPPET_CHARS = 200
+// Characters before the cut searched for the word boundary it moves back to.
+const SLACK = 40
 
 /** Markdown as the text a reader sees. */
 export function plainText(markdown: string): string {
@@ -65,7 +67,10 @@ export function snippet(markdown: string, query: string, max = SNIPPET_CHARS): s
   const at = Math.max(0, firstMatch(text.toLowerCase(), queryTerms(query)))
   // A little context before the term, the rest after it.
   const want = Math.max(0, Math.min(at - Math.floor(max / 4), text.length - max))
-  const edges = boundaries(text)
+  // Word boundaries of a window around the cut only: segmenting a whole chunk for each hit
+  // would cost more than the search.
+  const from = Math.max(0, want - SLACK)
+  const edges = boundaries(text.slice(from, want + max + SLACK)).map((b) => b + from)
   const start = edges.filter((b) => b <= want).at(-1) as number
   const edge = edges.filter((b) => b <= start + max).at(-1) as number
   // One "word" longer than the whole snippet (a long URL) is cut where the snippet ends.
