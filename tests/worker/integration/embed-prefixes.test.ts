@@ -1,6 +1,7 @@
 import { lancedbConnect } from '@confluence-bot/index'
 import {
   CHUNKS_TABLE,
+  claimEmbedModel,
   EMBED_CLAIM_MS,
   EmbedMeta,
   embedModelsKey,
@@ -8,6 +9,7 @@ import {
   QUEUE_PREFIX,
   QueueName,
   syncJobOptions,
+  withdrawEmbedModel,
 } from '@confluence-bot/shared'
 import { Queue } from 'bullmq'
 import t, { type Test } from 'tap'
@@ -250,6 +252,75 @@ t.test('a finish step whose crawl chose another document prefix fills nothing', 
   await filled(rig)
   t.same(await madeOtherwise(rig, 'search_document: '), [])
 })
+
+t.test('a batch run by a worker of other prefixes embeds as its crawl chose', async (t) => {
+  const rig = await ingestRig(t, { pages: generatedSpace(8), ollama: { embedDimension: DIM } })
+  const source = await rig.register()
+  // The crawl runs on a worker of the defaults (no table yet: its choice is deferred in that
+  // process); its page batches wait until a worker configured otherwise has taken its place,
+  // so that worker creates the table from the batches' rows.
+  const pagesQueue = new Queue(QueueName.pages, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => pagesQueue.close())
+  await pagesQueue.pause()
+  const first = await rig.startWorker()
+  const id = await rig.enqueue(source)
+  const syncQueue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => syncQueue.close())
+  while ((await syncQueue.getJobState(id)) !== 'waiting-children') {
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  await first.worker.close()
+  await first.ingest.close()
+  await rig.startWorker({ EMBED_DOCUMENT_PREFIX: 'passage: ', EMBED_QUERY_PREFIX: 'query: ' })
+  const from = rig.ollama.requests.length
+  await pagesQueue.resume()
+  const run = await rig.waitFor(id)
+  t.equal(run.state, 'completed', run.failedReason ?? '')
+  t.match(run.progress, { converted: 8, embedded: 8 })
+  t.ok(embedInputs(rig, from).every((input) => input.startsWith('search_document: ')))
+  t.same(await madeOtherwise(rig, 'search_document: '), [])
+  t.same(
+    await recorded(rig),
+    { document: 'search_document: ', query: 'search_query: ' },
+    'the table records the prefixes the vectors were made with, query prefix included',
+  )
+
+  // The next sync on the new worker switches the table to its prefixes and re-embeds.
+  await sync(t, rig, source, 'on the new worker')
+  await filled(rig)
+  t.same(await recorded(rig), { document: 'passage: ', query: 'query: ' })
+  t.same(await madeOtherwise(rig, 'passage: '), [])
+})
+
+t.test(
+  'a rolling update of the document prefix switches once the old workers are gone',
+  async (t) => {
+    const rig = await ingestRig(t, { pages: generatedSpace(5), ollama: { embedDimension: DIM } })
+    const source = await rig.register()
+    const old = await rig.startWorker()
+    await sync(t, rig, source, 'before the update')
+    // Another old worker runs on elsewhere (its claim as a worker of the defaults makes it).
+    const oldSetup = {
+      model: MODEL,
+      documentPrefix: 'search_document: ',
+      queryPrefix: 'search_query: ',
+    }
+    await claimEmbedModel(rig.client, 'old-pod-2', oldSetup)
+    await old.worker.close()
+    await old.ingest.close()
+    await rig.startWorker({ EMBED_DOCUMENT_PREFIX: 'passage: ' })
+    const during = rig.ollama.requests.length
+    await sync(t, rig, source, 'during the update')
+    t.same(await recorded(rig), { document: 'search_document: ', query: 'search_query: ' })
+    t.same(embedInputs(rig, during), [], 'nothing re-embedded while an old worker runs')
+
+    await withdrawEmbedModel(rig.client, 'old-pod-2', oldSetup)
+    await sync(t, rig, source, 'after the update')
+    await filled(rig)
+    t.same(await recorded(rig), { document: 'passage: ', query: 'search_query: ' })
+    t.same(await madeOtherwise(rig, 'passage: '), [])
+  },
+)
 
 t.test('job data carries the chosen prefixes; a job from before prefixes names none', async (t) => {
   const chosen = { model: 'm', dim: 4, documentPrefix: 'd: ', queryPrefix: 'q: ' }
