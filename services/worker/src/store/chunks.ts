@@ -244,12 +244,13 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
       current.documentPrefix === want.documentPrefix
     if (same) {
       if (current.queryPrefix === want.queryPrefix) return 'unchanged'
-      // Vectors made the same way: only what a query must be given changes. A one-field-less
-      // schema merges the table's metadata keys; the vector field's copy follows.
-      await t.addColumns(new arrow.Schema([], metadata))
+      // Vectors made the same way: only what a query must be given changes. The vector field's
+      // copy first, then the table's (what readers go by; a schema without fields merges its
+      // metadata keys into the table's): stopped between the two, the next call does both.
       await t.updateFieldMetadata([
         { path: ChunkColumn.vector, metadata: Object.fromEntries(embeddingMetadata(want)) },
       ])
+      await t.addColumns(new arrow.Schema([], metadata))
       log.info({ from: current, to: want }, 'embedding query prefix changed: vectors kept')
       return 'relabelled'
     }
