@@ -37,7 +37,7 @@ t.test('tokens reach the client as Ollama writes them, not at the end', async (t
   const end = arrivals.at(-1)?.at ?? 0
   t.ok(end - first >= 2 * 100, 'the first token came while later ones were still being generated')
   const lines = ndjson(arrivals.map((a) => a.text).join(''))
-  t.same(lines[0], { sources: [] })
+  t.match(lines[0], { sources: [], conversation_id: /^conv_/ })
   t.match(lines.at(-1), { done: true, usage: { completion_tokens: 3 } })
 })
 

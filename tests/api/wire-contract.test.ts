@@ -145,6 +145,33 @@ const CASES: Record<string, Case> = {
     ],
   },
 
+  'POST /api/search 400': {
+    probes: () => [
+      ...badBodies('/api/search', reader, { query: '' }),
+      {
+        what: 'a time that is not ISO 8601',
+        method: 'POST',
+        path: '/api/search',
+        key: reader,
+        json: { query: 'deploy', updated_after: 'last tuesday' },
+        error: 'validation_failed',
+      },
+    ],
+  },
+  'POST /api/search 503': {
+    probes: () => [
+      {
+        what: 'the index cannot be read',
+        world: 'broken',
+        method: 'POST',
+        path: '/api/search',
+        key: reader,
+        json: { query: 'deploy' },
+        error: 'index_unavailable',
+      },
+    ],
+  },
+
   'POST /api/generate 400': {
     probes: () => badBodies('/api/generate', reader, { prompt: 42 }),
   },
@@ -894,6 +921,8 @@ t.test('every documented error status is answered over a real socket', async (t)
     ...common,
     REDIS_URL: redis.url,
     OLLAMA_URL: await brokenUpstream(t),
+    // An index location under a file: nothing can be read there.
+    LANCEDB_URI: '/dev/null/lancedb',
   })
   // Really down: Ollama's port has nothing listening; Redis was there and has been stopped.
   const down = await listenTestApp(t, {

@@ -26,6 +26,8 @@ export async function testConfig(t: Teardown, env: Env = {}): Promise<ApiConfig>
     REDIS_URL: 'redis://127.0.0.1:1',
     OLLAMA_URL: 'http://127.0.0.1:1',
     OLLAMA_CONNECT_TIMEOUT_MS: '1000',
+    // The gateway tests relay Ollama's answers as they are; grounded-answer tests turn it on.
+    RAG_ENABLED: 'false',
     ...env,
   })
 }

@@ -9,6 +9,7 @@ import Fastify, {
 import { answerClientError } from './lib/client-errors.ts'
 import { OneLineRequestLog } from './lib/request-log.ts'
 import auth from './plugins/app/auth.ts'
+import chunkIndex from './plugins/app/chunk-index.ts'
 import config from './plugins/app/config.ts'
 import conversations from './plugins/app/conversations.ts'
 import errors from './plugins/app/errors.ts'
@@ -22,10 +23,11 @@ import validation from './plugins/app/validation.ts'
 import swagger from './plugins/external/swagger.ts'
 import admin from './routes/admin/index.ts'
 import api from './routes/api/index.ts'
-import { SourceSchema, UsageSchema } from './schemas/chat.ts'
+import { RetrievalSchema, SourceSchema, UsageSchema } from './schemas/chat.ts'
 import { ErrorSchema } from './schemas/common.ts'
 import { CheckSchema } from './schemas/health.ts'
 import { ModelSchema } from './schemas/models.ts'
+import { SearchHitSchema } from './schemas/search.ts'
 import { ConfluenceSourceSchema, JobSchema } from './schemas/sources.ts'
 
 export type BuildOptions = {
@@ -91,11 +93,13 @@ export function buildApp(options: BuildOptions): FastifyInstance {
   for (const schema of [
     ErrorSchema,
     SourceSchema,
+    RetrievalSchema,
     UsageSchema,
     ModelSchema,
     CheckSchema,
     ConfluenceSourceSchema,
     JobSchema,
+    SearchHitSchema,
   ]) {
     app.addSchema(schema)
   }
@@ -113,6 +117,7 @@ export function buildApp(options: BuildOptions): FastifyInstance {
   app.register(redis)
   app.register(conversations)
   app.register(lancedb)
+  app.register(chunkIndex)
   app.register(queues)
   app.register(auth)
   app.register(api, { prefix: '/api' })

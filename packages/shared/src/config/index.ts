@@ -111,6 +111,11 @@ export const ApiEnvSchema = Type.Object({
     description:
       'At most this many chunks of one page among the hits of a search or a grounded answer',
   }),
+  RAG_ENABLED: Type.Boolean({
+    default: true,
+    description:
+      'Ground /api/chat answers in the Confluence index (a request turns it off with rag.enabled:false); false makes chat a plain Ollama gateway',
+  }),
   RAG_TOP_K: Type.Integer({
     minimum: 1,
     maximum: 50,

@@ -26,6 +26,7 @@ export const ErrorCode = {
   ollamaError: 'ollama_error',
   ollamaStreamInterrupted: 'ollama_stream_interrupted',
   redisUnavailable: 'redis_unavailable',
+  indexUnavailable: 'index_unavailable',
   conversationNotFound: 'conversation_not_found',
   shuttingDown: 'shutting_down',
   internal: 'internal_error',

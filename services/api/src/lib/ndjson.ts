@@ -15,6 +15,8 @@ export type ParsedLine = Record<string, unknown>
 export type RelayOptions = {
   /** Lines to write before the first upstream line. */
   prelude?: readonly string[]
+  /** Sees each data line (not the terminal or an error line) as it is forwarded. */
+  onData?: (line: Buffer) => void
   /** Rewrites the terminal success line (`done:true` / `status:"success"`); default keeps it. */
   onTerminal?: (line: ParsedLine) => ParsedLine
   /** Called once if the upstream stream ends without a terminal line; returns the message. */
@@ -71,7 +73,10 @@ export async function* relayNdjson(
 
   const handle = (line: Buffer): Buffer => {
     const found = classify(line)
-    if (found.kind === 'data') return line
+    if (found.kind === 'data') {
+      options.onData?.(line)
+      return line
+    }
     ended = true
     const { parsed } = found
     if (found.kind === 'error') {

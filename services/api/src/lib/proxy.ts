@@ -17,7 +17,10 @@ export function abortOnClientGone(request: FastifyRequest, reply: FastifyReply):
 }
 
 /** Sends an NDJSON stream as it is produced: no buffering, no compression. */
-export function sendNdjson(reply: FastifyReply, lines: AsyncIterable<Buffer | string>) {
+export function sendNdjson(
+  reply: FastifyReply,
+  lines: AsyncIterable<Buffer | string> | Iterable<string>,
+) {
   return reply
     .header('content-type', 'application/x-ndjson')
     .header('cache-control', 'no-cache')

@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox'
+import { CONVERSATION_ID_PATTERN } from '../plugins/app/conversations.ts'
 import { ModelName, OllamaOptionsSchema, PassThroughFields } from './common.ts'
 
 export const ChatMessageSchema = Type.Object(
@@ -9,6 +10,8 @@ export const ChatMessageSchema = Type.Object(
   },
   { additionalProperties: true },
 )
+
+export type ChatMessage = Static<typeof ChatMessageSchema>
 
 export const ChatRequestSchema = Type.Object(
   {
@@ -21,14 +24,29 @@ export const ChatRequestSchema = Type.Object(
       Type.Object(
         {
           enabled: Type.Optional(Type.Boolean({ default: true })),
-          spaces: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-          top_k: Type.Optional(Type.Integer({ minimum: 1, maximum: 50 })),
+          spaces: Type.Optional(
+            Type.Array(Type.String({ minLength: 1, maxLength: 255 }), {
+              maxItems: 100,
+              description: 'Only these spaces (within those the API key may read)',
+            }),
+          ),
+          top_k: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 50, description: 'Excerpts (default RAG_TOP_K)' }),
+          ),
         },
         {
           additionalProperties: false,
-          description: 'Grounding in the Confluence index (sources stay empty until it is built)',
+          description:
+            'Grounding in the Confluence index: on unless enabled is false. The answer cites the excerpts it used as [n].',
         },
       ),
+    ),
+    conversation_id: Type.Optional(
+      Type.String({
+        pattern: CONVERSATION_ID_PATTERN,
+        description:
+          'Continue this conversation: its stored messages come before `messages` (send only the new turn). Without it a new conversation is started; the answer names it.',
+      }),
     ),
     options: Type.Optional(OllamaOptionsSchema),
     tools: Type.Optional(Type.Array(Type.Object({}, { additionalProperties: true }))),
@@ -71,13 +89,46 @@ export const AssistantMessageSchema = Type.Object(
 
 export const SourceSchema = Type.Object(
   {
+    n: Type.Integer({ minimum: 1, description: 'The number the answer cites it by: [n]' }),
     title: Type.String(),
-    url: Type.String(),
+    url: Type.String({ description: 'The section on the Confluence page (with its anchor)' }),
     space: Type.String(),
-    score: Type.Number(),
+    updated_at: Type.String({ description: 'When the page version was saved (ISO 8601)' }),
+    score: Type.Number({ description: 'Search score; higher is better' }),
+    similarity: Type.Optional(
+      Type.Number({ description: "Cosine similarity of the excerpt's vector to the question's" }),
+    ),
     snippet: Type.String(),
+    cited: Type.Boolean({ description: 'The answer cites it' }),
+    breadcrumb: Type.String(),
+    heading_path: Type.String(),
+    page_id: Type.String(),
+    chunk_id: Type.String(),
   },
   { $id: 'Source', title: 'Source' },
+)
+
+export const RetrievalSchema = Type.Object(
+  {
+    query: Type.String({
+      description: 'What was searched: the question, or its standalone rewrite',
+    }),
+    rewritten: Type.Boolean({ description: 'A follow-up was rewritten with the conversation' }),
+    mode: Type.Union(
+      ['hybrid', 'vector', 'keyword'].map((m) => Type.Literal(m)),
+      {
+        description: 'The search mode that ran',
+      },
+    ),
+    fallback: Type.Optional(Type.String({ description: 'Why the mode is not hybrid' })),
+    below_floor: Type.Integer({ description: 'Hits left out under RAG_MIN_SIMILARITY' }),
+    left_out: Type.Integer({ description: 'Hits that did not fit in the context window' }),
+  },
+  {
+    $id: 'Retrieval',
+    title: 'Retrieval',
+    description: 'How the answer was grounded (absent when it was not)',
+  },
 )
 
 export const UsageSchema = Type.Object(
@@ -103,7 +154,16 @@ export const ChatCompletionSchema = Type.Object(
       }),
     ),
     usage: Type.Ref('Usage'),
-    sources: Type.Array(Type.Ref('Source')),
+    sources: Type.Array(Type.Ref('Source'), {
+      description: 'The excerpts the answer was given, numbered as it cites them',
+    }),
+    retrieval: Type.Optional(Type.Ref('Retrieval')),
+    conversation_id: Type.Optional(
+      Type.String({
+        description:
+          'The conversation this answer was saved in (absent when it could not be saved: Redis unavailable)',
+      }),
+    ),
   },
   { $id: 'ChatCompletion', title: 'ChatCompletion' },
 )
@@ -112,6 +172,11 @@ export type ChatCompletion = Static<typeof ChatCompletionSchema>
 export const ChatStreamLineSchema = Type.Object(
   {
     sources: Type.Optional(Type.Array(Type.Ref('Source'))),
+    retrieval: Type.Optional(Type.Ref('Retrieval')),
+    conversation_id: Type.Optional(Type.String()),
+    cited: Type.Optional(
+      Type.Array(Type.Integer(), { description: 'On the done line: the source numbers cited' }),
+    ),
     model: Type.Optional(Type.String()),
     created_at: Type.Optional(Type.String()),
     message: Type.Optional(
@@ -127,7 +192,8 @@ export const ChatStreamLineSchema = Type.Object(
   },
   {
     description:
-      'One JSON object a line: {sources} first, then token lines as Ollama writes them, then ' +
-      '{done:true, done_reason, usage}; a failure ends the stream with {error, message}.',
+      'One JSON object a line: {sources, retrieval, conversation_id} first, then token lines ' +
+      'as Ollama writes them, then {done:true, done_reason, usage, cited}; a failure ends the ' +
+      'stream with {error, message}.',
   },
 )

@@ -25,7 +25,7 @@ const ERROR_TEXT = {
   413: 'The body is larger than BODY_LIMIT (an export: EXPORT_UPLOAD_LIMIT)',
   415: 'The body has the wrong Content-Type (the message names the right one)',
   502: 'Ollama failed',
-  503: 'Ollama (or Redis) is unreachable',
+  503: 'Ollama, Redis or the index is unavailable (the message says which)',
 } as const
 
 // Ollama's own options are passed through as sent: the gateway names the common ones for the

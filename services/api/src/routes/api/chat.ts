@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto'
+import { type ChatTurn, type GroundingSource, markCited } from '@confluence-bot/index'
+import { AppError, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { createGrounder } from '../../lib/grounding.ts'
 import { type ParsedLine, relayNdjson } from '../../lib/ndjson.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
+import { newConversationId, type StoredMessage } from '../../plugins/app/conversations.ts'
 import {
   type ChatCompletion,
   ChatCompletionSchema,
@@ -31,7 +35,9 @@ export const usageOf = (line: Pick<OllamaChatAnswer, 'prompt_eval_count' | 'eval
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
 }
 
-function toCompletion(answer: OllamaChatAnswer, model: string): ChatCompletion {
+type Completion = Omit<ChatCompletion, 'conversation_id'>
+
+function toCompletion(answer: OllamaChatAnswer, model: string): Completion {
   return {
     id: `chatcmpl-${randomUUID()}`,
     object: 'chat.completion',
@@ -45,12 +51,30 @@ function toCompletion(answer: OllamaChatAnswer, model: string): ChatCompletion {
       },
     ],
     usage: usageOf(answer),
-    // Retrieval over the Confluence index fills this list once the index exists.
     sources: [],
   }
 }
 
+/** The text of a token line's message (what the answer accumulates); '' for anything else. */
+function tokenText(line: Buffer): string {
+  try {
+    const content = (JSON.parse(line.toString('utf8')) as OllamaChatAnswer).message?.content
+    return typeof content === 'string' ? content : ''
+  } catch {
+    return ''
+  }
+}
+
+/** Lines of a stream, then `after()` once the last one is out (the conversation is saved). */
+async function* thenRun(lines: AsyncIterable<Buffer | string>, after: () => Promise<void>) {
+  yield* lines
+  await after()
+}
+
 const chat: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { config } = fastify
+  const groundRequest = createGrounder(fastify)
+
   fastify.post(
     '/chat',
     {
@@ -58,10 +82,17 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
         tags: ['chat'],
         summary: 'Chat with the model, grounded in the Confluence index',
         description:
-          'Non-streamed answers have the chat.completion shape with `usage` and `sources`. ' +
-          'With `stream:true` the answer is NDJSON: `{sources}` first, then token lines as ' +
-          'Ollama writes them, then `{done:true, done_reason, usage}`; a failure ends the ' +
-          'stream with `{error, message}`.',
+          'The latest user message is answered from the Confluence index: excerpts are ' +
+          'retrieved (a follow-up is first rewritten into a standalone query), numbered and ' +
+          'given to the model, which cites them as [1], [2]; `sources` lists them under those ' +
+          'numbers with `cited` set for those the answer uses. When nothing passes the ' +
+          'relevance floor the answer says the indexed spaces hold nothing on the question, ' +
+          'without asking the model. `rag.enabled:false` (or RAG_ENABLED=false) chats with the ' +
+          'model alone. Each answer belongs to a conversation (`conversation_id`), kept per API ' +
+          'key. Non-streamed answers have the chat.completion shape with `usage` and `sources`. ' +
+          'With `stream:true` the answer is NDJSON: `{sources, retrieval, conversation_id}` ' +
+          'first, then token lines as Ollama writes them, then `{done:true, done_reason, ' +
+          'usage, cited}`; a failure ends the stream with `{error, message}`.',
         body: ChatRequestSchema,
         response: {
           200: {
@@ -76,32 +107,144 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request, reply) => {
-      const { rag: _rag, ...body } = request.body
+      const { rag, conversation_id: continued, ...body } = request.body
       const stream = body.stream === true
-      const model = body.model ?? fastify.config.CHAT_MODEL
+      const model = body.model ?? config.CHAT_MODEL
+      const owner = request.owner as string
       const abort = abortOnClientGone(request, reply)
-      const upstream = await fastify.ollama.post(
-        '/api/chat',
-        { ...body, model, stream },
-        abort.signal,
-      )
+
+      let history: ChatTurn[] = []
+      if (continued !== undefined) {
+        const found = await fastify.conversations.load(owner, continued)
+        if (found === null) {
+          throw new AppError(
+            404,
+            ErrorCode.conversationNotFound,
+            `No conversation ${continued} (it may have expired or been deleted)`,
+          )
+        }
+        history = found.messages.map(({ role, content }) => ({ role, content }))
+      }
+      const messages: ChatTurn[] = [...history, ...body.messages]
+      const question = messages.at(-1) as ChatTurn
+      const grounding =
+        config.RAG_ENABLED && rag?.enabled !== false && question.role === 'user'
+          ? await groundRequest(request, {
+              model,
+              messages,
+              spaces: rag?.spaces,
+              topK: rag?.top_k,
+              options: body.options,
+              signal: abort.signal,
+            })
+          : undefined
+
+      // What the conversation keeps: the new user turns as sent, then the answer.
+      const asked = body.messages
+        .filter((m) => m.role === 'user' || m.role === 'assistant')
+        .map((m) => ({ role: m.role as 'user' | 'assistant', content: m.content }))
+      const save = async (answer: string, sources: GroundingSource[]) => {
+        const turns: StoredMessage[] = [
+          ...asked,
+          { role: 'assistant', content: answer, ...(grounding ? { sources } : {}) },
+        ]
+        // An answer is worth more than its record: Redis failing costs the history, not it.
+        try {
+          await fastify.conversations.append(owner, conversationId, turns)
+          return { conversation_id: conversationId }
+        } catch (err) {
+          request.log.warn({ err: (err as Error).message }, 'the conversation could not be saved')
+          return {}
+        }
+      }
+      // A new conversation's id is known before the answer, so a streamed answer names it in
+      // its first line; the conversation is stored with the answer, once it is complete.
+      const conversationId = continued ?? newConversationId()
+      const retrieval = grounding === undefined ? {} : { retrieval: grounding.retrieval }
+
+      if (grounding?.nothingFound !== undefined) {
+        const content = grounding.nothingFound
+        const saved = await save(content, [])
+        const answer = { model, message: { role: 'assistant', content }, done_reason: 'stop' }
+        if (!stream) {
+          return reply
+            .type('application/json; charset=utf-8')
+            .send({ ...toCompletion(answer, model), ...retrieval, ...saved })
+        }
+        const created_at = new Date().toISOString()
+        const lines = [
+          { sources: [], ...retrieval, conversation_id: conversationId },
+          { model, created_at, message: answer.message, done: false },
+          {
+            model,
+            created_at,
+            message: { role: 'assistant', content: '' },
+            done: true,
+            done_reason: 'stop',
+            usage: usageOf({}),
+            cited: [],
+          },
+        ]
+        return sendNdjson(
+          reply,
+          lines.map((line) => `${JSON.stringify(line)}\n`),
+        )
+      }
+
+      const payload = grounding
+        ? {
+            ...body,
+            model,
+            stream,
+            messages: grounding.messages,
+            options: { ...body.options, num_ctx: grounding.numCtx },
+          }
+        : { ...body, model, stream, messages }
+      const upstream = await fastify.ollama.post('/api/chat', payload, abort.signal)
       if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
+      const sources = grounding?.sources ?? []
       if (!stream) {
         const answer = await fastify.ollama.json<OllamaChatAnswer>(upstream)
-        return reply.type('application/json; charset=utf-8').send(toCompletion(answer, model))
+        const content = answer.message?.content ?? ''
+        const cited = markCited(sources, content)
+        const saved = await save(content, cited)
+        return reply.type('application/json; charset=utf-8').send({
+          ...toCompletion(answer, model),
+          sources: cited,
+          ...retrieval,
+          ...saved,
+        })
       }
-      return sendNdjson(
-        reply,
-        relayNdjson(upstream.body, {
-          prelude: [`${JSON.stringify({ sources: [] })}\n`],
-          onTerminal: (line: ParsedLine) => ({
+      let content = ''
+      let complete = false
+      const relay = relayNdjson(upstream.body, {
+        prelude: [
+          `${JSON.stringify({ sources, ...retrieval, conversation_id: conversationId })}\n`,
+        ],
+        onData: (line) => {
+          content += tokenText(line)
+        },
+        onTerminal: (line: ParsedLine) => {
+          complete = true
+          content += tokenText(Buffer.from(JSON.stringify(line)))
+          const cited = markCited(sources, content)
+          return {
             ...line,
             usage: usageOf(line as unknown as OllamaChatAnswer),
-          }),
-          interruptedMessage: (reason) =>
-            `The answer from Ollama at ${fastify.ollama.url} stopped before it was complete (${reason})`,
-          isAborted: () => abort.signal.aborted,
-          scrub: fastify.ollama.scrub,
+            cited: cited.filter((s) => s.cited).map((s) => s.n),
+          }
+        },
+        interruptedMessage: (reason) =>
+          `The answer from Ollama at ${fastify.ollama.url} stopped before it was complete (${reason})`,
+        isAborted: () => abort.signal.aborted,
+        scrub: fastify.ollama.scrub,
+      })
+      // Only a complete answer joins the conversation: a cut one would be read back as said.
+      return sendNdjson(
+        reply,
+        thenRun(relay, async () => {
+          if (!complete) return
+          await save(content, markCited(sources, content))
         }),
       )
     },

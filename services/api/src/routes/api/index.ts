@@ -6,6 +6,7 @@ import health from './health.ts'
 import jobs from './jobs.ts'
 import models from './models.ts'
 import pull from './pull.ts'
+import search from './search.ts'
 import sources from './sources.ts'
 
 // /api: health is open; everything else needs a reader key; model pulls, sources and jobs
@@ -20,6 +21,7 @@ export default async function api(fastify: FastifyInstance) {
     await readers.register(conversations)
     await readers.register(generate)
     await readers.register(models)
+    await readers.register(search)
   })
 
   await fastify.register(async (admins) => {

@@ -1,0 +1,98 @@
+import { type ChatTurn, contextLengthOf, type Grounding, ground } from '@confluence-bot/index'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { searchFailure } from '../routes/api/search.ts'
+import { allowedSpaces } from './spaces.ts'
+
+// The api's side of grounded answers: the search index, Ollama's word on a model's context
+// length (cached), and the short non-streamed call that makes a follow-up a standalone query.
+// What is retrieved and how the prompt is built is @confluence-bot/index's `ground`, shared with
+// the CLI.
+
+/** How long a model's context length from /api/show is trusted. */
+const SHOW_TTL_MS = 10 * 60 * 1000
+/** The longest standalone query the rewrite may produce, in tokens. */
+const REWRITE_TOKENS = 64
+
+export type GroundingRequest = {
+  model: string
+  messages: ChatTurn[]
+  spaces?: readonly string[]
+  topK?: number
+  options?: { num_ctx?: number; num_predict?: number; [option: string]: unknown }
+  signal: AbortSignal
+}
+
+export function createGrounder(fastify: FastifyInstance) {
+  const { config, ollama } = fastify
+  const lengths = new Map<string, { value: number | undefined; until: number }>()
+
+  /** The model's context length; a model Ollama does not have is the client's 404. */
+  async function contextLength(model: string, signal: AbortSignal): Promise<number | undefined> {
+    const known = lengths.get(model)
+    if (known !== undefined && known.until > Date.now()) return known.value
+    const response = await ollama.post('/api/show', { model }, signal)
+    if (response.statusCode >= 400) throw await ollama.error(response)
+    const value = contextLengthOf(await ollama.json(response))
+    lengths.set(model, { value, until: Date.now() + SHOW_TTL_MS })
+    return value
+  }
+
+  /** The model's standalone query; '' (keep the question) when the call fails. */
+  async function rewrite(model: string, messages: ChatTurn[], signal: AbortSignal) {
+    try {
+      const response = await ollama.post(
+        '/api/chat',
+        {
+          model,
+          messages,
+          stream: false,
+          options: { temperature: 0, num_predict: REWRITE_TOKENS },
+        },
+        signal,
+      )
+      if (response.statusCode >= 400) throw await ollama.error(response)
+      const answer = await ollama.json<{ message?: { content?: unknown } }>(response)
+      const content = answer.message?.content
+      return typeof content === 'string' ? content : ''
+    } catch (err) {
+      signal.throwIfAborted()
+      fastify.log.warn(
+        { err: (err as Error).message },
+        'follow-up rewrite failed; searching the question as asked',
+      )
+      return ''
+    }
+  }
+
+  return async function groundRequest(
+    request: FastifyRequest,
+    input: GroundingRequest,
+  ): Promise<Grounding> {
+    const { model, signal } = input
+    const index = await fastify.chunkIndex.open().catch((err: unknown) => {
+      throw searchFailure(err)
+    })
+    const predict = input.options?.num_predict
+    return ground({
+      index: {
+        search: (query) =>
+          index.search(query).catch((err: unknown) => {
+            throw searchFailure(err)
+          }),
+        close: () => index.close(),
+      },
+      messages: input.messages,
+      filters: { spaces: allowedSpaces(request, input.spaces) },
+      topK: input.topK ?? config.RAG_TOP_K,
+      perPage: config.SEARCH_PER_PAGE,
+      minSimilarity: config.RAG_MIN_SIMILARITY,
+      maxContextTokens: config.RAG_MAX_CONTEXT_TOKENS,
+      contextLength: () => contextLength(model, signal),
+      rewrite: config.RAG_REWRITE_FOLLOW_UPS
+        ? (messages) => rewrite(model, messages, signal)
+        : undefined,
+      answerTokens: typeof predict === 'number' && predict > 0 ? predict : undefined,
+      numCtx: input.options?.num_ctx,
+    })
+  }
+}
