@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import {
   isConversationId,
+  MAX_CONVERSATIONS,
   MAX_MESSAGE_CHARS,
   MAX_SOURCES,
   MAX_TITLE_CHARS,
@@ -195,6 +196,26 @@ t.test('conversations store', async (t) => {
     t.notOk((await store.list(ALICE)).some((c) => c.id === id))
     await store.append(ALICE, id, [{ role: 'user', content: 'again' }])
     t.match(await store.load(ALICE, id), { title: 'again', messages: [{ content: 'again' }] })
+  })
+
+  t.test('an owner keeps at most MAX_CONVERSATIONS, the least recently updated go', async (t) => {
+    const owner = 'bbbbbbbbbbbbbbbb'
+    const ids: string[] = []
+    for (let i = 0; i < MAX_CONVERSATIONS; i++) {
+      ids.push((await store.append(owner, undefined, [{ role: 'user', content: `q${i}` }])).id)
+    }
+    // Many were updated in the same millisecond: space their update times out, oldest first.
+    const base = Date.now() - 100_000
+    await app.redis.zadd(`cnfl:conversations:${owner}`, ...ids.flatMap((id, i) => [base + i, id]))
+    // The first is touched, so the second is the least recently updated when one more comes.
+    await store.append(owner, ids[0], [{ role: 'assistant', content: 'a0' }])
+    const last = await store.append(owner, undefined, [{ role: 'user', content: 'one too many' }])
+    t.equal(await app.redis.zcard(`cnfl:conversations:${owner}`), MAX_CONVERSATIONS)
+    t.equal(await store.load(owner, ids[1] as string), null, 'the least recently updated is gone')
+    t.equal(await app.redis.exists(`cnfl:conversation:${owner}:${ids[1]}:msgs`), 0)
+    t.ok(await store.load(owner, ids[0] as string), 'a touched one stays')
+    t.ok(await store.load(owner, ids[2] as string))
+    t.ok(await store.load(owner, last.id))
   })
 
   t.test('malformed ids read as nothing and are never appended to', async (t) => {

@@ -83,6 +83,11 @@ export const MAX_MESSAGE_CHARS = 32_000
 export const MAX_TITLE_CHARS = 80
 /** An assistant message keeps at most this many sources. */
 export const MAX_SOURCES = 50
+/**
+ * An owner keeps at most this many conversations: a new one beyond it deletes the least recently
+ * updated, so one key cannot fill Redis however many conversations it starts within the TTL.
+ */
+export const MAX_CONVERSATIONS = 1000
 /** list() answers at most this many conversations. */
 export const MAX_LIST = 200
 
@@ -114,6 +119,18 @@ async function conversations(fastify: FastifyInstance) {
   /** Drops index entries whose conversation has expired by now (their keys are gone too). */
   const expireIndex = (owner: string, nowMs: number) =>
     redis.zremrangebyscore(indexKey(owner), '-inf', nowMs - ttl * 1000)
+
+  /** Deletes the owner's `n` least recently updated conversations. */
+  const evict = async (owner: string, n: number) => {
+    // ZPOPMIN takes them off the index atomically: replicas evicting at once never both do.
+    const popped = await redis.zpopmin(indexKey(owner), n)
+    const tx = redis.multi()
+    for (let i = 0; i < popped.length; i += 2) {
+      const id = popped[i] as string
+      tx.del(metaKey(owner, id), messagesKey(owner, id))
+    }
+    await tx.exec()
+  }
 
   const store: Conversations = {
     async load(owner, id) {
@@ -149,14 +166,17 @@ async function conversations(fastify: FastifyInstance) {
         .hsetnx(meta, 'created_at', now)
         .hset(meta, 'updated_at', now)
       if (messages.length > 0) tx.rpush(list, ...messages.map((m) => stored(m, now)))
-      await tx
+      const replies = (await tx
         .ltrim(list, -maxTurns, -1)
         .expire(meta, ttl)
         .expire(list, ttl)
         .zadd(indexKey(owner), nowMs, target)
         .expire(indexKey(owner), ttl)
-        .exec()
-      await expireIndex(owner, nowMs)
+        .zremrangebyscore(indexKey(owner), '-inf', nowMs - ttl * 1000)
+        .zcard(indexKey(owner))
+        .exec()) as [null, unknown][]
+      const count = (replies[replies.length - 1] as [null, number])[1]
+      if (count > MAX_CONVERSATIONS) await evict(owner, count - MAX_CONVERSATIONS)
       return { id: target }
     },
 
