@@ -16,6 +16,15 @@ Commands:
   convert FILE      Print the markdown of a Confluence storage-format page. FILE is storage
                     XHTML, a REST response (.json, v1 or v2) holding body.storage, or - for
                     stdin. Warnings go to stderr.
+  search QUERY      Search the index as POST /api/search does: a table of hits (rank, score,
+                    space, title › section, URL), or JSON lines with --json. Options:
+                    --mode hybrid|vector|keyword, --top-k N, --space KEY…, --per-page N.
+  ask QUESTION      A grounded answer from the chat model, streamed, then its numbered sources
+                    with their URLs. Options: --space KEY…, --model NAME.
+  eval FILE         Retrieval quality on a question set (JSON: [{question, page_id | url,
+                    lang?}]): hit@1, hit@5 and MRR per mode and language. Options: --top-k N,
+                    --mode M…, --space KEY…, --json.
+                    (cnfl search|ask|eval --help says more.)
 
 Options of convert:
   --base-url URL    the site as a browser shows it (https://acme.atlassian.net/wiki): page and
@@ -167,6 +176,18 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'convert') return convert(rest)
+  if (command === 'search') {
+    const { search } = await import('./search.ts')
+    return search(rest)
+  }
+  if (command === 'ask') {
+    const { ask } = await import('./ask.ts')
+    return ask(rest)
+  }
+  if (command === 'eval') {
+    const { evalQuestions } = await import('./eval.ts')
+    return evalQuestions(rest, callerCwd())
+  }
   if (command === 'ingest') {
     const { ingest } = await import('./ingest.ts')
     return ingest(rest, callerCwd())
