@@ -105,11 +105,14 @@ t.test("allowedSpaces narrows the asked spaces to the key's", async (t) => {
   // A limited key: the intersection, in the asked order; nothing in common is nothing.
   t.same(await allowed(ENG_KEY, 'OPS,HR,ENG'), ['OPS', 'ENG'])
   t.same(await allowed(ENG_KEY, 'HR'), [])
-  t.same(await allowed(ENG_KEY, 'eng'), [], 'space keys compare exactly')
+  t.same(await allowed(ENG_KEY, 'eng,ops,ENG'), ['ENG', 'OPS'], 'global keys in capitals, once')
+  t.same(await allowed(ENG_KEY, '~eng'), [], 'a personal space key keeps its case')
   // An empty ask stays empty (the search module matches nothing for it).
   t.same(await allowed(ENG_KEY, ''), [])
   // A key of every space: what it asked for, as asked.
-  t.same(await allowed(ALL_KEY, 'HR,ENG'), ['HR', 'ENG'])
+  t.same(await allowed(ALL_KEY, 'HR,eng,~JDoe'), ['HR', 'ENG', '~JDoe'])
+  // What is no space key stays as asked: the search matches nothing for it.
+  t.same(await allowed(ALL_KEY, 'a%20b,ENG'), ['a b', 'ENG'])
   t.same(await allowed(ALL_KEY, ''), [])
 })
 

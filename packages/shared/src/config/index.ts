@@ -286,8 +286,11 @@ function validate<S extends TSchema>(schema: S, env: Env): Static<S> {
 const GLOBAL_SPACE = /^[A-Za-z0-9_]{1,255}$/
 const PERSONAL_SPACE = /^~[A-Za-z0-9_.@:-]{1,254}$/
 
-/** A space key as the index holds it: a global key in capitals, a personal one as written. */
-function spaceKey(raw: string): string | undefined {
+/**
+ * A space key as the index holds it: a global key in capitals, a personal one as written;
+ * undefined when it is no Confluence space key.
+ */
+export function canonicalSpaceKey(raw: string): string | undefined {
   if (GLOBAL_SPACE.test(raw)) return raw.toUpperCase()
   return PERSONAL_SPACE.test(raw) ? raw : undefined
 }
@@ -327,14 +330,14 @@ function parseKeys(
         .slice(colon + 1)
         .split('+')
         .map((s) => s.trim())
-      const bad = names.findIndex((s) => spaceKey(s) === undefined)
+      const bad = names.findIndex((s) => canonicalSpaceKey(s) === undefined)
       if (bad !== -1) {
         problems.push(
           `${where} has an invalid space key #${bad + 1} after ":" (expected KEY:SPACE+SPACE with Confluence space keys such as ENG or ~jdoe; value not shown)`,
         )
         return
       }
-      limited = [...new Set(names.map((s) => spaceKey(s) as string))]
+      limited = [...new Set(names.map((s) => canonicalSpaceKey(s) as string))]
     }
     const signature = limited ? [...limited].sort().join('+') : ''
     const before = seen.get(key)

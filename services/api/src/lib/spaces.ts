@@ -1,4 +1,8 @@
+import { canonicalSpaceKey } from '@confluence-bot/shared'
 import type { FastifyRequest } from 'fastify'
+
+/** `eng` is the space `ENG`, as in API_KEYS; what is no space key stays as asked (and matches nothing). */
+const canonical = (space: string) => canonicalSpaceKey(space) ?? space
 
 /**
  * The Confluence spaces a search or a grounded answer may read for this request: the spaces it
@@ -6,8 +10,8 @@ import type { FastifyRequest } from 'fastify'
  *
  * - `undefined`: no restriction at all (a key of every space that asked for none);
  * - `[]`: nothing is allowed, and the search module matches nothing for it;
- * - else the asked spaces (in their order) that the key may see, or the key's own spaces when
- *   none were asked for.
+ * - else the asked spaces (in their order, global keys in capitals as Confluence stores them:
+ *   `eng` is `ENG`) that the key may see, or the key's own spaces when none were asked for.
  *
  * A request that never went through requireRole has no grant yet and is allowed nothing, so a
  * route registered outside the authenticated scopes fails closed rather than open.
@@ -18,8 +22,9 @@ export function allowedSpaces(
 ): readonly string[] | undefined {
   const granted = request.spaces
   if (granted === undefined) return []
-  if (granted === null) return asked
-  if (asked === undefined) return granted
+  if (asked === undefined) return granted ?? undefined
+  const wanted = [...new Set(asked.map(canonical))]
+  if (granted === null) return wanted
   const allowed = new Set(granted)
-  return asked.filter((space) => allowed.has(space))
+  return wanted.filter((space) => allowed.has(space))
 }
