@@ -62,7 +62,9 @@ async function docs(fastify: FastifyInstance) {
           'Send an API key as `Authorization: Bearer <key>`: a reader key may chat, generate ' +
           'and list models; an admin key may also pull models, manage Confluence sources and ' +
           'their sync jobs, and use everything under /admin. A browser page of another site ' +
-          'is refused (403) unless API_ALLOWED_ORIGINS lists it.',
+          'is refused (403) unless API_ALLOWED_ORIGINS lists it. A key may be limited to some ' +
+          'Confluence spaces (API_KEYS=KEY:ENG+OPS): its searches, answers, sources and ' +
+          'conversations then hold those spaces alone.',
         version: '0.1.0',
       },
       tags: [
