@@ -101,6 +101,21 @@ t.test('a key limited to ENG never sees OPS', async (t) => {
     t.equal(followUp.status, 404, 'another key cannot continue it')
   })
 
+  t.test("a streamed answer's sources line too", async (t) => {
+    const res = await fetch(`${url}/api/chat`, {
+      method: 'POST',
+      headers: { ...bearer(ENG_KEY), 'content-type': 'application/json' },
+      body: JSON.stringify({
+        messages: [{ role: 'user', content: 'Words about topic in the OPS space?' }],
+        stream: true,
+      }),
+    })
+    t.equal(res.status, 200)
+    const first = JSON.parse((await res.text()).split('\n')[0] as string) as Json
+    t.ok((first.sources as Json[]).length > 0)
+    t.same(spacesOf(first.sources), new Set(['ENG']))
+  })
+
   t.test('a key of every space is grounded in both', async (t) => {
     const before = rig.ollama.requests.length
     const res = await post('/api/chat', ALL_KEY, {
