@@ -57,7 +57,8 @@ export function chunkRow(spec: RowSpec, model = 'embed'): ChunkRow {
 
 /**
  * Writes a chunk table of `rows` (replacing any), recording `embedding` (null: no vector
- * column) and `queryPrefix` in its metadata.
+ * column) and `queryPrefix` in its metadata (none: no such key, as in a table written before
+ * prefixes were recorded).
  */
 export async function writeTable(
   uri: string,
@@ -68,13 +69,12 @@ export async function writeTable(
 ): Promise<lancedb.Table> {
   const db = await lancedb.connect(uri)
   const setup = { documentPrefix: '', queryPrefix: queryPrefix ?? '', ...embedding }
-  let schema = chunkSchema(embedding === null ? null : (setup as Embedding))
-  if (queryPrefix !== undefined) {
-    schema = new arrow.Schema(
-      schema.fields,
-      new Map([...schema.metadata, [EmbedMeta.queryPrefix, queryPrefix]]),
-    )
-  }
+  const made = chunkSchema(embedding === null ? null : (setup as Embedding))
+  // Without a prefix: metadata as a table written before prefixes were recorded (no key).
+  const metadata = new Map(made.metadata)
+  if (queryPrefix === undefined) metadata.delete(EmbedMeta.queryPrefix)
+  else metadata.set(EmbedMeta.queryPrefix, queryPrefix)
+  const schema = new arrow.Schema(made.fields, metadata)
   const data = rowsToArrow(
     schema,
     rows.map((r) => chunkRow(r, embedding?.model)),

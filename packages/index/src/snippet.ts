@@ -5,7 +5,7 @@
 // boundary as Intl.Segmenter sees it in any script.
 
 export const SNIPPET_CHARS = 200
-// Characters before the cut searched for the word boundary it moves back to.
+// Characters around the snippet searched for word boundaries.
 const SLACK = 40
 
 /** Markdown as the text a reader sees. */
@@ -71,10 +71,10 @@ export function snippet(markdown: string, query: string, max = SNIPPET_CHARS): s
   // would cost more than the search.
   const from = Math.max(0, want - SLACK)
   const edges = boundaries(text.slice(from, want + max + SLACK)).map((b) => b + from)
-  const start = edges.filter((b) => b <= want).at(-1) as number
+  const start = edges.find((b) => b >= want) as number
   const edge = edges.filter((b) => b <= start + max).at(-1) as number
-  // One "word" longer than the whole snippet (a long URL) is cut where the snippet ends.
-  const end = edge > start ? edge : start + max
+  // Words longer than half the snippet (a long URL) are cut where the snippet ends.
+  const end = edge - start >= max / 2 ? edge : start + max
   const body = text.slice(start, end).trim()
   return `${start > 0 ? '…' : ''}${body}${end < text.length ? '…' : ''}`
 }
