@@ -49,7 +49,8 @@ function toBody(error: FastifyError, request: FastifyRequest, bodyLimit: number)
     // The fail-fast Redis connection refuses commands while Redis is unreachable.
     return {
       error: ErrorCode.redisUnavailable,
-      message: 'Redis is unreachable (REDIS_URL); sources and jobs cannot be read or queued',
+      message:
+        'Redis is unreachable (REDIS_URL); sources, jobs and conversations cannot be read or stored',
       statusCode: 503,
     }
   }
