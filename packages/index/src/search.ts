@@ -109,7 +109,10 @@ const MAX_CANDIDATES = 1600
 
 const HAS_VECTOR = `${ChunkColumn.embedModel} != ''`
 
-/** Columns a hit is built from. */
+/** Columns each leg reads for its candidates: enough to rank them and cap them per page. */
+const LEG_COLUMNS = [ChunkColumn.pageId, ChunkColumn.sourceId]
+
+/** Columns a hit is built from, read for the final hits only (one take by row id). */
 const HIT_COLUMNS = [
   ChunkColumn.chunkId,
   ChunkColumn.pageId,
@@ -140,7 +143,7 @@ type OpenTable = {
   vectors?: boolean
 }
 
-/** A candidate of one leg, as LanceDB returned it. */
+/** A row as LanceDB returned it. */
 type Row = Record<string, unknown> & { _rowid: bigint | number }
 
 type Candidate = {
@@ -208,8 +211,7 @@ function capPerPage(ranked: readonly Candidate[], k: number, perPage: number): C
   return out
 }
 
-function toHit(candidate: Candidate, query: string): SearchHit {
-  const { row } = candidate
+function toHit(candidate: Candidate, row: Row, query: string): SearchHit {
   const text = row[ChunkColumn.text] as string
   const hit: SearchHit = {
     chunk_id: row[ChunkColumn.chunkId] as string,
@@ -299,7 +301,7 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       .distanceType('cosine')
       .ef(VECTOR_QUERY_EF)
       .withRowId()
-      .select([...HIT_COLUMNS, '_distance'])
+      .select([...LEG_COLUMNS, '_distance'])
       .limit(n)
     return (await withFilter(query, where).toArray()) as Row[]
   }
@@ -311,7 +313,7 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       .query()
       .fullTextSearch(new MatchQuery(text, ChunkColumn.text))
       .withRowId()
-      .select([...HIT_COLUMNS, '_score'])
+      .select([...LEG_COLUMNS, '_score'])
       .limit(n)
     return (await withFilter(query, where).toArray()) as Row[]
   }
@@ -373,22 +375,30 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
   }
 
   /**
-   * Similarity for hybrid hits only the keyword leg found: the chunk's stored vector against
-   * the query's (the grounded chat's relevance floor reads it). One take by row id.
+   * The hits' columns, in one take by row id (the legs read only what ranking needs). In hybrid
+   * mode the vectors come too: a hit only the keyword leg found gets its similarity from its
+   * stored vector (the grounded chat's relevance floor reads it).
    */
-  async function fillSimilarity(t: Table, hits: Candidate[], vector: Float32Array) {
-    const missing = hits.filter((hit) => hit.similarity === undefined)
-    if (missing.length === 0) return
-    const rows = await t
-      .takeRowIds(missing.map((hit) => hit.row._rowid))
-      .select([ChunkColumn.chunkId, ChunkColumn.vector])
-      .toArray()
-    const vectors = new Map(rows.map((row) => [row[ChunkColumn.chunkId], row[ChunkColumn.vector]]))
-    for (const hit of missing) {
-      // null: the chunk has no vector yet (or is gone since the legs ran).
-      const stored = vectors.get(hit.row[ChunkColumn.chunkId]) as ArrayLike<number> | null
-      if (stored) hit.similarity = similarityOf(cosine(vector, stored))
-    }
+  async function hitsOf(t: Table, hits: Candidate[], vector: Float32Array | null, query: string) {
+    if (hits.length === 0) return []
+    const withVectors = hits.some((hit) => hit.similarity === undefined) && vector !== null
+    const rows = (await t
+      .takeRowIds(hits.map((hit) => hit.row._rowid))
+      .withRowId()
+      .select(withVectors ? [...HIT_COLUMNS, ChunkColumn.vector] : HIT_COLUMNS)
+      .toArray()) as Row[]
+    const byRowId = new Map(rows.map((row) => [String(row._rowid), row]))
+    return hits.map((hit) => {
+      // A row compacted away since the legs ran is undefined here, and toHit's TypeError has the
+      // search run again from the legs.
+      const row = byRowId.get(String(hit.row._rowid)) as Row
+      // null: the chunk has no vector yet.
+      const stored = withVectors ? (row[ChunkColumn.vector] as ArrayLike<number> | null) : null
+      if (stored && hit.similarity === undefined) {
+        hit.similarity = similarityOf(cosine(vector as Float32Array, stored))
+      }
+      return toHit(hit, row, query)
+    })
   }
 
   async function run(request: SearchRequest): Promise<SearchResponse> {
@@ -421,8 +431,7 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       if (hits.length === k || !more || n >= MAX_CANDIDATES) break
       n *= 4
     }
-    if (mode === 'hybrid') await fillSimilarity(t.table, hits, vector as Float32Array)
-    const results = hits.map((hit) => toHit(hit, text))
+    const results = await hitsOf(t.table, hits, vector, text)
     return fallback === undefined ? { mode, results } : { mode, fallback, results }
   }
 
