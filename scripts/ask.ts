@@ -41,7 +41,7 @@ export async function ask(args: string[]): Promise<number> {
     headers: target.headers,
     fetch: (input, init) => fetch(`${input}${target.query}`, init),
   })
-  try {
+  const respond = async () => {
     const grounding = await ground({
       index,
       messages: [{ role: 'user', content: question }],
@@ -77,10 +77,11 @@ export async function ask(args: string[]): Promise<number> {
       process.stdout.write(`[${source.n}]${mark} ${hitPlace(source)}\n     ${source.url}\n`)
     }
     return 0
-  } catch (err) {
-    // The Ollama client's messages may quote the URL it was given, credentials included.
-    throw new Error(scrub(target, (err as Error).message))
-  } finally {
-    await index.close()
   }
+  // The Ollama client's messages may quote the URL it was given, credentials included.
+  return respond()
+    .catch((err: Error) => {
+      throw new Error(scrub(target, err.message))
+    })
+    .finally(() => index.close())
 }
