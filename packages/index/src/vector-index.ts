@@ -1,5 +1,53 @@
+import { Index } from '@lancedb/lancedb'
+
 // How the vector index is built (by the worker's index upkeep) and queried (by search): one
-// place, so the writer and the reader agree. Owned by the search benchmark's measurements.
+// place, so the writer and the reader agree. Owned by the search benchmark's measurements
+// (`pnpm bench search`; method and earlier figures: performance-notes.md §1).
+//
+// MEASURED (100k chunks of 768-d clustered vectors, performance-notes §1.0 "structured";
+// 2 shared cores, loaded, so build times are comparative):
+// - The HNSW graph build dominates the index build, and efConstruction (LanceDB's default 300)
+//   drives it: one partition built in 235–310 s at 300, in 70 s at 100, with the same recall@10
+//   (0.994 at query ef 100). So: efConstruction 100.
+// - More IVF partitions build faster too (16: 57–65 s at efConstruction 300) but every query
+//   then searches every probed partition's graph: p50 4.6–6.7 ms against 1.9 ms with one at the
+//   same ef, and probing only one or two of them lost recall (0.82 / 0.92 at 8 partitions).
+//   So one partition, until a table is large enough that one graph's memory matters.
+// - The build's memory is the vector column read once (+350–390 MB at 100k) whatever the
+//   partition count; a build on uncompacted fragments also paid a remap when compacted (see
+//   the worker's maintain()).
+// - Query ef 50 → 100 → 200: recall@10 0.984–0.993 → 0.994 → 0.994, p50 within noise.
+//   refineFactor 2 gave 1.000 but doubled p50 and quadrupled p95: not used.
+
+/** The kind the worker logs when it builds the vector index. */
+export const VECTOR_INDEX_KIND = 'ivf_hnsw_sq'
 
 /** HNSW search breadth of a vector query (LanceDB's default is too low for good recall). */
 export const VECTOR_QUERY_EF = 100
+
+/**
+ * Rows per IVF partition: each partition is its own HNSW graph, built with its vectors in
+ * memory; a query searches every one, so there are as few as a graph's memory allows.
+ */
+export const VECTOR_INDEX_ROWS_PER_PARTITION = 250_000
+
+/** Most partitions an index gets (each is searched by every query). */
+export const VECTOR_INDEX_MAX_PARTITIONS = 16
+
+/** Candidates an insertion looks at while the HNSW graph is built (LanceDB's default is 300). */
+export const VECTOR_INDEX_EF_CONSTRUCTION = 100
+
+/** IVF partitions for a table of `rows` rows with vectors. */
+export function vectorIndexPartitions(rows: number): number {
+  const wanted = Math.round(rows / VECTOR_INDEX_ROWS_PER_PARTITION)
+  return Math.min(VECTOR_INDEX_MAX_PARTITIONS, Math.max(1, wanted))
+}
+
+/** The vector index for a table of `rows` rows with vectors (cosine: Ollama's embeddings). */
+export function vectorIndex(rows: number): Index {
+  return Index.hnswSq({
+    distanceType: 'cosine',
+    numPartitions: vectorIndexPartitions(rows),
+    efConstruction: VECTOR_INDEX_EF_CONSTRUCTION,
+  })
+}

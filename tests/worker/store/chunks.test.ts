@@ -481,6 +481,45 @@ t.test('the vector index waits for vectorIndexMinRows rows with vectors', async 
   t.equal(nearest[0]?.chunk_id, 's1:p42:0')
 })
 
+t.test('a first sync’s appends are compacted, then indexed once over every row', async (t) => {
+  const { open, table } = await fixture(t)
+  const store = await open()
+  await store.useEmbedding('m1', 8)
+  // Twenty page batches appended one by one, as a first sync writes them: twenty fragments.
+  for (let b = 0; b < 20; b++) {
+    const rows = Array.from({ length: 4 }, (_, p) =>
+      page('s1', `p${b * 4 + p}`, 4).map((r, i) => ({
+        ...r,
+        vector: vec(b * 100 + p * 10 + i),
+        embed_model: 'm1',
+      })),
+    ).flat()
+    await store.replacePages('s1', [], rows)
+  }
+  t.equal((await (await table()).stats()).fragmentStats.numFragments, 20)
+  const report = await store.maintain()
+  t.same(report, {
+    rows: 320,
+    indices: ['source_id_idx', 'space_idx', 'text_idx', 'vector_idx'],
+    compacted: true,
+  })
+  const t1 = await table()
+  t.equal((await t1.stats()).fragmentStats.numFragments, 1, 'one fragment left')
+  for (const name of ['vector_idx', 'text_idx']) {
+    const stats = await t1.indexStats(name)
+    t.equal(stats?.numIndexedRows, 320, `${name} covers every row`)
+    t.equal(stats?.numUnindexedRows, 0)
+  }
+  t.equal((await t1.indexStats('vector_idx'))?.distanceType, 'cosine')
+
+  // A later sync's rows are folded into the indices the table has, nothing rebuilt.
+  await store.replacePages('s1', [], page('s1', 'late', 3, { vector: vec(9), embed_model: 'm1' }))
+  const later = await store.maintain()
+  t.same(later.indices, report.indices)
+  t.equal((await t1.indexStats('vector_idx'))?.numUnindexedRows, 0, 'new rows folded in')
+  t.equal(await store.countRows(), 323)
+})
+
 t.test('a table emptied by deletes is maintained without building indices', async (t) => {
   const { open } = await fixture(t)
   const store = await open()
