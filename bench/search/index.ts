@@ -9,6 +9,7 @@ import { note, reporter, setting } from '../lib/report.ts'
 import { median, percentile } from '../lib/stats.ts'
 import { bruteTopK } from './brute.ts'
 import { corpus, DIM, type Kind, random, vectorSpace } from './data.ts'
+import { ragFigures, ragFirstToken } from './rag.ts'
 import { openSearcher, type Searcher } from './searcher.ts'
 import { CHUNKS_PER_PAGE, MODEL, pageRows, rowOf, SOURCE } from './table.ts'
 
@@ -26,6 +27,8 @@ import { CHUNKS_PER_PAGE, MODEL, pageRows, rowOf, SOURCE } from './table.ts'
 // - Then a sync-style upsert of 5% (half changed pages, half new ones) through the store, the
 //   figures again with the new rows not yet indexed, maintain() (what the pipeline queues after
 //   a sync) and the figures again.
+// - rag_first_token_added_ms_p95 (and p50): first token of a streamed /api/chat with retrieval
+//   minus without, at ROWS chunks (bench/search/rag.ts).
 // Knobs: BENCH_SEARCH_ROWS (100000), BENCH_SEARCH_SMALL_ROWS (10000), BENCH_SEARCH_QUERIES (100).
 
 const BENCH = 'search'
@@ -203,6 +206,16 @@ async function main() {
     let searcher = await openSearcher(large.uri, qs)
     print(await measure(searcher, qs, vectors, ROWS), suffix)
     await searcher.close()
+
+    // What grounding adds to a chat's first token, on this table.
+    const rag = ragFigures(
+      await ragFirstToken(
+        large.uri,
+        redisServer.url,
+        qs.map((q) => q.text),
+      ),
+    )
+    for (const [name, value] of Object.entries(rag)) report(name, value, 'ms')
 
     const pages = ROWS / CHUNKS_PER_PAGE
     const touched = Math.round((pages * UPSERT_SHARE) / 2)
