@@ -34,3 +34,18 @@ t.test('an index is current only with every chosen option', async (t) => {
   const bare = await writeTable(uri, [{ page_id: 'a', text: 'x' }], null, undefined, false)
   t.equal(await ftsIndexStale(bare), false, 'no index: nothing to rebuild')
 })
+
+t.test('a Korean question finds the word its page writes without the particle', async (t) => {
+  const uri = tempUri(t)
+  await writeTable(uri, [
+    { page_id: 'bare', text: '프록시 서버 설정 안내' },
+    { page_id: 'other', text: '일반 안내 문서입니다' },
+  ])
+  const index = await openSearchIndex({ uri, embed: async () => null })
+  t.teardown(() => index.close())
+  const res = await index.search({ query: '프록시를 쓰려면?', mode: 'keyword' })
+  t.same(
+    res.results.map((h) => h.page_id),
+    ['bare'],
+  )
+})

@@ -6,6 +6,7 @@ export * from './eval.ts'
 export { filterSql, matchesNothing, normaliseTime, SearchRequestError } from './filters.ts'
 export { FTS_INDEX_OPTIONS, ftsIndex, ftsIndexCurrent, ftsIndexStale } from './fts.ts'
 export * from './grounding.ts'
+export { keywordQuery, koreanStem } from './keyword-query.ts'
 export {
   DEFAULT_QUERY_EMBED_TIMEOUT_MS,
   type OllamaQueryEmbedderOptions,

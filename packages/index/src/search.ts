@@ -10,6 +10,7 @@ import { MatchQuery, rerankers, type Table } from '@lancedb/lancedb'
 import type { FixedSizeList, RecordBatch, Schema, Vector } from 'apache-arrow'
 import { lancedbConnect } from './connect.ts'
 import { filterSql, matchesNothing, SearchRequestError } from './filters.ts'
+import { keywordQuery } from './keyword-query.ts'
 import { snippet } from './snippet.ts'
 import { VECTOR_QUERY_EF } from './vector-index.ts'
 
@@ -311,7 +312,7 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
     // parentheses are text to find, never an error).
     const query = t
       .query()
-      .fullTextSearch(new MatchQuery(text, ChunkColumn.text))
+      .fullTextSearch(new MatchQuery(keywordQuery(text), ChunkColumn.text))
       .withRowId()
       .select([...LEG_COLUMNS, '_score'])
       .limit(n)
