@@ -287,6 +287,14 @@ const TOKENS = /[\p{L}\p{N}]+/gu
 /** A token's CJK runs and its other runs (`querypie에서` is two words). */
 const SCRIPT_RUNS =
   /[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}]+|[^\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}]+/gu
+/**
+ * A task prefix (nomic's `search_query: `, e5's `passage: `, …) tells a real model what the text
+ * is for, it is not what the text is about: the stand-in leaves it out, else "query" in every
+ * question would pull every page mentioning QueryPie closer.
+ */
+const TASK_PREFIX =
+  /^(?:search_query|search_document|query|passage|Represent this sentence for searching relevant passages): /
+
 /** Pairs (position, value) each feature adds. */
 const FEATURE_SPREAD = 8
 /** What one n-gram weighs next to a whole word (a word yields many n-grams). */
@@ -311,7 +319,8 @@ function grams(text: string, sizes: readonly number[], into: Map<string, number>
 function features(text: string): Map<string, number> {
   const words = new Map<string, number>()
   const pieces = new Map<string, number>()
-  for (const [token] of text.normalize('NFKC').toLowerCase().matchAll(TOKENS)) {
+  const content = text.replace(TASK_PREFIX, '')
+  for (const [token] of content.normalize('NFKC').toLowerCase().matchAll(TOKENS)) {
     // Only a token with CJK in it is split (the split costs more than the rest together).
     const runs = CJK.test(token) ? (token.match(SCRIPT_RUNS) as string[]) : [token]
     for (const word of runs) {

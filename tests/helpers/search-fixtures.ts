@@ -52,7 +52,7 @@ export function searchQuestions(): Question[] {
 }
 
 /** Length of the stand-in's vectors for retrieval tests: room for the lexical embedding. */
-export const EVAL_DIMENSION = 256
+export const EVAL_DIMENSION = 768
 
 /**
  * An index of the querypie pages and the English space built by the real pipeline (a worker
