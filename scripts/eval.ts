@@ -63,7 +63,7 @@ export async function evalQuestions(args: string[], cwd: string): Promise<number
     const what = err instanceof QuestionSetError ? '' : 'not valid JSON: '
     throw new Error(`${file}: ${what}${(err as Error).message}`)
   }
-  const { index } = await openConfiguredIndex()
+  const { config, index } = await openConfiguredIndex()
   try {
     process.stderr.write(
       `searching ${questions.length} questions in ${modes.join(', ')} (top ${topK ?? DEFAULT_EVAL_TOP_K})\n`,
@@ -82,6 +82,12 @@ export async function evalQuestions(args: string[], cwd: string): Promise<number
     process.stdout.write(
       values.json ? `${JSON.stringify(report, null, 2)}\n` : formatEvalTable(report),
     )
+    // All zeros usually means the wrong index (or an empty one), not a bad search.
+    if (Object.values(report.ranks).every((ranks) => ranks.every((rank) => rank === 0))) {
+      process.stderr.write(
+        `no question found its page in any mode: does LANCEDB_URI=${config.LANCEDB_URI} hold the pages the questions name?\n`,
+      )
+    }
     return 0
   } finally {
     await index.close()

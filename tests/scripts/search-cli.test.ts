@@ -103,6 +103,7 @@ t.test('cnfl eval prints hit@1, hit@5 and MRR per mode and language', async (t) 
   t.equal(run.code, 0, run.stderr)
   t.match(run.stderr, /^searching 56 questions in keyword, vector, hybrid \(top 10\)\n/)
   t.match(run.stderr, /hybrid: done \(168\/168\)/)
+  t.notMatch(run.stderr, /no question found/)
   const lines = run.stdout.trimEnd().split('\n')
   t.match(lines[0], /^mode\s+lang\s+questions\s+hit@1\s+hit@5\s+MRR$/)
   const rows = lines.slice(1, 10).map((line) => line.split(/\s+/))
@@ -161,6 +162,13 @@ t.test('cnfl eval: a question set it cannot use, and bad usage', async (t) => {
     t.match(run.stderr, message)
     t.equal(run.stdout, '')
   }
+  const empty = await cnfl(['eval', QUESTIONS_FILE, '--mode', 'keyword'], { LANCEDB_URI: dir })
+  t.equal(empty.code, 0, empty.stderr)
+  t.match(empty.stdout, /^keyword\s+all\s+56\s+0\.000\s+0\.000\s+0\.000$/m)
+  t.match(
+    empty.stderr,
+    /no question found its page in any mode: does LANCEDB_URI=.* hold the pages/,
+  )
   const bare = await cnfl(['eval'])
   t.equal(bare.code, 2)
   t.match(bare.stderr, /^Usage: cnfl eval QUESTIONS\.json/)
