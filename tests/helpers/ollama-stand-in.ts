@@ -304,11 +304,13 @@ const GRAM_WEIGHT = 0.35
 function grams(text: string, sizes: readonly number[], into: Map<string, number>): void {
   for (const n of sizes) {
     for (let i = 0; i + n <= text.length; i++) {
-      const gram = `#${text.slice(i, i + n)}`
+      const gram = text.slice(i, i + n)
       into.set(gram, (into.get(gram) ?? 0) + 1)
     }
   }
 }
+
+type Features = { words: Map<string, number>; pieces: Map<string, number> }
 
 /**
  * The text's features and how often each occurs: NFKC, lower-cased; every word, plus its 3- and
@@ -316,7 +318,7 @@ function grams(text: string, sizes: readonly number[], into: Map<string, number>
  * alphabetic words, or its 2- and 3-grams for Han, kana and Hangul (a Korean word and the same
  * word with a particle share all but the last). A text with no word is one feature: itself.
  */
-function features(text: string): Map<string, number> {
+function features(text: string): Features {
   const words = new Map<string, number>()
   const pieces = new Map<string, number>()
   const content = text.replace(TASK_PREFIX, '')
@@ -331,8 +333,7 @@ function features(text: string): Map<string, number> {
     }
   }
   if (words.size === 0) words.set(text, 1)
-  for (const [gram, count] of pieces) words.set(gram, count)
-  return words
+  return { words, pieces }
 }
 
 /** FNV-1a over the UTF-16 units of `text`, continuing from `seed`. */
@@ -352,10 +353,13 @@ function fnv1a(text: string, seed: number): number {
 function rawVector(model: string, text: string, dimension: number): number[] {
   const values = new Float64Array(dimension)
   const seed = fnv1a(canonicalName(model), 0x811c9dc5)
-  for (const [feature, count] of features(text)) {
-    const weight = (feature.startsWith('#') ? GRAM_WEIGHT : 1) * (1 + Math.log(count))
+  // Pieces hash from another seed: the piece "api" and the word "api" are different features.
+  const pieceSeed = fnv1a('#', seed)
+  const { words, pieces } = features(text)
+  const add = (feature: string, count: number, from: number, weight: number) => {
+    const scaled = weight * (1 + Math.log(count))
     // mulberry32, seeded by the feature: FEATURE_SPREAD positions and values in [-1, 1).
-    let state = fnv1a(feature, seed)
+    let state = fnv1a(feature, from)
     for (let k = 0; k < FEATURE_SPREAD; k++) {
       state = (state + 0x6d2b79f5) >>> 0
       let x = state
@@ -363,9 +367,11 @@ function rawVector(model: string, text: string, dimension: number): number[] {
       x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
       const bits = (x ^ (x >>> 14)) >>> 0
       const at = bits % dimension
-      values[at] = (values[at] as number) + weight * ((bits / 2 ** 32) * 2 - 1)
+      values[at] = (values[at] as number) + scaled * ((bits / 2 ** 32) * 2 - 1)
     }
   }
+  for (const [word, count] of words) add(word, count, seed, 1)
+  for (const [piece, count] of pieces) add(piece, count, pieceSeed, GRAM_WEIGHT)
   return Array.from(values, Math.fround)
 }
 
