@@ -12,7 +12,7 @@ import { lancedbConnect } from './connect.ts'
 import { filterSql, matchesNothing, SearchRequestError } from './filters.ts'
 import { keywordQuery } from './keyword-query.ts'
 import { snippet } from './snippet.ts'
-import { VECTOR_QUERY_EF } from './vector-index.ts'
+import { vectorQueryEf } from './vector-index.ts'
 
 // LanceDB checks Arrow objects against the CommonJS build of apache-arrow it loads itself; an
 // ESM import would load the other build (see the worker's store/arrow.ts).
@@ -300,7 +300,7 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       .nearestTo(vector)
       .column(ChunkColumn.vector)
       .distanceType('cosine')
-      .ef(VECTOR_QUERY_EF)
+      .ef(vectorQueryEf(n))
       .withRowId()
       .select([...LEG_COLUMNS, '_distance'])
       .limit(n)

@@ -26,6 +26,13 @@ export const VECTOR_INDEX_KIND = 'ivf_hnsw_sq'
 export const VECTOR_QUERY_EF = 100
 
 /**
+ * The ef of a query for `limit` rows: LanceDB refuses an ef below the limit ("ef must be
+ * greater than or equal to k"), and search asks for more candidates when its per-page cap
+ * leaves too few hits.
+ */
+export const vectorQueryEf = (limit: number): number => Math.max(VECTOR_QUERY_EF, limit)
+
+/**
  * Rows per IVF partition: each partition is its own HNSW graph, built with its vectors in
  * memory; a query searches every one, so there are as few as a graph's memory allows.
  */
