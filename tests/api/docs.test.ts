@@ -15,6 +15,7 @@ const GATEWAY = [
   'GET /api/conversations',
   'GET /api/conversations/{id}',
   'DELETE /api/conversations/{id}',
+  'POST /api/search',
 ]
 const INGESTION = [
   'POST /api/sources',

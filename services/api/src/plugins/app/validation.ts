@@ -6,8 +6,10 @@ import fp from 'fastify-plugin'
 // Bodies are validated strictly: a JSON body already has its types, and coercing them would let
 // `"content": ["a"]` pass as "a" or `"stream": "true"` as true, which Ollama itself refuses.
 // Query strings, params and headers arrive as text, so those are coerced to the schema's types.
+// A field a closed schema does not know is refused, not dropped: `{"space": ["ENG"]}` for
+// `spaces` would otherwise search every space without a word.
 const common: Options = {
-  removeAdditional: true,
+  removeAdditional: false,
   useDefaults: true,
   allErrors: false,
   strict: false,

@@ -73,6 +73,7 @@ async function docs(fastify: FastifyInstance) {
           name: 'conversations',
           description: 'Chat history kept per API key (CONVERSATION_TTL_S, CONVERSATION_MAX_TURNS)',
         },
+        { name: 'search', description: 'Search the Confluence index' },
         { name: 'models', description: 'Models on the Ollama server' },
         { name: 'health', description: 'Readiness and liveness' },
         { name: 'sources', description: 'Confluence sources, their syncs and jobs (admin key)' },
