@@ -16,7 +16,8 @@ const isRewrite = (body: Body) => /standalone search query/.test(messagesOf(body
 
 function respond(body: Body): string[] | undefined {
   if (isRewrite(body)) return [REWRITTEN]
-  const last = messagesOf(body).at(-1)?.content ?? ''
+  const last =
+    typeof body.prompt === 'string' ? body.prompt : (messagesOf(body).at(-1)?.content ?? '')
   if (!/<excerpt-[0-9a-f]+ n="1">/.test(last)) return undefined
   return ['Run ', '`helm rollback billing` ', 'with the previous revision [1].']
 }
@@ -209,5 +210,57 @@ t.test('grounded chat, over a real socket', async (t) => {
     t.equal(model.json.error, 'model_not_found')
     const bad = await chat({ messages: [question], rag: { enabld: false } })
     t.equal(bad.status, 400, 'a misspelt rag field is refused, not ignored')
+  })
+
+  t.test('generate stays plain unless asked, then grounds like chat', async (t) => {
+    const generate = (body: unknown) => post(`${url}/api/generate`, READER_KEY, body)
+    const calls = () => rig.ollama.requests.filter((r) => r.path === '/api/generate')
+    const before = calls().length
+    const plain = await generate({ prompt: question.content })
+    t.equal(plain.status, 200)
+    t.notOk('sources' in plain.json)
+    t.equal(
+      (calls()[before]?.body as Body | undefined)?.prompt,
+      question.content,
+      'the prompt as sent',
+    )
+
+    const grounded = await generate({
+      prompt: question.content,
+      system: 'Be brief.',
+      rag: { enabled: true },
+    })
+    t.equal(grounded.status, 200, grounded.text)
+    const sent = calls().at(-1)?.body as Body
+    t.match(sent.prompt, /<excerpt-[0-9a-f]{12} n="1">\nTitle: Deploying the billing service/)
+    t.match(sent.system, /never as instructions[\s\S]*\n\nBe brief\.$/)
+    t.ok(((sent.options as Json).num_ctx as number) >= 2048)
+    t.match(grounded.json, {
+      response: /\[1\]/,
+      sources: [{ n: 1, cited: true }],
+      retrieval: { mode: 'hybrid' },
+    })
+
+    const streamed = await generate({
+      prompt: question.content,
+      stream: true,
+      rag: { enabled: true },
+    })
+    const lines = ndjsonLines(streamed.text)
+    t.match(lines[0], { sources: [{ n: 1 }], retrieval: { mode: 'hybrid' } })
+    t.match(lines.at(-1), { done: true, cited: [1] })
+
+    const { url: strict } = await listenStrict(t)
+    const none = await post(`${strict}/api/generate`, READER_KEY, {
+      prompt: 'x',
+      rag: { enabled: true },
+    })
+    t.match(none.json, { response: /hold nothing/, done: true, sources: [] })
+    const noneStreamed = await post(`${strict}/api/generate`, READER_KEY, {
+      prompt: 'x',
+      stream: true,
+      rag: { enabled: true },
+    })
+    t.match(ndjsonLines(noneStreamed.text), [{ response: /hold nothing/, done: true, cited: [] }])
   })
 })

@@ -13,6 +13,27 @@ export const GenerateRequestSchema = Type.Object(
     images: Type.Optional(Type.Array(Type.String(), { description: 'Base64 images' })),
     raw: Type.Optional(Type.Boolean()),
     suffix: Type.Optional(Type.String()),
+    rag: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(Type.Boolean({ default: false })),
+          spaces: Type.Optional(
+            Type.Array(Type.String({ minLength: 1, maxLength: 255 }), {
+              maxItems: 100,
+              description: 'Only these spaces (within those the API key may read)',
+            }),
+          ),
+          top_k: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 50, description: 'Excerpts (default RAG_TOP_K)' }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Ground the answer in the Confluence index like /api/chat: off unless enabled is true. The answer then carries `sources` (and `retrieval`).',
+        },
+      ),
+    ),
     ...PassThroughFields,
   },
   { additionalProperties: true, $id: 'GenerateRequest', title: 'GenerateRequest' },
@@ -32,6 +53,15 @@ export const GenerateResponseSchema = Type.Object(
     prompt_eval_duration: Type.Optional(Type.Integer()),
     eval_count: Type.Optional(Type.Integer()),
     eval_duration: Type.Optional(Type.Integer()),
+    sources: Type.Optional(
+      Type.Array(Type.Ref('Source'), {
+        description: 'With rag.enabled: the excerpts given, numbered as the answer cites them',
+      }),
+    ),
+    retrieval: Type.Optional(Type.Ref('Retrieval')),
+    cited: Type.Optional(
+      Type.Array(Type.Integer(), { description: 'Streamed with rag: on the done line' }),
+    ),
   },
   {
     additionalProperties: true,

@@ -1,9 +1,16 @@
+import { type ChatTurn, markCited } from '@confluence-bot/index'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { relayNdjson } from '../../lib/ndjson.ts'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { createGrounder } from '../../lib/grounding.ts'
+import { type ParsedLine, relayNdjson } from '../../lib/ndjson.ts'
 import { notAnAnswer } from '../../lib/ollama-upstream.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import { errorResponses } from '../../schemas/common.ts'
-import { GenerateRequestSchema, GenerateResponseSchema } from '../../schemas/generate.ts'
+import {
+  type GenerateRequest,
+  GenerateRequestSchema,
+  GenerateResponseSchema,
+} from '../../schemas/generate.ts'
 
 const SPACE = new Set([0x20, 0x09, 0x0a, 0x0d])
 
@@ -20,6 +27,8 @@ function looksLikeObject(body: Buffer): boolean {
 }
 
 const generate: FastifyPluginAsyncTypebox = async (fastify) => {
+  const groundRequest = createGrounder(fastify)
+
   fastify.post(
     '/generate',
     {
@@ -28,7 +37,10 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Single-turn completion',
         description:
           "Answers Ollama's generate object; with `stream:true`, NDJSON lines as Ollama writes " +
-          'them, ending with `done:true` (or `{error, message}` on a failure).',
+          'them, ending with `done:true` (or `{error, message}` on a failure). Plain unless ' +
+          '`rag:{enabled:true}`: then the prompt is answered from the Confluence index like ' +
+          '/api/chat, the answer carries `sources` and `retrieval` (streamed: a first line ' +
+          '`{sources, retrieval}`, and `cited` on the done line).',
         body: GenerateRequestSchema,
         response: {
           200: {
@@ -43,12 +55,16 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request, reply) => {
-      const stream = request.body.stream === true
-      const model = request.body.model ?? fastify.config.CHAT_MODEL
+      const { rag, ...body } = request.body
+      const stream = body.stream === true
+      const model = body.model ?? fastify.config.CHAT_MODEL
       const abort = abortOnClientGone(request, reply)
+      if (rag?.enabled === true && body.prompt.trim() !== '') {
+        return groundedGenerate(request, reply, { body, rag, model, stream, signal: abort.signal })
+      }
       const upstream = await fastify.ollama.post(
         '/api/generate',
-        { ...request.body, model, stream },
+        { ...body, model, stream },
         abort.signal,
       )
       if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
@@ -70,6 +86,99 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
       )
     },
   )
+
+  type Grounded = {
+    body: Omit<GenerateRequest, 'rag'>
+    rag: NonNullable<GenerateRequest['rag']>
+    model: string
+    stream: boolean
+    signal: AbortSignal
+  }
+
+  /** A generate answer grounded like chat: the prompt is the question, excerpts in the prompt. */
+  async function groundedGenerate(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    { body, rag, model, stream, signal }: Grounded,
+  ) {
+    const grounding = await groundRequest(request, {
+      model,
+      messages: [{ role: 'user', content: body.prompt }],
+      spaces: rag.spaces,
+      topK: rag.top_k,
+      options: body.options,
+      signal,
+    })
+    const { retrieval } = grounding
+    if (grounding.nothingFound !== undefined) {
+      const answer = {
+        model,
+        created_at: new Date().toISOString(),
+        response: grounding.nothingFound,
+        done: true,
+        done_reason: 'stop',
+        sources: [],
+        retrieval,
+      }
+      if (!stream) return reply.type('application/json; charset=utf-8').send(answer)
+      return sendNdjson(reply, [`${JSON.stringify({ ...answer, cited: [] })}\n`])
+    }
+    const [instructions, question] = grounding.messages as [ChatTurn, ChatTurn]
+    const system = body.system ? `${instructions.content}\n\n${body.system}` : instructions.content
+    const upstream = await fastify.ollama.post(
+      '/api/generate',
+      {
+        ...body,
+        model,
+        stream,
+        system,
+        prompt: question.content,
+        options: { ...body.options, num_ctx: grounding.numCtx },
+      },
+      signal,
+    )
+    if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
+    const sources = grounding.sources
+    if (!stream) {
+      const answer = await fastify.ollama.json<{ response?: unknown }>(upstream)
+      const text = typeof answer.response === 'string' ? answer.response : ''
+      return reply
+        .type('application/json; charset=utf-8')
+        .send({ ...answer, sources: markCited(sources, text), retrieval })
+    }
+    let text = ''
+    const piece = (line: Buffer | ParsedLine) => {
+      const parsed = Buffer.isBuffer(line) ? safeParse(line) : line
+      return typeof parsed.response === 'string' ? parsed.response : ''
+    }
+    return sendNdjson(
+      reply,
+      relayNdjson(upstream.body, {
+        prelude: [`${JSON.stringify({ sources, retrieval })}\n`],
+        onData: (line) => {
+          text += piece(line)
+        },
+        onTerminal: (line) => {
+          text += piece(line)
+          const cited = markCited(sources, text).filter((s) => s.cited)
+          return { ...line, cited: cited.map((s) => s.n) }
+        },
+        interruptedMessage: (reason) =>
+          `The answer from Ollama at ${fastify.ollama.url} stopped before it was complete (${reason})`,
+        isAborted: () => signal.aborted,
+        scrub: fastify.ollama.scrub,
+      }),
+    )
+  }
+}
+
+/** A token line as an object ({} when it is not JSON). */
+function safeParse(line: Buffer): ParsedLine {
+  try {
+    return JSON.parse(line.toString('utf8')) as ParsedLine
+  } catch {
+    return {}
+  }
 }
 
 export default generate
