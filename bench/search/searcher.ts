@@ -1,4 +1,9 @@
-import { lancedbConnect, openSearchIndex, type SearchMode } from '@confluence-bot/index'
+import {
+  lancedbConnect,
+  openSearchIndex,
+  type SearchMode,
+  VECTOR_QUERY_EF,
+} from '@confluence-bot/index'
 import { CHUNKS_TABLE } from '@confluence-bot/shared'
 
 // The queries the bench times, through the search module the api and the CLI use
@@ -13,6 +18,8 @@ export type Searcher = {
   hybrid(q: BenchQuery): Promise<string[]>
   /** The exact top 10 of the vector leg, up to 10 chunks of a page: what recall is measured on. */
   nearest(q: BenchQuery): Promise<string[]>
+  /** The vector query straight to LanceDB (the index alone, without the search module). */
+  raw(q: BenchQuery): Promise<string[]>
   /** The vector query without the index: LanceDB's exact scan of the table. */
   flat(q: BenchQuery): Promise<string[]>
   close(): Promise<void>
@@ -39,6 +46,17 @@ export async function openSearcher(uri: string, qs: readonly BenchQuery[]): Prom
     keyword: (q) => search(q, 'keyword'),
     hybrid: (q) => search(q, 'hybrid'),
     nearest: (q) => search(q, 'vector', 10),
+    async raw(q) {
+      const rows = await table
+        .query()
+        .nearestTo(q.vector)
+        .distanceType('cosine')
+        .ef(VECTOR_QUERY_EF)
+        .select(['chunk_id', '_distance'])
+        .limit(10)
+        .toArray()
+      return rows.map((row) => row.chunk_id as string)
+    },
     async flat(q) {
       const rows = await table
         .query()
