@@ -5,6 +5,7 @@ export { lancedbConnect } from './connect.ts'
 export * from './eval.ts'
 export { filterSql, matchesNothing, normaliseTime, SearchRequestError } from './filters.ts'
 export { FTS_INDEX_OPTIONS, ftsIndex, ftsIndexCurrent, ftsIndexStale } from './fts.ts'
+export * from './fusion.ts'
 export * from './grounding.ts'
 export { keywordQuery, koreanStem } from './keyword-query.ts'
 export {

@@ -1,15 +1,17 @@
-// The read side of the chunk index: hybrid (full-text BM25 + vector, fused by LanceDB's
-// reranker), vector-only and keyword-only search, filters applied inside every leg, at most a
-// few chunks per page. Never writes.
+// The read side of the chunk index: hybrid (full-text BM25 + vector, fused through LanceDB's
+// reranker API: distribution-based score fusion by default, see fusion.ts), vector-only and
+// keyword-only search, filters applied inside every leg, at most a few chunks per page. Never
+// writes.
 //
 // CONTRACT (fixed; the implementation fills it in): api, CLI and bench code against these types.
 
 import { createRequire } from 'node:module'
 import { CHUNKS_TABLE, ChunkColumn, EmbedMeta } from '@confluence-bot/shared'
-import { MatchQuery, rerankers, type Table } from '@lancedb/lancedb'
+import { MatchQuery, type rerankers, type Table } from '@lancedb/lancedb'
 import type { FixedSizeList, RecordBatch, Schema, Vector } from 'apache-arrow'
 import { lancedbConnect } from './connect.ts'
 import { filterSql, matchesNothing, SearchRequestError } from './filters.ts'
+import { ScoreFusionReranker } from './fusion.ts'
 import { keywordQuery } from './keyword-query.ts'
 import { snippet } from './snippet.ts'
 import { vectorQueryEf } from './vector-index.ts'
@@ -86,6 +88,11 @@ export type SearchIndexOptions = {
   /** Default at most this many chunks of one page in the hits (SEARCH_PER_PAGE, default 2). */
   perPage?: number
   cacheMb?: number
+  /**
+   * Fuses hybrid search's two legs (default: a ScoreFusionReranker, DBSF with the legs weighed
+   * alike). Any reranker of LanceDB's shape, e.g. `await rerankers.RRFReranker.create()`.
+   */
+  reranker?: rerankers.Reranker
 }
 
 export type SearchIndex = {
@@ -237,7 +244,7 @@ function toHit(candidate: Candidate, row: Row, query: string): SearchHit {
 export async function openSearchIndex(options: SearchIndexOptions): Promise<SearchIndex> {
   const db = await lancedbConnect(options.uri, options.cacheMb)
   const defaultPerPage = checkCount('perPage', options.perPage, DEFAULT_PER_PAGE, MAX_TOP_K)
-  const rrf = await rerankers.RRFReranker.create()
+  const reranker = options.reranker ?? new ScoreFusionReranker()
   let open: OpenTable | null = null
 
   /** The table as it is now (null: there is none yet), its recorded embedding up to date. */
@@ -350,7 +357,7 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       vectorLeg(t, vector as Float32Array, where, n),
       keywordLeg(t, text, where, n),
     ])
-    const fused = await rrf.rerankHybrid(
+    const fused = await reranker.rerankHybrid(
       text,
       rankBatch(near, '_distance'),
       rankBatch(words, '_score'),
