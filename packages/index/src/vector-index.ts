@@ -16,14 +16,16 @@ import { Index } from '@lancedb/lancedb'
 // - The build's memory is the vector column read once (+350–390 MB at 100k) whatever the
 //   partition count; a build on uncompacted fragments also paid a remap when compacted (see
 //   the worker's maintain()).
-// - Query ef 50 → 100 → 200: recall@10 0.984–0.993 → 0.994 → 0.994, p50 within noise.
+// - Query ef 50 → 100 → 200: recall@10 0.984–0.993 → 0.994 → 0.994 at 100k, and at 10k
+//   (where many queries have no chunk of their own cluster, so their neighbours are near-ties)
+//   ef 100 → 150 → 200: 0.952 → 0.968 → 0.974, p50 2.0–2.5 ms for all three (noise). So 200.
 //   refineFactor 2 gave 1.000 but doubled p50 and quadrupled p95: not used.
 
 /** The kind the worker logs when it builds the vector index. */
 export const VECTOR_INDEX_KIND = 'ivf_hnsw_sq'
 
 /** HNSW search breadth of a vector query (LanceDB's default is too low for good recall). */
-export const VECTOR_QUERY_EF = 100
+export const VECTOR_QUERY_EF = 200
 
 /**
  * The ef of a query for `limit` rows: LanceDB refuses an ef below the limit ("ef must be
