@@ -181,7 +181,7 @@ t.test('a first question is not rewritten; an empty rewrite keeps the question',
   t.equal(noRewrite.retrieval.query, 'second', 'no rewrite function: the question as asked')
 })
 
-t.test('nothing above the floor: the honest answer, no excerpts, no model call', async (t) => {
+t.test('nothing above the floor: the honest answer, no excerpts', async (t) => {
   const { index } = fixedIndex([hit(1, { similarity: 0.1 }), hit(2, { similarity: 0.2 })], {
     mode: 'vector',
   })
@@ -197,7 +197,7 @@ t.test('nothing above the floor: the honest answer, no excerpts, no model call',
   t.same(g.messages, [])
   t.same(g.sources, [])
   t.equal(g.retrieval.below_floor, 2)
-  t.equal(asked, false, 'the model is not even asked for its context length')
+  t.equal(asked, true, 'the model is still asked for its length: it must exist')
 })
 
 t.test('the fallback mode and its reason are reported', async (t) => {

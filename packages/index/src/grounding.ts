@@ -275,6 +275,9 @@ export async function ground(options: GroundingOptions): Promise<Grounding> {
   }
   const fence = options.fence ?? `excerpt-${randomBytes(6).toString('hex')}`
   const answerTokens = options.answerTokens ?? DEFAULT_ANSWER_TOKENS
+  // Asked even when nothing is relevant: it is how a model that does not exist, or an Ollama
+  // that is down, is found out (a 404 or a 503 rather than an answer that hides it).
+  const modelLength = await options.contextLength()
   if (passing.length === 0) {
     return {
       messages: [],
@@ -284,7 +287,6 @@ export async function ground(options: GroundingOptions): Promise<Grounding> {
       nothingFound: nothingFoundAnswer(question.content),
     }
   }
-  const modelLength = await options.contextLength()
   const limit = Math.min(
     options.numCtx ?? options.maxContextTokens,
     modelLength ?? Number.POSITIVE_INFINITY,
