@@ -210,7 +210,7 @@ t.test('errors: one line on stderr, exit 1; usage: exit 2', async (t) => {
       ['convert', '--max-bytes', 'lots', file],
       /--max-bytes must be a whole number/,
     ],
-    ['unknown command', ['search', file], /unknown command 'search'/],
+    ['unknown command', ['summarise', file], /unknown command 'summarise'/],
     ['unknown option', ['convert', '--frobnicate', file], /unknown option --frobnicate/],
     ['option without value', ['convert', file, '--space'], /'--space <value>' argument missing/],
     [
