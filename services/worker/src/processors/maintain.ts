@@ -13,15 +13,40 @@ import type { ProcessorDeps } from '../worker.ts'
 
 // Index upkeep after syncs: the full-text index, the vector index once the table is large
 // enough, scalar indexes, then compaction (which also folds new rows into the indexes and
-// prunes old versions). Queued by every sync, deduplicated while one waits.
+// prunes old versions). Queued by every sync's finish step, by a sync's page batches once an
+// indexed table has INDEX_FOLD_ROWS rows its indices do not cover (pages.ts), and by purges;
+// one job waits or runs at a time, so a request made while one runs is dropped. A sync that
+// finishes while one runs therefore asks in vain, and whatever it wrote after this job's fold
+// began would wait for the next sync to be folded in: when no sync is under way any more (one
+// that is still running asks again as it finishes) and rows are left out, the job folds again.
+// Both passes take the writer lock like every write, so page batches wait a few seconds at most
+// and write between them; a pass with nothing to fold or compact takes a few ms.
+
+/** Sources whose sync is under way (it holds its source's claim). */
+async function syncingSources(ingest: Ingest): Promise<string[]> {
+  const ids = (await listSources(ingest.redis)).map((spec) => spec.id)
+  const held = await Promise.all(ids.map((id) => ingest.redis.exists(syncLockKey(id))))
+  return ids.filter((_, i) => held[i] === 1)
+}
 
 export function createMaintainProcessor(ingest: Ingest) {
+  /** Rows written since the fold that a sync finishing meanwhile will not ask for again. */
+  async function leftBehind(): Promise<boolean> {
+    const behind = (await ingest.store.unindexedRows()) ?? 0
+    return behind > 0 && (await syncingSources(ingest)).length === 0
+  }
+
   return async function maintain(_job: Job, { log }: ProcessorDeps) {
     const started = performance.now()
-    const report = await ingest.store.maintain()
+    let report = await ingest.store.maintain()
+    let passes = 1
+    if (await leftBehind()) {
+      report = await ingest.store.maintain()
+      passes = 2
+    }
     const ms = Math.round(performance.now() - started)
-    log.info({ ...report, ms }, 'index maintained')
-    return { ...report, ms }
+    log.info({ ...report, passes, ms }, 'index maintained')
+    return { ...report, passes, ms }
   }
 }
 
@@ -43,12 +68,6 @@ export type RefillProgress = { filled: number; remaining: number }
 // that will switch it (and queue its own).
 
 export function createRefillProcessor(ingest: Ingest) {
-  async function syncingSources(): Promise<string[]> {
-    const ids = (await listSources(ingest.redis)).map((spec) => spec.id)
-    const held = await Promise.all(ids.map((id) => ingest.redis.exists(syncLockKey(id))))
-    return ids.filter((_, i) => held[i] === 1)
-  }
-
   return async function refill(job: Job, { log }: ProcessorDeps): Promise<RefillProgress> {
     let filled = 0
     for (;;) {
@@ -70,7 +89,7 @@ export function createRefillProcessor(ingest: Ingest) {
       }
       // A source whose sync is under way fills its own chunks in that sync's finish step (and
       // counts them there): the refill takes every other source's.
-      const syncing = await syncingSources()
+      const syncing = await syncingSources(ingest)
       const rows = await ingest.store.rowsWithoutVectors(undefined, REFILL_BATCH, syncing)
       if (rows.length === 0) break
       const input = documentInput(recorded.documentPrefix)

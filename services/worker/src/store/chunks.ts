@@ -186,6 +186,13 @@ export type ChunkStore = {
    * since these vectors were made).
    */
   setVectors(model: string, items: readonly VectorItem[], documentPrefix?: string): Promise<number>
+  /**
+   * Rows the full-text index does not cover yet (written since maintain() last folded them in;
+   * the vector index falls behind by the same writes), or null when the table has no full-text
+   * index yet (a first sync: maintain() builds every index once, at its end). Reads index
+   * metadata only, no rows.
+   */
+  unindexedRows(): Promise<number | null>
   /** Builds missing indices, then compacts, updates indices and removes old versions. */
   maintain(options?: { force?: boolean }): Promise<MaintainReport>
   close(): Promise<void>
@@ -620,6 +627,14 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
           .execute(data)
         return result.numUpdatedRows
       })
+    },
+
+    async unindexedRows() {
+      const t = await openTable()
+      if (t === null) return null
+      const text = (await t.listIndices()).find((i) => i.columns.includes(ChunkColumn.text))
+      const stats = text === undefined ? undefined : await t.indexStats(text.name)
+      return stats?.numUnindexedRows ?? null
     },
 
     async maintain({ force = false } = {}) {
