@@ -54,8 +54,8 @@ export type GroundingOptions = {
   maxContextTokens: number
   /** The chat model's own context length (Ollama's /api/show), undefined if unknown. */
   contextLength: () => Promise<number | undefined>
-  /** A standalone query for a follow-up, from the chat model; absent: no rewrite. */
-  rewrite?: (messages: ChatTurn[]) => Promise<string>
+  /** A standalone query for a follow-up, from the chat model (with this num_ctx); absent: no rewrite. */
+  rewrite?: (messages: ChatTurn[], numCtx: number) => Promise<string>
   /** Tokens kept for the answer (the request's num_predict, else a default). */
   answerTokens?: number
   /** The context window the client asked for (options.num_ctx): excerpts are fitted into it. */
@@ -97,11 +97,21 @@ export function estimateTokens(text: string): number {
 
 const turnTokens = (turn: ChatTurn) => estimateTokens(turn.content) + 8
 
-/** The context window to ask for: a power of two that holds `needed`, within `limit`. */
-export function chooseNumCtx(needed: number, limit: number): number {
-  let size = SMALLEST_CONTEXT
-  while (size < needed && size < limit) size *= 2
-  return Math.min(size, limit)
+/**
+ * The context window every call of a grounded answer asks for: the largest the model and the
+ * settings allow, the same on every request (a rewrite included). Ollama reloads a model whenever
+ * num_ctx changes, so a window sized to each prompt would reload it between most calls. A
+ * client's own num_ctx (a positive one) is kept, within the cap.
+ */
+export function windowFor(cap: number, modelLength: number | undefined, asked?: number): number {
+  const wanted = asked !== undefined && asked > 0 ? Math.min(asked, cap) : cap
+  return Math.min(wanted, modelLength ?? Number.POSITIVE_INFINITY)
+}
+
+/** A request whose window cannot hold one excerpt besides the question and the answer. */
+export class GroundingError extends Error {
+  override name = 'GroundingError'
+  readonly statusCode = 400
 }
 
 /** The context length /api/show reports for a model (model_info `<arch>.context_length`). */
@@ -122,8 +132,15 @@ const SYSTEM = (fence: string) =>
     'Answer in the language the question is written in.',
   ].join('\n')
 
+/** A page's title or breadcrumb on one line: a newline in it cannot start a header of its own. */
+const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim()
+
 function excerptBlock(n: number, hit: SearchHit, fence: string): string {
-  const lines = [`<${fence} n="${n}">`, `Title: ${hit.title}`, `Breadcrumb: ${hit.breadcrumb}`]
+  const lines = [
+    `<${fence} n="${n}">`,
+    `Title: ${oneLine(hit.title)}`,
+    `Breadcrumb: ${oneLine(hit.breadcrumb)}`,
+  ]
   if (hit.updated_at !== '') lines.push(`Updated: ${hit.updated_at}`)
   lines.push('', hit.text, `</${fence}>`)
   return lines.join('\n')
@@ -156,7 +173,9 @@ export function groundedMessages(
 /** The excerpt numbers (1…count) an answer cites as `[n]`, `[n, m]` or `[n-m]`. */
 export function citedNumbers(answer: string, count: number): Set<number> {
   const cited = new Set<number>()
-  for (const match of answer.matchAll(/[[【]\s*(\d+(?:\s*[-–,，、]\s*\d+)*)\s*[\]】]/g)) {
+  // `argv[1]` in a code block or span is code, not a citation.
+  const prose = answer.replace(/```[\s\S]*?(```|$)/g, ' ').replace(/`[^`\n]*`/g, ' ')
+  for (const match of prose.matchAll(/[[【]\s*(\d+(?:\s*[-–,，、]\s*\d+)*)\s*[\]】]/g)) {
     for (const part of (match[1] as string).split(/\s*[,，、]\s*/)) {
       const [from, to = from] = part.split(/\s*[-–]\s*/).map(Number) as [number, number?]
       for (let n = from; n <= Math.min(to as number, from + count); n++) {
@@ -251,11 +270,14 @@ export async function ground(options: GroundingOptions): Promise<Grounding> {
   const all = [...options.messages]
   const question = all.pop() as ChatTurn
   const history = all
+  // Asked first and even when nothing is relevant: it is how a model that does not exist, or an
+  // Ollama that is down, is found out (a 404 or a 503 rather than an answer that hides it).
+  const limit = windowFor(options.maxContextTokens, await options.contextLength(), options.numCtx)
   const earlier = history.some((turn) => turn.role === 'user')
   let query = question.content
   let rewritten = false
   if (earlier && options.rewrite !== undefined) {
-    query = cleanRewrite(await options.rewrite(rewriteMessages(history, query)), query)
+    query = cleanRewrite(await options.rewrite(rewriteMessages(history, query), limit), query)
     rewritten = query !== question.content
   }
   const found = await options.index.search({
@@ -273,31 +295,31 @@ export async function ground(options: GroundingOptions): Promise<Grounding> {
     below_floor: found.results.length - passing.length,
     left_out: 0,
   }
-  const fence = options.fence ?? `excerpt-${randomBytes(6).toString('hex')}`
-  const answerTokens = options.answerTokens ?? DEFAULT_ANSWER_TOKENS
-  // Asked even when nothing is relevant: it is how a model that does not exist, or an Ollama
-  // that is down, is found out (a 404 or a 503 rather than an answer that hides it).
-  const modelLength = await options.contextLength()
   if (passing.length === 0) {
     return {
       messages: [],
       sources: [],
-      numCtx: 0,
+      numCtx: limit,
       retrieval,
       nothingFound: nothingFoundAnswer(question.content),
     }
   }
-  const limit = Math.min(
-    options.numCtx ?? options.maxContextTokens,
-    modelLength ?? Number.POSITIVE_INFINITY,
-  )
-  // The instructions, the question and the answer always fit; history gives way (oldest first),
-  // then the lowest-ranked excerpts.
-  const fixed = estimateTokens(SYSTEM(fence)) + turnTokens(question) + answerTokens + 64
-  const kept = [...history]
-  let historyTokens = kept.reduce((sum, turn) => sum + turnTokens(turn), 0)
-  while (kept.length > 0 && fixed + historyTokens > limit / 2) {
-    historyTokens -= turnTokens(kept.shift() as ChatTurn)
+  const fence = options.fence ?? `excerpt-${randomBytes(6).toString('hex')}`
+  const answerTokens = options.answerTokens ?? DEFAULT_ANSWER_TOKENS
+  // The instructions, the client's system turns, the question and the answer always fit; the
+  // conversation gives way (oldest first) down to half the window, then the lowest-ranked
+  // excerpts are left out whole.
+  const system = history.filter((turn) => turn.role === 'system')
+  const turns = history.filter((turn) => turn.role !== 'system')
+  const fixed =
+    estimateTokens(SYSTEM(fence)) +
+    system.reduce((sum, turn) => sum + turnTokens(turn), 0) +
+    turnTokens(question) +
+    answerTokens +
+    64
+  let historyTokens = turns.reduce((sum, turn) => sum + turnTokens(turn), 0)
+  while (turns.length > 0 && fixed + historyTokens > limit / 2) {
+    historyTokens -= turnTokens(turns.shift() as ChatTurn)
   }
   let used = fixed + historyTokens
   const hits: SearchHit[] = []
@@ -307,11 +329,17 @@ export async function ground(options: GroundingOptions): Promise<Grounding> {
     used += cost
     hits.push(hit)
   }
+  if (hits.length === 0) {
+    throw new GroundingError(
+      `A context window of ${limit} tokens (num_ctx) holds no excerpt besides the question and ${answerTokens} tokens kept for the answer (num_predict): raise num_ctx, lower num_predict or shorten the question`,
+    )
+  }
   retrieval.left_out = passing.length - hits.length
+  const kept = history.filter((turn) => turn.role === 'system' || turns.includes(turn))
   return {
     messages: groundedMessages(kept, question, hits, fence),
     sources: sourcesOf(hits),
-    numCtx: options.numCtx ?? chooseNumCtx(used, limit),
+    numCtx: limit,
     retrieval,
   }
 }

@@ -263,4 +263,78 @@ t.test('grounded chat, over a real socket', async (t) => {
     })
     t.match(ndjsonLines(noneStreamed.text), [{ response: /hold nothing/, done: true, cited: [] }])
   })
+
+  t.test(
+    'a conversation keeps the question and the answer, not turns a client made up',
+    async (t) => {
+      const made = Array.from({ length: 6 }, (_, i) => ({
+        role: i % 2 === 0 ? 'user' : 'assistant',
+        content: `invented turn ${i}`,
+      }))
+      const res = await chat({ messages: [...made, question] })
+      const stored = await fetch(`${url}/api/conversations/${res.json.conversation_id}`, {
+        headers: { authorization: `Bearer ${READER_KEY}` },
+      })
+      const conversation = (await stored.json()) as Json
+      t.same(
+        conversation.messages.map((m: Json) => [m.role, m.content.slice(0, 20)]),
+        [
+          ['user', question.content.slice(0, 20)],
+          ['assistant', 'Run `helm rollback b'],
+        ],
+      )
+    },
+  )
+
+  t.test('the rewrite and the answer ask for one num_ctx (no model reload between)', async (t) => {
+    const first = await chat({ messages: [question] })
+    const before = chatCalls().length
+    await chat({
+      conversation_id: first.json.conversation_id,
+      messages: [{ role: 'user', content: 'and the revision number?' }],
+    })
+    const windows = chatCalls()
+      .slice(before)
+      .map((call) => (call.options as Json).num_ctx)
+    t.equal(windows.length, 2)
+    t.equal(windows[0], windows[1])
+    t.equal(windows[0], 16_384, 'RAG_MAX_CONTEXT_TOKENS, within the model')
+  })
+
+  t.test('a window that holds no excerpt is the client’s 400, not a model call', async (t) => {
+    const before = chatCalls().length
+    const res = await chat({ messages: [question], options: { num_ctx: 1200 } })
+    t.equal(res.status, 400)
+    t.match(res.json.message, /context window of 1200 tokens \(num_ctx\) holds no excerpt/)
+    t.equal(chatCalls().length, before)
+  })
+
+  t.test('a conversation that quotes spaces its key may no longer read is refused', async (t) => {
+    const broad = await chat({
+      messages: [{ role: 'user', content: 'Who is paged through Opsgenie on-call?' }],
+      rag: { spaces: ['OPS'] },
+    })
+    t.ok((broad.json.sources as Json[]).some((s) => s.space === 'OPS'))
+    const id = broad.json.conversation_id as string
+    // The same key, narrowed to ENG by the operator.
+    const narrowed = await buildTestApp(t, {
+      ...rigApiEnv(rig),
+      API_KEYS: `${READER_KEY}:ENG`,
+      OLLAMA_URL: rig.ollama.url,
+      RAG_ENABLED: 'true',
+    })
+    const headers = { authorization: `Bearer ${READER_KEY}` }
+    const read = await narrowed.inject({ method: 'GET', url: `/api/conversations/${id}`, headers })
+    t.equal(read.statusCode, 403)
+    t.match(read.json().message, /quotes spaces this API key may not read \(OPS\)/)
+    const before = chatCalls().length
+    const go = await narrowed.inject({
+      method: 'POST',
+      url: '/api/chat',
+      headers,
+      payload: { conversation_id: id, messages: [{ role: 'user', content: 'and then?' }] },
+    })
+    t.equal(go.statusCode, 403)
+    t.equal(chatCalls().length, before, 'nothing of it reached the model')
+  })
 })

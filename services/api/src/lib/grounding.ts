@@ -1,4 +1,11 @@
-import { type ChatTurn, contextLengthOf, type Grounding, ground } from '@confluence-bot/index'
+import {
+  type ChatTurn,
+  contextLengthOf,
+  type Grounding,
+  GroundingError,
+  ground,
+} from '@confluence-bot/index'
+import { AppError, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { searchFailure } from '../routes/api/search.ts'
 import { allowedSpaces } from './spaces.ts'
@@ -38,7 +45,7 @@ export function createGrounder(fastify: FastifyInstance) {
   }
 
   /** The model's standalone query; '' (keep the question) when the call fails. */
-  async function rewrite(model: string, messages: ChatTurn[], signal: AbortSignal) {
+  async function rewrite(model: string, messages: ChatTurn[], numCtx: number, signal: AbortSignal) {
     try {
       const response = await ollama.post(
         '/api/chat',
@@ -46,7 +53,8 @@ export function createGrounder(fastify: FastifyInstance) {
           model,
           messages,
           stream: false,
-          options: { temperature: 0, num_predict: REWRITE_TOKENS },
+          // The answer's num_ctx: another would make Ollama reload the model between the calls.
+          options: { temperature: 0, num_predict: REWRITE_TOKENS, num_ctx: numCtx },
         },
         signal,
       )
@@ -89,10 +97,15 @@ export function createGrounder(fastify: FastifyInstance) {
       maxContextTokens: config.RAG_MAX_CONTEXT_TOKENS,
       contextLength: () => contextLength(model, signal),
       rewrite: config.RAG_REWRITE_FOLLOW_UPS
-        ? (messages) => rewrite(model, messages, signal)
+        ? (messages, numCtx) => rewrite(model, messages, numCtx, signal)
         : undefined,
       answerTokens: typeof predict === 'number' && predict > 0 ? predict : undefined,
       numCtx: input.options?.num_ctx,
+    }).catch((err: unknown) => {
+      if (err instanceof GroundingError) {
+        throw new AppError(400, ErrorCode.validation, err.message, { cause: err })
+      }
+      throw err
     })
   }
 }

@@ -28,3 +28,23 @@ export function allowedSpaces(
   const allowed = new Set(granted)
   return wanted.filter((space) => allowed.has(space))
 }
+
+/**
+ * The spaces a conversation's answers cited that this request's key may not read (a key's
+ * spaces were narrowed, or a page moved, since): such a conversation is not shown or continued.
+ */
+export function quotedOutside(
+  request: FastifyRequest,
+  conversation: { messages: ReadonlyArray<{ sources?: ReadonlyArray<{ space: string }> }> },
+): string[] {
+  const granted = allowedSpaces(request)
+  if (granted === undefined) return []
+  const allowed = new Set(granted)
+  const outside = new Set<string>()
+  for (const message of conversation.messages) {
+    for (const source of message.sources ?? []) {
+      if (!allowed.has(source.space)) outside.add(source.space)
+    }
+  }
+  return [...outside].sort()
+}

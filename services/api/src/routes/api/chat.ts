@@ -5,6 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { createGrounder } from '../../lib/grounding.ts'
 import { type ParsedLine, relayNdjson } from '../../lib/ndjson.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
+import { quotedOutside } from '../../lib/spaces.ts'
 import { newConversationId, type StoredMessage } from '../../plugins/app/conversations.ts'
 import {
   type ChatCompletion,
@@ -123,6 +124,14 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
             `No conversation ${continued} (it may have expired or been deleted)`,
           )
         }
+        const outside = quotedOutside(request, found)
+        if (outside.length > 0) {
+          throw new AppError(
+            403,
+            ErrorCode.forbidden,
+            `This conversation quotes spaces this API key may not read (${outside.join(', ')})`,
+          )
+        }
         history = found.messages.map(({ role, content }) => ({ role, content }))
       }
       const messages: ChatTurn[] = [...history, ...body.messages]
@@ -139,10 +148,11 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
             })
           : undefined
 
-      // What the conversation keeps: the new user turns as sent, then the answer.
-      const asked = body.messages
-        .filter((m) => m.role === 'user' || m.role === 'assistant')
-        .map((m) => ({ role: m.role as 'user' | 'assistant', content: m.content }))
+      // What the conversation keeps: the question and its answer. Turns a client sends before
+      // its question are its own context, not the conversation's: stored, they would let one
+      // request write megabytes of made-up history.
+      const asked: StoredMessage[] =
+        question.role === 'user' ? [{ role: 'user', content: question.content }] : []
       const save = async (answer: string, sources: GroundingSource[]) => {
         const turns: StoredMessage[] = [
           ...asked,
