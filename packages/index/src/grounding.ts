@@ -77,8 +77,6 @@ export type Grounding = {
 
 /** Tokens kept for the answer when the request does not say (num_predict). */
 export const DEFAULT_ANSWER_TOKENS = 1024
-/** Ollama's context window when a request does not set num_ctx on older servers. */
-const SMALLEST_CONTEXT = 2048
 
 /**
  * A cautious token count with no tokenizer at hand: about three characters a token for ASCII
