@@ -395,7 +395,7 @@ t.test('crafted queries are searched as words, never an error', async (t) => {
 
 t.test('similarity of a hybrid hit only the keyword leg found', async (t) => {
   const uri = tempUri(t)
-  // 25 chunks of one page nearer the query than "far" fill the vector leg's 20 candidates (top 5
+  // 25 chunks of one page nearer the query than "far" (similarity 0.6) fill the vector leg's 20 candidates (top 5
   // asks for 20); only the keyword leg finds "far", and its similarity is computed from its
   // stored vector. "zero" has a zero vector (similarity 0), "none" none at all. Two chunks of
   // "near" make the cut per page, which leaves room for the three the keyword leg found.
@@ -405,7 +405,7 @@ t.test('similarity of a hybrid hit only the keyword leg found', async (t) => {
       text: `unrelated words ${i}`,
       vector: [1, i / 100, 0, 0],
     })),
-    { page_id: 'far', text: 'zebra crossing rules', vector: [0, 0.6, 0.8, 0] },
+    { page_id: 'far', text: 'zebra crossing rules', vector: [0.6, 0, 0.8, 0] },
     { page_id: 'zero', text: 'zebra stripes', vector: [0, 0, 0, 0] },
     { page_id: 'none', text: 'zebra herd' },
   ]
@@ -414,7 +414,8 @@ t.test('similarity of a hybrid hit only the keyword leg found', async (t) => {
   const res = await index.search({ query: 'zebra', top_k: 5 })
   const by = (p: string) => res.results.find((h) => h.page_id === p) as SearchHit
   t.ok(by('far'), 'found by the keyword leg')
-  t.ok(Math.abs((by('far').similarity as number) - 0) < 1e-6)
+  // Its own similarity (0.6), not 0: the stored vector is read as numbers.
+  t.ok(Math.abs((by('far').similarity as number) - 0.6) < 1e-6, `${by('far').similarity}`)
   t.equal(by('zero').similarity, 0)
   t.equal(by('none').similarity, undefined)
   t.ok((by('near').similarity as number) > 0.99)
