@@ -228,7 +228,15 @@ export const WorkerEnvSchema = Type.Object({
   }),
   // Measured by `pnpm bench search` at 100k chunks: each row the indices do not cover yet costs
   // a query about 0.1 ms (5,000 of them: keyword p50 467 ms), and folding them in takes a few
-  // seconds of the writer lock, so a sync of an indexed table folds about every 1,000 rows.
+  // seconds of the writer lock. A 5,000-row sync into a 30k-chunk indexed table (100-row
+  // writes, queries between them; 6 ms keyword, 12 ms hybrid p50 once all folded):
+  //   folds every | keyword p50 / p95 | hybrid p50 / p95 | folds × lock held each
+  //   never       |    271 /  769 ms  |    291 /  851 ms | (one 1.5 s fold at the end)
+  //   2,000       |    140 /  421 ms  |    139 /  536 ms |  2 × 1.5–2.1 s
+  //   1,000       |     80 /  177 ms  |     94 /  212 ms |  5 × 0.8–1.1 s
+  //   500         |     34 /   85 ms  |     50 /  107 ms | 10 × 0.5–0.9 s
+  // A fold costs about half a second whatever it folds, more on a larger table: 1,000 keeps a
+  // query under a fifth of a second while a sync spends a few percent of its lock time folding.
   INDEX_FOLD_ROWS: Type.Integer({
     minimum: 1,
     default: 1_000,
