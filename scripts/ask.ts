@@ -5,7 +5,7 @@
 import { contextLengthOf, ground, markCited } from '@confluence-bot/index'
 import { ollamaTarget, scrub } from '@confluence-bot/shared'
 import { Ollama } from 'ollama'
-import { hitPlace, openConfiguredIndex, parseCommand } from './search.ts'
+import { hitPlace, openConfiguredIndex, parseCommand, printable, spaceFilter } from './search.ts'
 
 export const ASK_USAGE = `Usage: cnfl ask "QUESTION" [--space KEY…] [--model NAME]
 
@@ -45,7 +45,7 @@ export async function ask(args: string[]): Promise<number> {
     const grounding = await ground({
       index,
       messages: [{ role: 'user', content: question }],
-      filters: values.space === undefined ? undefined : { spaces: values.space },
+      filters: spaceFilter(values.space),
       topK: config.RAG_TOP_K,
       perPage: config.SEARCH_PER_PAGE,
       minSimilarity: config.RAG_MIN_SIMILARITY,
@@ -69,12 +69,14 @@ export async function ask(args: string[]): Promise<number> {
     let answer = ''
     for await (const part of stream) {
       answer += part.message.content
-      process.stdout.write(part.message.content)
+      process.stdout.write(printable(part.message.content))
     }
     process.stdout.write('\n\nSources:\n')
     for (const source of markCited(grounding.sources, answer)) {
       const mark = source.cited ? '*' : ' '
-      process.stdout.write(`[${source.n}]${mark} ${hitPlace(source)}\n     ${source.url}\n`)
+      process.stdout.write(
+        `[${source.n}]${mark} ${hitPlace(source)}\n     ${printable(source.url)}\n`,
+      )
     }
     return 0
   }

@@ -13,7 +13,7 @@ import {
   QuestionSetError,
   type SearchMode,
 } from '@confluence-bot/index'
-import { openConfiguredIndex, parseCommand, parseCount, parseMode } from './search.ts'
+import { openConfiguredIndex, parseCommand, parseCount, parseMode, spaceFilter } from './search.ts'
 
 export const EVAL_USAGE = `Usage: cnfl eval QUESTIONS.json [--top-k N] [--mode M…] [--space KEY…] [--json]
 
@@ -71,7 +71,7 @@ export async function evalQuestions(args: string[], cwd: string): Promise<number
     const report = await evaluate(index, questions, {
       topK,
       modes,
-      filters: values.space === undefined ? undefined : { spaces: values.space },
+      filters: spaceFilter(values.space),
       onProgress: (done, total) => {
         // One line per finished mode: the whole set takes a while on a large index.
         if (done % questions.length === 0) {

@@ -11,7 +11,7 @@ import {
   type SearchIndex,
   type SearchMode,
 } from '@confluence-bot/index'
-import { type ApiConfig, loadApiConfig } from '@confluence-bot/shared'
+import { type ApiConfig, canonicalSpaceKey, loadApiConfig } from '@confluence-bot/shared'
 import { UsageError } from './ingest-usage.ts'
 
 export const SEARCH_USAGE = `Usage: cnfl search "QUERY" [--mode hybrid|vector|keyword] [--top-k N] [--space KEY…] [--json]
@@ -74,9 +74,26 @@ export async function openConfiguredIndex(): Promise<{ config: ApiConfig; index:
   return { config, index }
 }
 
-/** Where a hit is: its page title, then its section's headings. */
+/**
+ * Text from a page or a model as a terminal may show it: control characters (an escape sequence
+ * in a title could clear the screen or forge a link) become spaces; newlines and tabs stay.
+ */
+export const printable = (text: string) =>
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: they are what is removed
+  text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, ' ')
+
+/** Where a hit is: its page title, then its section's headings (printable, one line). */
 export const hitPlace = (hit: Pick<SearchHit, 'title' | 'heading_path'>) =>
-  [hit.title, hit.heading_path].filter((part) => part !== '').join(' › ')
+  printable([hit.title, hit.heading_path].filter((part) => part !== '').join(' › ')).replace(
+    /\s+/g,
+    ' ',
+  )
+
+/** `--space` values as the index holds space keys (`eng` is ENG), as the api reads them. */
+export const spaceFilter = (spaces: string[] | undefined) =>
+  spaces === undefined
+    ? undefined
+    : { spaces: spaces.map((space) => canonicalSpaceKey(space) ?? space) }
 
 /** Rows of cells as aligned text; the columns named in `right` are aligned right. */
 export function table(rows: readonly string[][], right: ReadonlySet<number>): string {
@@ -124,7 +141,7 @@ export async function search(args: string[]): Promise<number> {
       mode,
       top_k: topK,
       per_page: perPage,
-      filters: values.space === undefined ? undefined : { spaces: values.space },
+      filters: spaceFilter(values.space),
     })
     if (response.fallback !== undefined) {
       process.stderr.write(`searched in ${response.mode} mode: ${response.fallback}\n`)

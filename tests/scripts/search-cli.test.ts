@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
+import { hitPlace, printable } from '../../scripts/search.ts'
 import { tempDir } from '../helpers/api.ts'
 import { DEFAULT_MODELS } from '../helpers/ollama-stand-in.ts'
 import { runScript } from '../helpers/process.ts'
@@ -38,7 +39,7 @@ t.test('cnfl search prints a table of hits, the right page first', async (t) => 
   t.equal(rest.length, 9, 'ten hits by default')
 })
 
-t.test('cnfl search --json: one hit per line, in the spaces asked', async (t) => {
+t.test('cnfl search --json: one hit per line, in the spaces asked (`qm` is QM)', async (t) => {
   const run = await cnfl([
     'search',
     '감사 로그를 CSV 파일로 내려받기',
@@ -48,7 +49,7 @@ t.test('cnfl search --json: one hit per line, in the spaces asked', async (t) =>
     '--mode',
     'keyword',
     '--space',
-    'QM',
+    'qm',
     '--per-page',
     '1',
   ])
@@ -234,4 +235,12 @@ t.test('cnfl --help lists search, ask and eval', async (t) => {
   t.match(run.stdout, /\n {2}search QUERY {6}/)
   t.match(run.stdout, /\n {2}ask QUESTION {4}/)
   t.match(run.stdout, /\n {2}eval FILE {9}/)
+})
+
+t.test('page text reaches a terminal without its control characters', async (t) => {
+  t.equal(printable('a\u001b[2Jb\u009b31mc\n\td'), 'a [2Jb 31mc\n\td')
+  t.equal(
+    hitPlace({ title: 'Evil\u001b]8;;http://x\u0007 title', heading_path: 'A\nB' }),
+    'Evil ]8;;http://x title › A B',
+  )
 })
