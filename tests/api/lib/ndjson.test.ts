@@ -1,5 +1,5 @@
 import t from 'tap'
-import { relayNdjson } from '../../../services/api/src/lib/ndjson.ts'
+import { relayNdjson, tokenTextOf } from '../../../services/api/src/lib/ndjson.ts'
 
 async function* chunks(parts: Array<string>, fail?: Error) {
   for (const part of parts) yield Buffer.from(part)
@@ -156,4 +156,48 @@ t.test('the relay stops pulling from upstream once the terminal line is in', asy
   t.equal(out, '{"done":false}\n{"done": true}\n')
   t.same(pulled, ['{"done":false}\n{"do', 'ne": true}\n'], 'no chunk pulled after the terminal one')
   t.ok(closed, 'the upstream iterator was closed (its connection released)')
+})
+
+t.test('the answer text a line carries, for chat and generate alike', async (t) => {
+  const line = (value: unknown) => Buffer.from(JSON.stringify(value))
+  t.equal(
+    tokenTextOf(line({ message: { role: 'assistant', content: 'Hi [1]' }, done: false })),
+    'Hi [1]',
+  )
+  t.equal(tokenTextOf(line({ response: ' there', done: false })), ' there')
+  t.equal(
+    tokenTextOf({ message: { content: 'last' }, done: true }),
+    'last',
+    'a parsed terminal line',
+  )
+  t.equal(tokenTextOf(line({ message: { content: 42 } })), '')
+  t.equal(tokenTextOf(line({ status: 'pulling' })), '')
+  t.equal(tokenTextOf(line(null)), '')
+  t.equal(tokenTextOf(Buffer.from('not json')), '')
+  // A relay that collects the text sees every data line once, the terminal one through onTerminal.
+  let text = ''
+  const out: string[] = []
+  for await (const part of relayNdjson(
+    (async function* () {
+      yield Buffer.from(
+        '{"message":{"content":"a"},"done":false}\n{"message":{"content":"b"},"done":false}\n',
+      )
+      yield Buffer.from('{"message":{"content":"c"},"done":true}\n')
+    })(),
+    {
+      onData: (l) => {
+        text += tokenTextOf(l)
+      },
+      onTerminal: (l) => {
+        text += tokenTextOf(l)
+        return l
+      },
+      interruptedMessage: () => 'cut',
+      isAborted: () => false,
+    },
+  )) {
+    out.push(part.toString())
+  }
+  t.equal(text, 'abc')
+  t.equal(out.join('').split('\n').filter(Boolean).length, 3)
 })

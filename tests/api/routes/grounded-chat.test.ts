@@ -1,6 +1,6 @@
 import { estimateTokens } from '@confluence-bot/index'
 import t from 'tap'
-import { buildTestApp, READER_KEY } from '../../helpers/api.ts'
+import { buildTestApp, listenTestApp, READER_KEY } from '../../helpers/api.ts'
 import { ENG_KEY, groundedRig, type Json, ndjsonLines, post } from '../../helpers/grounded.ts'
 import { rigApiEnv } from '../../helpers/ingest.ts'
 
@@ -306,7 +306,42 @@ t.test('grounded chat, over a real socket', async (t) => {
     const res = await chat({ messages: [question], options: { num_ctx: 1200 } })
     t.equal(res.status, 400)
     t.match(res.json.message, /context window of 1200 tokens \(num_ctx\) holds no excerpt/)
+    const long = await chat({ messages: [question], options: { num_ctx: 4096, num_predict: 4000 } })
+    t.equal(long.status, 400)
+    t.match(long.json.message, /and 4000 tokens kept for the answer \(num_predict\)/)
     t.equal(chatCalls().length, before)
+  })
+
+  t.test('a rewrite that fails: the follow-up is searched as asked', async (t) => {
+    const first = await chat({ messages: [question] })
+    const respondAsBefore = rig.ollama.options.respond
+    rig.ollama.options.respond = (body) => (isRewrite(body) ? ['x'] : respond(body))
+    rig.ollama.options.failBeforeOutput = { status: 500, error: 'the model crashed' }
+    t.teardown(() => {
+      rig.ollama.options.respond = respondAsBefore
+      delete rig.ollama.options.failBeforeOutput
+    })
+    const embedded = () =>
+      rig.ollama.requests.filter((r) => r.path === '/api/embed').map((r) => JSON.stringify(r.body))
+    const before = embedded().length
+    const res = await chat({
+      conversation_id: first.json.conversation_id,
+      messages: [{ role: 'user', content: 'and the revision number?' }],
+    })
+    t.equal(res.status, 502, 'the answer itself fails: Ollama is broken')
+    t.match(embedded().slice(before).join(), /and the revision number\?/, 'searched as asked')
+  })
+
+  t.test('an index that cannot be read: 503, over a real socket', async (t) => {
+    const { url: broken } = await listenTestApp(t, {
+      API_KEYS: READER_KEY,
+      LANCEDB_URI: '/dev/null/lancedb',
+      OLLAMA_URL: rig.ollama.url,
+      RAG_ENABLED: 'true',
+    })
+    const res = await post(`${broken}/api/chat`, READER_KEY, { messages: [question] })
+    t.equal(res.status, 503)
+    t.equal(res.json.error, 'index_unavailable')
   })
 
   t.test('a conversation that quotes spaces its key may no longer read is refused', async (t) => {

@@ -59,9 +59,9 @@ export function createGrounder(fastify: FastifyInstance) {
         signal,
       )
       if (response.statusCode >= 400) throw await ollama.error(response)
-      const answer = await ollama.json<{ message?: { content?: unknown } }>(response)
-      const content = answer.message?.content
-      return typeof content === 'string' ? content : ''
+      // Ollama's chat answer always has message.content; anything else is a failure (below).
+      const answer = await ollama.json<{ message: { content: string } }>(response)
+      return answer.message.content.trim()
     } catch (err) {
       signal.throwIfAborted()
       fastify.log.warn(

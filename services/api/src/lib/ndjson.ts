@@ -60,6 +60,25 @@ function classify(line: Buffer): Line {
 
 const NEWLINE = Buffer.from('\n')
 
+/**
+ * The answer text a line carries: a chat token's `message.content` or a generate token's
+ * `response` ('' for anything else, a line that is not JSON included). Grounded answers collect
+ * it to see which excerpts the answer cites.
+ */
+export function tokenTextOf(line: Buffer | ParsedLine): string {
+  let parsed: unknown = line
+  if (Buffer.isBuffer(line)) {
+    try {
+      parsed = JSON.parse(line.toString('utf8'))
+    } catch {
+      return ''
+    }
+  }
+  const value = parsed as { message?: { content?: unknown }; response?: unknown } | null
+  const text = value?.message?.content ?? value?.response
+  return typeof text === 'string' ? text : ''
+}
+
 export const errorLine = (code: string, message: string): string =>
   `${JSON.stringify({ error: code, message })}\n`
 

@@ -5,8 +5,8 @@ import Type, { type Static } from 'typebox'
 
 const Mode = Type.Union([Type.Literal('hybrid'), Type.Literal('vector'), Type.Literal('keyword')])
 
-const KeyList = (description: string, pattern?: string) =>
-  Type.Array(Type.String({ minLength: 1, maxLength: 255, ...(pattern ? { pattern } : {}) }), {
+const KeyList = (description: string) =>
+  Type.Array(Type.String({ minLength: 1, maxLength: 255 }), {
     maxItems: 100,
     description,
   })

@@ -3,7 +3,7 @@ import { type ChatTurn, type GroundingSource, markCited } from '@confluence-bot/
 import { AppError, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { createGrounder } from '../../lib/grounding.ts'
-import { type ParsedLine, relayNdjson } from '../../lib/ndjson.ts'
+import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import { quotedOutside } from '../../lib/spaces.ts'
 import { newConversationId, type StoredMessage } from '../../plugins/app/conversations.ts'
@@ -53,16 +53,6 @@ function toCompletion(answer: OllamaChatAnswer, model: string): Completion {
     ],
     usage: usageOf(answer),
     sources: [],
-  }
-}
-
-/** The text of a token line's message (what the answer accumulates); '' for anything else. */
-function tokenText(line: Buffer): string {
-  try {
-    const content = (JSON.parse(line.toString('utf8')) as OllamaChatAnswer).message?.content
-    return typeof content === 'string' ? content : ''
-  } catch {
-    return ''
   }
 }
 
@@ -232,11 +222,11 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
           `${JSON.stringify({ sources, ...retrieval, conversation_id: conversationId })}\n`,
         ],
         onData: (line) => {
-          content += tokenText(line)
+          content += tokenTextOf(line)
         },
         onTerminal: (line: ParsedLine) => {
           complete = true
-          content += tokenText(Buffer.from(JSON.stringify(line)))
+          content += tokenTextOf(line)
           const cited = markCited(sources, content)
           return {
             ...line,

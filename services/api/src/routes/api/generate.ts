@@ -2,7 +2,7 @@ import { type ChatTurn, markCited } from '@confluence-bot/index'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { createGrounder } from '../../lib/grounding.ts'
-import { type ParsedLine, relayNdjson } from '../../lib/ndjson.ts'
+import { relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
 import { notAnAnswer } from '../../lib/ollama-upstream.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import { errorResponses } from '../../schemas/common.ts'
@@ -147,19 +147,15 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
         .send({ ...answer, sources: markCited(sources, text), retrieval })
     }
     let text = ''
-    const piece = (line: Buffer | ParsedLine) => {
-      const parsed = Buffer.isBuffer(line) ? safeParse(line) : line
-      return typeof parsed.response === 'string' ? parsed.response : ''
-    }
     return sendNdjson(
       reply,
       relayNdjson(upstream.body, {
         prelude: [`${JSON.stringify({ sources, retrieval })}\n`],
         onData: (line) => {
-          text += piece(line)
+          text += tokenTextOf(line)
         },
         onTerminal: (line) => {
-          text += piece(line)
+          text += tokenTextOf(line)
           const cited = markCited(sources, text).filter((s) => s.cited)
           return { ...line, cited: cited.map((s) => s.n) }
         },
@@ -169,15 +165,6 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
         scrub: fastify.ollama.scrub,
       }),
     )
-  }
-}
-
-/** A token line as an object ({} when it is not JSON). */
-function safeParse(line: Buffer): ParsedLine {
-  try {
-    return JSON.parse(line.toString('utf8')) as ParsedLine
-  } catch {
-    return {}
   }
 }
 
