@@ -89,3 +89,17 @@ t.test('one word longer than the snippet is cut where the snippet ends', async (
 t.test('a query of punctuation only: the start of the text', async (t) => {
   t.ok(snippet(filler(100), '?!…').startsWith('word0 '))
 })
+
+t.test('snippets stay right past the plain-text cache of the last chunks (500)', async (t) => {
+  // More distinct chunks than the cache holds, then the first ones again: each snippet is the
+  // chunk's own plain text, whether it was remembered, forgotten or never seen.
+  const chunk = (i: number) => `## Chunk ${i}\n\n**body** of chunk ${i}`
+  const first = Array.from({ length: 600 }, (_, i) => snippet(chunk(i), 'body'))
+  t.same(first.slice(0, 3), [
+    'Chunk 0 body of chunk 0',
+    'Chunk 1 body of chunk 1',
+    'Chunk 2 body of chunk 2',
+  ])
+  for (const i of [0, 1, 599]) t.equal(snippet(chunk(i), 'body'), first[i])
+  t.equal(first[599], 'Chunk 599 body of chunk 599')
+})

@@ -35,11 +35,19 @@ export function queryTerms(query: string): string[] {
 
 const segmenter = new Intl.Segmenter(undefined, { granularity: 'word' })
 
-/** Offsets in `text` where a word starts or ends (0 and text.length included). */
-function boundaries(text: string): number[] {
-  const out = [0]
-  for (const { index, segment } of segmenter.segment(text)) out.push(index, index + segment.length)
-  return out
+// Word boundaries are asked of the segmenter at the two places the cut needs (`containing`
+// finds the word around one offset): walking every segment of the window cost more than the
+// rest of the snippet. A segment holds the offsets from its start to before its end.
+
+/** The first word boundary at or after `at` (`at` < segments' text length). */
+function boundaryFrom(segments: Intl.Segments, at: number): number {
+  const word = segments.containing(at) as Intl.SegmentData
+  return word.index === at ? at : word.index + word.segment.length
+}
+
+/** The last word boundary at or before `at` (the text's end is one). */
+function boundaryUpTo(segments: Intl.Segments, at: number, length: number): number {
+  return at >= length ? length : (segments.containing(at) as Intl.SegmentData).index
 }
 
 /**
@@ -60,9 +68,28 @@ function firstMatch(lower: string, terms: readonly string[]): number {
   return best
 }
 
+/** Chunks whose plain text is kept (they come back: hits repeat across queries and modes). */
+const PLAIN_TEXT_CACHE = 500
+const plainTexts = new Map<string, string>()
+
+/**
+ * plainText of a chunk, remembered for the last chunks seen: its ten passes over the markdown
+ * were half of a snippet's cost. Cleared whole when full (cheaper than tracking use, and the
+ * hits of the next queries fill it again).
+ */
+function plainTextOf(markdown: string): string {
+  let text = plainTexts.get(markdown)
+  if (text === undefined) {
+    if (plainTexts.size >= PLAIN_TEXT_CACHE) plainTexts.clear()
+    text = plainText(markdown)
+    plainTexts.set(markdown, text)
+  }
+  return text
+}
+
 /** About `max` characters of `markdown` as plain text, around the query's first term. */
 export function snippet(markdown: string, query: string, max = SNIPPET_CHARS): string {
-  const text = plainText(markdown)
+  const text = plainTextOf(markdown)
   if (text.length <= max) return text
   const at = Math.max(0, firstMatch(text.toLowerCase(), queryTerms(query)))
   // A little context before the term, the rest after it.
@@ -70,9 +97,10 @@ export function snippet(markdown: string, query: string, max = SNIPPET_CHARS): s
   // Word boundaries of a window around the cut only: segmenting a whole chunk for each hit
   // would cost more than the search.
   const from = Math.max(0, want - SLACK)
-  const edges = boundaries(text.slice(from, want + max + SLACK)).map((b) => b + from)
-  const start = edges.find((b) => b >= want) as number
-  const edge = edges.filter((b) => b <= start + max).at(-1) as number
+  const window = text.slice(from, want + max + SLACK)
+  const segments = segmenter.segment(window)
+  const start = from + boundaryFrom(segments, want - from)
+  const edge = from + boundaryUpTo(segments, start - from + max, window.length)
   // Words longer than half the snippet (a long URL) are cut where the snippet ends.
   const end = edge - start >= max / 2 ? edge : start + max
   const body = text.slice(start, end).trim()
