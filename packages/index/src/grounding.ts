@@ -42,7 +42,8 @@ export type Retrieval = {
 }
 
 export type GroundingOptions = {
-  index: SearchIndex
+  /** Only searched, never closed. */
+  index: Pick<SearchIndex, 'search'>
   /** The conversation so far, the latest user question last. */
   messages: readonly ChatTurn[]
   filters?: SearchFilters

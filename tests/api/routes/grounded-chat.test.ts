@@ -332,6 +332,34 @@ t.test('grounded chat, over a real socket', async (t) => {
     t.match(embedded().slice(before).join(), /and the revision number\?/, 'searched as asked')
   })
 
+  t.test(
+    'a conversation that ends with the model’s own turn is continued, not grounded',
+    async (t) => {
+      const before = rig.ollama.requests.length
+      const res = await chat({ messages: [question, { role: 'assistant', content: 'Run helm' }] })
+      t.equal(res.status, 200)
+      t.same(res.json.sources, [])
+      t.notOk('retrieval' in res.json)
+      t.same(
+        rig.ollama.requests.slice(before).map((r) => r.path),
+        ['/api/chat'],
+      )
+    },
+  )
+
+  t.test('a grounded generate whose model fails: 502', async (t) => {
+    rig.ollama.options.failBeforeOutput = { status: 500, error: 'the model crashed' }
+    t.teardown(() => {
+      delete rig.ollama.options.failBeforeOutput
+    })
+    const res = await post(`${url}/api/generate`, READER_KEY, {
+      prompt: question.content,
+      rag: { enabled: true },
+    })
+    t.equal(res.status, 502)
+    t.match(res.json.message, /the model crashed/)
+  })
+
   t.test('an index that cannot be read: 503, over a real socket', async (t) => {
     const { url: broken } = await listenTestApp(t, {
       API_KEYS: READER_KEY,

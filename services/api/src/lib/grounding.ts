@@ -87,7 +87,6 @@ export function createGrounder(fastify: FastifyInstance) {
           index.search(query).catch((err: unknown) => {
             throw searchFailure(err)
           }),
-        close: () => index.close(),
       },
       messages: input.messages,
       filters: { spaces: allowedSpaces(request, input.spaces) },

@@ -204,12 +204,15 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
       if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
       const sources = grounding?.sources ?? []
       if (!stream) {
-        const answer = await fastify.ollama.json<OllamaChatAnswer>(upstream)
-        const content = answer.message?.content ?? ''
+        const completion = toCompletion(
+          await fastify.ollama.json<OllamaChatAnswer>(upstream),
+          model,
+        )
+        const content = (completion.choices[0] as Completion['choices'][number]).message.content
         const cited = markCited(sources, content)
         const saved = await save(content, cited)
         return reply.type('application/json; charset=utf-8').send({
-          ...toCompletion(answer, model),
+          ...completion,
           sources: cited,
           ...retrieval,
           ...saved,

@@ -2,7 +2,7 @@ import { type ChatTurn, markCited } from '@confluence-bot/index'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { createGrounder } from '../../lib/grounding.ts'
-import { relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
+import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
 import { notAnAnswer } from '../../lib/ollama-upstream.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import { errorResponses } from '../../schemas/common.ts'
@@ -140,8 +140,8 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
     if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
     const sources = grounding.sources
     if (!stream) {
-      const answer = await fastify.ollama.json<{ response?: unknown }>(upstream)
-      const text = typeof answer.response === 'string' ? answer.response : ''
+      const answer = await fastify.ollama.json<ParsedLine>(upstream)
+      const text = tokenTextOf(answer)
       return reply
         .type('application/json; charset=utf-8')
         .send({ ...answer, sources: markCited(sources, text), retrieval })
