@@ -29,6 +29,16 @@ t.test('empty lists match nothing', async (t) => {
 
 t.test('times: ISO 8601 in, UTC out; anything else refused', async (t) => {
   t.equal(normaliseTime('2024-05-01'), '2024-05-01T00:00:00.000Z')
+  t.equal(normaliseTime('2024-02-29'), '2024-02-29T00:00:00.000Z', 'a leap day is a day')
+  for (const bad of [
+    '2024-02-30',
+    '2023-02-29',
+    '2024-04-31T10:00:00Z',
+    '2024-13-01',
+    '2024-00-10',
+  ]) {
+    t.throws(() => normaliseTime(bad), SearchRequestError, bad)
+  }
   t.equal(normaliseTime('2024-05-01T10:00:00Z'), '2024-05-01T10:00:00.000Z')
   t.equal(normaliseTime('2024-05-01T10:00:00.5-02:00'), '2024-05-01T12:00:00.500Z')
   for (const bad of [

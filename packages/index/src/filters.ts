@@ -27,7 +27,10 @@ export function normaliseTime(value: string): string {
   // Date.parse also reads forms like "May 1, 2024": only an ISO 8601 date (and time) is taken.
   const iso = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i
   const time = Date.parse(value)
-  if (!iso.test(value) || Number.isNaN(time)) {
+  // A day the month does not have (2024-02-30) parses as a later one in some forms: refused.
+  const [year, month, day] = value.slice(0, 10).split('-').map(Number) as [number, number, number]
+  const real = new Date(Date.UTC(year, month - 1, day)).getUTCDate() === day
+  if (!iso.test(value) || Number.isNaN(time) || !real) {
     throw new SearchRequestError(`updated_after must be an ISO 8601 time, not "${value}"`)
   }
   return new Date(time).toISOString()
