@@ -23,13 +23,13 @@ import { chunkRow } from './search-helpers.ts'
 const server = await startRedis()
 t.teardown(() => server.stop())
 
-async function store(t: Tap) {
+async function store(t: Tap, vectorIndexMinRows = 300) {
   const dir = await mkdtemp(join(tmpdir(), 'cnfl-search-store-'))
   const redis = new Redis(server.url)
   const chunks = await openChunkStore({
     uri: dir,
     redis,
-    vectorIndexMinRows: 300,
+    vectorIndexMinRows,
     lockKey: `test:lock:${dir}`,
     versionGraceMs: 0,
   })
@@ -115,4 +115,61 @@ t.test('a full-text index built with another tokenizer is rebuilt by maintain()'
     FTS_INDEX_OPTIONS.baseTokenizer,
   )
   t.equal((await chunks.maintain()).indices.includes('text_idx'), true, 'kept when current')
+})
+
+t.test('similarity is the cosine of the vectors, for indexed rows too', async (t) => {
+  // The index reports 2 − 2·cos for the rows it holds (1 − cos for rows written since), so the
+  // relevance floor of grounded answers would drop relevant excerpts if it read that as 1 − cos.
+  const { dir, chunks, table } = await store(t, 1000)
+  const dim = 64
+  let x = 12345
+  const random = () => {
+    x = (x * 1103515245 + 12345) >>> 0
+    return x / 2 ** 32 - 0.5
+  }
+  const unit = () => {
+    const v = Array.from({ length: dim }, random)
+    const norm = Math.hypot(...v)
+    return v.map((n) => n / norm)
+  }
+  const vectors = Array.from({ length: 1200 }, unit)
+  await chunks.useEmbedding('m1', dim)
+  await chunks.replacePages(
+    's1',
+    [],
+    vectors.map((vector, i) =>
+      chunkRow({ page_id: `p${i}`, chunk_pos: 0, text: `note ${i}`, vector }, 'm1'),
+    ),
+  )
+  t.ok((await chunks.maintain()).indices.includes('vector_idx'))
+  const probe = unit()
+  const raw = await (await table())
+    .query()
+    .nearestTo(probe)
+    .distanceType('cosine')
+    .select(['page_id', '_distance'])
+    .limit(1)
+    .toArray()
+  const cos = (v: number[]) => v.reduce((sum, n, i) => sum + n * (probe[i] as number), 0)
+  const first = vectors[Number(raw[0].page_id.slice(1))] as number[]
+  t.ok(Math.abs(raw[0]._distance - (2 - 2 * cos(first))) < 0.01, 'the index says 2 − 2·cos')
+
+  const index = await openSearchIndex({ uri: dir, embed: async () => Float32Array.from(probe) })
+  t.teardown(() => index.close())
+  for (const mode of ['vector', 'hybrid'] as const) {
+    const res = await index.search({ query: 'note', mode, top_k: 10 })
+    t.equal(res.results.length, 10)
+    for (const hit of res.results) {
+      const expected = cos(vectors[Number(hit.page_id.slice(1))] as number[])
+      t.ok(Math.abs((hit.similarity as number) - expected) < 1e-5, `${mode} ${hit.page_id}`)
+    }
+    if (mode === 'vector') {
+      const similarities = res.results.map((hit) => hit.similarity as number)
+      t.same(
+        similarities,
+        [...similarities].sort((a, b) => b - a),
+        'ranked by it',
+      )
+    }
+  }
 })

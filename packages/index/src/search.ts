@@ -326,10 +326,27 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       .distanceType('cosine')
       .ef(vectorQueryEf(n))
       .withRowId()
-      .select([...HIT_COLUMNS, '_distance'])
+      .select([...HIT_COLUMNS, ChunkColumn.vector, '_distance'])
       .limit(n)
     return withFilter(query, where).toArrow()
   }
+
+  /**
+   * The exact cosine similarity of each row the vector leg found, from its stored vector. The
+   * leg's own `_distance` cannot be read as one: rows the index holds come back with the squared
+   * L2 distance of the normalised vectors (2 − 2·cos), rows written since it was built with the
+   * cosine distance (1 − cos), in one result. The leg's rows are then ranked by it.
+   */
+  function exactly(rows: ArrowTable, vector: Float32Array): number[] {
+    const stored = columnOf<Vector<ArrowFloat32>>(rows, ChunkColumn.vector)
+    return stored.map((v) => similarityOf(cosine(vector, v.toArray())))
+  }
+
+  /** Row positions of a leg's rows, most similar first. */
+  const bySimilarity = (similarities: number[]) =>
+    similarities
+      .map((_, at) => at)
+      .sort((a, b) => (similarities[b] as number) - (similarities[a] as number))
 
   /**
    * `withVectors`: the stored vectors come too, so that a hybrid hit only this leg found gets its
@@ -364,11 +381,11 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
     where: string | undefined,
     n: number,
   ): Promise<{ ranked: Candidate[]; more: boolean }> {
-    const similarity = (distance: number) => similarityOf(1 - distance)
     if (mode === 'vector') {
       const rows = await vectorLeg(t, vector as Float32Array, where, n)
-      const ranked = columnOf<number>(rows, '_distance').map((distance, at) => {
-        const score = similarity(distance)
+      const similarities = exactly(rows, vector as Float32Array)
+      const ranked = bySimilarity(similarities).map((at) => {
+        const score = similarities[at] as number
         return { rows, at, score, similarity: score }
       })
       return { ranked, more: rows.numRows === n }
@@ -384,8 +401,11 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       vectorLeg(t, vector as Float32Array, where, n),
       keywordLeg(t, text, where, n, true),
     ])
-    const nearIds = columnOf<bigint>(near, '_rowid')
-    const nearDistances = columnOf<number>(near, '_distance')
+    const similarities = exactly(near, vector as Float32Array)
+    const order = bySimilarity(similarities)
+    const allIds = columnOf<bigint>(near, '_rowid')
+    const nearIds = order.map((at) => allIds[at] as bigint)
+    const nearDistances = order.map((at) => 1 - (similarities[at] as number))
     const wordIds = columnOf<bigint>(words, '_rowid')
     const wordScores = columnOf<number>(words, '_score')
     const fused = await reranker.rerankHybrid(
@@ -394,13 +414,8 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       rankBatch(wordIds, wordScores, '_score'),
     )
     const byId = new Map<bigint, Candidate>()
-    nearIds.forEach((id, at) => {
-      byId.set(id, {
-        rows: near,
-        at,
-        score: 0,
-        similarity: similarity(nearDistances[at] as number),
-      })
+    allIds.forEach((id, at) => {
+      byId.set(id, { rows: near, at, score: 0, similarity: similarities[at] as number })
     })
     wordIds.forEach((id, at) => {
       const seen = byId.get(id)

@@ -123,11 +123,11 @@ export const ApiEnvSchema = Type.Object({
     description: 'Excerpts a grounded answer retrieves when the request names no top_k',
   }),
   RAG_MIN_SIMILARITY: Type.Number({
-    minimum: 0,
+    minimum: -1,
     maximum: 1,
     default: 0.35,
     description:
-      'Relevance floor: an excerpt whose cosine similarity to the question is below this is not given to the model; when none passes, the answer says the indexed spaces hold nothing on it',
+      'Relevance floor: an excerpt whose cosine similarity to the question is below this is not given to the model; when none passes, the answer says the indexed spaces hold nothing on it (-1 lets every excerpt through)',
   }),
   RAG_MAX_CONTEXT_TOKENS: Type.Integer({
     minimum: 1024,
