@@ -1,3 +1,5 @@
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { openSearchIndex, type SearchHit, SearchRequestError } from '@confluence-bot/index'
 import { CHUNKS_TABLE } from '@confluence-bot/shared'
 import * as lancedb from '@lancedb/lancedb'
@@ -356,6 +358,25 @@ t.test('a table dropped and recreated under the open index', async (t) => {
   t.same(ids((await eight.search({ query: 'incident' })).results), ['c'])
   const again = await index.search({ query: 'incident', mode: 'keyword' })
   t.same(ids(again.results), ['c'])
+})
+
+t.test('a table whose files are gone fails after two more tries, concurrently too', async (t) => {
+  const uri = tempUri(t)
+  await writeTable(uri, [{ page_id: 'a', text: 'incident runbook', vector: Q }])
+  const { index } = await open(t, uri, { incident: Q })
+  t.same(ids((await index.search({ query: 'incident' })).results), ['a'])
+  rmSync(join(uri, `${CHUNKS_TABLE}.lance`, 'data'), { recursive: true, force: true })
+  const all = await Promise.allSettled(
+    Array.from({ length: 4 }, () => index.search({ query: 'incident', mode: 'keyword' })),
+  )
+  for (const result of all) {
+    t.equal(result.status, 'rejected')
+    t.notMatch(
+      String((result as PromiseRejectedResult).reason),
+      /Cannot read properties/,
+      'a storage error, not a race on the shared handle',
+    )
+  }
 })
 
 t.test('crafted queries are searched as words, never an error', async (t) => {

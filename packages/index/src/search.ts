@@ -266,17 +266,21 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
 
   /** The table as it is now (null: there is none yet), its recorded embedding up to date. */
   async function current(): Promise<OpenTable | null> {
-    if (open === null) {
+    // Searches run concurrently and one may drop the shared handle (below) while another awaits:
+    // each works on the handle it started with.
+    let t = open
+    if (t === null) {
       if (!(await db.tableNames()).includes(CHUNKS_TABLE)) return null
-      open = { table: await db.openTable(CHUNKS_TABLE), version: -1, embedding: null }
+      t = { table: await db.openTable(CHUNKS_TABLE), version: -1, embedding: null }
+      open = t
     }
-    const version = await open.table.version()
-    if (version !== open.version) {
-      open.embedding = recordedEmbedding(await open.table.schema())
-      open.version = version
-      delete open.vectors
+    const version = await t.table.version()
+    if (version !== t.version) {
+      t.embedding = recordedEmbedding(await t.table.schema())
+      t.version = version
+      delete t.vectors
     }
-    return open
+    return t
   }
 
   async function hasVectors(t: OpenTable): Promise<boolean> {
@@ -488,10 +492,17 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
         return await run(request)
       } catch (err) {
         if (err instanceof SearchRequestError) throw err
-        // The worker may have dropped and recreated the table (or changed its vector column)
-        // under the open handle: open it again and try once more.
+        // The worker may have dropped and recreated the table (or changed its vector column,
+        // or compacted away the files of the version being read) under the open handle: open
+        // it again and try once more, then once more after a moment (a compaction commits).
         open = null
-        return run(request)
+        try {
+          return await run(request)
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 50))
+          open = null
+          return run(request)
+        }
       }
     },
     async close() {
