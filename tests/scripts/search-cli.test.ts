@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { hitPlace, printable } from '../../scripts/search.ts'
+import { hitPlace, printable, spaceFilter } from '../../scripts/search.ts'
 import { tempDir } from '../helpers/api.ts'
 import { DEFAULT_MODELS } from '../helpers/ollama-stand-in.ts'
 import { runScript } from '../helpers/process.ts'
@@ -239,6 +239,8 @@ t.test('cnfl --help lists search, ask and eval', async (t) => {
 
 t.test('page text reaches a terminal without its control characters', async (t) => {
   t.equal(printable('a\u001b[2Jb\u009b31mc\n\td'), 'a [2Jb 31mc\n\td')
+  t.same(spaceFilter(['eng', '~jdoe', 'not a key']), { spaces: ['ENG', '~jdoe', 'not a key'] })
+  t.equal(spaceFilter(undefined), undefined)
   t.equal(
     hitPlace({ title: 'Evil\u001b]8;;http://x\u0007 title', heading_path: 'A\nB' }),
     'Evil ]8;;http://x title › A B',

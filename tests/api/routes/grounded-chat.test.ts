@@ -347,6 +347,23 @@ t.test('grounded chat, over a real socket', async (t) => {
     },
   )
 
+  t.test('a grounded stream cut off ends with an error line, never short and silent', async (t) => {
+    rig.ollama.options.truncateAfterTokens = 1
+    t.teardown(() => {
+      delete rig.ollama.options.truncateAfterTokens
+    })
+    for (const path of ['/api/generate', '/api/chat']) {
+      const body =
+        path === '/api/chat'
+          ? { messages: [question], stream: true }
+          : { prompt: question.content, stream: true, rag: { enabled: true } }
+      const res = await post(`${url}${path}`, READER_KEY, body)
+      const lines = ndjsonLines(res.text)
+      t.match(lines[0], { sources: [{ n: 1 }] }, path)
+      t.match(lines.at(-1), { error: 'ollama_stream_interrupted' }, path)
+    }
+  })
+
   t.test('a grounded generate whose model fails: 502', async (t) => {
     rig.ollama.options.failBeforeOutput = { status: 500, error: 'the model crashed' }
     t.teardown(() => {

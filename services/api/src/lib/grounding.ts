@@ -77,34 +77,29 @@ export function createGrounder(fastify: FastifyInstance) {
     input: GroundingRequest,
   ): Promise<Grounding> {
     const { model, signal } = input
-    const index = await fastify.chunkIndex.open().catch((err: unknown) => {
-      throw searchFailure(err)
-    })
     const predict = input.options?.num_predict
-    return ground({
-      index: {
-        search: (query) =>
-          index.search(query).catch((err: unknown) => {
-            throw searchFailure(err)
-          }),
-      },
-      messages: input.messages,
-      filters: { spaces: allowedSpaces(request, input.spaces) },
-      topK: input.topK ?? config.RAG_TOP_K,
-      perPage: config.SEARCH_PER_PAGE,
-      minSimilarity: config.RAG_MIN_SIMILARITY,
-      maxContextTokens: config.RAG_MAX_CONTEXT_TOKENS,
-      contextLength: () => contextLength(model, signal),
-      rewrite: config.RAG_REWRITE_FOLLOW_UPS
-        ? (messages, numCtx) => rewrite(model, messages, numCtx, signal)
-        : undefined,
-      answerTokens: typeof predict === 'number' && predict > 0 ? predict : undefined,
-      numCtx: input.options?.num_ctx,
-    }).catch((err: unknown) => {
+    // Ollama's failures are AppErrors already (404, 502, 503); anything else came from the index.
+    try {
+      return await ground({
+        index: await fastify.chunkIndex.open(),
+        messages: input.messages,
+        filters: { spaces: allowedSpaces(request, input.spaces) },
+        topK: input.topK ?? config.RAG_TOP_K,
+        perPage: config.SEARCH_PER_PAGE,
+        minSimilarity: config.RAG_MIN_SIMILARITY,
+        maxContextTokens: config.RAG_MAX_CONTEXT_TOKENS,
+        contextLength: () => contextLength(model, signal),
+        rewrite: config.RAG_REWRITE_FOLLOW_UPS
+          ? (messages, numCtx) => rewrite(model, messages, numCtx, signal)
+          : undefined,
+        answerTokens: typeof predict === 'number' && predict > 0 ? predict : undefined,
+        numCtx: input.options?.num_ctx,
+      })
+    } catch (err) {
       if (err instanceof GroundingError) {
         throw new AppError(400, ErrorCode.validation, err.message, { cause: err })
       }
-      throw err
-    })
+      throw err instanceof AppError ? err : searchFailure(err)
+    }
   }
 }
