@@ -158,6 +158,8 @@ type OpenTable = {
   embedding: Recorded | null
   /** Some row has a vector (asked once per version, when a search needs to know). */
   vectors?: boolean
+  /** The vector index holds every row (asked once per version, by vector searches). */
+  indexed?: boolean
 }
 
 /** A row of a leg's result: its columns read straight from Arrow (no row objects). */
@@ -279,6 +281,7 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       t.embedding = recordedEmbedding(await t.table.schema())
       t.version = version
       delete t.vectors
+      delete t.indexed
     }
     return t
   }
@@ -322,7 +325,30 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
     return where === undefined ? query : query.where(where)
   }
 
-  async function vectorLeg(t: Table, vector: Float32Array, where: string | undefined, n: number) {
+  /**
+   * Whether the vector index holds every row. Its distances are then all of one kind, the
+   * squared L2 distance of the normalised vectors (2 − 2·cos), and a hit's similarity is read
+   * from them; rows written since it was built come back with the cosine distance (1 − cos) in
+   * the same result, so until they are folded in the similarities come from the stored vectors.
+   */
+  async function wholeIndex(t: OpenTable): Promise<boolean> {
+    if (t.indexed === undefined) {
+      const index = (await t.table.listIndices()).find((i) =>
+        i.columns.includes(ChunkColumn.vector),
+      )
+      const stats = index === undefined ? undefined : await t.table.indexStats(index.name)
+      t.indexed = stats?.numUnindexedRows === 0
+    }
+    return t.indexed
+  }
+
+  async function vectorLeg(
+    t: Table,
+    vector: Float32Array,
+    where: string | undefined,
+    n: number,
+    withVectors: boolean,
+  ) {
     const query = t
       .query()
       .nearestTo(vector)
@@ -330,18 +356,22 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       .distanceType('cosine')
       .ef(vectorQueryEf(n))
       .withRowId()
-      .select([...HIT_COLUMNS, ChunkColumn.vector, '_distance'])
+      .select(
+        withVectors
+          ? [...HIT_COLUMNS, ChunkColumn.vector, '_distance']
+          : [...HIT_COLUMNS, '_distance'],
+      )
       .limit(n)
     return withFilter(query, where).toArrow()
   }
 
   /**
-   * The exact cosine similarity of each row the vector leg found, from its stored vector. The
-   * leg's own `_distance` cannot be read as one: rows the index holds come back with the squared
-   * L2 distance of the normalised vectors (2 − 2·cos), rows written since it was built with the
-   * cosine distance (1 − cos), in one result. The leg's rows are then ranked by it.
+   * The cosine similarity of each row the vector leg found: from the index's distances when it
+   * holds every row (`whole`), else from the stored vectors the leg read (see wholeIndex). The
+   * leg's rows are then ranked by it.
    */
-  function exactly(rows: ArrowTable, vector: Float32Array): number[] {
+  function similaritiesOf(rows: ArrowTable, vector: Float32Array, whole: boolean): number[] {
+    if (whole) return columnOf<number>(rows, '_distance').map((d) => similarityOf(1 - d / 2))
     const stored = columnOf<Vector<ArrowFloat32>>(rows, ChunkColumn.vector)
     return stored.map((v) => similarityOf(cosine(vector, v.toArray())))
   }
@@ -378,16 +408,18 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
 
   /** Candidates best first; `more` when a leg was full (it may hold more). */
   async function candidates(
-    t: Table,
+    open: OpenTable,
     mode: SearchMode,
     text: string,
     vector: Float32Array | null,
     where: string | undefined,
     n: number,
   ): Promise<{ ranked: Candidate[]; more: boolean }> {
+    const t = open.table
+    const whole = mode !== 'keyword' && (await wholeIndex(open))
     if (mode === 'vector') {
-      const rows = await vectorLeg(t, vector as Float32Array, where, n)
-      const similarities = exactly(rows, vector as Float32Array)
+      const rows = await vectorLeg(t, vector as Float32Array, where, n, !whole)
+      const similarities = similaritiesOf(rows, vector as Float32Array, whole)
       const ranked = bySimilarity(similarities).map((at) => {
         const score = similarities[at] as number
         return { rows, at, score, similarity: score }
@@ -402,10 +434,10 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       return { ranked, more: rows.numRows === n }
     }
     const [near, words] = await Promise.all([
-      vectorLeg(t, vector as Float32Array, where, n),
+      vectorLeg(t, vector as Float32Array, where, n, !whole),
       keywordLeg(t, text, where, n, true),
     ])
-    const similarities = exactly(near, vector as Float32Array)
+    const similarities = similaritiesOf(near, vector as Float32Array, whole)
     const order = bySimilarity(similarities)
     const allIds = columnOf<bigint>(near, '_rowid')
     const nearIds = order.map((at) => allIds[at] as bigint)
@@ -477,7 +509,7 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
     let n = Math.max(k * CANDIDATES_PER_HIT, MIN_CANDIDATES)
     let hits: Candidate[]
     for (;;) {
-      const { ranked, more } = await candidates(t.table, mode, text, vector, where, n)
+      const { ranked, more } = await candidates(t, mode, text, vector, where, n)
       hits = capPerPage(ranked, k, perPage)
       if (hits.length === k || !more || n >= MAX_CANDIDATES) break
       n *= 4
