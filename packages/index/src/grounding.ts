@@ -10,19 +10,21 @@ import type { SearchFilters, SearchHit, SearchIndex, SearchMode } from './search
 export type ChatTurn = { role: string; content: string; [field: string]: unknown }
 
 /** One source of a grounded answer; `n` is the number the answer cites it by (`[n]`). */
-export type GroundingSource = {
+export type GroundingSource = Pick<
+  SearchHit,
+  | 'chunk_id'
+  | 'page_id'
+  | 'title'
+  | 'breadcrumb'
+  | 'heading_path'
+  | 'url'
+  | 'space'
+  | 'updated_at'
+  | 'score'
+  | 'similarity'
+  | 'snippet'
+> & {
   n: number
-  chunk_id: string
-  page_id: string
-  title: string
-  breadcrumb: string
-  heading_path: string
-  url: string
-  space: string
-  updated_at: string
-  score: number
-  similarity?: number
-  snippet: string
   /** The answer cites it (known once the answer is complete). */
   cited: boolean
 }

@@ -1,4 +1,4 @@
-import { canonicalSpaceKey } from '@confluence-bot/shared'
+import { AppError, canonicalSpaceKey, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyRequest } from 'fastify'
 
 /** `eng` is the space `ENG`, as in API_KEYS; what is no space key stays as asked (and matches nothing). */
@@ -33,7 +33,7 @@ export function allowedSpaces(
  * The spaces a conversation's answers cited that this request's key may not read (a key's
  * spaces were narrowed, or a page moved, since): such a conversation is not shown or continued.
  */
-export function quotedOutside(
+function quotedOutside(
   request: FastifyRequest,
   conversation: { messages: ReadonlyArray<{ sources?: ReadonlyArray<{ space: string }> }> },
 ): string[] {
@@ -47,4 +47,22 @@ export function quotedOutside(
     }
   }
   return [...outside].sort()
+}
+
+/**
+ * Refuses (403) a conversation whose answers cited spaces this request's key may not read: it
+ * is neither shown nor continued.
+ */
+export function refuseQuotedOutside(
+  request: FastifyRequest,
+  conversation: Parameters<typeof quotedOutside>[1],
+): void {
+  const outside = quotedOutside(request, conversation)
+  if (outside.length > 0) {
+    throw new AppError(
+      403,
+      ErrorCode.forbidden,
+      `This conversation quotes spaces this API key may not read (${outside.join(', ')})`,
+    )
+  }
 }

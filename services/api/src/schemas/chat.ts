@@ -1,6 +1,6 @@
 import Type, { type Static } from 'typebox'
 import { CONVERSATION_ID_PATTERN } from '../plugins/app/conversations.ts'
-import { ModelName, OllamaOptionsSchema, PassThroughFields } from './common.ts'
+import { ModelName, OllamaOptionsSchema, PassThroughFields, RagOptionsSchema } from './common.ts'
 
 export const ChatMessageSchema = Type.Object(
   {
@@ -20,26 +20,9 @@ export const ChatRequestSchema = Type.Object(
     stream: Type.Optional(
       Type.Boolean({ default: false, description: 'true answers application/x-ndjson' }),
     ),
-    rag: Type.Optional(
-      Type.Object(
-        {
-          enabled: Type.Optional(Type.Boolean({ default: true })),
-          spaces: Type.Optional(
-            Type.Array(Type.String({ minLength: 1, maxLength: 255 }), {
-              maxItems: 100,
-              description: 'Only these spaces (within those the API key may read)',
-            }),
-          ),
-          top_k: Type.Optional(
-            Type.Integer({ minimum: 1, maximum: 50, description: 'Excerpts (default RAG_TOP_K)' }),
-          ),
-        },
-        {
-          additionalProperties: false,
-          description:
-            'Grounding in the Confluence index: on unless enabled is false. The answer cites the excerpts it used as [n].',
-        },
-      ),
+    rag: RagOptionsSchema(
+      true,
+      'Grounding in the Confluence index: on unless enabled is false. The answer cites the excerpts it used as [n].',
     ),
     conversation_id: Type.Optional(
       Type.String({

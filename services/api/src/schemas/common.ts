@@ -67,3 +67,26 @@ export const ModelName = Type.String({
   description: 'Model name as Ollama knows it (default: CHAT_MODEL)',
   examples: ['llama3.2'],
 })
+
+/**
+ * The `rag` field of chat and generate: grounding in the Confluence index, on by default for
+ * chat (`enabled` defaults to true) and off for generate.
+ */
+export const RagOptionsSchema = (enabled: boolean, description: string) =>
+  Type.Optional(
+    Type.Object(
+      {
+        enabled: Type.Optional(Type.Boolean({ default: enabled })),
+        spaces: Type.Optional(
+          Type.Array(Type.String({ minLength: 1, maxLength: 255 }), {
+            maxItems: 100,
+            description: 'Only these spaces (within those the API key may read)',
+          }),
+        ),
+        top_k: Type.Optional(
+          Type.Integer({ minimum: 1, maximum: 50, description: 'Excerpts (default RAG_TOP_K)' }),
+        ),
+      },
+      { additionalProperties: false, description },
+    ),
+  )

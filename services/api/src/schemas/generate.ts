@@ -1,5 +1,5 @@
 import Type, { type Static } from 'typebox'
-import { ModelName, OllamaOptionsSchema, PassThroughFields } from './common.ts'
+import { ModelName, OllamaOptionsSchema, PassThroughFields, RagOptionsSchema } from './common.ts'
 
 export const GenerateRequestSchema = Type.Object(
   {
@@ -13,26 +13,9 @@ export const GenerateRequestSchema = Type.Object(
     images: Type.Optional(Type.Array(Type.String(), { description: 'Base64 images' })),
     raw: Type.Optional(Type.Boolean()),
     suffix: Type.Optional(Type.String()),
-    rag: Type.Optional(
-      Type.Object(
-        {
-          enabled: Type.Optional(Type.Boolean({ default: false })),
-          spaces: Type.Optional(
-            Type.Array(Type.String({ minLength: 1, maxLength: 255 }), {
-              maxItems: 100,
-              description: 'Only these spaces (within those the API key may read)',
-            }),
-          ),
-          top_k: Type.Optional(
-            Type.Integer({ minimum: 1, maximum: 50, description: 'Excerpts (default RAG_TOP_K)' }),
-          ),
-        },
-        {
-          additionalProperties: false,
-          description:
-            'Ground the answer in the Confluence index like /api/chat: off unless enabled is true. The answer then carries `sources` (and `retrieval`).',
-        },
-      ),
+    rag: RagOptionsSchema(
+      false,
+      'Ground the answer in the Confluence index like /api/chat: off unless enabled is true. The answer then carries `sources` (and `retrieval`).',
     ),
     ...PassThroughFields,
   },

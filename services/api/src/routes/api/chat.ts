@@ -5,7 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { createGrounder } from '../../lib/grounding.ts'
 import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
-import { quotedOutside } from '../../lib/spaces.ts'
+import { refuseQuotedOutside } from '../../lib/spaces.ts'
 import { newConversationId, type StoredMessage } from '../../plugins/app/conversations.ts'
 import {
   type ChatCompletion,
@@ -114,14 +114,7 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
             `No conversation ${continued} (it may have expired or been deleted)`,
           )
         }
-        const outside = quotedOutside(request, found)
-        if (outside.length > 0) {
-          throw new AppError(
-            403,
-            ErrorCode.forbidden,
-            `This conversation quotes spaces this API key may not read (${outside.join(', ')})`,
-          )
-        }
+        refuseQuotedOutside(request, found)
         history = found.messages.map(({ role, content }) => ({ role, content }))
       }
       const messages: ChatTurn[] = [...history, ...body.messages]

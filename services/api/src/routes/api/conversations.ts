@@ -2,7 +2,7 @@ import { AppError, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import Type from 'typebox'
-import { quotedOutside } from '../../lib/spaces.ts'
+import { refuseQuotedOutside } from '../../lib/spaces.ts'
 import { errorResponses } from '../../schemas/common.ts'
 import {
   ConversationIdParams,
@@ -60,14 +60,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request) => {
       const found = await fastify.conversations.load(ownerOf(request), request.params.id)
       if (found === null) throw notFound()
-      const outside = quotedOutside(request, found)
-      if (outside.length > 0) {
-        throw new AppError(
-          403,
-          ErrorCode.forbidden,
-          `This conversation quotes spaces this API key may not read (${outside.join(', ')})`,
-        )
-      }
+      refuseQuotedOutside(request, found)
       return found
     },
   )
