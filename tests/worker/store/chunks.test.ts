@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { lancedbConnect } from '@confluence-bot/index'
+import { lancedbConnect, VECTOR_INDEX_MAX_SEGMENTS } from '@confluence-bot/index'
 import { CHUNKS_TABLE, type ChunkRow, rowChunkId, sqlString } from '@confluence-bot/shared'
 import type { FixedSizeList } from 'apache-arrow'
 import { Redis } from 'ioredis'
@@ -519,6 +519,56 @@ t.test('a first sync’s appends are compacted, then indexed once over every row
   t.equal((await t1.indexStats('vector_idx'))?.numUnindexedRows, 0, 'new rows folded in')
   t.equal(await store.countRows(), 323)
 })
+
+t.test(
+  'the vector index is rebuilt as one once upkeep passes leave more than VECTOR_INDEX_MAX_SEGMENTS',
+  async (t) => {
+    const { open, table } = await fixture(t)
+    const lines: string[] = []
+    const log = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(String(chunk))
+          done()
+        },
+      }),
+    )
+    const store = await open({ log })
+    await store.useEmbedding('m1', 8)
+    const rows = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) =>
+        chunk('s1', `p${from + i}`, 0, { vector: vec(from + i), embed_model: 'm1' }),
+      )
+    await store.replacePages('s1', [], rows(0, 300))
+    await store.maintain()
+    const segments = async () => (await (await table()).indexStats('vector_idx'))?.numIndices
+    t.equal(await segments(), 1)
+    // Each later pass folds its rows in as a segment of their own, until there would be too many.
+    const seen: Array<number | undefined> = []
+    for (let pass = 1; pass <= VECTOR_INDEX_MAX_SEGMENTS; pass++) {
+      await store.replacePages('s1', [], rows(1000 + pass * 10, 10))
+      await store.maintain()
+      seen.push(await segments())
+    }
+    const growing = Array.from({ length: VECTOR_INDEX_MAX_SEGMENTS - 1 }, (_, i) => i + 2)
+    t.same(seen, [...growing, 1], 'segments grow by one per pass, then the index is one again')
+    const stats = await (await table()).indexStats('vector_idx')
+    t.equal(stats?.numIndexedRows, 300 + VECTOR_INDEX_MAX_SEGMENTS * 10, 'every row indexed')
+    t.equal(stats?.numUnindexedRows, 0)
+    t.equal(lines.filter((l) => l.includes('index rebuilt')).length, 1, 'the rebuild is logged')
+    const nearest = await (await table())
+      .query()
+      .nearestTo(vec(1000 + 3 * 10 + 4))
+      .distanceType('cosine')
+      .ef(300)
+      .refineFactor(10)
+      .select(['chunk_id'])
+      .limit(1)
+      .toArray()
+    t.equal(nearest[0]?.chunk_id, 's1:p1034:0', 'a folded row is found through the rebuilt index')
+  },
+)
 
 t.test('a table emptied by deletes is maintained without building indices', async (t) => {
   const { open } = await fixture(t)

@@ -3,6 +3,7 @@ import {
   ftsIndexStale,
   lancedbConnect,
   VECTOR_INDEX_KIND,
+  VECTOR_INDEX_MAX_SEGMENTS,
   vectorIndex,
 } from '@confluence-bot/index'
 import {
@@ -681,8 +682,23 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
           }
         }
         // Compaction, index update (new rows folded in) and removal of every older version.
-        const stats = await t.optimize(cleanup())
-        const indices = (await t.listIndices()).map((i) => i.name).sort()
+        let stats = await t.optimize(cleanup())
+        const listed = await t.listIndices()
+        const vectorIdx = listed.find((i) => i.columns.includes(ChunkColumn.vector))
+        const segments =
+          vectorIdx === undefined ? 0 : ((await t.indexStats(vectorIdx.name))?.numIndices ?? 0)
+        if (segments > VECTOR_INDEX_MAX_SEGMENTS) {
+          // The folds of past syncs, each a segment every query searches: one index again.
+          signal.throwIfAborted()
+          const vectors = await t.countRows(HAS_VECTOR)
+          await t.createIndex(ChunkColumn.vector, { config: vectorIndex(vectors), replace: true })
+          log.info(
+            { column: ChunkColumn.vector, kind: VECTOR_INDEX_KIND, segments },
+            'index rebuilt',
+          )
+          stats = await t.optimize(cleanup())
+        }
+        const indices = listed.map((i) => i.name).sort()
         return { rows, indices, compacted: compacted || stats.compaction.fragmentsRemoved > 0 }
       })
     },
