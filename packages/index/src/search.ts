@@ -162,9 +162,12 @@ type OpenTable = {
   indexed?: boolean
 }
 
+/** A leg's result: its rows, and each column as Arrow gives it (looked up once per leg). */
+type Leg = { rows: ArrowTable; columns: Map<string, Vector | null> }
+
 /** A row of a leg's result: its columns read straight from Arrow (no row objects). */
 type Candidate = {
-  rows: ArrowTable
+  leg: Leg
   at: number
   score: number
   similarity?: number
@@ -209,8 +212,22 @@ function columnOf<T>(rows: ArrowTable, name: string): T[] {
   return [...((rows.getChild(name) as Iterable<T> | null) ?? [])]
 }
 
+function legOf(rows: ArrowTable): Leg {
+  return { rows, columns: new Map() }
+}
+
+/** Column `name` of a leg, looked up in its Arrow table once. */
+function legColumn(leg: Leg, name: string): Vector | null {
+  let column = leg.columns.get(name)
+  if (column === undefined) {
+    column = leg.rows.getChild(name)
+    leg.columns.set(name, column)
+  }
+  return column
+}
+
 /** The value of column `name` of a candidate's row. */
-const cell = (c: Candidate, name: string): unknown => (c.rows.getChild(name) as Vector).get(c.at)
+const cell = (c: Candidate, name: string): unknown => (legColumn(c.leg, name) as Vector).get(c.at)
 
 /** An Arrow record batch of a leg's row ids and scores in rank order, for the reranker. */
 function rankBatch(ids: bigint[], scores: number[], column: '_distance' | '_score'): RecordBatch {
@@ -420,16 +437,18 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
     if (mode === 'vector') {
       const rows = await vectorLeg(t, vector as Float32Array, where, n, !whole)
       const similarities = similaritiesOf(rows, vector as Float32Array, whole)
+      const leg = legOf(rows)
       const ranked = bySimilarity(similarities).map((at) => {
         const score = similarities[at] as number
-        return { rows, at, score, similarity: score }
+        return { leg, at, score, similarity: score }
       })
       return { ranked, more: rows.numRows === n }
     }
     if (mode === 'keyword') {
       const rows = await keywordLeg(t, text, where, n, false)
+      const leg = legOf(rows)
       const ranked = columnOf<number>(rows, '_score').map((score, at) => {
-        return { rows, at, score, keyword_score: score }
+        return { leg, at, score, keyword_score: score }
       })
       return { ranked, more: rows.numRows === n }
     }
@@ -450,13 +469,15 @@ export async function openSearchIndex(options: SearchIndexOptions): Promise<Sear
       rankBatch(wordIds, wordScores, '_score'),
     )
     const byId = new Map<bigint, Candidate>()
+    const nearLeg = legOf(near)
+    const wordsLeg = legOf(words)
     allIds.forEach((id, at) => {
-      byId.set(id, { rows: near, at, score: 0, similarity: similarities[at] as number })
+      byId.set(id, { leg: nearLeg, at, score: 0, similarity: similarities[at] as number })
     })
     wordIds.forEach((id, at) => {
       const seen = byId.get(id)
       const keyword_score = wordScores[at] as number
-      if (seen === undefined) byId.set(id, { rows: words, at, score: 0, keyword_score })
+      if (seen === undefined) byId.set(id, { leg: wordsLeg, at, score: 0, keyword_score })
       else seen.keyword_score = keyword_score
     })
     const ids = fused.getChild('_rowid') as Vector
