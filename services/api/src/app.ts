@@ -23,6 +23,10 @@ import validation from './plugins/app/validation.ts'
 import swagger from './plugins/external/swagger.ts'
 import admin from './routes/admin/index.ts'
 import api from './routes/api/index.ts'
+import mcp from './routes/mcp/index.ts'
+import ollamaCompatible from './routes/ollama/index.ts'
+import chatPage from './routes/page/index.ts'
+import openaiCompatible from './routes/v1/index.ts'
 import { RetrievalSchema, SourceSchema, UsageSchema } from './schemas/chat.ts'
 import { ErrorSchema } from './schemas/common.ts'
 import { CheckSchema } from './schemas/health.ts'
@@ -122,5 +126,9 @@ export function buildApp(options: BuildOptions): FastifyInstance {
   app.register(auth)
   app.register(api, { prefix: '/api' })
   app.register(admin, { prefix: '/admin' })
+  app.register(openaiCompatible, { prefix: '/v1' })
+  app.register(ollamaCompatible, { prefix: '/ollama' })
+  app.register(mcp, { prefix: '/mcp' })
+  app.register(chatPage)
   return app
 }

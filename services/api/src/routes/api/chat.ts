@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { type ChatTurn, type GroundingSource, markCited } from '@confluence-bot/index'
 import { AppError, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { createGrounder } from '../../lib/grounding.ts'
+import { createTurnPreparer } from '../../lib/grounded-chat.ts'
 import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import { refuseQuotedOutside } from '../../lib/spaces.ts'
@@ -64,7 +64,7 @@ async function* thenRun(lines: AsyncIterable<Buffer | string>, after: () => Prom
 
 const chat: FastifyPluginAsyncTypebox = async (fastify) => {
   const { config } = fastify
-  const groundRequest = createGrounder(fastify)
+  const prepareTurn = createTurnPreparer(fastify)
 
   fastify.post(
     '/chat',
@@ -99,8 +99,9 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request, reply) => {
       const { rag, conversation_id: continued, ...body } = request.body
-      const stream = body.stream === true
-      const model = body.model ?? config.CHAT_MODEL
+      const { model: named, messages: sent, stream: streamed, options, ...extra } = body
+      const stream = streamed === true
+      const model = named ?? config.CHAT_MODEL
       const owner = request.owner as string
       const abort = abortOnClientGone(request, reply)
 
@@ -117,19 +118,20 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
         refuseQuotedOutside(request, found)
         history = found.messages.map(({ role, content }) => ({ role, content }))
       }
-      const messages: ChatTurn[] = [...history, ...body.messages]
+      const messages: ChatTurn[] = [...history, ...sent]
       const question = messages.at(-1) as ChatTurn
-      const grounding =
-        config.RAG_ENABLED && rag?.enabled !== false && question.role === 'user'
-          ? await groundRequest(request, {
-              model,
-              messages,
-              spaces: rag?.spaces,
-              topK: rag?.top_k,
-              options: body.options,
-              signal: abort.signal,
-            })
-          : undefined
+      const turn = await prepareTurn(request, {
+        model,
+        messages,
+        grounded: rag?.enabled !== false,
+        spaces: rag?.spaces,
+        topK: rag?.top_k,
+        options,
+        extra,
+        stream,
+        signal: abort.signal,
+      })
+      const grounded = turn.retrieval !== undefined
 
       // What the conversation keeps: the question and its answer. Turns a client sends before
       // its question are its own context, not the conversation's: stored, they would let one
@@ -139,7 +141,7 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
       const save = async (answer: string, sources: GroundingSource[]) => {
         const turns: StoredMessage[] = [
           ...asked,
-          { role: 'assistant', content: answer, ...(grounding ? { sources } : {}) },
+          { role: 'assistant', content: answer, ...(grounded ? { sources } : {}) },
         ]
         // An answer is worth more than its record: Redis failing costs the history, not it.
         try {
@@ -153,10 +155,10 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
       // A new conversation's id is known before the answer, so a streamed answer names it in
       // its first line; the conversation is stored with the answer, once it is complete.
       const conversationId = continued ?? newConversationId()
-      const retrieval = grounding === undefined ? {} : { retrieval: grounding.retrieval }
+      const retrieval = grounded ? { retrieval: turn.retrieval } : {}
 
-      if (grounding?.nothingFound !== undefined) {
-        const content = grounding.nothingFound
+      if (turn.nothingFound !== undefined) {
+        const content = turn.nothingFound
         const saved = await save(content, [])
         const answer = { model, message: { role: 'assistant', content }, done_reason: 'stop' }
         if (!stream) {
@@ -184,18 +186,9 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
         )
       }
 
-      const payload = grounding
-        ? {
-            ...body,
-            model,
-            stream,
-            messages: grounding.messages,
-            options: { ...body.options, num_ctx: grounding.numCtx },
-          }
-        : { ...body, model, stream, messages }
-      const upstream = await fastify.ollama.post('/api/chat', payload, abort.signal)
+      const upstream = await fastify.ollama.post('/api/chat', turn.payload, abort.signal)
       if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
-      const sources = grounding?.sources ?? []
+      const { sources } = turn
       if (!stream) {
         const completion = toCompletion(
           await fastify.ollama.json<OllamaChatAnswer>(upstream),
