@@ -25,6 +25,8 @@ export type RelayOptions = {
   isAborted: () => boolean
   /** Hides secrets in an upstream error's text before it is passed on (default: unchanged). */
   scrub?: (text: string) => string
+  /** Writes the line that ends a failed stream (default `{error: code, message}`; /ollama writes Ollama's `{error: message}`). */
+  errorLine?: (code: string, message: string) => string
 }
 
 // A line can only be terminal or an error if it holds one of these byte sequences: `done:true`
@@ -89,6 +91,7 @@ export async function* relayNdjson(
   if (options.prelude && options.prelude.length > 0) yield options.prelude.join('')
   let carry: Buffer = Buffer.alloc(0)
   let ended = false
+  const writeError = options.errorLine ?? errorLine
 
   const handle = (line: Buffer): Buffer => {
     const found = classify(line)
@@ -101,7 +104,7 @@ export async function* relayNdjson(
     if (found.kind === 'error') {
       const text = String(parsed.error)
       const message = options.scrub ? options.scrub(text) : text
-      return Buffer.from(errorLine(ErrorCode.ollamaError, message).trimEnd())
+      return Buffer.from(writeError(ErrorCode.ollamaError, message).trimEnd())
     }
     return options.onTerminal ? Buffer.from(JSON.stringify(options.onTerminal(parsed))) : line
   }
@@ -144,6 +147,6 @@ export async function* relayNdjson(
   if (!ended) {
     // Only whole lines were forwarded, so the client's stream is at a line boundary here.
     const reason = failure ?? 'the upstream stream ended early'
-    yield errorLine(ErrorCode.ollamaStreamInterrupted, options.interruptedMessage(reason))
+    yield writeError(ErrorCode.ollamaStreamInterrupted, options.interruptedMessage(reason))
   }
 }
