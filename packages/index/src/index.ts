@@ -8,6 +8,7 @@ export { FTS_INDEX_OPTIONS, ftsIndex, ftsIndexCurrent, ftsIndexStale } from './f
 export * from './fusion.ts'
 export * from './grounding.ts'
 export { keywordQuery, koreanStem } from './keyword-query.ts'
+export * from './page.ts'
 export {
   DEFAULT_QUERY_EMBED_TIMEOUT_MS,
   type OllamaQueryEmbedderOptions,
