@@ -1,0 +1,251 @@
+import { randomUUID } from 'node:crypto'
+import { type ChatTurn, type GroundingSource, markCited } from '@confluence-bot/index'
+import type { ErrorBody } from '@confluence-bot/shared'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { createTurnPreparer } from '../../lib/grounded-chat.ts'
+import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
+import { abortOnClientGone } from '../../lib/proxy.ts'
+import { SSE_DONE, sendSse, sseEvent } from '../../lib/sse.ts'
+import {
+  ChatCompletionChunkSchema,
+  type ChatCompletionMessage,
+  type ChatCompletionRequest,
+  ChatCompletionRequestSchema,
+  type OpenAIChatCompletion,
+  OpenAIChatCompletionSchema,
+  openAIErrors,
+} from '../../schemas/openai.ts'
+import { usageOf } from '../api/chat.ts'
+import { toOpenAIError } from './openai-errors.ts'
+
+// POST /v1/chat/completions: OpenAI's chat completion, answered like /api/chat (the latest user
+// message grounded in the index, citations [n] in the text) through the shared turn preparer,
+// and written in OpenAI's wire format, with the sources as an extra field. Unlike /api/chat it
+// keeps no conversation: OpenAI clients send the whole conversation with every request.
+
+/** Ollama's final chat object (`done:true`); its message always has `content`. */
+type OllamaChatAnswer = {
+  message: { content: string }
+  done_reason?: string
+  prompt_eval_count?: number
+  eval_count?: number
+}
+
+/** OpenAI's finish_reason for Ollama's done_reason: `length` when num_predict cut it, else stop. */
+export const finishReasonOf = (doneReason: unknown) => (doneReason === 'length' ? 'length' : 'stop')
+
+/** A message's text: a string, or text parts joined by newlines (the SDKs send either). */
+const textOf = (content: ChatCompletionMessage['content']) =>
+  typeof content === 'string' ? content : content.map((part) => part.text).join('\n')
+
+/** A message as Ollama reads it; OpenAI's newer `developer` role is the system prompt. */
+const toTurn = (message: ChatCompletionMessage): ChatTurn => ({
+  role: message.role === 'developer' ? 'system' : message.role,
+  content: textOf(message.content),
+})
+
+/** OpenAI's sampling parameters as Ollama's options; absent or null ones are left to Ollama. */
+export function ollamaOptionsOf(body: ChatCompletionRequest): Record<string, unknown> {
+  const options = {
+    temperature: body.temperature,
+    top_p: body.top_p,
+    num_predict: body.max_completion_tokens ?? body.max_tokens,
+    stop: typeof body.stop === 'string' ? [body.stop] : body.stop,
+    seed: body.seed,
+    frequency_penalty: body.frequency_penalty,
+    presence_penalty: body.presence_penalty,
+  }
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value != null))
+}
+
+/** OpenAI's response_format as Ollama's `format`: json_object is "json", json_schema its schema. */
+export function formatOf(
+  format: ChatCompletionRequest['response_format'],
+): Record<string, unknown> {
+  if (format?.type === 'json_object') return { format: 'json' }
+  if (format?.type === 'json_schema') return { format: format.json_schema?.schema ?? 'json' }
+  return {}
+}
+
+const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { ollama } = fastify
+  const prepareTurn = createTurnPreparer(fastify)
+
+  fastify.post(
+    '/chat/completions',
+    {
+      schema: {
+        tags: ['openai'],
+        summary: 'Chat completion (OpenAI-compatible), grounded in the Confluence index',
+        description:
+          "OpenAI's chat completion, answered like /api/chat: the latest user message is answered " +
+          'from the Confluence index (unless RAG_ENABLED=false or the extra field ' +
+          '`rag.enabled:false`), the answer cites the excerpts as [1], [2], and the extra field ' +
+          '`sources` lists them (`cited` marks those the answer uses), with `retrieval`. The API ' +
+          "key's spaces limit what is retrieved; `rag.spaces` narrows further. When the index " +
+          'holds nothing on the question the answer says so without asking the model. ' +
+          'Mapped to Ollama: temperature, top_p, max_tokens / max_completion_tokens (num_predict), ' +
+          'stop, seed, frequency_penalty, presence_penalty, response_format (json_object, ' +
+          'json_schema). Text content parts are joined; the `developer` role is a system message. ' +
+          'Ignored: tools, tool_choice, parallel_tool_calls, functions, logprobs, top_logprobs, ' +
+          'logit_bias, user, metadata, store, service_tier, reasoning_effort, modalities, audio, ' +
+          'prediction, web_search_options; `n` must be 1. With `stream:true` the answer is ' +
+          'text/event-stream: chat.completion.chunk events (the first with role and `sources`), ' +
+          'one with finish_reason, a usage chunk with stream_options.include_usage, then ' +
+          '`data: [DONE]`; a failure mid-answer ends with `data: {"error":{…}}` and no [DONE].',
+        body: ChatCompletionRequestSchema,
+        response: {
+          200: {
+            description: 'The answer',
+            content: {
+              'application/json': { schema: OpenAIChatCompletionSchema },
+              'text/event-stream': { schema: ChatCompletionChunkSchema },
+            },
+          },
+          ...openAIErrors(400, 401, 404, 413, 415, 502, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { body } = request
+      const { model, rag } = body
+      const stream = body.stream === true
+      const abort = abortOnClientGone(request, reply)
+      const turn = await prepareTurn(request, {
+        model,
+        messages: body.messages.map(toTurn),
+        grounded: rag?.enabled !== false,
+        spaces: rag?.spaces,
+        topK: rag?.top_k,
+        options: ollamaOptionsOf(body),
+        extra: formatOf(body.response_format),
+        stream,
+        signal: abort.signal,
+      })
+      const retrieval = turn.retrieval === undefined ? {} : { retrieval: turn.retrieval }
+      const id = `chatcmpl-${randomUUID()}`
+      const created = Math.floor(Date.now() / 1000)
+      const includeUsage = body.stream_options?.include_usage === true
+
+      const completion = (
+        content: string,
+        finish: string,
+        usage: OpenAIChatCompletion['usage'],
+        sources: GroundingSource[],
+      ): OpenAIChatCompletion => ({
+        id,
+        object: 'chat.completion',
+        created,
+        model,
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content, refusal: null },
+            finish_reason: finish,
+            logprobs: null,
+          },
+        ],
+        usage,
+        sources: markCited(sources, content),
+        ...retrieval,
+      })
+
+      // The stream's events; every chunk names the same id, time and model, as OpenAI's do.
+      const chunk = (choices: unknown[], extra: Record<string, unknown>) =>
+        sseEvent({ id, object: 'chat.completion.chunk', created, model, choices, ...extra })
+      const opening = (sources: GroundingSource[]) =>
+        chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], {
+          sources,
+          ...retrieval,
+        })
+      // Empty tokens (a thinking model's reasoning, the final line) make no event.
+      const deltas = (text: string) =>
+        text === ''
+          ? []
+          : [chunk([{ index: 0, delta: { content: text }, finish_reason: null }], {})]
+      function* closing(
+        finish: string,
+        usage: OpenAIChatCompletion['usage'],
+        cited: GroundingSource[],
+      ) {
+        yield chunk([{ index: 0, delta: {}, finish_reason: finish }], {
+          cited: cited.filter((source) => source.cited).map((source) => source.n),
+        })
+        if (includeUsage) yield chunk([], { usage })
+        yield SSE_DONE
+      }
+
+      if (turn.nothingFound !== undefined) {
+        const content = turn.nothingFound
+        if (!stream) return completion(content, 'stop', usageOf({}), [])
+        return sendSse(reply, [
+          opening([]),
+          ...deltas(content),
+          ...closing('stop', usageOf({}), []),
+        ])
+      }
+
+      const upstream = await ollama.post('/api/chat', turn.payload, abort.signal)
+      if (upstream.statusCode >= 400) throw await ollama.error(upstream)
+      const { sources } = turn
+      if (!stream) {
+        const answer = await ollama.json<OllamaChatAnswer>(upstream)
+        return completion(
+          answer.message.content,
+          finishReasonOf(answer.done_reason),
+          usageOf(answer),
+          sources,
+        )
+      }
+
+      // Ollama's NDJSON through the relay, which guarantees a terminal line or an error line
+      // (a cut stream gains one); each token becomes a delta event the moment it arrives.
+      let content = ''
+      let pending: string[] = []
+      let terminal: ParsedLine | undefined
+      const take = (text: string) => {
+        content += text
+        pending.push(...deltas(text))
+      }
+      const relay = relayNdjson(upstream.body, {
+        onData: (line) => take(tokenTextOf(line)),
+        onTerminal: (line) => {
+          terminal = line
+          take(tokenTextOf(line))
+          return line
+        },
+        interruptedMessage: (reason) =>
+          `The answer from Ollama at ${ollama.url} stopped before it was complete (${reason})`,
+        isAborted: () => abort.signal.aborted,
+        scrub: ollama.scrub,
+      })
+      async function* events() {
+        yield opening(sources)
+        let last = ''
+        for await (const part of relay) {
+          const out = pending.join('')
+          pending = []
+          if (out !== '') yield out
+          last = part.toString()
+        }
+        // The client went away: nobody to tell, and Ollama's request is cancelled already.
+        if (abort.signal.aborted) return
+        if (terminal === undefined) {
+          // The relay's last line says what failed: `{error, message}`. No [DONE] follows, so
+          // no client takes the answer so far for the whole answer.
+          const failed = JSON.parse(last.trimEnd().split('\n').at(-1) as string) as ErrorBody
+          yield sseEvent(toOpenAIError({ ...failed, statusCode: 502 }))
+          return
+        }
+        yield* closing(
+          finishReasonOf(terminal.done_reason),
+          usageOf(terminal),
+          markCited(sources, content),
+        )
+      }
+      return sendSse(reply, events())
+    },
+  )
+}
+
+export default chatCompletions

@@ -1,0 +1,77 @@
+import { AppError, ErrorCode } from '@confluence-bot/shared'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import {
+  ModelParamsSchema,
+  type OpenAIModel,
+  OpenAIModelListSchema,
+  OpenAIModelSchema,
+  openAIErrors,
+} from '../../schemas/openai.ts'
+
+type OllamaTag = { name: string; modified_at: string }
+
+// Ollama names models `name:tag`; one asked for without a tag is its `:latest`, as Ollama reads it.
+const withTag = (name: string) => (name.includes(':') ? name : `${name}:latest`)
+
+const toModel = (tag: OllamaTag): OpenAIModel => ({
+  id: tag.name,
+  object: 'model',
+  created: Math.floor(Date.parse(tag.modified_at) / 1000),
+  owned_by: 'ollama',
+})
+
+const models: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { ollama } = fastify
+
+  /** The models installed on the Ollama server, as OpenAI lists models. */
+  async function installed(): Promise<OpenAIModel[]> {
+    const upstream = await ollama.get('/api/tags')
+    if (upstream.statusCode >= 400) throw await ollama.error(upstream)
+    // Ollama lists an empty store as `{"models":[]}`, never null.
+    const { models } = await ollama.json<{ models: OllamaTag[] }>(upstream)
+    return models.map(toModel)
+  }
+
+  fastify.get(
+    '/models',
+    {
+      schema: {
+        tags: ['openai'],
+        summary: 'Models (OpenAI-compatible)',
+        description:
+          "The models installed on the Ollama server (Ollama's /api/tags), as OpenAI lists them. Any of them answers /v1/chat/completions, grounded; embedding models answer /v1/embeddings.",
+        response: { 200: OpenAIModelListSchema, ...openAIErrors(401, 502, 503) },
+      },
+    },
+    async () => ({ object: 'list' as const, data: await installed() }),
+  )
+
+  fastify.get(
+    '/models/*',
+    {
+      schema: {
+        tags: ['openai'],
+        summary: 'One model (OpenAI-compatible)',
+        description:
+          'A model installed on the Ollama server; without a tag the name means its `:latest`. Names with a namespace (`hf.co/org/model`) may be sent as they are or URL-encoded.',
+        params: ModelParamsSchema,
+        response: { 200: OpenAIModelSchema, ...openAIErrors(401, 404, 502, 503) },
+      },
+    },
+    async (request) => {
+      const asked = request.params['*']
+      const wanted = withTag(asked).toLowerCase()
+      const found = (await installed()).find((model) => model.id.toLowerCase() === wanted)
+      if (found === undefined) {
+        throw new AppError(
+          404,
+          ErrorCode.modelNotFound,
+          `The model '${asked}' is not installed on the Ollama server (GET /v1/models lists those that are)`,
+        )
+      }
+      return found
+    },
+  )
+}
+
+export default models
