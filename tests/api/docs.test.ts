@@ -16,6 +16,8 @@ const GATEWAY = [
   'GET /api/conversations/{id}',
   'DELETE /api/conversations/{id}',
   'POST /api/search',
+  'GET /api/me',
+  'GET /api/spaces',
 ]
 const INGESTION = [
   'POST /api/sources',

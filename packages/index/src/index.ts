@@ -30,4 +30,5 @@ export {
   type SearchResponse,
 } from './search.ts'
 export { plainText, SNIPPET_CHARS, snippet } from './snippet.ts'
+export { type IndexedSpace, indexedSpaces } from './spaces.ts'
 export * from './vector-index.ts'

@@ -4,10 +4,12 @@ import conversations from './conversations.ts'
 import generate from './generate.ts'
 import health from './health.ts'
 import jobs from './jobs.ts'
+import me from './me.ts'
 import models from './models.ts'
 import pull from './pull.ts'
 import search from './search.ts'
 import sources from './sources.ts'
+import spaces from './spaces.ts'
 
 // /api: health is open; everything else needs a reader key; model pulls, sources and jobs
 // need an admin key.
@@ -20,8 +22,10 @@ export default async function api(fastify: FastifyInstance) {
     await readers.register(chat)
     await readers.register(conversations)
     await readers.register(generate)
+    await readers.register(me)
     await readers.register(models)
     await readers.register(search)
+    await readers.register(spaces)
   })
 
   await fastify.register(async (admins) => {
