@@ -282,6 +282,21 @@ t.test('the /v1 surface over a real socket', async (t) => {
       .catch((e: unknown) => e)
     t.equal((embed as InstanceType<typeof OpenAI.InternalServerError>).status, 502)
 
+    // OLLAMA_URL naming something that is not Ollama (a path it lacks): 502, saying so.
+    const { url: wrong } = await listenTestApp(t, {
+      API_KEYS: READER_KEY,
+      OLLAMA_URL: `${ollama.url}/not-ollama`,
+    })
+    const tags = (await client(wrong)
+      .models.list()
+      .catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>
+    t.equal(tags.status, 502, String(tags))
+    t.match(tags.error, {
+      type: 'server_error',
+      code: 'ollama_error',
+      message: /is it an Ollama server/,
+    })
+
     const { url: down } = await listenTestApp(t, { API_KEYS: READER_KEY })
     const gone = client(down)
     for (const call of [
