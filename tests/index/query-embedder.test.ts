@@ -32,22 +32,21 @@ t.test('the query vector, as float32, with OLLAMA_URL credentials and query kept
   t.match(request?.body, { model: 'nomic-embed-text', input: 'search_query: how to install' })
 })
 
-t.test(
-  'null when the model is not pulled, Ollama is down, or it does not answer in time',
-  async (t) => {
-    const ollama = await standIn(t)
-    t.equal(await ollamaQueryEmbedder({ url: ollama.url })('q', 'no-such-model'), null, '404')
-    const port = await freePort()
-    t.equal(
-      await ollamaQueryEmbedder({ url: `http://127.0.0.1:${port}` })('q', 'm'),
-      null,
-      'refused',
-    )
-    ollama.options.firstByteDelayMs = 2000
-    const slow = ollamaQueryEmbedder({ url: ollama.url, timeoutMs: 100 })
-    t.equal(await slow('q', 'nomic-embed-text'), null, 'too slow')
-  },
-)
+t.test('a model Ollama does not have is an error that says to pull it', async (t) => {
+  const ollama = await standIn(t)
+  await t.rejects(ollamaQueryEmbedder({ url: ollama.url })('q', 'no-such-model'), {
+    message: 'no-such-model is not pulled on the Ollama server (ollama pull no-such-model)',
+  })
+})
+
+t.test('null when Ollama is down or does not answer in time', async (t) => {
+  const ollama = await standIn(t)
+  const port = await freePort()
+  t.equal(await ollamaQueryEmbedder({ url: `http://127.0.0.1:${port}` })('q', 'm'), null, 'refused')
+  ollama.options.firstByteDelayMs = 2000
+  const slow = ollamaQueryEmbedder({ url: ollama.url, timeoutMs: 100 })
+  t.equal(await slow('q', 'nomic-embed-text'), null, 'too slow')
+})
 
 t.test('any other failure throws, with the credential hidden', async (t) => {
   const ollama = await standIn(t)

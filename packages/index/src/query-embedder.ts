@@ -4,9 +4,10 @@ import type { QueryEmbedder } from './search.ts'
 
 // A query's vector from Ollama, with the same client and the same OLLAMA_URL handling as the
 // worker's embedder (user info as Basic auth, the query string kept on every request). "No
-// answer" (Ollama down, too slow, or the model not pulled: 404) is null, and the search runs on
-// keywords saying why; any other failure throws with OLLAMA_URL's credential hidden, and the
-// search reports it the same way.
+// answer" (Ollama down or too slow) is null, and the search runs on keywords saying why; a model
+// Ollama does not have (404) and any other failure throw with OLLAMA_URL's credential hidden,
+// and the search reports that as its reason the same way (so an operator reads "not pulled",
+// not "cannot be reached", when the fix is `ollama pull`).
 
 export type OllamaQueryEmbedderOptions = {
   /** OLLAMA_URL */
@@ -34,8 +35,11 @@ export function ollamaQueryEmbedder(options: OllamaQueryEmbedderOptions): QueryE
       ;({ embeddings } = await client.embed({ model, input: text, truncate: true }))
     } catch (err) {
       const status = (err as { status_code?: number }).status_code
-      // No HTTP status: connection refused or reset, DNS, the deadline. 404: not pulled.
-      if (status === undefined || status === 404) return null
+      // No HTTP status: connection refused or reset, DNS, the deadline.
+      if (status === undefined) return null
+      if (status === 404) {
+        throw new Error(`${model} is not pulled on the Ollama server (ollama pull ${model})`)
+      }
       throw new Error(
         `Ollama's embed call failed (model ${model}): ${scrub(target, (err as Error).message)}`,
       )

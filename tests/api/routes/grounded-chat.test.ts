@@ -149,7 +149,7 @@ t.test('grounded chat, over a real socket', async (t) => {
     return { url: await app.listen({ host: '127.0.0.1', port: 0 }) }
   }
 
-  t.test('the embedding model down: keyword retrieval, and the answer says so', async (t) => {
+  t.test('the embedding model not pulled: keyword retrieval, and the answer says so', async (t) => {
     const models = rig.ollama.options.models
     rig.ollama.options.models = models.filter((m) => !/embed/.test(m.name))
     t.teardown(() => {
@@ -157,7 +157,7 @@ t.test('grounded chat, over a real socket', async (t) => {
     })
     const res = await chat({ messages: [question] })
     t.equal(res.status, 200, res.text)
-    t.match(res.json.retrieval, { mode: 'keyword', fallback: /cannot be reached/ })
+    t.match(res.json.retrieval, { mode: 'keyword', fallback: /is not pulled/ })
     t.equal(res.json.sources[0].title, 'Deploying the billing service')
   })
 

@@ -105,7 +105,7 @@ t.test('search over the index, over a real socket', async (t) => {
     t.equal(res.status, 401)
   })
 
-  t.test('the embedding model unreachable: keyword, and the response says why', async (t) => {
+  t.test('the embedding model not pulled: keyword, and the response says why', async (t) => {
     const models = rig.ollama.options.models
     rig.ollama.options.models = models.filter((m) => !/embed/.test(m.name))
     t.teardown(() => {
@@ -114,7 +114,7 @@ t.test('search over the index, over a real socket', async (t) => {
     const res = await search({ query: 'rotate the postgres password' })
     t.equal(res.status, 200)
     t.equal(res.json.mode, 'keyword')
-    t.match(res.json.fallback, /embedding model .* cannot be reached/)
+    t.match(res.json.fallback, /embedding model .* failed: .* is not pulled .*\(ollama pull /)
     t.equal(titles(res.json)[0], 'Rotating database passwords')
   })
 })
