@@ -1,0 +1,128 @@
+import type { ChatTurn } from '@confluence-bot/index'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import {
+  OllamaChatRequestSchema,
+  OllamaChatResponseSchema,
+  OllamaGenerateRequestSchema,
+  OllamaGenerateResponseSchema,
+  ollamaErrors,
+} from '../../schemas/ollama-compat.ts'
+import { baseOf } from './alias.ts'
+import { asChat, asGenerate, createGroundedAnswerer } from './grounded.ts'
+import { createPassThrough } from './upstream.ts'
+
+const STREAM_NOTE =
+  'Ollama streams unless `stream:false`: NDJSON lines, the last `done:true` (or `{error}` if ' +
+  'the answer failed part-way).'
+
+const GROUNDED_NOTE =
+  'A grounded alias (`<model>+confluence`) answers from the Confluence index with `<model>`, ' +
+  'within the spaces the API key may read (`options.rag_spaces`, `options.rag_top_k` narrow ' +
+  'it): the text cites excerpts as [1], [2] and ends with a "Sources" list of those it cites; ' +
+  'the `done:true` object carries `sources` and `model` is the alias throughout. When the ' +
+  'index holds nothing on the question, that is the answer, without asking the model. Any ' +
+  'other model passes through to Ollama untouched.'
+
+const answers: FastifyPluginAsyncTypebox = async (fastify) => {
+  const answerGrounded = createGroundedAnswerer(fastify)
+  const { forward } = createPassThrough(fastify)
+
+  fastify.post(
+    '/api/chat',
+    {
+      schema: {
+        tags: ['ollama-compatible'],
+        summary: "Chat, in Ollama's format (grounded under an alias)",
+        description: `Ollama's /api/chat. ${STREAM_NOTE} ${GROUNDED_NOTE} The latest user message is the question; earlier turns are the conversation.`,
+        body: OllamaChatRequestSchema,
+        response: {
+          200: {
+            description: "Ollama's chat answer",
+            content: {
+              'application/json': { schema: OllamaChatResponseSchema },
+              'application/x-ndjson': { schema: OllamaChatResponseSchema },
+            },
+          },
+          ...ollamaErrors(400, 401, 404, 413, 415, 502, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body
+      const base = baseOf(body.model)
+      if (base === undefined) return forward(request, reply, '/api/chat', body)
+      const { model: alias, messages, stream, options, ...extra } = body
+      return answerGrounded(request, reply, {
+        alias: alias as string,
+        base,
+        messages: (messages ?? []) as ChatTurn[],
+        options,
+        extra,
+        stream: stream !== false,
+        shape: asChat,
+      })
+    },
+  )
+
+  fastify.post(
+    '/api/generate',
+    {
+      schema: {
+        tags: ['ollama-compatible'],
+        summary: "Single-turn completion, in Ollama's format (grounded under an alias)",
+        description: `Ollama's /api/generate. ${STREAM_NOTE} ${GROUNDED_NOTE} Under an alias the prompt is asked as a one-turn chat (\`system\` kept as a system turn; \`suffix\`, \`template\`, \`context\`, \`raw\` and \`images\` do not apply) and answered with \`response\` tokens.`,
+        body: OllamaGenerateRequestSchema,
+        response: {
+          200: {
+            description: "Ollama's generate answer",
+            content: {
+              'application/json': { schema: OllamaGenerateResponseSchema },
+              'application/x-ndjson': { schema: OllamaGenerateResponseSchema },
+            },
+          },
+          ...ollamaErrors(400, 401, 404, 413, 415, 502, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body
+      const base = baseOf(body.model)
+      if (base === undefined) return forward(request, reply, '/api/generate', body)
+      // What only generate knows (a raw prompt, a template, fill-in-the-middle, the old
+      // context array) has no meaning in a grounded chat turn.
+      const {
+        model: alias,
+        prompt,
+        system,
+        stream,
+        options,
+        suffix: _suffix,
+        template: _template,
+        context: _context,
+        raw: _raw,
+        images: _images,
+        ...extra
+      } = body as typeof body & Record<string, unknown>
+      const question = prompt ?? ''
+      // An empty prompt loads the model, as in Ollama: an empty chat does the same.
+      const messages: ChatTurn[] =
+        question.trim() === ''
+          ? []
+          : [
+              ...(system === undefined ? [] : [{ role: 'system', content: system }]),
+              { role: 'user', content: question },
+            ]
+      return answerGrounded(request, reply, {
+        alias: alias as string,
+        base,
+        messages,
+        options,
+        extra,
+        stream: stream !== false,
+        shape: asGenerate,
+      })
+    },
+  )
+}
+
+export default answers
