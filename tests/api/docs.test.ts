@@ -30,7 +30,14 @@ const INGESTION = [
   'GET /api/jobs',
   'GET /api/jobs/{id}',
 ]
-const OPERATIONS = [...GATEWAY, ...INGESTION]
+// The OpenAI-compatible API (tests/api/openai/docs.test.ts checks its schemas).
+const OPENAI = [
+  'POST /v1/chat/completions',
+  'GET /v1/models',
+  'GET /v1/models/{model}',
+  'POST /v1/embeddings',
+]
+const OPERATIONS = [...GATEWAY, ...INGESTION, ...OPENAI]
 
 t.test('the OpenAPI 3 document describes every operation with its schemas', async (t) => {
   const app = await buildTestApp(t)

@@ -14,11 +14,12 @@ const client = (url: string, apiKey = READER_KEY) =>
 
 async function raw(
   url: string,
-  init: { method?: string; body?: string; key?: string; type?: string } = {},
+  init: { method?: string; body?: string; key?: string; type?: string; origin?: string } = {},
 ): Promise<{ status: number; json: Json; headers: Headers }> {
   const headers: Record<string, string> = {}
   if (init.key !== undefined) headers.authorization = `Bearer ${init.key}`
   if (init.type !== undefined) headers['content-type'] = init.type
+  if (init.origin !== undefined) headers.origin = init.origin
   const res = await fetch(url, { method: init.method ?? 'POST', headers, body: init.body })
   const text = await res.text()
   return { status: res.status, json: JSON.parse(text) as Json, headers: res.headers }
@@ -55,12 +56,16 @@ t.test('the /v1 surface over a real socket', async (t) => {
     const missing = await openai.models.retrieve('no-such-model').catch((e: unknown) => e)
     t.ok(missing instanceof OpenAI.NotFoundError, String(missing))
     t.equal((missing as InstanceType<typeof OpenAI.NotFoundError>).code, 'model_not_found')
-    // A namespaced name reaches the route whole, URL-encoded by the SDK or sent as is.
+    // A namespaced name reaches the route whole, URL-encoded by the SDK.
     const namespaced = await openai.models.retrieve('hf.co/org/model:q4').catch((e: unknown) => e)
     t.match((namespaced as Error).message, /'hf\.co\/org\/model:q4' is not installed/)
-    const plain = await raw(`${url}/v1/models/hf.co/org/model`, { method: 'GET', key: READER_KEY })
+    const plain = await raw(`${url}/v1/models/hf.co%2Forg%2Fmodel`, {
+      method: 'GET',
+      key: READER_KEY,
+    })
     t.equal(plain.status, 404)
     t.match(plain.json, openAIError('invalid_request_error', 'model_not_found'))
+    t.match(plain.json.error.message, /'hf\.co\/org\/model'/)
   })
 
   t.test('embeddings: floats, and base64 as the SDK asks for by default', async (t) => {
@@ -238,6 +243,26 @@ t.test('the /v1 surface over a real socket', async (t) => {
     })
     t.equal(embed.status, 400)
     t.equal(embed.json.error.param, 'model')
+  })
+
+  t.test('a page of another site: 403 in OpenAI’s shape on every route', async (t) => {
+    for (const [method, path, body] of [
+      ['GET', '/v1/models', undefined],
+      ['GET', '/v1/models/llama3.2', undefined],
+      ['POST', '/v1/chat/completions', JSON.stringify({ model: 'llama3.2', messages: [] })],
+      ['POST', '/v1/embeddings', JSON.stringify({ model: 'nomic-embed-text', input: 'x' })],
+    ] as const) {
+      const res = await raw(`${url}${path}`, {
+        method,
+        body,
+        key: READER_KEY,
+        type: body === undefined ? undefined : 'application/json',
+        origin: 'https://evil.example',
+      })
+      t.equal(res.status, 403, `${method} ${path}`)
+      t.match(res.json, openAIError('invalid_request_error', 'origin_not_allowed'))
+      t.same(shapeOf(res.json), OPENAI_SHAPE)
+    }
   })
 
   t.test('an unknown /v1 path is a 404 in OpenAI’s shape', async (t) => {

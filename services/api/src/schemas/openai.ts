@@ -32,6 +32,7 @@ export type OpenAIError = Static<typeof OpenAIErrorSchema>
 const ERROR_TEXT = {
   400: 'The request is invalid (invalid_request_error; `param` names the field when it can)',
   401: 'Missing or unknown API key (code invalid_api_key)',
+  403: 'The Host or Origin is not allowed (API_ALLOWED_HOSTS, API_ALLOWED_ORIGINS)',
   404: 'No such model on the Ollama server (code model_not_found)',
   413: 'The body is larger than BODY_LIMIT',
   415: 'The body is not JSON (Content-Type)',
@@ -222,7 +223,7 @@ export const OpenAIModelListSchema = Type.Object(
 )
 
 export const ModelParamsSchema = Type.Object({
-  '*': Type.String({ description: 'The model id, as /v1/models lists it', maxLength: 256 }),
+  model: Type.String({ description: 'The model id, as /v1/models lists it', maxLength: 256 }),
 })
 
 export const EmbeddingRequestSchema = Type.Object(

@@ -102,7 +102,7 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
               'text/event-stream': { schema: ChatCompletionChunkSchema },
             },
           },
-          ...openAIErrors(400, 401, 404, 413, 415, 502, 503),
+          ...openAIErrors(400, 401, 403, 404, 413, 415, 502, 503),
         },
       },
     },

@@ -39,7 +39,7 @@ const embeddings: FastifyPluginAsyncTypebox = async (fastify) => {
         body: EmbeddingRequestSchema,
         response: {
           200: EmbeddingResponseSchema,
-          ...openAIErrors(400, 401, 404, 413, 415, 502, 503),
+          ...openAIErrors(400, 401, 403, 404, 413, 415, 502, 503),
         },
       },
     },

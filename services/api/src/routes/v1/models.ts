@@ -40,26 +40,26 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Models (OpenAI-compatible)',
         description:
           "The models installed on the Ollama server (Ollama's /api/tags), as OpenAI lists them. Any of them answers /v1/chat/completions, grounded; embedding models answer /v1/embeddings.",
-        response: { 200: OpenAIModelListSchema, ...openAIErrors(401, 502, 503) },
+        response: { 200: OpenAIModelListSchema, ...openAIErrors(401, 403, 502, 503) },
       },
     },
     async () => ({ object: 'list' as const, data: await installed() }),
   )
 
   fastify.get(
-    '/models/*',
+    '/models/:model',
     {
       schema: {
         tags: ['openai'],
         summary: 'One model (OpenAI-compatible)',
         description:
-          'A model installed on the Ollama server; without a tag the name means its `:latest`. Names with a namespace (`hf.co/org/model`) may be sent as they are or URL-encoded.',
+          'A model installed on the Ollama server; without a tag the name means its `:latest`. A name with a namespace (`hf.co/org/model`) is sent URL-encoded, as the openai SDKs do.',
         params: ModelParamsSchema,
-        response: { 200: OpenAIModelSchema, ...openAIErrors(401, 404, 502, 503) },
+        response: { 200: OpenAIModelSchema, ...openAIErrors(401, 403, 404, 502, 503) },
       },
     },
     async (request) => {
-      const asked = request.params['*']
+      const asked = request.params.model
       const wanted = withTag(asked).toLowerCase()
       const found = (await installed()).find((model) => model.id.toLowerCase() === wanted)
       if (found === undefined) {
