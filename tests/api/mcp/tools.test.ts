@@ -130,7 +130,19 @@ t.test('the MCP server, through the SDK client', async (t) => {
       text,
       /^Roll back with `helm rollback billing` \[1\]\.\n\nSources:\n\[1\] Deploying the billing service: http/,
     )
-    if (structured.sources.length > 1) t.match(text, /\(not cited\)/)
+
+    rig.ollama.options.respond = () => ['Helm can do it.']
+    t.teardown(() => {
+      rig.ollama.options.respond = respond
+    })
+    const uncited = await call(client, 'ask', {
+      question: 'How do I roll back the billing deployment?',
+    })
+    t.match(uncited.structuredContent?.sources, [{ n: 1, cited: false }])
+    t.match(
+      uncited.content[0]?.text,
+      /^Helm can do it\.\n\nSources:\n\[1\] Deploying the billing service: http\S+ \(not cited\)/,
+    )
 
     const nothing = await call(client, 'ask', {
       question: 'Who won the 1998 world cup?',
