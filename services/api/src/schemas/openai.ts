@@ -56,7 +56,12 @@ const TextPartSchema = Type.Object(
 export const ChatCompletionMessageSchema = Type.Object(
   {
     role: Type.Union(
-      ['system', 'developer', 'user', 'assistant'].map((role) => Type.Literal(role)),
+      [
+        Type.Literal('system'),
+        Type.Literal('developer'),
+        Type.Literal('user'),
+        Type.Literal('assistant'),
+      ],
       { description: '`developer` is read as `system`' },
     ),
     content: Type.Union([Type.String(), Type.Array(TextPartSchema)], {
@@ -116,7 +121,11 @@ export const ChatCompletionRequestSchema = Type.Object(
     response_format: Type.Optional(
       Type.Object(
         {
-          type: Type.Union(['text', 'json_object', 'json_schema'].map((t) => Type.Literal(t))),
+          type: Type.Union([
+            Type.Literal('text'),
+            Type.Literal('json_object'),
+            Type.Literal('json_schema'),
+          ]),
           json_schema: Type.Optional(
             Type.Object(
               { schema: Type.Optional(Type.Object({}, { additionalProperties: true })) },
