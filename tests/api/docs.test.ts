@@ -16,6 +16,7 @@ const GATEWAY = [
   'GET /api/conversations/{id}',
   'DELETE /api/conversations/{id}',
   'POST /api/search',
+  'POST /mcp',
   'GET /api/me',
   'GET /api/spaces',
 ]
