@@ -4,6 +4,7 @@
 // that actually ran on stderr when it is not the one asked for.
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util'
 import {
+  lancedbConnect,
   MAX_TOP_K,
   ollamaQueryEmbedder,
   openSearchIndex,
@@ -11,7 +12,12 @@ import {
   type SearchIndex,
   type SearchMode,
 } from '@confluence-bot/index'
-import { type ApiConfig, canonicalSpaceKey, loadApiConfig } from '@confluence-bot/shared'
+import {
+  type ApiConfig,
+  CHUNKS_TABLE,
+  canonicalSpaceKey,
+  loadApiConfig,
+} from '@confluence-bot/shared'
 import { UsageError } from './ingest-usage.ts'
 
 export const SEARCH_USAGE = `Usage: cnfl search "QUERY" [--mode hybrid|vector|keyword] [--top-k N] [--space KEY…] [--json]
@@ -63,9 +69,20 @@ export function parseCount(name: string, value: string | undefined, max: number)
   return n
 }
 
-/** The search module on the configured index, as the api opens it. */
+/**
+ * The search module on the configured index, as the api opens it. No index there yet is an
+ * error that says so: an empty answer would read as "the space holds nothing on this".
+ */
 export async function openConfiguredIndex(): Promise<{ config: ApiConfig; index: SearchIndex }> {
   const config = loadApiConfig()
+  const db = await lancedbConnect(config.LANCEDB_URI)
+  const tables = await db.tableNames()
+  db.close()
+  if (!tables.includes(CHUNKS_TABLE)) {
+    throw new Error(
+      `no chunk index at LANCEDB_URI=${config.LANCEDB_URI} yet: register a source and sync it first (cnfl ingest --help)`,
+    )
+  }
   const index = await openSearchIndex({
     uri: config.LANCEDB_URI,
     embed: ollamaQueryEmbedder({ url: config.OLLAMA_URL }),

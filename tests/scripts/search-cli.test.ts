@@ -163,13 +163,21 @@ t.test('cnfl eval: a question set it cannot use, and bad usage', async (t) => {
     t.match(run.stderr, message)
     t.equal(run.stdout, '')
   }
-  const empty = await cnfl(['eval', QUESTIONS_FILE, '--mode', 'keyword'], { LANCEDB_URI: dir })
-  t.equal(empty.code, 0, empty.stderr)
-  t.match(empty.stdout, /^keyword\s+all\s+56\s+0\.000\s+0\.000\s+0\.000$/m)
-  t.match(
-    empty.stderr,
-    /no question found its page in any mode: does LANCEDB_URI=.* hold the pages/,
-  )
+  // No index at LANCEDB_URI: every command that reads it says so and fails, rather than
+  // answering as if the space held nothing.
+  for (const args of [
+    ['eval', QUESTIONS_FILE, '--mode', 'keyword'],
+    ['search', 'failover'],
+    ['ask', 'how do I fail over?'],
+  ]) {
+    const empty = await cnfl(args, { LANCEDB_URI: dir })
+    t.equal(empty.code, 1, args[0])
+    t.equal(empty.stdout, '')
+    t.equal(
+      empty.stderr,
+      `cnfl: no chunk index at LANCEDB_URI=${dir} yet: register a source and sync it first (cnfl ingest --help)\n`,
+    )
+  }
   const bare = await cnfl(['eval'])
   t.equal(bare.code, 2)
   t.match(bare.stderr, /^Usage: cnfl eval QUESTIONS\.json/)
