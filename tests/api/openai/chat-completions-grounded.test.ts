@@ -119,13 +119,12 @@ t.test('grounded chat completions through the openai SDK', async (t) => {
   )
 
   t.test('a client that aborts mid-stream aborts the request to Ollama', async (t) => {
+    const saved = { ...ollama.options }
     ollama.options.respond = undefined
     ollama.options.tokens = Array(50).fill(' x')
     ollama.options.tokenDelayMs = 100
     t.teardown(() => {
-      ollama.options.respond = respond
-      ollama.options.tokens = ['The', ' sky', ' is', ' blue', '.']
-      ollama.options.tokenDelayMs = 0
+      Object.assign(ollama.options, saved)
     })
     const controller = new AbortController()
     const aborted = ollama.waitForAbort(10_000)
