@@ -70,7 +70,7 @@ function linkCitations(root, sources) {
   const byNumber = new Map(sources.filter((s) => isWebUrl(s.url)).map((s) => [s.n, s]))
   const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
     acceptNode: (node) =>
-      node.parentElement.closest('a, code, pre') === null && HAS_CITATION.test(node.data)
+      (node.parentElement?.closest('a, code, pre') ?? null) === null && HAS_CITATION.test(node.data)
         ? NodeFilter.FILTER_ACCEPT
         : NodeFilter.FILTER_REJECT,
   })
