@@ -129,8 +129,9 @@ t.test('ask the space a question in the chat page', { skip: noChromium }, async 
     const before = rig.rig.ollama.requests.length
     await askAndWait(page, 'and how do I check it worked?')
     const calls = rig.rig.ollama.requests.slice(before).filter((r) => r.path === '/api/chat')
-    t.ok(isRewrite(calls[0]?.body as Json), 'the follow-up is read with its history')
-    t.match((calls[0]?.body as Json).messages[1].content, QUESTION)
+    const rewrite = (calls[0]?.body ?? {}) as Json
+    t.ok(isRewrite(rewrite), 'the follow-up is read with its history')
+    t.match(rewrite.messages[1].content, QUESTION)
     t.equal(page.url().split('#')[1], id, 'the same conversation')
     t.equal(await page.locator('.message').count(), 4)
     const stored = await fetch(`${rig.url}/api/conversations/${id}`, {
