@@ -99,6 +99,44 @@ t.test('chat continues a conversation across api processes', async (t) => {
     )
   })
 
+  t.test('a conversation deleted while its answer streams stays deleted', async (t) => {
+    const opened = await chat(second.url, { messages: [{ role: 'user', content: 'Soon gone?' }] })
+    const gone = (JSON.parse(opened.text) as Json).conversation_id as string
+    ollama.options.tokenDelayMs = 100
+    t.teardown(() => {
+      ollama.options.tokenDelayMs = 0
+    })
+    const res = await fetch(`${second.url}/api/chat`, {
+      method: 'POST',
+      headers: { ...bearer(READER_KEY), 'content-type': 'application/json' },
+      body: JSON.stringify({
+        conversation_id: gone,
+        messages: [{ role: 'user', content: 'And now?' }],
+        stream: true,
+      }),
+    })
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+    await reader.read()
+    // Deleted by its owner (from another tab) while the answer is still coming.
+    const deleted = await fetch(`${second.url}/api/conversations/${gone}`, {
+      method: 'DELETE',
+      headers: bearer(READER_KEY),
+    })
+    t.equal(deleted.status, 204)
+    let rest = ''
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      rest += Buffer.from(value).toString()
+    }
+    t.match(ndjson(rest).at(-1), { done: true }, 'the answer itself is complete')
+    await new Promise((r) => setTimeout(r, 200))
+    t.equal((await conversation(second.url, gone)).status, 404, 'not brought back by the save')
+    const listed = await fetch(`${second.url}/api/conversations`, { headers: bearer(READER_KEY) })
+    const ids = ((await listed.json()) as { conversations: Json[] }).conversations.map((c) => c.id)
+    t.notOk(ids.includes(gone))
+  })
+
   t.test('another key can neither read nor continue it', async (t) => {
     const before = ollama.requests.length
     const res = await chat(

@@ -39,9 +39,12 @@ t.test('conversations store', async (t) => {
   const env = { REDIS_URL: redis.url, CONVERSATION_TTL_S: '600', CONVERSATION_MAX_TURNS: '4' }
   const app: FastifyInstance = await buildTestApp(t, env)
   const store = app.conversations
+  /** An append that writes (the conversation was never deleted). */
+  const append = async (...args: Parameters<typeof store.append>) =>
+    (await store.append(...args)) as { id: string }
 
   t.test('append creates, load reads it back, titled by the first user message', async (t) => {
-    const { id } = await store.append(ALICE, undefined, [
+    const { id } = await append(ALICE, undefined, [
       { role: 'user', content: '  How do I\n\tdeploy   the agent?  ' },
       { role: 'assistant', content: 'See [1].', sources: [source(1)] },
     ])
@@ -62,10 +65,9 @@ t.test('conversations store', async (t) => {
     // A follow-up keeps the title and creation time, moves updated_at.
     await new Promise((r) => setTimeout(r, 5))
     const given = '2026-01-02T03:04:05.000Z'
-    t.same(
-      await store.append(ALICE, id, [{ role: 'user', content: 'And on DC?', created_at: given }]),
-      { id },
-    )
+    t.same(await append(ALICE, id, [{ role: 'user', content: 'And on DC?', created_at: given }]), {
+      id,
+    })
     const after = await store.load(ALICE, id)
     t.equal(after?.title, conv?.title)
     t.equal(after?.created_at, conv?.created_at)
@@ -75,7 +77,7 @@ t.test('conversations store', async (t) => {
   })
 
   t.test('another owner never reads, lists or deletes it', async (t) => {
-    const { id } = await store.append(ALICE, undefined, [{ role: 'user', content: 'mine' }])
+    const { id } = await append(ALICE, undefined, [{ role: 'user', content: 'mine' }])
     t.equal(await store.load(BOB, id), null)
     t.notOk((await store.list(BOB)).some((c) => c.id === id))
     t.equal(await store.remove(BOB, id), false)
@@ -83,12 +85,12 @@ t.test('conversations store', async (t) => {
   })
 
   t.test('the newest messages are kept, up to CONVERSATION_MAX_TURNS', async (t) => {
-    const { id } = await store.append(ALICE, undefined, [
+    const { id } = await append(ALICE, undefined, [
       { role: 'user', content: 'm1' },
       { role: 'assistant', content: 'm2' },
       { role: 'user', content: 'm3' },
     ])
-    await store.append(ALICE, id, [
+    await append(ALICE, id, [
       { role: 'assistant', content: 'm4' },
       { role: 'user', content: 'm5' },
       { role: 'assistant', content: 'm6' },
@@ -104,7 +106,7 @@ t.test('conversations store', async (t) => {
   t.test('sizes are bounded: content, title, sources', async (t) => {
     const long = 'x'.repeat(MAX_MESSAGE_CHARS + 100)
     const sources = Array.from({ length: MAX_SOURCES + 5 }, (_, i) => source(i))
-    const { id } = await store.append(ALICE, undefined, [
+    const { id } = await append(ALICE, undefined, [
       { role: 'assistant', content: 'no user message yet' },
       { role: 'user', content: long },
       { role: 'assistant', content: 'ok', sources },
@@ -115,12 +117,12 @@ t.test('conversations store', async (t) => {
     t.match(conv?.title, /^x+…$/)
     t.equal(conv?.messages[2]?.sources?.length, MAX_SOURCES)
 
-    const untitled = await store.append(ALICE, undefined, [{ role: 'assistant', content: 'hi' }])
+    const untitled = await append(ALICE, undefined, [{ role: 'assistant', content: 'hi' }])
     t.equal((await store.load(ALICE, untitled.id))?.title, '', 'no user message: no title')
   })
 
   t.test('TTL: every key expires, and each append refreshes it', async (t) => {
-    const { id } = await store.append(BOB, undefined, [{ role: 'user', content: 'ttl' }])
+    const { id } = await append(BOB, undefined, [{ role: 'user', content: 'ttl' }])
     const keys = [
       `cnfl:conversations:${BOB}`,
       `cnfl:conversation:${BOB}:${id}`,
@@ -132,7 +134,7 @@ t.test('conversations store', async (t) => {
     }
     for (const key of keys) await app.redis.expire(key, 30)
     // An empty append only touches the conversation.
-    await store.append(BOB, id, [])
+    await append(BOB, id, [])
     for (const key of keys) t.ok((await app.redis.ttl(key)) > 590, `${key} refreshed`)
     t.equal((await store.load(BOB, id))?.messages.length, 1)
   })
@@ -142,16 +144,16 @@ t.test('conversations store', async (t) => {
     async (t) => {
       const owner = 'aaaaaaaaaaaaaaaa'
       t.same(await store.list(owner), [], 'nothing yet')
-      const first = await store.append(owner, undefined, [{ role: 'user', content: 'first' }])
+      const first = await append(owner, undefined, [{ role: 'user', content: 'first' }])
       await new Promise((r) => setTimeout(r, 5))
-      const second = await store.append(owner, undefined, [
+      const second = await append(owner, undefined, [
         { role: 'user', content: 'second' },
         { role: 'assistant', content: 'answer' },
       ])
       await new Promise((r) => setTimeout(r, 5))
-      const third = await store.append(owner, undefined, [{ role: 'user', content: 'third' }])
+      const third = await append(owner, undefined, [{ role: 'user', content: 'third' }])
       await new Promise((r) => setTimeout(r, 5))
-      await store.append(owner, first.id, [{ role: 'assistant', content: 'bumped' }])
+      await append(owner, first.id, [{ role: 'assistant', content: 'bumped' }])
 
       const listed = await store.list(owner)
       t.same(
@@ -188,28 +190,40 @@ t.test('conversations store', async (t) => {
     },
   )
 
-  t.test('remove deletes once; an expired id appended to starts again', async (t) => {
-    const { id } = await store.append(ALICE, undefined, [{ role: 'user', content: 'bye' }])
-    t.equal(await store.remove(ALICE, id), true)
-    t.equal(await store.load(ALICE, id), null)
-    t.equal(await store.remove(ALICE, id), false)
-    t.notOk((await store.list(ALICE)).some((c) => c.id === id))
-    await store.append(ALICE, id, [{ role: 'user', content: 'again' }])
-    t.match(await store.load(ALICE, id), { title: 'again', messages: [{ content: 'again' }] })
-  })
+  t.test(
+    'remove deletes once, and an answer saved into it afterwards does not bring it back',
+    async (t) => {
+      const { id } = (await append(ALICE, undefined, [{ role: 'user', content: 'bye' }])) as {
+        id: string
+      }
+      t.equal(await store.remove(ALICE, id), true)
+      t.equal(await store.load(ALICE, id), null)
+      t.equal(await store.remove(ALICE, id), false)
+      t.notOk((await store.list(ALICE)).some((c) => c.id === id))
+      t.equal(await store.append(ALICE, id, [{ role: 'assistant', content: 'late answer' }]), null)
+      t.equal(await store.load(ALICE, id), null)
+      t.notOk(
+        (await store.list(ALICE)).some((c) => c.id === id),
+        'not listed either',
+      )
+      // Only its owner's copy: another owner's conversation under the same id is untouched.
+      t.ok(await store.append(BOB, id, [{ role: 'user', content: 'bob' }]))
+      t.match(await store.load(BOB, id), { title: 'bob' })
+    },
+  )
 
   t.test('an owner keeps at most MAX_CONVERSATIONS, the least recently updated go', async (t) => {
     const owner = 'bbbbbbbbbbbbbbbb'
     const ids: string[] = []
     for (let i = 0; i < MAX_CONVERSATIONS; i++) {
-      ids.push((await store.append(owner, undefined, [{ role: 'user', content: `q${i}` }])).id)
+      ids.push((await append(owner, undefined, [{ role: 'user', content: `q${i}` }])).id)
     }
     // Many were updated in the same millisecond: space their update times out, oldest first.
     const base = Date.now() - 100_000
     await app.redis.zadd(`cnfl:conversations:${owner}`, ...ids.flatMap((id, i) => [base + i, id]))
     // The first is touched, so the second is the least recently updated when one more comes.
-    await store.append(owner, ids[0], [{ role: 'assistant', content: 'a0' }])
-    const last = await store.append(owner, undefined, [{ role: 'user', content: 'one too many' }])
+    await append(owner, ids[0], [{ role: 'assistant', content: 'a0' }])
+    const last = await append(owner, undefined, [{ role: 'user', content: 'one too many' }])
     t.equal(await app.redis.zcard(`cnfl:conversations:${owner}`), MAX_CONVERSATIONS)
     t.equal(await store.load(owner, ids[1] as string), null, 'the least recently updated is gone')
     t.equal(await app.redis.exists(`cnfl:conversation:${owner}:${ids[1]}:msgs`), 0)

@@ -44,16 +44,19 @@ t.test('conversations over HTTP', async (t) => {
   }
   const first = await listenTestApp(t, env)
   const store = first.app.conversations
-  const mine = await store.append(ownerOf(READER_KEY), undefined, [
+  /** An append that writes (the conversation was never deleted). */
+  const append = async (...args: Parameters<typeof store.append>) =>
+    (await store.append(...args)) as { id: string }
+  const mine = await append(ownerOf(READER_KEY), undefined, [
     { role: 'user', content: 'How do I deploy the agent?' },
     { role: 'assistant', content: 'Run the installer [1].', sources: [source] },
   ])
-  const older = await store.append(ownerOf(READER_KEY), undefined, [
+  const older = await append(ownerOf(READER_KEY), undefined, [
     { role: 'user', content: 'Older question' },
   ])
   await new Promise((r) => setTimeout(r, 5))
-  await store.append(ownerOf(READER_KEY), mine.id, [{ role: 'user', content: 'And on DC?' }])
-  const theirs = await store.append(ownerOf(ENG_KEY), undefined, [
+  await append(ownerOf(READER_KEY), mine.id, [{ role: 'user', content: 'And on DC?' }])
+  const theirs = await append(ownerOf(ENG_KEY), undefined, [
     { role: 'user', content: 'An ENG question' },
   ])
 
@@ -169,9 +172,9 @@ t.test('with auth off, conversations belong to "local"', async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
   const { app, url } = await listenTestApp(t, { REDIS_URL: redis.url })
-  const { id } = await app.conversations.append('local', undefined, [
+  const { id } = (await app.conversations.append('local', undefined, [
     { role: 'user', content: 'no keys here' },
-  ])
+  ])) as { id: string }
   const list = await call(`${url}/api/conversations`, undefined)
   t.equal(list.status, 200)
   t.same(

@@ -50,13 +50,14 @@ export interface Conversations {
   /**
    * Adds messages to the owner's conversation `id`, or to a new one when `id` is undefined (its
    * title: the first user message, trimmed). An id that has expired meanwhile starts again under
-   * the same id. Refreshes the TTL and keeps the newest CONVERSATION_MAX_TURNS messages.
+   * the same id; one its owner deleted stays deleted (null: nothing was written). Refreshes the
+   * TTL and keeps the newest CONVERSATION_MAX_TURNS messages.
    */
   append(
     owner: string,
     id: string | undefined,
     messages: readonly StoredMessage[],
-  ): Promise<{ id: string }>
+  ): Promise<{ id: string } | null>
   /** The owner's conversations, most recently updated first, at most `limit`. */
   list(owner: string, limit?: number): Promise<ConversationSummary[]>
   /** Deletes the owner's conversation; false when there was none. */
@@ -94,6 +95,11 @@ export const MAX_LIST = 200
 const indexKey = (owner: string) => `${QUEUE_PREFIX}:conversations:${owner}`
 const metaKey = (owner: string, id: string) => `${QUEUE_PREFIX}:conversation:${owner}:${id}`
 const messagesKey = (owner: string, id: string) => `${metaKey(owner, id)}:msgs`
+/**
+ * Marks a conversation its owner deleted, for as long as it could have lived: an answer still
+ * streaming into it when it was deleted must not bring it back when it is saved.
+ */
+const deletedKey = (owner: string, id: string) => `${metaKey(owner, id)}:deleted`
 
 function titleOf(messages: readonly StoredMessage[]): string {
   const first = messages.find((m) => m.role === 'user' && m.content.trim() !== '')
@@ -161,6 +167,9 @@ async function conversations(fastify: FastifyInstance) {
       const list = messagesKey(owner, target)
       const tx = redis
         .multi()
+        // Read in the same transaction as the writes: deleted before them, they are undone below;
+        // deleted after them, the delete removes them.
+        .exists(deletedKey(owner, target))
         // HSETNX: the title and creation time are set by the first append only.
         .hsetnx(meta, 'title', titleOf(messages))
         .hsetnx(meta, 'created_at', now)
@@ -175,6 +184,10 @@ async function conversations(fastify: FastifyInstance) {
         .zremrangebyscore(indexKey(owner), '-inf', nowMs - ttl * 1000)
         .zcard(indexKey(owner))
         .exec()) as [null, unknown][]
+      if ((replies[0] as [null, number])[1] === 1) {
+        await redis.multi().del(meta, list).zrem(indexKey(owner), target).exec()
+        return null
+      }
       const count = (replies[replies.length - 1] as [null, number])[1]
       if (count > MAX_CONVERSATIONS) await evict(owner, count - MAX_CONVERSATIONS)
       return { id: target }
@@ -215,6 +228,7 @@ async function conversations(fastify: FastifyInstance) {
         .multi()
         .del(metaKey(owner, id), messagesKey(owner, id))
         .zrem(indexKey(owner), id)
+        .set(deletedKey(owner, id), '1', 'EX', ttl)
         .exec()) as [[null, number], [null, number]]
       return deleted > 0
     },

@@ -145,7 +145,10 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
         ]
         // An answer is worth more than its record: Redis failing costs the history, not it.
         try {
-          await fastify.conversations.append(owner, conversationId, turns)
+          if ((await fastify.conversations.append(owner, conversationId, turns)) === null) {
+            request.log.info('the conversation was deleted while it was answered: not saved')
+            return {}
+          }
           return { conversation_id: conversationId }
         } catch (err) {
           request.log.warn({ err: (err as Error).message }, 'the conversation could not be saved')
