@@ -47,8 +47,11 @@ export type PageRig = GroundedRig & {
   }): Promise<{ context: BrowserContext; page: Page; errors: string[] }>
 }
 
-export async function pageRig(t: T): Promise<PageRig> {
-  const rig = await groundedRig(t)
+export async function pageRig(
+  t: T,
+  options: Parameters<typeof groundedRig>[1] = {},
+): Promise<PageRig> {
+  const rig = await groundedRig(t, options)
   rig.rig.ollama.options.respond = citingModel()
   const browser = await launchChromium(t)
   return {
