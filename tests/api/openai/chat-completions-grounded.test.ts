@@ -182,6 +182,32 @@ t.test('grounded chat completions through the openai SDK', async (t) => {
         type: 'server_error',
       })
     }
+
+    // On the wire: the error is the last event, and no [DONE] claims the answer complete.
+    ollama.options.truncateAfterTokens = 2
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${READER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'llama3.2', messages: [question], stream: true }),
+    })
+    const text = await res.text()
+    ollama.options.truncateAfterTokens = undefined
+    t.equal(res.status, 200, 'the stream had begun')
+    t.notMatch(text, /\[DONE\]/)
+    const events = text.split('\n\n').filter((e) => e !== '')
+    const last = JSON.parse((events.at(-1) as string).slice('data: '.length)) as Json
+    t.match(last, {
+      error: {
+        message: /stopped before it was complete/,
+        type: 'server_error',
+        param: null,
+        code: 'ollama_stream_interrupted',
+      },
+    })
+    t.notOk(
+      events.some((e) => e.includes('"finish_reason":"stop"')),
+      'no finish chunk for a cut answer',
+    )
   })
 
   t.test('a model Ollama does not have: NotFoundError', async (t) => {

@@ -322,7 +322,11 @@ t.test('the /v1 surface over a real socket', async (t) => {
       message: /is it an Ollama server/,
     })
 
-    const { url: down } = await listenTestApp(t, { API_KEYS: READER_KEY })
+    // OLLAMA_URL's own credential never reaches a client, not even in a 503.
+    const { url: down } = await listenTestApp(t, {
+      API_KEYS: READER_KEY,
+      OLLAMA_URL: 'http://gateway:s3cret-pass@127.0.0.1:1/?token=s3cret-token',
+    })
     const gone = client(down)
     for (const call of [
       () => gone.models.list(),
@@ -347,6 +351,7 @@ t.test('the /v1 surface over a real socket', async (t) => {
         code: 'ollama_unavailable',
         message: /OLLAMA_URL/,
       })
+      t.notMatch(JSON.stringify(err.error), /s3cret/, 'no secret in the error')
     }
   })
 
