@@ -100,6 +100,22 @@ t.test('the MCP server, through the SDK client', async (t) => {
     t.match(text, /^1\. Deploying the billing service \(/)
     t.ok(text.includes(hits[0]?.url), 'the text names the URL too')
 
+    t.notOk('fallback' in (found.structuredContent as Json))
+
+    const models = rig.ollama.options.models
+    rig.ollama.options.models = models.filter((m) => !/embed/.test(m.name))
+    const keywords = await call(client, 'search', { query: 'helm rollback billing' })
+    rig.ollama.options.models = models
+    t.match(keywords.structuredContent, {
+      mode: 'keyword',
+      fallback: /the embedding model .* (failed|cannot be reached)/,
+      results: [{ page_id: '101' }],
+    })
+    t.match(
+      keywords.content[0]?.text,
+      /^Keyword search only \(the embedding model .*\)\.\n\n1\. Deploying/,
+    )
+
     const none = await call(client, 'search', { query: 'roll back', spaces: ['NOPE'] })
     t.same(none.structuredContent?.results, [])
     t.match(none.content[0]?.text, /No indexed page this key may read matches "roll back"/)

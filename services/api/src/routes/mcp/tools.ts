@@ -186,6 +186,7 @@ export function createMcpServerFactory(fastify: FastifyInstance): McpServerFacto
           mode: z
             .enum(['hybrid', 'vector', 'keyword'])
             .describe('The search that ran (keyword when no embedding model is reachable)'),
+          fallback: z.string().optional().describe('Why the search ran on keywords only'),
           results: z.array(HitOutput),
         },
         annotations: { ...READ_ONLY, idempotentHint: true },
@@ -199,7 +200,10 @@ export function createMcpServerFactory(fastify: FastifyInstance): McpServerFacto
             filters: { spaces: allowedSpaces(request, spaces) },
           })
           const results = found.results.map(hitOf)
-          return result(hitsText(query, results), { mode: found.mode, results })
+          const { mode, fallback } = found
+          if (fallback === undefined) return result(hitsText(query, results), { mode, results })
+          const text = `Keyword search only (${fallback}).\n\n${hitsText(query, results)}`
+          return result(text, { mode, fallback, results })
         } catch (err) {
           throw searchFailure(err)
         }
