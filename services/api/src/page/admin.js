@@ -57,7 +57,7 @@ function row(source, job) {
   button.type = 'button'
   button.className = 'sync-now'
   button.textContent = 'Sync now'
-  button.setAttribute('aria-label', `Sync ${source.name} now`)
+  button.setAttribute('aria-label', `Sync now: ${source.name}`)
   button.addEventListener('click', () => syncNow(source))
   actions.append(button)
   tr.append(name, cell(source.spaces.join(', ')), last, progress, actions)

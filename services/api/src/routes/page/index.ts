@@ -47,7 +47,7 @@ export default async function chatPage(fastify: FastifyInstance) {
   await fastify.register(fastifyStatic, { root: PAGE_DIR, prefix: '/', wildcard: false })
   for (const [name, file] of Object.entries(VENDOR)) {
     fastify.get(`/vendor/${name}`, (_request, reply) =>
-      reply.type('text/javascript; charset=utf-8').sendFile(basename(file), dirname(file)),
+      reply.sendFile(basename(file), dirname(file)),
     )
   }
 }
