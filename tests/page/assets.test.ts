@@ -45,8 +45,8 @@ t.test('the page and its modules, with a strict CSP', async (t) => {
   const missing = await fetch(`${url}/nothing-here.js`)
   t.equal(missing.status, 404)
   t.match(await missing.json(), { error: 'not_found', statusCode: 404 })
-  const escape = await fetch(`${url}/%2e%2e/package.json`)
-  t.equal(escape.status, 404, 'nothing outside the page folder')
+  const outside = await fetch(`${url}/%2e%2e/package.json`)
+  t.equal(outside.status, 404, 'nothing outside the page folder')
 
   // The api itself still wants a key, and the other browser routes are where they were.
   t.equal((await fetch(`${url}/api/me`)).status, 401)
