@@ -239,3 +239,33 @@ t.test(
     })
   },
 )
+
+t.test('ask tells a client that asked for progress that it is still waiting', async (t) => {
+  // Longer than one heartbeat: the model takes 6 s to load.
+  const ollama = await startOllamaStandIn({ tokens: ['Loaded.'], firstByteDelayMs: 6_000 })
+  t.teardown(() => ollama.close())
+  const url = await app(t, { OLLAMA_URL: ollama.url, RAG_ENABLED: 'false' })
+  const client = await sdkClient(url, READER_KEY)
+  t.teardown(() => client.close())
+  const notes: Array<{ progress: number; message?: string }> = []
+  const answered = await client.callTool(
+    { name: 'ask', arguments: { question: 'Hi?' } },
+    undefined,
+    {
+      onprogress: (note) => notes.push(note),
+      resetTimeoutOnProgress: true,
+    },
+  )
+  t.match(answered, { structuredContent: { answer: 'Loaded.' } })
+  t.ok(notes.length >= 1, 'progress while the model loaded')
+  t.match(notes[0], { progress: 1, message: 'Waiting for the model to answer' })
+
+  const raw = await send(url, {
+    key: READER_KEY,
+    body: rpc('tools/list', { _meta: { progressToken: 'p1' } }),
+  })
+  t.equal(raw.status, 200)
+  t.match(raw.headers.get('content-type'), /^text\/event-stream/, 'an SSE stream carries progress')
+  const data = raw.text.split('\n').find((line) => line.startsWith('data: ')) as string
+  t.equal(JSON.parse(data.slice(6)).result.tools.length, 3)
+})

@@ -12,7 +12,8 @@ import { createMcpServerFactory } from './tools.ts'
 // session store), a restart loses nothing, and each request's tools are bound to its own key's
 // spaces. The tools need no server-to-client messages (no sampling, no subscriptions), which is
 // all a session would buy. Answers are plain JSON (enableJsonResponse): one response a request,
-// what proxies and curl handle best.
+// what proxies and curl handle best; only a call that asks for progress gets an SSE stream, which
+// carries the progress notifications `ask` sends while the model works.
 //
 // GET (a stream for server-initiated messages) and DELETE (ending a session) have nothing to
 // serve without sessions: 405, as the transport specification provides and as the SDK's client
@@ -46,6 +47,14 @@ const JsonRpcAnswerSchema = Type.Object(
   { additionalProperties: true, description: 'The JSON-RPC 2.0 response' },
 )
 
+/**
+ * A message that asks for progress notifications (a progressToken): its answer is an SSE stream
+ * that carries them before the result. Anything else is answered with one JSON body.
+ */
+const asksForProgress = (body: unknown) =>
+  (body as { params?: { _meta?: { progressToken?: unknown } } }).params?._meta?.progressToken !==
+  undefined
+
 const notAllowed = (reply: FastifyReply) =>
   reply
     .code(405)
@@ -77,9 +86,11 @@ export default async function mcp(fastify: FastifyInstance) {
           'section URLs), `ask` (a grounded answer with numbered citations and its sources) and ' +
           '`get_page` (a page as markdown, by page_id or URL). Every tool reads only the spaces ' +
           'the key may read. Stateless: no session id, every message is answered on its own ' +
-          'POST (with JSON); GET and DELETE answer 405. The client must accept ' +
+          'POST (with JSON; with an SSE stream when the call asks for progress, which `ask` ' +
+          'reports while the model works); GET and DELETE answer 405. The client must accept ' +
           '`application/json` and `text/event-stream` (406 otherwise). A tool failure is a ' +
-          'tool result with `isError`; a message that is not MCP is a JSON-RPC error.',
+          'tool result with `isError`, arguments that do not fit its schema too; an unknown ' +
+          'method is a JSON-RPC error; a body that is no JSON-RPC message is a 400.',
         body: JsonRpcMessageSchema,
         response: {
           200: JsonRpcAnswerSchema,
@@ -102,7 +113,7 @@ export default async function mcp(fastify: FastifyInstance) {
       const server = servers.serverFor(request)
       const transport = new StreamableHTTPServerTransport({
         sessionIdGenerator: undefined,
-        enableJsonResponse: true,
+        enableJsonResponse: !asksForProgress(request.body),
       })
       // The response is the transport's to write from here on.
       reply.hijack()

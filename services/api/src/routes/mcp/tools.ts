@@ -9,7 +9,7 @@ import {
   type SearchHit,
 } from '@confluence-bot/index'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+import type { CallToolResult, ServerNotification } from '@modelcontextprotocol/sdk/types.js'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import * as z from 'zod'
 import { createTurnPreparer } from '../../lib/grounded-chat.ts'
@@ -118,6 +118,32 @@ const pageText = (page: IndexedPage) =>
   `# ${page.title}\n\nURL: ${page.url}\nSpace: ${page.space}\nUpdated: ${page.updated_at}\n\n` +
   page.markdown
 
+/** How often `ask` tells a client that asked for progress that it is still waiting. */
+const PROGRESS_EVERY_MS = 5_000
+
+type ToolExtra = {
+  _meta?: { progressToken?: string | number }
+  sendNotification(notification: ServerNotification): Promise<void>
+}
+
+/**
+ * While `ask` waits (a model may take minutes to load on a CPU), a progress notification every
+ * PROGRESS_EVERY_MS to a client that asked for progress (a progressToken): MCP clients time out
+ * a request that says nothing (the SDK's after 60 s) unless progress resets the clock. Returns
+ * what stops it. A note that can no longer be delivered (the client left) is dropped.
+ */
+function progressHeartbeat(extra: ToolExtra): () => void {
+  const progressToken = extra._meta?.progressToken
+  if (progressToken === undefined) return () => undefined
+  let progress = 0
+  const timer = setInterval(() => {
+    progress += 1
+    const params = { progressToken, progress, message: 'Waiting for the model to answer' }
+    void Promise.allSettled([extra.sendNotification({ method: 'notifications/progress', params })])
+  }, PROGRESS_EVERY_MS)
+  return () => clearInterval(timer)
+}
+
 export type McpServerFactory = {
   /** A server whose tools read what `request`'s key may read. */
   serverFor(request: FastifyRequest): McpServer
@@ -143,6 +169,34 @@ export function createMcpServerFactory(fastify: FastifyInstance): McpServerFacto
       },
     )
     return pages
+  }
+
+  /** A grounded answer to one question, cited, or the answer the index gives without the model. */
+  async function ask(
+    request: FastifyRequest,
+    question: string,
+    spaces: string[] | undefined,
+    model: string,
+    signal: AbortSignal,
+  ): Promise<CallToolResult> {
+    const turn = await prepareTurn(request, {
+      model,
+      messages: [{ role: 'user', content: question }],
+      grounded: true,
+      spaces,
+      stream: false,
+      signal,
+    })
+    let answer = turn.nothingFound
+    let sources: GroundingSource[] = []
+    if (answer === undefined) {
+      const upstream = await fastify.ollama.post('/api/chat', turn.payload, signal)
+      if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
+      answer = tokenTextOf(await fastify.ollama.json<ParsedLine>(upstream))
+      sources = markCited(turn.sources, answer)
+    }
+    const listed = sources.map(sourceOf)
+    return result(answerText(answer, listed), { answer, model, sources: listed })
   }
 
   function serverFor(request: FastifyRequest): McpServer {
@@ -243,25 +297,12 @@ export function createMcpServerFactory(fastify: FastifyInstance): McpServerFacto
         annotations: { ...READ_ONLY, idempotentHint: false },
       },
       async ({ question, spaces, model: named }, extra) => {
-        const model = named ?? config.CHAT_MODEL
-        const turn = await prepareTurn(request, {
-          model,
-          messages: [{ role: 'user', content: question }],
-          grounded: true,
-          spaces,
-          stream: false,
-          signal: extra.signal,
-        })
-        let answer = turn.nothingFound
-        let sources: GroundingSource[] = []
-        if (answer === undefined) {
-          const upstream = await fastify.ollama.post('/api/chat', turn.payload, extra.signal)
-          if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
-          answer = tokenTextOf(await fastify.ollama.json<ParsedLine>(upstream))
-          sources = markCited(turn.sources, answer)
+        const stop = progressHeartbeat(extra)
+        try {
+          return await ask(request, question, spaces, named ?? config.CHAT_MODEL, extra.signal)
+        } finally {
+          stop()
         }
-        const listed = sources.map(sourceOf)
-        return result(answerText(answer, listed), { answer, model, sources: listed })
       },
     )
 
