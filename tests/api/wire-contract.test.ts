@@ -172,6 +172,23 @@ const CASES: Record<string, Case> = {
     ],
   },
 
+  'POST /mcp 400': {
+    probes: () => badBodies('/mcp', reader, { hello: 'not a JSON-RPC message' }),
+  },
+  'POST /mcp 406': {
+    probes: () => [
+      {
+        what: 'an Accept without text/event-stream',
+        method: 'POST',
+        path: '/mcp',
+        key: reader,
+        json: { jsonrpc: '2.0', id: 1, method: 'tools/list' },
+        headers: { accept: 'application/json' },
+      },
+    ],
+    body: (t, json) => t.match(json, { jsonrpc: '2.0', error: { message: /text\/event-stream/ } }),
+  },
+
   'POST /api/generate 400': {
     probes: () => badBodies('/api/generate', reader, { prompt: 42 }),
   },
