@@ -68,6 +68,19 @@ t.test('stop a running answer', { skip: noChromium }, async (t) => {
   rig.rig.ollama.options.tokenDelayMs = 0
   await askAndWait(page, QUESTION)
   t.equal((await conversations()).length, 1, 'the next question is answered and kept')
+
+  // A model that fails mid-answer: the page says so, never shows a short answer as complete.
+  rig.rig.ollama.options.failAfterTokens = { count: 2, error: 'the model ran out of memory' }
+  await page.getByRole('button', { name: 'New conversation' }).click()
+  await page.getByLabel('Your question').fill(QUESTION)
+  await page.keyboard.press('Enter')
+  await page.locator('#status', { hasText: 'The answer failed' }).waitFor({ timeout: 30_000 })
+  t.match(
+    await page.locator('.message.assistant .error').last().textContent(),
+    /^No complete answer: .*the model ran out of memory/,
+  )
+  delete rig.rig.ollama.options.failAfterTokens
+  t.equal((await conversations()).length, 1, 'the failed answer is not kept either')
   t.same(errors, [], 'the page reported no error')
 })
 
