@@ -173,6 +173,12 @@ t.test('grounded answers under an alias, through the ollama client', async (t) =
       .trim()
       .split('\n')
       .map((line) => JSON.parse(line) as Json)
+    const bare = await fetch(`${url}/ollama/api/chat`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${READER_KEY}` },
+      body: JSON.stringify({ model: ALIAS, stream: false }),
+    })
+    t.match(await bare.json(), { model: ALIAS, done_reason: 'load', sources: [] }, 'no messages')
     t.equal(res.headers.get('content-type'), 'application/x-ndjson', 'stream defaults to true')
     t.match(lines, [{ model: ALIAS, response: '', done: true, done_reason: 'load', sources: [] }])
   })
@@ -187,6 +193,18 @@ t.test('grounded answers under an alias, through the ollama client', async (t) =
     t.equal(err.name, 'ResponseError')
     t.equal(err.status_code, 404)
     t.match(err.error, /model 'nope' not found/)
+  })
+
+  t.test('a model that fails before answering: 502 in Ollama’s shape', async (t) => {
+    rig.ollama.options.failBeforeOutput = { status: 500, error: 'out of memory' }
+    t.teardown(() => {
+      rig.ollama.options.failBeforeOutput = undefined
+    })
+    const err: Json = await ollama.generate({ model: ALIAS, prompt: QUESTION, stream: true }).then(
+      () => ({}),
+      (e: unknown) => e as Json,
+    )
+    t.match(err, { name: 'ResponseError', status_code: 502, error: 'Ollama failed: out of memory' })
   })
 
   t.test('a grounded stream cut upstream throws in the client', async (t) => {
