@@ -118,10 +118,10 @@ export default async function mcp(fastify: FastifyInstance) {
       // The response is the transport's to write from here on.
       reply.hijack()
       // Closing the transport when the response ends (or the client goes away first) aborts the
-      // tool calls still running: `ask` then stops its Ollama request.
+      // tool calls still running: `ask` then stops its Ollama request. (Nothing is left to
+      // report a failure to close to.)
       reply.raw.on('close', () => {
-        void transport.close()
-        void server.close()
+        void Promise.allSettled([transport.close(), server.close()])
       })
       await server.connect(transport)
       await transport.handleRequest(request.raw, reply.raw, request.body)
