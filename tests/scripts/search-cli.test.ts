@@ -171,7 +171,7 @@ t.test('cnfl eval: a question set it cannot use, and bad usage', async (t) => {
     ['ask', 'how do I fail over?'],
   ]) {
     const empty = await cnfl(args, { LANCEDB_URI: dir })
-    t.equal(empty.code, 1, args[0])
+    t.equal(empty.code, 1, args.join(' '))
     t.equal(empty.stdout, '')
     t.equal(
       empty.stderr,
