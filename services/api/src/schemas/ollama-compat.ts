@@ -227,6 +227,7 @@ export const OllamaErrorSchema = Type.Object(
 const ERROR_TEXT = {
   400: 'The body is invalid (the message says why), as Ollama or the gateway found',
   401: 'Missing or unknown API key (Authorization: Bearer <key>)',
+  403: 'The Host or Origin is not allowed (API_ALLOWED_HOSTS, API_ALLOWED_ORIGINS)',
   404: 'The model (or an alias’s base model) is not on the Ollama server',
   413: 'The body is larger than BODY_LIMIT',
   415: 'The body has the wrong Content-Type',
@@ -234,8 +235,15 @@ const ERROR_TEXT = {
   503: 'Ollama or the index is unavailable (the message says which)',
 } as const
 
-/** The error statuses of an /ollama route, each in Ollama's `{error}` shape. */
-export const ollamaErrors = (...codes: Array<keyof typeof ERROR_TEXT>): Record<number, TSchema> =>
+type ErrorStatus = keyof typeof ERROR_TEXT
+
+const errorsOf = (codes: ErrorStatus[]): Record<number, TSchema> =>
   Object.fromEntries(
     codes.map((code) => [code, { ...OllamaErrorSchema, description: ERROR_TEXT[code] }]),
   )
+
+/** What can go wrong on an /ollama route that reads no body, each in Ollama's `{error}` shape. */
+export const OLLAMA_GET_ERRORS = errorsOf([401, 403, 502, 503])
+
+/** What can go wrong on an /ollama route that takes a body naming a model. */
+export const OLLAMA_POST_ERRORS = errorsOf([400, 401, 403, 404, 413, 415, 502, 503])

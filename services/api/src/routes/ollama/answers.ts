@@ -1,11 +1,11 @@
 import type { ChatTurn } from '@confluence-bot/index'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import {
+  OLLAMA_POST_ERRORS,
   OllamaChatRequestSchema,
   OllamaChatResponseSchema,
   OllamaGenerateRequestSchema,
   OllamaGenerateResponseSchema,
-  ollamaErrors,
 } from '../../schemas/ollama-compat.ts'
 import { baseOf } from './alias.ts'
 import { asChat, asGenerate, createGroundedAnswerer } from './grounded.ts'
@@ -43,7 +43,7 @@ const answers: FastifyPluginAsyncTypebox = async (fastify) => {
               'application/x-ndjson': { schema: OllamaChatResponseSchema },
             },
           },
-          ...ollamaErrors(400, 401, 404, 413, 415, 502, 503),
+          ...OLLAMA_POST_ERRORS,
         },
       },
     },
@@ -80,7 +80,7 @@ const answers: FastifyPluginAsyncTypebox = async (fastify) => {
               'application/x-ndjson': { schema: OllamaGenerateResponseSchema },
             },
           },
-          ...ollamaErrors(400, 401, 404, 413, 415, 502, 503),
+          ...OLLAMA_POST_ERRORS,
         },
       },
     },

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import Type from 'typebox'
 import {
+  OLLAMA_GET_ERRORS,
+  OLLAMA_POST_ERRORS,
   OllamaEmbedRequestSchema,
   OllamaEmbedResponseSchema,
   OllamaPsSchema,
@@ -8,7 +10,6 @@ import {
   OllamaShowResponseSchema,
   OllamaTagsSchema,
   OllamaVersionSchema,
-  ollamaErrors,
 } from '../../schemas/ollama-compat.ts'
 import { aliasOf, baseOf } from './alias.ts'
 import { createPassThrough } from './upstream.ts'
@@ -39,7 +40,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
             description: 'Ollama is running',
             content: { 'text/plain': { schema: Type.String() } },
           },
-          ...ollamaErrors(401, 502, 503),
+          ...OLLAMA_GET_ERRORS,
         },
       },
     },
@@ -56,7 +57,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
       schema: {
         tags: TAGS,
         summary: "The Ollama server's version (HEAD too)",
-        response: { 200: OllamaVersionSchema, ...ollamaErrors(401, 502, 503) },
+        response: { 200: OllamaVersionSchema, ...OLLAMA_GET_ERRORS },
       },
     },
     async (_request, reply) => sendObject(reply, await ollama.get('/api/version')),
@@ -70,7 +71,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Models Ollama has loaded',
         description:
           'As Ollama lists them: an alias runs on its base model, listed under that name.',
-        response: { 200: OllamaPsSchema, ...ollamaErrors(401, 502, 503) },
+        response: { 200: OllamaPsSchema, ...OLLAMA_GET_ERRORS },
       },
     },
     async (_request, reply) => sendObject(reply, await ollama.get('/api/ps')),
@@ -85,7 +86,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
         description:
           "Ollama's model list with, right after each model, its grounded alias: the same " +
           'entry named `<name>+confluence` (e.g. `llama3.2:latest+confluence`).',
-        response: { 200: OllamaTagsSchema, ...ollamaErrors(401, 502, 503) },
+        response: { 200: OllamaTagsSchema, ...OLLAMA_GET_ERRORS },
       },
     },
     async () => {
@@ -111,7 +112,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
           "Ollama's /api/show. An alias answers its base model's details, with " +
           '`details.parent_model` naming that model.',
         body: OllamaShowRequestSchema,
-        response: { 200: OllamaShowResponseSchema, ...ollamaErrors(400, 401, 404, 502, 503) },
+        response: { 200: OllamaShowResponseSchema, ...OLLAMA_POST_ERRORS },
       },
     },
     async (request, reply) => {
@@ -136,7 +137,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
         body: OllamaEmbedRequestSchema,
         response: {
           200: OllamaEmbedResponseSchema,
-          ...ollamaErrors(400, 401, 404, 413, 415, 502, 503),
+          ...OLLAMA_POST_ERRORS,
         },
       },
     },
