@@ -38,7 +38,18 @@ const OPENAI = [
   'GET /v1/models/{model}',
   'POST /v1/embeddings',
 ]
-const OPERATIONS = [...GATEWAY, ...INGESTION, ...OPENAI]
+// The Ollama-compatible API (tests/api/ollama-compat/statuses.test.ts checks its statuses).
+const OLLAMA = [
+  'GET /ollama/',
+  'GET /ollama/api/version',
+  'GET /ollama/api/ps',
+  'GET /ollama/api/tags',
+  'POST /ollama/api/show',
+  'POST /ollama/api/embed',
+  'POST /ollama/api/chat',
+  'POST /ollama/api/generate',
+]
+const OPERATIONS = [...GATEWAY, ...INGESTION, ...OPENAI, ...OLLAMA]
 
 t.test('the OpenAPI 3 document describes every operation with its schemas', async (t) => {
   const app = await buildTestApp(t)
