@@ -29,6 +29,7 @@ t.test('ask the space a question in the chat page', { skip: noChromium }, async 
     t.same(errors, [], 'no script error')
     t.match(await page.locator('#who').textContent(), /a reader of every space/)
     t.equal(await page.locator('#admin').isHidden(), true, 'a reader sees no sources')
+    await page.locator('#space-list label').nth(1).waitFor()
     t.same(
       await page.locator('#space-list label').allTextContents(),
       ['ENG (3 pages)', 'OPS (2 pages)'],
@@ -143,6 +144,7 @@ t.test('ask the space a question in the chat page', { skip: noChromium }, async 
   t.test('a conversation is deleted from the list; a new one starts empty', async (t) => {
     await page.getByRole('button', { name: 'New conversation' }).click()
     t.equal(await page.locator('.message').count(), 0)
+    t.equal(await page.locator('.open-conversation[aria-current]').count(), 0, 'none is open')
     t.equal(page.url().includes('#'), false)
     await askAndWait(page, 'Where is the rollback runbook?')
     // The list is read again once the answer is complete.
@@ -178,6 +180,13 @@ t.test('ask the space a question in the chat page', { skip: noChromium }, async 
       .allTextContents()
     t.ok(sources.length > 0)
     for (const meta of sources) t.match(meta, /Space ENG/)
+
+    await page.getByLabel('ENG (3 pages)').uncheck()
+    await page.getByLabel('Your question').fill(QUESTION)
+    await page.keyboard.press('Enter')
+    await page.locator('#status', { hasText: 'Tick at least one space to search.' }).waitFor()
+    t.equal(await page.locator('#space-ENG:focus').count(), 1, 'the focus goes to the spaces')
+    t.equal(await page.getByLabel('Your question').inputValue(), QUESTION, 'the question stays')
   })
 
   t.test('the page reported no error all along', async (t) => {

@@ -215,9 +215,18 @@ function remember(id) {
   history.replaceState(null, '', id === null ? location.pathname : `#${id}`)
 }
 
+/** The open conversation is marked in the list (aria-current), the others not. */
+function markCurrent() {
+  for (const button of el.history.querySelectorAll('.open-conversation')) {
+    if (button.dataset.id === state.conversationId) button.setAttribute('aria-current', 'true')
+    else button.removeAttribute('aria-current')
+  }
+}
+
 function clearConversation() {
   state.running?.abort()
   remember(null)
+  markCurrent()
   el.messages.replaceChildren()
   el.empty.hidden = false
 }
@@ -247,9 +256,7 @@ async function openConversation(id, focus) {
     if (message.role === 'user') addQuestion(message.content)
     else addAnswer().show(message.content, message.sources ?? [])
   }
-  for (const button of el.history.querySelectorAll('.open-conversation')) {
-    button.toggleAttribute('aria-current', button.dataset.id === conversation.id)
-  }
+  markCurrent()
   say(`Opened the conversation “${conversation.title}”.`)
   if (focus) el.question.focus()
 }
@@ -403,6 +410,11 @@ el.ask.addEventListener('submit', (event) => {
   if (question === '') {
     say('Type a question first.')
     el.question.focus()
+    return
+  }
+  if (chosenSpaces()?.length === 0) {
+    say('Tick at least one space to search.')
+    el.spaceList.querySelector('input')?.focus()
     return
   }
   el.question.value = ''
