@@ -87,6 +87,12 @@ t.test('each documented status, over a real socket, in Ollama’s shape', async 
 t.test('the OpenAPI document lists each route with its statuses', async (t) => {
   const { url } = await listenTestApp(t)
   const doc = (await (await fetch(`${url}/docs/json`)).json()) as Json
+  t.ok(
+    doc.tags.some(
+      (tag: Json) => tag.name === 'ollama-compatible' && /\+confluence/.test(tag.description),
+    ),
+    'the tag is described',
+  )
   for (const route of ROUTES) {
     const path = `/ollama${route.path}`.replace(/\/$/, '')
     const op = (doc.paths[path] ?? doc.paths[`${path}/`])?.[route.method.toLowerCase()] as Json

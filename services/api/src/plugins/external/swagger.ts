@@ -78,6 +78,11 @@ async function docs(fastify: FastifyInstance) {
         { name: 'health', description: 'Readiness and liveness' },
         { name: 'sources', description: 'Confluence sources, their syncs and jobs (admin key)' },
         { name: 'admin', description: 'Operator endpoints (admin key)' },
+        {
+          name: 'ollama-compatible',
+          description:
+            "Ollama's API under /ollama (point an Ollama client there): plain models pass through untouched, <model>+confluence answers grounded in the index",
+        },
       ],
       components: {
         securitySchemes: {
