@@ -112,6 +112,15 @@ t.test('plain models pass through untouched', async (t) => {
     t.equal(parts.length, 5)
   })
 
+  t.test('with RAG_ENABLED=false an alias is its base model alone', async (t) => {
+    const messages = [{ role: 'user', content: 'Why is the sky blue?' }]
+    const res = await ollama.chat({ model: 'llama3.2+confluence', messages })
+    t.match(res, { model: 'llama3.2+confluence', message: { content: '<b> sky & sea' } })
+    t.same((res as unknown as Json).sources, [])
+    t.match(lastBody(), { model: 'llama3.2', messages, stream: false })
+    t.equal(stand.requests.filter((r) => r.path === '/api/embed').length, 0, 'no retrieval')
+  })
+
   t.test('tags: each model, and its alias right after it', async (t) => {
     const { models } = await ollama.list()
     t.same(
