@@ -93,6 +93,16 @@ t.test('keyboard only: sign in, ask, open a citation', { skip: noChromium }, asy
     'in the order they appear',
   )
 
+  // The skip link takes the focus to the question, and leaves the address as it was.
+  const address = page.url()
+  await page.reload()
+  await page.locator('.message.assistant a.cite').first().waitFor()
+  await page.keyboard.press('Tab')
+  t.equal((await focused(page)).className, 'skip')
+  await page.keyboard.press('Enter')
+  t.equal((await focused(page)).id, 'question', 'the skip link goes to the question')
+  t.equal(page.url(), address, 'the conversation stays named in the address')
+
   // Escape stops an answer.
   rig.rig.ollama.options.tokenDelayMs = 500
   await page.locator('#question').focus()
@@ -114,6 +124,7 @@ t.test('keyboard only: sign in, ask, open a citation', { skip: noChromium }, asy
   await page.getByRole('button', { name: 'Forget my key' }).press('Enter')
   await page.locator('#key:focus').waitFor()
   t.equal(await page.evaluate(() => sessionStorage.length), 0, 'forgotten')
+  t.equal(await page.locator('.message, #history li').count(), 0, 'and nothing of it left shown')
 })
 
 t.test(

@@ -16,6 +16,8 @@ const STATE_TEXT = {
 }
 
 let timer = 0
+/** Whether the admin part is shown: a read that ends after sign-out schedules no other. */
+let running = false
 /** The last state seen of each source's last job, to announce a change once. */
 const seen = new Map()
 let onRefusal = () => false
@@ -80,6 +82,7 @@ async function refresh() {
     if (!onRefusal(err)) status.textContent = `The sources could not be read: ${err.message}`
     return
   }
+  if (!running) return
   const focused = document.activeElement?.closest('tr')?.dataset.source
   rows.replaceChildren(...sources.map((source, i) => row(source, jobs[i])))
   empty.hidden = sources.length > 0
@@ -122,5 +125,15 @@ async function syncNow(source) {
 /** Shows the admin part; `refused` handles an answer that means the key is no longer valid. */
 export function startAdmin(refused) {
   onRefusal = refused
+  running = true
   void refresh()
+}
+
+/** Hides what the admin part showed and stops reading the jobs (the key was dropped). */
+export function stopAdmin() {
+  running = false
+  clearTimeout(timer)
+  seen.clear()
+  rows.replaceChildren()
+  status.textContent = ''
 }

@@ -1,7 +1,7 @@
 // The chat page: sign in with a key (when the api asks for one), ask, watch the answer stream
 // in, open its sources; conversations, spaces, and for an admin the sources and their syncs.
 
-import { startAdmin } from './admin.js'
+import { startAdmin, stopAdmin } from './admin.js'
 import { ApiError, call, chatStream, key } from './api.js'
 import { renderAnswer, renderSources } from './render.js'
 
@@ -45,6 +45,13 @@ const say = (text) => {
 // Signing in
 
 function showSignIn(message = '') {
+  // Nothing of the previous key's stays on screen for the next one.
+  stopAdmin()
+  state.running?.abort()
+  el.messages.replaceChildren()
+  el.empty.hidden = false
+  el.history.replaceChildren()
+  el.spaceList.replaceChildren()
   el.app.hidden = true
   el.admin.hidden = true
   el.who.hidden = true
@@ -96,8 +103,14 @@ el.keyForm.addEventListener('submit', async (event) => {
 
 el.signOut.addEventListener('click', () => {
   key.forget()
-  state.running?.abort()
   showSignIn('Your key is forgotten in this tab.')
+})
+
+// The skip link moves the focus itself: following it as an anchor would replace the
+// conversation named in the address.
+document.querySelector('.skip').addEventListener('click', (event) => {
+  event.preventDefault()
+  el.question.focus()
 })
 
 async function showApp() {
