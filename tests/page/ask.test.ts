@@ -85,6 +85,8 @@ t.test('ask the space a question in the chat page', { skip: noChromium }, async 
     const first = page.locator('.source-list li').first()
     t.equal(await first.locator('a').textContent(), 'Deploying the billing service')
     t.equal(await first.locator('a').getAttribute('href'), source.url)
+    t.equal(await first.locator('.source-where').textContent(), source.breadcrumb)
+    t.match(source.breadcrumb, /^ENG › Deploying the billing service › /)
     t.match(await first.textContent(), /Space ENG/)
     t.match(await first.locator('time').getAttribute('datetime'), '2024-06-10T08:00:00.000Z')
     t.match(await first.textContent(), /cited/)

@@ -132,7 +132,8 @@ export function renderSources(list, sources) {
       title.classList.add('source-title')
       const where = document.createElement('span')
       where.className = 'source-where'
-      where.textContent = [source.breadcrumb, source.heading_path].filter(Boolean).join(' › ')
+      // The breadcrumb runs from the space to the section (its heading path included).
+      where.textContent = source.breadcrumb || source.heading_path
       const meta = document.createElement('span')
       meta.className = 'source-meta'
       const space = document.createElement('span')
