@@ -42,3 +42,17 @@ t.test('over a real socket: each key its role and spaces, no key a 401', async (
   t.equal(foreign.status, 403)
   t.match(JSON.parse(foreign.text), { error: 'origin_not_allowed' })
 })
+
+t.test('/docs describes /api/me and /api/spaces', async (t) => {
+  const app = await buildTestApp(t)
+  const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json()
+  const keysTag = doc.tags.find((tag: { name: string }) => tag.name === 'keys')
+  t.match(keysTag, { description: /API key/ }, 'the keys tag is described')
+  const me = doc.paths['/api/me'].get
+  t.same(me.tags, ['keys'])
+  t.match(me.summary, /your API key/)
+  t.ok(me.responses['200'] && me.responses['401'] && me.responses['403'])
+  const spaces = doc.paths['/api/spaces'].get
+  t.same(spaces.tags, ['search'])
+  t.ok(spaces.responses['200'] && spaces.responses['401'] && spaces.responses['503'])
+})

@@ -74,6 +74,7 @@ async function docs(fastify: FastifyInstance) {
           description: 'Chat history kept per API key (CONVERSATION_TTL_S, CONVERSATION_MAX_TURNS)',
         },
         { name: 'search', description: 'Search the Confluence index' },
+        { name: 'keys', description: 'What the API key sending the request may do' },
         { name: 'models', description: 'Models on the Ollama server' },
         { name: 'health', description: 'Readiness and liveness' },
         { name: 'sources', description: 'Confluence sources, their syncs and jobs (admin key)' },
