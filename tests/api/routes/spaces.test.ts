@@ -8,7 +8,7 @@ import { ENG_KEY, groundedRig, type Json } from '../../helpers/grounded.ts'
 // chat page offers them as choices), over a real socket on an index a real worker built.
 
 t.test('the indexed spaces, narrowed to the key', async (t) => {
-  const { url } = await groundedRig(t)
+  const { url, rig } = await groundedRig(t)
   const spaces = async (headers: Record<string, string>) => {
     const res = await fetch(`${url}/api/spaces`, { headers })
     return { status: res.status, json: (await res.json()) as Json }
@@ -35,6 +35,31 @@ t.test('the indexed spaces, narrowed to the key', async (t) => {
   const anonymous = await spaces({})
   t.equal(anonymous.status, 401)
   t.match(anonymous.json, { error: 'unauthorized' })
+
+  // A space synced while the api runs is listed at once (the index is read as it is now).
+  rig.confluence.options.pages.push({
+    id: '301',
+    spaceKey: 'DOC',
+    title: 'Style guide',
+    version: 1,
+    storage: '<h1>Style</h1><p>Write short sentences.</p>',
+    updatedAt: '2024-07-01T08:00:00.000Z',
+  })
+  const docs = await rig.register({ name: 'Docs', spaces: ['DOC'] })
+  t.equal((await rig.waitFor(await rig.enqueue(docs))).state, 'completed')
+  t.same(
+    (await spaces(bearer(READER_KEY))).json.spaces.map((s: Json) => [s.key, s.pages]),
+    [
+      ['DOC', 1],
+      ['ENG', 3],
+      ['OPS', 2],
+    ],
+  )
+  t.same(
+    (await spaces(bearer(ENG_KEY))).json.spaces.map((s: Json) => s.key),
+    ['ENG'],
+    'still ENG alone for the ENG key',
+  )
 })
 
 t.test('an index nothing has synced into yet holds no space', async (t) => {
