@@ -106,6 +106,32 @@ t.test('grounded answers under an alias, through the ollama client', async (t) =
     t.equal(messagesOf(lastChat()).length, 2, 'no system prompt asked: instructions, question')
   })
 
+  t.test('a thinking model: its thinking as generate writes it, then the answer', async (t) => {
+    const models = rig.ollama.options.models
+    const llama = models[0] as (typeof models)[number]
+    rig.ollama.options.models = [
+      ...models,
+      { ...llama, name: 'qwen3:latest', capabilities: ['completion', 'thinking'] },
+    ]
+    rig.ollama.options.splitWrites = true
+    t.teardown(() => {
+      rig.ollama.options.models = models
+      rig.ollama.options.splitWrites = false
+    })
+    const stream = await ollama.generate({
+      model: 'qwen3+confluence',
+      prompt: QUESTION,
+      think: true,
+      stream: true,
+    })
+    const parts: Json[] = []
+    for await (const part of stream) parts.push(part as unknown as Json)
+    t.equal(parts.map((part) => part.thinking ?? '').join(''), 'Rayleigh scattering?')
+    t.match(parts.map((part) => part.response).join(''), /^Run .*\[1\]\.\n\nSources:\n- \[1\] /)
+    t.ok(parts.every((part) => part.model === 'qwen3+confluence'))
+    t.match(lastChat(), { model: 'qwen3', think: true }, 'think reaches the model')
+  })
+
   t.test('a key limited to ENG never gets OPS excerpts or sources', async (t) => {
     const eng = client(ENG_KEY)
     const opsgenie = [{ role: 'user', content: 'Who is paged on-call through Opsgenie?' }]
