@@ -25,10 +25,12 @@ export default async function ollamaCompatible(fastify: FastifyInstance) {
 
   // Every error leaves this scope as Ollama writes one, `{"error":"<message>"}`: what a route
   // throws (answered by the API's error handler, which logs it and hides a 5xx's details) and
-  // what is refused before a route runs (a missing key, a foreign Host) alike. Both send the
-  // API's error object, and each object this scope serializes passes here first, so this is
-  // the one place the shape changes. Answers are sent as Ollama's bytes or as text, never
-  // through here; the model list is an object, and passes unchanged.
+  // what is refused before a route runs (a missing key, a foreign Host) alike. An error handler
+  // of this scope's own would miss the refusals: they are sent, not thrown. Both send the API's
+  // error object, and each object this scope serializes passes here first (before the route's
+  // response schema would drop `message`), so this is the one place the shape changes. Answers
+  // are sent as Ollama's bytes or as text, never through here; the model list is an object,
+  // and passes unchanged.
   fastify.addHook('preSerialization', async (_request, reply, payload) => {
     if (reply.statusCode < 400) return payload
     return { error: (payload as ErrorBody).message }
