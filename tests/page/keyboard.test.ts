@@ -145,5 +145,16 @@ t.test(
     for (const meta of await page.locator('.source-meta').allTextContents()) {
       t.match(meta, /Space ENG/, 'no OPS page among the sources')
     }
+
+    // A key that stops being accepted mid-session (revoked): back to the form, saying why.
+    await page.evaluate(() =>
+      sessionStorage.setItem('confluence-bot.key', 'revoked-key-0123456789'),
+    )
+    await page.locator('#question').fill('And on weekends?')
+    await page.keyboard.press('Enter')
+    await page.locator('#key-error', { hasText: 'Your key is no longer accepted' }).waitFor()
+    t.equal(await page.locator('#app').isHidden(), true)
+    t.equal(await page.locator('.message').count(), 0, 'nothing of the session left shown')
+    t.equal(await page.evaluate(() => sessionStorage.length), 0, 'the refused key is dropped')
   },
 )
