@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import t from 'tap'
-import { Client } from '../../../services/api/node_modules/@modelcontextprotocol/sdk/dist/esm/client/index.js'
-import { StreamableHTTPClientTransport } from '../../../services/api/node_modules/@modelcontextprotocol/sdk/dist/esm/client/streamableHttp.js'
 import { ADMIN_KEY, listenTestApp, READER_KEY } from '../../helpers/api.ts'
 import { startOllamaStandIn } from '../../helpers/ollama-stand-in.ts'
 

@@ -1,6 +1,6 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import t from 'tap'
-import { Client } from '../../../services/api/node_modules/@modelcontextprotocol/sdk/dist/esm/client/index.js'
-import { StreamableHTTPClientTransport } from '../../../services/api/node_modules/@modelcontextprotocol/sdk/dist/esm/client/streamableHttp.js'
 import { READER_KEY } from '../../helpers/api.ts'
 import { ENG_KEY, groundedRig, type Json } from '../../helpers/grounded.ts'
 

@@ -80,6 +80,16 @@ async function docs(fastify: FastifyInstance) {
         { name: 'sources', description: 'Confluence sources, their syncs and jobs (admin key)' },
         { name: 'admin', description: 'Operator endpoints (admin key)' },
         {
+          name: 'openai',
+          description:
+            "OpenAI's API under /v1 (point an OpenAI client there): chat completions grounded in the index, with the sources as an extra field; models; embeddings",
+        },
+        {
+          name: 'mcp',
+          description:
+            'The Model Context Protocol server (Streamable HTTP): tools search, ask and get_page for AI assistants',
+        },
+        {
           name: 'ollama-compatible',
           description:
             "Ollama's API under /ollama (point an Ollama client there): plain models pass through untouched, <model>+confluence answers grounded in the index",
