@@ -1,4 +1,4 @@
-import { createServer } from 'node:http'
+import { createServer, request } from 'node:http'
 import t from 'tap'
 import { listenTestApp, READER_KEY } from '../../helpers/api.ts'
 import type { Json } from '../../helpers/grounded.ts'
@@ -28,6 +28,36 @@ const GET_STATUSES = [401, 403, 502, 503]
 const POST_STATUSES = [400, 401, 403, 404, 413, 415, 502, 503]
 const statusesOf = (route: Route) => (route.method === 'GET' ? GET_STATUSES : POST_STATUSES)
 
+type Probe = { key?: string | null; body?: string; type?: string; headers?: Record<string, string> }
+type Answer = { status: number; type: string; text: string }
+
+/** One HTTP exchange with exactly these headers (fetch would not send a Host of our own). */
+function exchange(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => {
+        text += chunk
+      })
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode as number,
+          type: String(res.headers['content-type']),
+          text,
+        }),
+      )
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
 t.test('each documented status, over a real socket, in Ollama’s shape', async (t) => {
   const stand = await standIn(t)
   const env = { API_KEYS: READER_KEY, BODY_LIMIT: '2048' }
@@ -45,41 +75,57 @@ t.test('each documented status, over a real socket, in Ollama’s shape', async 
 
   const plain = { model: 'llama3.2' }
   for (const route of ROUTES) {
-    const send = (
-      url: string,
-      options: { key?: string | null; body?: string; type?: string; origin?: string } = {},
-    ) => {
-      const headers: Record<string, string> = { 'content-type': options.type ?? 'application/json' }
-      const key = options.key === undefined ? READER_KEY : options.key
+    const send = (base: string, probe: Probe = {}) => {
+      const headers: Record<string, string> = { ...probe.headers }
+      headers['content-type'] = probe.type ?? 'application/json'
+      const key = probe.key === undefined ? READER_KEY : probe.key
       if (key !== null) headers.authorization = `Bearer ${key}`
-      if (options.origin) headers.origin = options.origin
-      const body = options.body ?? JSON.stringify(route.body)
-      return fetch(`${url}/ollama${route.path}`, {
-        method: route.method,
-        headers,
-        ...(route.method === 'POST' ? { body } : {}),
-      })
+      const body = route.method === 'POST' ? (probe.body ?? JSON.stringify(route.body)) : undefined
+      return exchange(`${base}/ollama${route.path}`, route.method, headers, body)
     }
     const valid = JSON.stringify({ ...route.body, ...plain })
-    const provoke: Record<number, () => Promise<Response>> = {
-      400: () => send(live.url, { body: '{"model":' }),
-      401: () => send(live.url, { key: null }),
-      403: () => send(live.url, { origin: 'https://evil.example' }),
-      404: () => send(live.url),
-      413: () => send(live.url, { body: JSON.stringify({ ...route.body, pad: 'x'.repeat(4096) }) }),
-      415: () => send(live.url, { type: 'application/xml' }),
-      502: () => send(wrong.url, { body: valid }),
-      503: () => send(down.url, { body: valid }),
+    const probes: Record<number, Array<[string, () => Promise<Answer>]>> = {
+      400: [
+        ['malformed JSON', () => send(live.url, { body: '{"model":' })],
+        ['an empty body', () => send(live.url, { body: '' })],
+        ['a field of the wrong type', () => send(live.url, { body: '{"model":5}' })],
+      ],
+      401: [
+        ['no key', () => send(live.url, { key: null })],
+        ['an unknown key', () => send(live.url, { key: 'not-a-key-0123456789abcdef' })],
+      ],
+      403: [
+        [
+          'a page of another site',
+          () => send(live.url, { headers: { origin: 'https://evil.example' } }),
+        ],
+        [
+          'a rebound host name',
+          () => send(live.url, { headers: { host: 'rebind.attacker.example' } }),
+        ],
+      ],
+      404: [['a model Ollama does not have', () => send(live.url)]],
+      413: [
+        [
+          'a body over BODY_LIMIT',
+          () => send(live.url, { body: JSON.stringify({ ...route.body, pad: 'x'.repeat(4096) }) }),
+        ],
+      ],
+      415: [['a body that is not JSON', () => send(live.url, { type: 'application/xml' })]],
+      502: [['OLLAMA_URL is some other server', () => send(wrong.url, { body: valid })]],
+      503: [['Ollama is down', () => send(down.url, { body: valid })]],
     }
     for (const status of statusesOf(route)) {
-      const res = await (provoke[status] as () => Promise<Response>)()
-      const label = `${route.method} ${route.path} ${status}`
-      t.equal(res.status, status, label)
-      t.match(res.headers.get('content-type'), /^application\/json/, label)
-      const body = (await res.json()) as Json
-      t.same(Object.keys(body), ['error'], `${label}: {error} alone`)
-      t.match(body.error, /\w/, `${label}: says what went wrong`)
-      t.notMatch(body.error, new RegExp(READER_KEY), `${label}: no key in it`)
+      for (const [what, probe] of probes[status] ?? []) {
+        const res = await probe()
+        const label = `${route.method} ${route.path} ${status}, ${what}`
+        t.equal(res.status, status, label)
+        t.match(res.type, /^application\/json/, label)
+        const body = JSON.parse(res.text) as Json
+        t.same(Object.keys(body), ['error'], `${label}: {error} alone`)
+        t.match(body.error, /\w/, `${label}: says what went wrong`)
+        t.notOk(res.text.includes(READER_KEY), `${label}: no key in it`)
+      }
     }
   }
 })
