@@ -1,7 +1,7 @@
 import { Ollama } from 'ollama'
 import t from 'tap'
 import { READER_KEY } from '../../helpers/api.ts'
-import { ENG_KEY, groundedRig, type Json } from '../../helpers/grounded.ts'
+import { ENG_KEY, groundedRig, type Json, post } from '../../helpers/grounded.ts'
 
 // Grounded answers through /ollama as the official `ollama` npm client gets them, over a real
 // socket: an index a real worker built, the Ollama stand-in as the model. The stand-in cites
@@ -17,6 +17,8 @@ type Turn = { role: string; content: string }
 const messagesOf = (body: Body) => (body.messages ?? []) as Turn[]
 
 function respond(body: Body): string[] | undefined {
+  // A follow-up is first rewritten into a standalone query: the question itself, here.
+  if (/standalone search query/.test(messagesOf(body)[0]?.content ?? '')) return [QUESTION]
   const last = messagesOf(body).at(-1)?.content ?? ''
   return /<excerpt-[0-9a-f]+ n="1">/.test(last) ? ANSWER : undefined
 }
@@ -130,6 +132,30 @@ t.test('grounded answers under an alias, through the ollama client', async (t) =
     t.match(parts.map((part) => part.response).join(''), /^Run .*\[1\]\.\n\nSources:\n- \[1\] /)
     t.ok(parts.every((part) => part.model === 'qwen3+confluence'))
     t.match(lastChat(), { model: 'qwen3', think: true }, 'think reaches the model')
+  })
+
+  t.test('a conversation with a tool-call turn (no content) is grounded too', async (t) => {
+    const call = { function: { name: 'get_weather', arguments: { city: 'Paris' } } }
+    const messages = [
+      { role: 'user', content: 'What is the weather in Paris?' },
+      { role: 'assistant', tool_calls: [call] },
+      { role: 'tool', content: '11 degrees', tool_name: 'get_weather' },
+      { role: 'user', content: QUESTION },
+    ]
+    const res = await post(`${url}/ollama/api/chat`, READER_KEY, {
+      model: ALIAS,
+      messages,
+      stream: false,
+    })
+    t.equal(res.status, 200, res.text)
+    t.match(res.json, { model: ALIAS, message: { content: /\[1\]\.\n\nSources:/ } })
+    const sent = messagesOf(lastChat()) as Json[]
+    t.match(
+      sent.at(-3),
+      { role: 'assistant', content: '', tool_calls: [call] },
+      'kept, with text ""',
+    )
+    t.match(sent.at(-1)?.content, /Title: Deploying the billing service/)
   })
 
   t.test('a key limited to ENG never gets OPS excerpts or sources', async (t) => {

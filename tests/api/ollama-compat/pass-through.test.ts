@@ -56,6 +56,15 @@ t.test('plain models pass through untouched', async (t) => {
       keep_alive: '1m',
       stream: false,
     })
+    // A turn that only called tools has no content: Ollama takes it so, and so does the gateway.
+    const toolTurn = { role: 'assistant', tool_calls: [{ function: { name: 'f', arguments: {} } }] }
+    const turns = [{ role: 'user', content: 'hi' }, toolTurn, { role: 'tool', content: '1' }]
+    const replay = await call('/api/chat', {
+      method: 'POST',
+      body: JSON.stringify({ model: 'llama3.2', messages: turns, stream: false }),
+    })
+    t.equal(replay.status, 200)
+    t.same(lastBody().messages, turns, 'sent on as it came')
     const raw = await call('/api/chat', {
       method: 'POST',
       body: JSON.stringify({ model: 'llama3.2', messages: [], stream: false }),

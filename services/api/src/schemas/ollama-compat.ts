@@ -51,10 +51,11 @@ export const OllamaCompatOptionsSchema = Type.Object(
 )
 export type OllamaCompatOptions = Static<typeof OllamaCompatOptionsSchema>
 
+// `content` may be left out, as Ollama allows (an assistant turn that only called tools).
 const MessageSchema = Type.Object(
   {
     role: Type.String({ examples: ['user'] }),
-    content: Type.String(),
+    content: Type.Optional(Type.String()),
   },
   open,
 )

@@ -55,7 +55,8 @@ const answers: FastifyPluginAsyncTypebox = async (fastify) => {
       return answerGrounded(request, reply, {
         alias: alias as string,
         base,
-        messages: (messages ?? []) as ChatTurn[],
+        // Grounding reads every turn's text: a turn without one (tool calls only) has ''.
+        messages: (messages ?? []).map((turn) => ({ ...turn, content: turn.content ?? '' })),
         options,
         extra,
         stream: stream !== false,
