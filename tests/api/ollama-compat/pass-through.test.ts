@@ -260,6 +260,11 @@ t.test('plain models pass through untouched', async (t) => {
     )
     t.match(failed.message, /stopped before it was complete/)
     t.equal(parts.length, 2)
+    // Not streamed: Ollama's connection dies before its one object; the client gets an error.
+    const whole = await failure(
+      ollama.chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }] }),
+    )
+    t.match(whole, { name: 'ResponseError', status_code: 503, error: /not reachable/ })
   })
 
   t.test('an error mid-stream reaches the client as Ollama’s error', async (t) => {
