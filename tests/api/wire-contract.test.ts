@@ -94,8 +94,9 @@ const badBodies = (path: string, key: string, invalid: unknown): Probe[] => [
 
 // Scopes that answer in another API's error shape prove their own contract the same way (every
 // documented status over a real socket, and the body's shape): /ollama answers Ollama's
-// `{error}` (tests/api/ollama-compat/statuses.test.ts).
-const OWN_CONTRACT = /^\/ollama\//
+// `{error}` (tests/api/ollama-compat/statuses.test.ts), /v1 OpenAI's `{error:{message, type,
+// param, code}}` (tests/api/openai/surface.test.ts).
+const OWN_CONTRACT = /^\/(ollama|v1)\//
 
 // Operations only an admin key may call (README: "who").
 const adminOnly = (path: string) => /^\/(admin\/|api\/(pull|sources|jobs)\b)/.test(path)
@@ -172,6 +173,19 @@ const CASES: Record<string, Case> = {
         path: '/api/search',
         key: reader,
         json: { query: 'deploy' },
+        error: 'index_unavailable',
+      },
+    ],
+  },
+
+  'GET /api/spaces 503': {
+    probes: () => [
+      {
+        what: 'the index cannot be read',
+        world: 'broken',
+        method: 'GET',
+        path: '/api/spaces',
+        key: reader,
         error: 'index_unavailable',
       },
     ],
