@@ -46,6 +46,7 @@ const OLLAMA = [
   'GET /ollama/api/tags',
   'POST /ollama/api/show',
   'POST /ollama/api/embed',
+  'POST /ollama/api/embeddings',
   'POST /ollama/api/chat',
   'POST /ollama/api/generate',
 ]

@@ -179,6 +179,16 @@ t.test('plain models pass through untouched', async (t) => {
     const alias = await ollama.embed({ model: 'nomic-embed-text+confluence', input: 'a page' })
     t.same(alias.embeddings[0], plain.embeddings[0], 'the same vector')
     t.equal(lastBody().model, 'nomic-embed-text')
+    // The legacy route, as older clients call it.
+    const legacy = await ollama.embeddings({ model: 'nomic-embed-text', prompt: 'a page' })
+    t.same(lastBody(), { model: 'nomic-embed-text', prompt: 'a page' })
+    const legacyAlias = await ollama.embeddings({
+      model: 'nomic-embed-text:latest+confluence',
+      prompt: 'a page',
+    })
+    t.same(legacyAlias.embedding, legacy.embedding)
+    t.equal(lastBody().model, 'nomic-embed-text:latest')
+    t.equal(legacy.embedding.length, 8)
   })
 
   t.test('version, ps and the root, as Ollama answers them', async (t) => {

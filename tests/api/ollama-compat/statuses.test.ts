@@ -17,6 +17,7 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/api/tags' },
   { method: 'POST', path: '/api/show', body: { model: 'nope' } },
   { method: 'POST', path: '/api/embed', body: { model: 'nope', input: 'x' } },
+  { method: 'POST', path: '/api/embeddings', body: { model: 'nope', prompt: 'x' } },
   {
     method: 'POST',
     path: '/api/chat',

@@ -103,6 +103,16 @@ export const OllamaEmbedRequestSchema = Type.Object(
 )
 export type OllamaEmbedRequest = Static<typeof OllamaEmbedRequestSchema>
 
+export const OllamaEmbeddingsRequestSchema = Type.Object(
+  { model: ModelField, prompt: Type.Optional(Type.String()) },
+  {
+    ...open,
+    title: 'OllamaEmbeddingsRequest',
+    description: 'The legacy /api/embeddings body; an alias embeds with its base model',
+  },
+)
+export type OllamaEmbeddingsRequest = Static<typeof OllamaEmbeddingsRequestSchema>
+
 // Answers. Documentation only for what Ollama wrote (sent on as its bytes); the few answers the
 // gateway builds itself are serialized through them, hence open objects all the way down.
 
@@ -207,6 +217,11 @@ export const OllamaEmbedResponseSchema = Type.Object(
     embeddings: Type.Array(Type.Array(Type.Number())),
   },
   { ...open, title: 'OllamaEmbedResponse' },
+)
+
+export const OllamaEmbeddingsResponseSchema = Type.Object(
+  { embedding: Type.Array(Type.Number()) },
+  { ...open, title: 'OllamaEmbeddingsResponse' },
 )
 
 export const OllamaVersionSchema = Type.Object(

@@ -4,9 +4,10 @@ import answers from './answers.ts'
 import models from './models.ts'
 
 // /ollama — an Ollama-compatible API: an Ollama client pointed at http://<host>/ollama works
-// unchanged (api/chat, generate, tags, show, embed, version, ps and the root it probes), with
-// a reader key as `Authorization: Bearer <key>`. Plain models pass through to Ollama untouched;
-// `<model>+confluence` answers grounded in the Confluence index (see alias.ts, grounded.ts).
+// unchanged (api/chat, generate, tags, show, embed, embeddings, version, ps and the root it
+// probes), with a reader key as `Authorization: Bearer <key>`. Plain models pass through to
+// Ollama untouched; `<model>+confluence` answers grounded in the Confluence index (see alias.ts,
+// grounded.ts).
 
 /** Paths this scope serves (under its prefix): another method on one of them is a 405. */
 const PATHS = [
@@ -16,6 +17,7 @@ const PATHS = [
   '/api/tags',
   '/api/show',
   '/api/embed',
+  '/api/embeddings',
   '/api/version',
   '/api/ps',
 ]

@@ -3,6 +3,8 @@ import Type from 'typebox'
 import {
   OLLAMA_GET_ERRORS,
   OLLAMA_POST_ERRORS,
+  OllamaEmbeddingsRequestSchema,
+  OllamaEmbeddingsResponseSchema,
   OllamaEmbedRequestSchema,
   OllamaEmbedResponseSchema,
   OllamaPsSchema,
@@ -150,6 +152,27 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
         '/api/embed',
         base === undefined ? body : { ...body, model: base },
       )
+    },
+  )
+
+  fastify.post(
+    '/api/embeddings',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'One embedding, the legacy way (an alias embeds with its base model)',
+        description:
+          "Ollama's legacy /api/embeddings (superseded by /api/embed, still used by older " +
+          "clients), passed through; an alias's base model embeds.",
+        body: OllamaEmbeddingsRequestSchema,
+        response: { 200: OllamaEmbeddingsResponseSchema, ...OLLAMA_POST_ERRORS },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body
+      const base = baseOf(body.model)
+      const sent = base === undefined ? body : { ...body, model: base }
+      return forward(request, reply, '/api/embeddings', sent)
     },
   )
 }
