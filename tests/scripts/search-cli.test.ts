@@ -163,6 +163,19 @@ t.test('cnfl eval: a question set it cannot use, and bad usage', async (t) => {
     t.match(run.stderr, message)
     t.equal(run.stdout, '')
   }
+  // An index that holds none of the pages the questions name: all zeros, and a hint why.
+  const elsewhere = join(dir, 'elsewhere.json')
+  await writeFile(
+    elsewhere,
+    JSON.stringify([{ question: 'how do I force a failover?', page_id: '999999999' }]),
+  )
+  const zeros = await cnfl(['eval', elsewhere, '--mode', 'keyword'])
+  t.equal(zeros.code, 0, zeros.stderr)
+  t.match(zeros.stdout, /^keyword\s+all\s+1\s+0\.000\s+0\.000\s+0\.000$/m)
+  t.match(
+    zeros.stderr,
+    /no question found its page in any mode: does LANCEDB_URI=.* hold the pages the questions name\?/,
+  )
   // No index at LANCEDB_URI: every command that reads it says so and fails, rather than
   // answering as if the space held nothing.
   for (const args of [

@@ -685,8 +685,11 @@ export async function openChunkStore(options: ChunkStoreOptions): Promise<ChunkS
         let stats = await t.optimize(cleanup())
         const listed = await t.listIndices()
         const vectorIdx = listed.find((i) => i.columns.includes(ChunkColumn.vector))
+        // A listed index has statistics, and LanceDB counts the segments of a vector index.
         const segments =
-          vectorIdx === undefined ? 0 : ((await t.indexStats(vectorIdx.name))?.numIndices ?? 0)
+          vectorIdx === undefined
+            ? 0
+            : ((await t.indexStats(vectorIdx.name)) as { numIndices: number }).numIndices
         if (segments > VECTOR_INDEX_MAX_SEGMENTS) {
           // The folds of past syncs, each a segment every query searches: one index again.
           signal.throwIfAborted()
