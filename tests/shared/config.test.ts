@@ -88,9 +88,9 @@ t.test('API keys: split, trimmed, and too-short keys refused without echoing the
   t.same(err.problems.length, 1)
 })
 
-t.test('redactUrl hides passwords and keeps the rest', async (t) => {
+t.test('redactUrl hides user info and keeps the rest', async (t) => {
   t.equal(redactUrl('redis://:s3cret@redis:6379'), 'redis://:***@redis:6379')
-  t.equal(redactUrl('redis://user:s3cret@redis:6379/0'), 'redis://user:***@redis:6379/0')
+  t.equal(redactUrl('redis://user:s3cret@redis:6379/0'), 'redis://***:***@redis:6379/0')
   t.equal(redactUrl('http://127.0.0.1:11434/'), 'http://127.0.0.1:11434')
   t.equal(redactUrl('not a url'), '<invalid url>')
 })

@@ -394,10 +394,15 @@ export function authEnabled(config: Pick<ApiConfig, 'apiKeys'>): boolean {
   return config.apiKeys.readers.length + config.apiKeys.admins.length > 0
 }
 
-/** A URL with its password and query values hidden, safe to put in logs and error messages. */
+/**
+ * A URL with its user info and query values hidden, safe to put in logs and error messages
+ * (which reach any reader key: an account name on an internal server is nobody else's business
+ * either).
+ */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url)
+    if (u.username) u.username = '***'
     if (u.password) u.password = '***'
     // A query may carry a credential (`?token=…`): keep the names, hide every value; a part
     // without `=` is hidden whole, since it may be the secret itself.
