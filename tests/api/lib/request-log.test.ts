@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import t from 'tap'
-import { OneLineRequestLog } from '../../../services/api/src/lib/request-log.ts'
+import { loggableUrl, OneLineRequestLog } from '../../../services/api/src/lib/request-log.ts'
 
 t.test('one line per request: nothing on arrival, the outcome on completion', async (t) => {
   const lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = []
@@ -29,4 +29,20 @@ t.test('one line per request: nothing on arrival, the outcome on completion', as
     obj: { method: 'POST', url: '/api/chat', statusCode: 200, ms: 12.35, err },
     msg: 'request errored',
   })
+})
+
+t.test('credential-looking query values are hidden in the logged URL, the rest kept', async (t) => {
+  t.equal(loggableUrl('/api/chat'), '/api/chat')
+  t.equal(loggableUrl('/mcp?api_key=s3cret'), '/mcp?api_key=***')
+  t.equal(
+    loggableUrl('/api/jobs?source_id=src_1&limit=5&access_token=abc&Token=x&%6Bey=y&flag'),
+    '/api/jobs?source_id=src_1&limit=5&access_token=***&Token=***&%6Bey=***&flag',
+  )
+  t.equal(loggableUrl('/x?%E0%A4%A=1&sessionId=2'), '/x?%E0%A4%A=1&sessionId=***', 'bad %-escape')
+  const lines: Array<Record<string, unknown>> = []
+  const log = { info: (obj: Record<string, unknown>) => lines.push(obj), error: () => {} }
+  const request = { method: 'POST', url: '/mcp?key=s3cret', log } as unknown as FastifyRequest
+  const reply = { statusCode: 401, elapsedTime: 1, log } as unknown as FastifyReply
+  new OneLineRequestLog().requestCompleted(null, request, reply)
+  t.equal(lines[0]?.url, '/mcp?key=***')
 })

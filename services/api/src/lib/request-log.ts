@@ -1,5 +1,37 @@
 import { type FastifyReply, type FastifyRequest, LogController } from 'fastify'
 
+/** Query parameters whose values are credentials by their names (`?api_key=…`, `?token=…`). */
+const SECRET_PARAM = /key|token|secret|password|passwd|auth|credential|session/i
+
+/**
+ * The request's path and query with credential-looking query values hidden: a client that
+ * offers only a URL field (some MCP clients) may put its key there, and a refused request is
+ * logged like any other.
+ */
+export function loggableUrl(url: string): string {
+  const q = url.indexOf('?')
+  if (q === -1) return url
+  const query = url
+    .slice(q + 1)
+    .split('&')
+    .map((part) => {
+      const eq = part.indexOf('=')
+      const name = eq === -1 ? part : part.slice(0, eq)
+      return eq !== -1 && SECRET_PARAM.test(decodeURIComponentSafe(name)) ? `${name}=***` : part
+    })
+    .join('&')
+  return `${url.slice(0, q)}?${query}`
+}
+
+/** A query name as text; one that is not valid %-encoding is read as written. */
+function decodeURIComponentSafe(text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}
+
 /**
  * One log line per request, written when it completes (Fastify's default is two: one on arrival,
  * one on completion). Request logging was two thirds of the gateway's cost over a bare proxy
@@ -15,7 +47,7 @@ export class OneLineRequestLog extends LogController {
   ): void {
     const line = {
       method: request.method,
-      url: request.url,
+      url: loggableUrl(request.url),
       statusCode: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 100) / 100,
     }
