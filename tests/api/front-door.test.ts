@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { JobName, QUEUE_PREFIX, QueueName } from '@confluence-bot/shared'
 import { Queue } from 'bullmq'
 import t, { type Test } from 'tap'
-import { ADMIN_KEY, listenTestApp, READER_KEY, tempDir } from '../helpers/api.ts'
+import { ADMIN_KEY, bearer, listenTestApp, READER_KEY, tempDir } from '../helpers/api.ts'
 import { buildExportZip } from '../helpers/confluence-export.ts'
 import { generatedSpace } from '../helpers/ingest.ts'
 import { standIn } from '../helpers/ollama.ts'
@@ -232,6 +232,32 @@ t.test('a rebound host name is refused; loopback names and listed hosts are serv
   ]) {
     t.equal((await get(host)).status, 200, host)
   }
+})
+
+t.test('without keys, a server listening beyond loopback refuses rebound names too', async (t) => {
+  // The image's HOST=0.0.0.0 with auth off: a rebinding page sends its own name as Host and as
+  // Origin, and would otherwise be an admin.
+  const open = await listenTestApp(t, { HOST: '0.0.0.0' })
+  const port = new URL(open.url).port
+  const rebound = {
+    host: `rebind.attacker.example:${port}`,
+    origin: `http://rebind.attacker.example:${port}`,
+  }
+  for (const path of ['/api/me', '/admin/config', '/api/sources']) {
+    const res = await wire(`${open.url}${path}`, { headers: rebound })
+    t.equal(res.status, 403, path)
+    t.match(res.json, { error: 'host_not_allowed' })
+  }
+  t.equal(
+    (await wire(`${open.url}/api/me`, { headers: { host: `192.168.1.20:${port}` } })).status,
+    200,
+  )
+  // With keys, a name is not what stands between a page and the API: any name is answered.
+  const keyed = await listenTestApp(t, { HOST: '0.0.0.0', ...keys })
+  const res = await wire(`${keyed.url}/api/me`, {
+    headers: { host: 'bot.acme.test', ...bearer(READER_KEY) },
+  })
+  t.equal(res.status, 200, res.text)
 })
 
 const admin = { authorization: `Bearer ${ADMIN_KEY}` }

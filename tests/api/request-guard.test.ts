@@ -25,6 +25,20 @@ t.test('any other bind answers to any name, unless names are listed', async (t) 
   t.ok(hostPolicy('127.0.0.1', '*')('anything.example'), '* opens every name')
 })
 
+t.test(
+  'without keys, any bind answers to local names and IPs only, unless names are listed',
+  async (t) => {
+    const open = hostPolicy('0.0.0.0', '', false)
+    t.notOk(open('rebind.attacker.example:3000'), 'a rebinding page gets nothing')
+    t.ok(open('localhost:3000'))
+    t.ok(open('192.168.1.20:3000'), 'reached by IP from the network')
+    const listed = hostPolicy('0.0.0.0', 'bot.acme.test', false)
+    t.ok(listed('bot.acme.test'))
+    t.notOk(listed('rebind.attacker.example'))
+    t.ok(hostPolicy('0.0.0.0', '*', false)('anything.example'), '* still opens every name')
+  },
+)
+
 t.test('origins: the API its own, listed ones, or every one with *', async (t) => {
   const own = originPolicy('https://wiki.acme.com/')
   t.ok(own('http://127.0.0.1:3000', '127.0.0.1:3000'))

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net'
-import { AppError, ErrorCode } from '@confluence-bot/shared'
+import { AppError, authEnabled, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 
@@ -34,12 +34,17 @@ const isLocalName = (name: string) => name === 'localhost' || name.endsWith('.lo
 
 export type HostPolicy = (host: string | undefined) => boolean
 
-/** Which Host headers the API answers: see API_ALLOWED_HOSTS. */
-export function hostPolicy(bind: string, allowedHosts: string): HostPolicy {
+/**
+ * Which Host headers the API answers: see API_ALLOWED_HOSTS. A rebinding site's page sends its
+ * own name as Host (and as Origin), so only a name check stops it. With keys it would still need
+ * one, so a server listening beyond loopback answers any name; without keys (`auth`: false)
+ * it would act as an admin for that page, so it answers local names and IPs alone there too.
+ */
+export function hostPolicy(bind: string, allowedHosts: string, auth = true): HostPolicy {
   const names = list(allowedHosts)
   if (names.includes('*')) return () => true
   const loopbackOnly = LOOPBACK_BIND.has(bind.toLowerCase()) || bind.startsWith('127.')
-  if (names.length === 0 && !loopbackOnly) return () => true
+  if (names.length === 0 && !loopbackOnly && auth) return () => true
   return (host) => {
     // HTTP/1.0 may omit Host (HTTP/1.1 without one is refused before this check).
     if (host === undefined) return true
@@ -78,7 +83,7 @@ export function refuse(reply: FastifyReply, error: AppError): FastifyReply {
 
 async function requestGuard(fastify: FastifyInstance) {
   const { config } = fastify
-  const hostAllowed = hostPolicy(config.HOST, config.API_ALLOWED_HOSTS)
+  const hostAllowed = hostPolicy(config.HOST, config.API_ALLOWED_HOSTS, authEnabled(config))
   const originAllowed = originPolicy(config.API_ALLOWED_ORIGINS)
 
   // `Expect: 100-continue`: Node would invite the body at once, before the key or the origin is
