@@ -30,5 +30,11 @@ export {
   type SearchResponse,
 } from './search.ts'
 export { plainText, SNIPPET_CHARS, snippet } from './snippet.ts'
-export { type IndexedSpace, indexedSpaces } from './spaces.ts'
+export {
+  type IndexedSpace,
+  indexedSpaces,
+  SPACES_STALE_MS,
+  type SpaceListOptions,
+  spaceList,
+} from './spaces.ts'
 export * from './vector-index.ts'

@@ -1,5 +1,8 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { SPACES_STALE_MS } from '@confluence-bot/index'
+import type { Connection, Table } from '@lancedb/lancedb'
+import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { ADMIN_KEY, bearer, buildTestApp, READER_KEY, tempDir } from '../../helpers/api.ts'
 import { ENG_KEY, groundedRig, type Json } from '../../helpers/grounded.ts'
@@ -7,13 +10,48 @@ import { ENG_KEY, groundedRig, type Json } from '../../helpers/grounded.ts'
 // GET /api/spaces: the spaces the index holds, as far as the caller's key may read them (the
 // chat page offers them as choices), over a real socket on an index a real worker built.
 
+/** Counts the scans of the chunk table (its queries) made through the app's connection. */
+function countScans(app: FastifyInstance): { scans: number } {
+  const counter = { scans: 0 }
+  const connection = app.lancedb.connection
+  const spyTable = (table: Table) =>
+    new Proxy(table, {
+      get(target, name) {
+        const value = Reflect.get(target, name, target)
+        if (name !== 'query') return typeof value === 'function' ? value.bind(target) : value
+        return () => {
+          counter.scans += 1
+          return target.query()
+        }
+      },
+    })
+  app.lancedb.connection = async () => {
+    const db = await connection()
+    return new Proxy(db, {
+      get(target, name) {
+        const value = Reflect.get(target, name, target)
+        if (name !== 'openTable') return typeof value === 'function' ? value.bind(target) : value
+        return async (...args: Parameters<Connection['openTable']>) =>
+          spyTable(await target.openTable(...args))
+      },
+    })
+  }
+  return counter
+}
+
 t.test('the indexed spaces, narrowed to the key', async (t) => {
-  const { url, rig } = await groundedRig(t)
+  const { app, url, rig } = await groundedRig(t)
+  const counter = countScans(app)
   const spaces = async (headers: Record<string, string>) => {
     const res = await fetch(`${url}/api/spaces`, { headers })
     return { status: res.status, json: (await res.json()) as Json }
   }
+  // A burst of page loads: one scan of the chunk table serves them all.
+  const burst = await Promise.all(Array.from({ length: 20 }, () => spaces(bearer(READER_KEY))))
+  t.equal(counter.scans, 1, 'twenty callers at once share one scan')
+  for (const answer of burst) t.same(answer.json, burst[0]?.json)
   const all = await spaces(bearer(READER_KEY))
+  t.equal(counter.scans, 1, 'the next call reuses it')
   t.equal(all.status, 200)
   t.same(
     all.json.spaces.map((s: Json) => [s.key, s.pages]),
@@ -36,7 +74,8 @@ t.test('the indexed spaces, narrowed to the key', async (t) => {
   t.equal(anonymous.status, 401)
   t.match(anonymous.json, { error: 'unauthorized' })
 
-  // A space synced while the api runs is listed at once (the index is read as it is now).
+  // A space synced while the api runs is listed within SPACES_STALE_MS (the list is reused
+  // that long, however often syncs commit).
   rig.confluence.options.pages.push({
     id: '301',
     spaceKey: 'DOC',
@@ -47,8 +86,16 @@ t.test('the indexed spaces, narrowed to the key', async (t) => {
   })
   const docs = await rig.register({ name: 'Docs', spaces: ['DOC'] })
   t.equal((await rig.waitFor(await rig.enqueue(docs))).state, 'completed')
+  const listed = async () => {
+    const deadline = Date.now() + SPACES_STALE_MS + 30_000
+    for (;;) {
+      const now = (await spaces(bearer(READER_KEY))).json.spaces
+      if (now.some((s: Json) => s.key === 'DOC') || Date.now() > deadline) return now
+      await new Promise((resolve) => setTimeout(resolve, 500))
+    }
+  }
   t.same(
-    (await spaces(bearer(READER_KEY))).json.spaces.map((s: Json) => [s.key, s.pages]),
+    (await listed()).map((s: Json) => [s.key, s.pages]),
     [
       ['DOC', 1],
       ['ENG', 3],
