@@ -53,6 +53,8 @@ t.test('grounded chat completions through the openai SDK', async (t) => {
       t.equal(source.cited, i === 0, `only [1] is cited (source ${i + 1})`)
     })
     t.match(extra.retrieval, { query: question.content, rewritten: false, mode: 'hybrid' })
+    t.equal(extra.grounded, true)
+    t.notOk('grounding_note' in extra)
     const sent = chatCalls().slice(before)
     t.equal(sent.length, 1)
     const prompt = messagesOf(sent[0]?.body as Body)
@@ -282,8 +284,57 @@ t.test('grounded chat completions through the openai SDK', async (t) => {
     t.equal(res.choices[0].message.content, 'The sky is blue.')
     t.same(res.sources, [])
     t.equal(res.retrieval, undefined)
+    t.equal(res.grounded, false)
+    t.match(res.grounding_note, /Grounding is off \(rag\.enabled:false/)
     const sent = chatCalls().at(-1)?.body as Body
     t.same(messagesOf(sent), [question], 'the question as asked, no excerpts')
+  })
+
+  t.test('the last turn not the user’s: answered alone, and the answer says so', async (t) => {
+    const conversations = [
+      [{ role: 'system' as const, content: 'You are terse.' }],
+      [question, { role: 'assistant' as const, content: 'Run helm' }],
+    ]
+    for (const messages of conversations) {
+      const before = chatCalls().length
+      const res = (await openai.chat.completions.create({
+        model: 'llama3.2',
+        messages,
+      })) as unknown as Json
+      t.equal(res.grounded, false, `last turn: ${messages.at(-1)?.role}`)
+      t.match(res.grounding_note, /last message is not the user's/)
+      t.equal(res.retrieval, undefined)
+      t.same(res.sources, [])
+      const sent = chatCalls().slice(before)
+      t.equal(sent.length, 1, 'no retrieval call, only the answer')
+      t.same(messagesOf(sent[0]?.body as Body), messages, 'the conversation as sent')
+
+      const stream = await openai.chat.completions.create({
+        model: 'llama3.2',
+        messages,
+        stream: true,
+      })
+      const chunks: Json[] = []
+      for await (const chunk of stream) chunks.push(chunk as unknown as Json)
+      t.match(chunks[0], { grounded: false, grounding_note: /last message is not the user's/ })
+    }
+    const stream = await openai.chat.completions.create({
+      model: 'llama3.2:latest+confluence',
+      messages: [question],
+      stream: true,
+    })
+    const chunks: Json[] = []
+    for await (const chunk of stream) chunks.push(chunk as unknown as Json)
+    t.match(chunks[0], {
+      grounded: true,
+      retrieval: { mode: 'hybrid' },
+      model: 'llama3.2:latest+confluence',
+    })
+    t.equal(
+      (chatCalls().at(-1)?.body as Body | undefined)?.model,
+      'llama3.2:latest',
+      'an alias is its base model',
+    )
   })
 
   t.test('nothing found: the honest answer without the model, in both modes', async (t) => {

@@ -5,7 +5,12 @@ import {
   ollamaOptionsOf,
 } from '../../../services/api/src/routes/v1/chat-completions.ts'
 import { float32Base64 } from '../../../services/api/src/routes/v1/embeddings.ts'
-import { paramOf, toOpenAIError } from '../../../services/api/src/routes/v1/openai-errors.ts'
+import {
+  paramOf,
+  type SchemaError,
+  schemaErrorMessage,
+  toOpenAIError,
+} from '../../../services/api/src/routes/v1/openai-errors.ts'
 
 // The pure mappings behind /v1, one case per rule (the socket tests drive them end to end).
 
@@ -52,7 +57,8 @@ t.test('base64 embeddings are little-endian float32', async (t) => {
 })
 
 t.test('the request field a validation message names', async (t) => {
-  t.equal(paramOf("body must have required property 'model'"), 'model')
+  t.equal(paramOf('body/model is required'), 'model')
+  t.equal(paramOf('body/messages/0/role is required'), 'messages[0].role')
   t.equal(
     paramOf('body/messages/0/role must be equal to one of the allowed values'),
     'messages[0].role',
@@ -85,4 +91,39 @@ t.test('the api’s error bodies in OpenAI’s shape', async (t) => {
   t.same(toOpenAIError({ error: 'ollama_error', message: 'boom', statusCode: 502 }), {
     error: { message: 'boom', type: 'server_error', param: null, code: 'ollama_error' },
   })
+})
+
+t.test('schema errors in plain words: unions say what the value may be', async (t) => {
+  const error = (instancePath: string, schemaPath: string, keyword: string, params = {}) =>
+    ({ instancePath, schemaPath, keyword, params, message: `fails ${keyword}` }) as SchemaError
+  // A union whose branches all want the same type (two kinds of array): said once.
+  t.equal(
+    schemaErrorMessage(
+      [
+        error('/input', '#/anyOf/0/type', 'type', { type: 'array' }),
+        error('/input', '#/anyOf/1/type', 'type', { type: 'array' }),
+        error('/input', '#/anyOf', 'anyOf'),
+      ],
+      'body',
+    ),
+    'body/input must be an array',
+  )
+  // A union nested in a branch the value got into: the inner union is what is explained.
+  t.equal(
+    schemaErrorMessage(
+      [
+        error('/a', '#/anyOf/0/type', 'type', { type: 'string' }),
+        error('/a/b', '#/anyOf/1/properties/b/anyOf/0/type', 'type', { type: 'integer' }),
+        error('/a/b', '#/anyOf/1/properties/b/anyOf/1/const', 'const', { allowedValue: 'x' }),
+        error('/a/b', '#/anyOf/1/properties/b/anyOf', 'anyOf'),
+        error('/a', '#/anyOf', 'anyOf'),
+      ],
+      'body',
+    ),
+    "body/a/b must be an integer or 'x'",
+  )
+  t.equal(
+    schemaErrorMessage([error('/n', '#/properties/n/maximum', 'maximum')], 'body'),
+    'body/n fails maximum',
+  )
 })

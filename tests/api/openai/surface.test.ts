@@ -180,8 +180,8 @@ t.test('the /v1 surface over a real socket', async (t) => {
       ['no model', { messages: hi }, 'model'],
       ['no messages', { model: 'llama3.2', messages: [] }, 'messages'],
       [
-        'a tool message',
-        { model: 'llama3.2', messages: [{ role: 'tool', content: 'x' }] },
+        'an unknown role',
+        { model: 'llama3.2', messages: [{ role: 'robot', content: 'x' }] },
         'messages[0].role',
       ],
       [
@@ -190,11 +190,15 @@ t.test('the /v1 surface over a real socket', async (t) => {
           model: 'llama3.2',
           messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }],
         },
-        'messages[0].content',
+        'messages[0].content[0].image_url.url',
       ],
       ['two choices', { model: 'llama3.2', messages: hi, n: 2 }, 'n'],
       ['a hot temperature', { model: 'llama3.2', messages: hi, temperature: 'hot' }, 'temperature'],
-      ['an unknown rag field', { model: 'llama3.2', messages: hi, rag: { space: ['ENG'] } }, 'rag'],
+      [
+        'an unknown rag field',
+        { model: 'llama3.2', messages: hi, rag: { space: ['ENG'] } },
+        'rag.space',
+      ],
     ]
     for (const [name, body, param] of cases) {
       const res = await chat(body)
@@ -405,6 +409,8 @@ t.test('the /v1 surface over a real socket', async (t) => {
     const extra = res as unknown as Json
     t.same(extra.sources, [], 'RAG_ENABLED=false: no sources')
     t.equal(extra.retrieval, undefined)
+    t.equal(extra.grounded, false)
+    t.match(extra.grounding_note, /Grounding is off/, 'it says why it is not grounded')
     const sent = ollama.requests.slice(before).find((r) => r.path === '/api/chat')?.body as Json
     t.same(sent.messages, [
       { role: 'system', content: 'Be brief.' },

@@ -48,9 +48,33 @@ export const openAIErrors = (...codes: Array<keyof typeof ERROR_TEXT>) =>
 
 const nullable = { nullable: true }
 
-const TextPartSchema = Type.Object(
-  { type: Type.Literal('text'), text: Type.String() },
-  { additionalProperties: true, description: 'A text part (images and audio are not accepted)' },
+const ContentPartSchema = Type.Object(
+  { type: Type.String({ examples: ['text', 'image_url'] }) },
+  {
+    additionalProperties: true,
+    description:
+      '`{type:"text", text}`; `{type:"image_url", image_url:{url}}` with a `data:image/…;base64,` ' +
+      "URL (given to Ollama as the message's `images`; links are refused, never fetched); " +
+      '`{type:"refusal", refusal}` in assistant turns. Audio and file parts are refused.',
+  },
+)
+export type ContentPart = Static<typeof ContentPartSchema> & Record<string, unknown>
+
+const ToolCallSchema = Type.Object(
+  {
+    id: Type.Optional(Type.String({ description: 'Dropped (Ollama pairs calls by order)' })),
+    type: Type.Optional(Type.String({ examples: ['function'] })),
+    function: Type.Object(
+      {
+        name: Type.String(),
+        arguments: Type.String({
+          description: 'A JSON object as a string, as OpenAI writes it; given to Ollama parsed',
+        }),
+      },
+      { additionalProperties: true },
+    ),
+  },
+  { additionalProperties: true },
 )
 
 export const ChatCompletionMessageSchema = Type.Object(
@@ -61,13 +85,24 @@ export const ChatCompletionMessageSchema = Type.Object(
         Type.Literal('developer'),
         Type.Literal('user'),
         Type.Literal('assistant'),
+        Type.Literal('tool'),
       ],
-      { description: '`developer` is read as `system`' },
+      { description: '`developer` is read as `system`; `tool` is a tool result' },
     ),
-    content: Type.Union([Type.String(), Type.Array(TextPartSchema)], {
-      description: 'Text, or an array of text parts (joined with a newline)',
-    }),
+    content: Type.Optional(
+      Type.Union([Type.String(), Type.Null(), Type.Array(ContentPartSchema)], {
+        description:
+          'Text, or an array of content parts (text parts joined with a newline); null or ' +
+          'absent (an assistant turn with only tool_calls) is empty text',
+      }),
+    ),
     name: Type.Optional(Type.String({ description: 'Ignored' })),
+    tool_calls: Type.Optional(
+      Type.Array(ToolCallSchema, {
+        description: "An assistant turn's tool calls, given to Ollama as its tool_calls",
+      }),
+    ),
+    tool_call_id: Type.Optional(Type.String({ description: "A tool turn's call id; dropped" })),
   },
   { additionalProperties: true },
 )
@@ -154,6 +189,15 @@ const SourcesField = Type.Array(Type.Ref('Source'), {
     'Extra field: the excerpts the answer was given, numbered as it cites them ([n]); `cited` marks those it uses',
 })
 
+const GroundedField = Type.Boolean({
+  description:
+    'Extra field: whether the answer was grounded in the index (true also when the index held nothing on the question)',
+})
+const GroundingNoteField = Type.String({
+  description:
+    "Extra field, when not grounded: why (grounding off, or the last message is not the user's, so there was no question to retrieve for)",
+})
+
 export const OpenAIChatCompletionSchema = Type.Object(
   {
     id: Type.String(),
@@ -175,6 +219,8 @@ export const OpenAIChatCompletionSchema = Type.Object(
     usage: Type.Ref('Usage'),
     sources: SourcesField,
     retrieval: Type.Optional(Type.Ref('Retrieval')),
+    grounded: GroundedField,
+    grounding_note: Type.Optional(GroundingNoteField),
   },
   { title: 'ChatCompletion' },
 )
@@ -198,6 +244,8 @@ export const ChatCompletionChunkSchema = Type.Object(
     ),
     sources: Type.Optional(SourcesField),
     retrieval: Type.Optional(Type.Ref('Retrieval')),
+    grounded: Type.Optional(GroundedField),
+    grounding_note: Type.Optional(GroundingNoteField),
     cited: Type.Optional(
       Type.Array(Type.Integer(), {
         description: 'Extra field on the finish chunk: the source numbers the answer cites',
@@ -208,8 +256,8 @@ export const ChatCompletionChunkSchema = Type.Object(
   {
     title: 'ChatCompletionChunk',
     description:
-      'Each event is `data: <chunk>`: the first has delta.role and the extra fields `sources` ' +
-      '(and `retrieval`), then one chunk per token, then one with finish_reason (and `cited`), ' +
+      'Each event is `data: <chunk>`: the first has delta.role and the extra fields `sources`, ' +
+      '`grounded` (and `retrieval`, or `grounding_note`), then one chunk per token, then one with finish_reason (and `cited`), ' +
       'then with stream_options.include_usage one with `usage` and no choices, then ' +
       '`data: [DONE]`. A failure ends the stream with `data: {"error":{…}}` and no [DONE].',
   },

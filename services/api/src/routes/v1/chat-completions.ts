@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { type ChatTurn, type GroundingSource, markCited } from '@confluence-bot/index'
+import { type GroundingSource, markCited } from '@confluence-bot/index'
 import type { ErrorBody } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { createTurnPreparer } from '../../lib/grounded-chat.ts'
@@ -8,7 +8,6 @@ import { abortOnClientGone } from '../../lib/proxy.ts'
 import { SSE_DONE, sendSse, sseEvent } from '../../lib/sse.ts'
 import {
   ChatCompletionChunkSchema,
-  type ChatCompletionMessage,
   type ChatCompletionRequest,
   ChatCompletionRequestSchema,
   type OpenAIChatCompletion,
@@ -16,6 +15,8 @@ import {
   openAIErrors,
 } from '../../schemas/openai.ts'
 import { usageOf } from '../api/chat.ts'
+import { baseOf } from '../ollama/alias.ts'
+import { toTurn } from './messages.ts'
 import { toOpenAIError } from './openai-errors.ts'
 
 // POST /v1/chat/completions: OpenAI's chat completion, answered like /api/chat (the latest user
@@ -33,16 +34,6 @@ type OllamaChatAnswer = {
 
 /** OpenAI's finish_reason for Ollama's done_reason: `length` when num_predict cut it, else stop. */
 export const finishReasonOf = (doneReason: unknown) => (doneReason === 'length' ? 'length' : 'stop')
-
-/** A message's text: a string, or text parts joined by newlines (the SDKs send either). */
-const textOf = (content: ChatCompletionMessage['content']) =>
-  typeof content === 'string' ? content : content.map((part) => part.text).join('\n')
-
-/** A message as Ollama reads it; OpenAI's newer `developer` role is the system prompt. */
-const toTurn = (message: ChatCompletionMessage): ChatTurn => ({
-  role: message.role === 'developer' ? 'system' : message.role,
-  content: textOf(message.content),
-})
 
 /** OpenAI's sampling parameters as Ollama's options; absent or null ones are left to Ollama. */
 export function ollamaOptionsOf(body: ChatCompletionRequest): Record<string, unknown> {
@@ -67,8 +58,13 @@ export function formatOf(
   return {}
 }
 
+const NO_QUESTION =
+  "The last message is not the user's, so nothing was retrieved: the model answered alone"
+const GROUNDING_OFF =
+  'Grounding is off (rag.enabled:false or RAG_ENABLED=false): the model answered alone'
+
 const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { ollama } = fastify
+  const { ollama, config } = fastify
   const prepareTurn = createTurnPreparer(fastify)
 
   fastify.post(
@@ -81,13 +77,19 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
           "OpenAI's chat completion, answered like /api/chat: the latest user message is answered " +
           'from the Confluence index (unless RAG_ENABLED=false or the extra field ' +
           '`rag.enabled:false`), the answer cites the excerpts as [1], [2], and the extra field ' +
-          '`sources` lists them (`cited` marks those the answer uses), with `retrieval`. The API ' +
+          '`sources` lists them (`cited` marks those the answer uses), with `retrieval`; ' +
+          '`grounded` says whether it was grounded, and when not, `grounding_note` says why (off, ' +
+          "or the last message is not the user's: nothing to retrieve for). A model name with " +
+          "/ollama's `+confluence` suffix is its base model (/v1 is grounded anyway). The API " +
           "key's spaces limit what is retrieved; `rag.spaces` narrows further. When the index " +
           'holds nothing on the question the answer says so without asking the model. ' +
           'Mapped to Ollama: temperature, top_p, max_tokens / max_completion_tokens (num_predict), ' +
           'stop, seed, frequency_penalty, presence_penalty, response_format (json_object, ' +
-          'json_schema). Text content parts are joined; the `developer` role is a system message. ' +
-          'Ignored: tools, tool_choice, parallel_tool_calls, functions, logprobs, top_logprobs, ' +
+          'json_schema). Text content parts are joined; `image_url` parts with a data: URL are ' +
+          "the message's images (links are refused, never fetched; audio and file parts are " +
+          'refused); assistant `tool_calls` (content null) and `tool` turns are passed on as ' +
+          "Ollama's; the `developer` role is a system message. Ignored: tools, tool_choice, " +
+          'parallel_tool_calls, functions, logprobs, top_logprobs, ' +
           'logit_bias, user, metadata, store, service_tier, reasoning_effort, modalities, audio, ' +
           'prediction, web_search_options; `n` must be 1. With `stream:true` the answer is ' +
           'text/event-stream: chat.completion.chunk events (the first with role and `sources`), ' +
@@ -111,10 +113,14 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
       const { model, rag } = body
       const stream = body.stream === true
       const abort = abortOnClientGone(request, reply)
+      // An alias /ollama/api/tags lists (`llama3.2:latest+confluence`) is its base model here:
+      // /v1 grounds every model. The answer still names the model as it was asked for.
+      const base = baseOf(model) ?? model
+      const groundingOn = config.RAG_ENABLED && rag?.enabled !== false
       const turn = await prepareTurn(request, {
-        model,
+        model: base,
         messages: body.messages.map(toTurn),
-        grounded: rag?.enabled !== false,
+        grounded: groundingOn,
         spaces: rag?.spaces,
         topK: rag?.top_k,
         options: ollamaOptionsOf(body),
@@ -122,7 +128,13 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
         stream,
         signal: abort.signal,
       })
-      const retrieval = turn.retrieval === undefined ? {} : { retrieval: turn.retrieval }
+      // Whether the answer was grounded, and when it was not, why: with grounding on, a
+      // conversation whose last turn is not the user's (only a system prompt, or the
+      // assistant's turn to continue) has no question to retrieve for.
+      const grounding =
+        turn.retrieval === undefined
+          ? { grounded: false, grounding_note: groundingOn ? NO_QUESTION : GROUNDING_OFF }
+          : { grounded: true, retrieval: turn.retrieval }
       const id = `chatcmpl-${randomUUID()}`
       const created = Math.floor(Date.now() / 1000)
       const includeUsage = body.stream_options?.include_usage === true
@@ -147,7 +159,7 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
         ],
         usage,
         sources: markCited(sources, content),
-        ...retrieval,
+        ...grounding,
       })
 
       // The stream's events; every chunk names the same id, time and model, as OpenAI's do.
@@ -156,7 +168,7 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
       const opening = (sources: GroundingSource[]) =>
         chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }], {
           sources,
-          ...retrieval,
+          ...grounding,
         })
       // Empty tokens (a thinking model's reasoning, the final line) make no event.
       const deltas = (text: string) =>

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import chatCompletions from './chat-completions.ts'
 import embeddings from './embeddings.ts'
 import models from './models.ts'
-import { toOpenAIError } from './openai-errors.ts'
+import { type SchemaError, schemaErrorMessage, toOpenAIError } from './openai-errors.ts'
 
 // /v1 — OpenAI-compatible chat completions, models and embeddings, grounded like /api/chat.
 // Every route needs a reader key (`Authorization: Bearer`, as the openai SDKs send it); the
@@ -13,6 +13,10 @@ import { toOpenAIError } from './openai-errors.ts'
 // serialized, so the rest of the api keeps its own shape.
 export default async function openaiCompatible(fastify: FastifyInstance) {
   fastify.addHook('onRequest', fastify.requireRole('reader'))
+  // A refused body says which field and why in plain words (the SDKs show only the message).
+  fastify.setSchemaErrorFormatter(
+    (errors, dataVar) => new Error(schemaErrorMessage(errors as SchemaError[], dataVar)),
+  )
   fastify.addHook('preSerialization', async (_request, reply, payload) =>
     reply.statusCode >= 400 ? toOpenAIError(payload as ErrorBody) : payload,
   )

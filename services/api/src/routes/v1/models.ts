@@ -7,6 +7,7 @@ import {
   OpenAIModelSchema,
   openAIErrors,
 } from '../../schemas/openai.ts'
+import { baseOf } from '../ollama/alias.ts'
 
 type OllamaTag = { name: string; modified_at: string }
 
@@ -53,14 +54,16 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
         tags: ['openai'],
         summary: 'One model (OpenAI-compatible)',
         description:
-          'A model installed on the Ollama server; without a tag the name means its `:latest`. A name with a namespace (`hf.co/org/model`) is sent URL-encoded, as the openai SDKs do.',
+          "A model installed on the Ollama server; without a tag the name means its `:latest`. A name with a namespace (`hf.co/org/model`) is sent URL-encoded, as the openai SDKs do. /ollama's grounded alias (`llama3.2:latest+confluence`) answers as its base model (`llama3.2:latest`), which is what /v1/chat/completions uses for it.",
         params: ModelParamsSchema,
         response: { 200: OpenAIModelSchema, ...openAIErrors(401, 403, 404, 502, 503) },
       },
     },
     async (request) => {
       const asked = request.params.model
-      const wanted = withTag(asked).toLowerCase()
+      // /ollama's grounded alias (`llama3.2:latest+confluence`) names its base model, which is
+      // what /v1 answers with (grounded anyway), so the base model is the one described.
+      const wanted = withTag(baseOf(asked) ?? asked).toLowerCase()
       const found = (await installed()).find((model) => model.id.toLowerCase() === wanted)
       if (found === undefined) {
         throw new AppError(
