@@ -64,10 +64,48 @@ t.test('stop a running answer', { skip: noChromium }, async (t) => {
   t.equal(await page.getByRole('button', { name: 'Stop answering' }).isDisabled(), true)
   t.same(await conversations(), [], 'a cut answer is not kept')
   t.equal(page.url().includes('#'), false, 'nor named in the address')
+  // The question is not lost: it is back in the box, and the page says it was not kept.
+  t.equal(await page.getByLabel('Your question').inputValue(), QUESTION, 'the question is back')
+  t.match(
+    await page.locator('.message.assistant .error').textContent(),
+    /neither this question nor .* is kept/,
+    'the note says the question was not kept either',
+  )
+  t.match(await page.locator('#status').textContent(), /back in the question box/)
 
+  // Asked again as it is: answered in full, and kept with its question.
   rig.rig.ollama.options.tokenDelayMs = 0
-  await askAndWait(page, QUESTION)
-  t.equal((await conversations()).length, 1, 'the next question is answered and kept')
+  await page.getByRole('button', { name: 'Ask', exact: true }).click()
+  await page.locator('#status', { hasText: /Answer complete/ }).waitFor({ timeout: 30_000 })
+  const kept = await conversations()
+  t.equal(kept.length, 1, 'the question asked again is answered and kept')
+  const stored = (await fetch(`${rig.url}/api/conversations/${kept[0]?.id}`, {
+    headers: { authorization: `Bearer ${READER_KEY}` },
+  }).then((r) => r.json())) as Json
+  t.same(
+    stored.messages.map((m: Json) => [m.role, m.role === 'user' ? m.content : 'answer']),
+    [
+      ['user', QUESTION],
+      ['assistant', 'answer'],
+    ],
+    'the conversation holds that question and its answer',
+  )
+  await page.reload()
+  await page.locator('.message.user', { hasText: QUESTION }).waitFor({ timeout: 30_000 })
+  t.equal(await page.locator('.message.user').count(), 1, 'a reload brings it back')
+
+  // Stopped while the person already typed the next question: their text is left alone.
+  rig.rig.ollama.options.tokenDelayMs = 600
+  await page.getByLabel('Your question').fill('And the release checklist?')
+  await page.keyboard.press('Enter')
+  await page.locator('.message.assistant .answer', { hasText: 'Roll back' }).nth(1).waitFor()
+  await page.getByLabel('Your question').fill('Something else')
+  await page.keyboard.press('Escape')
+  await page.locator('#status', { hasText: 'Stopped.' }).waitFor()
+  t.equal(await page.getByLabel('Your question').inputValue(), 'Something else')
+  t.match(await page.locator('#status').textContent(), /not kept/)
+  rig.rig.ollama.options.tokenDelayMs = 0
+  t.equal((await conversations()).length, 1)
 
   // A model that fails mid-answer: the page says so, never shows a short answer as complete.
   rig.rig.ollama.options.failAfterTokens = { count: 2, error: 'the model ran out of memory' }

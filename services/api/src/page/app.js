@@ -37,6 +37,9 @@ const state = {
   running: null,
 }
 
+/** Why an answer was aborted when the person stopped it (Stop or Escape), not a sign-out. */
+const STOPPED = 'stopped'
+
 const say = (text) => {
   el.status.textContent = text
 }
@@ -384,12 +387,15 @@ async function ask(question) {
   } catch (err) {
     if (controller.signal.aborted) {
       cancelAnimationFrame(frame)
+      setRunning(null)
+      // A sign-out or a new conversation stopped it: the view it belonged to is gone already.
+      if (controller.signal.reason !== STOPPED) return
       draw()
       answer.fail(
-        'Stopped before the answer was complete: this part is not kept in the conversation.',
+        'Stopped before the answer was complete: neither this question nor this part of its ' +
+          'answer is kept in the conversation.',
       )
-      say('Stopped.')
-      setRunning(null)
+      giveBack(question)
       return
     }
     if (handle(err)) {
@@ -414,6 +420,20 @@ async function ask(question) {
     `Answer complete${sources.length === 0 ? '' : `, ${cited} of ${sources.length} sources cited`}.`,
   )
   await loadHistory()
+}
+
+/**
+ * A stopped question is not stored (only a complete answer is), so it would be lost with a
+ * reload or a new conversation: it goes back into the question box to be asked again, unless
+ * the person has typed something there meanwhile.
+ */
+function giveBack(question) {
+  if (el.question.value.trim() !== '') {
+    say('Stopped. Your question was not kept (it is shown above); what you typed is left as it is.')
+    return
+  }
+  el.question.value = question
+  say('Stopped. Your question was not kept: it is back in the question box, to ask it again.')
 }
 
 el.ask.addEventListener('submit', (event) => {
@@ -442,13 +462,13 @@ el.question.addEventListener('keydown', (event) => {
 })
 
 el.stop.addEventListener('click', () => {
-  state.running?.abort()
+  state.running?.abort(STOPPED)
   el.question.focus()
 })
 
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape' && state.running !== null) {
-    state.running.abort()
+    state.running.abort(STOPPED)
     el.question.focus()
   }
 })
