@@ -13,6 +13,13 @@ const ANSWER = ['Run ', '`helm rollback billing` ', 'with the previous revision 
 const HONEST = 'The indexed Confluence spaces hold nothing on this question.'
 
 type Body = Record<string, unknown>
+
+/** What a promise rejects with (or `{}` if it resolves). */
+const failure = (promise: Promise<unknown>): Promise<Json> =>
+  promise.then(
+    () => ({}),
+    (e: unknown) => e as Json,
+  )
 type Turn = { role: string; content: string }
 const messagesOf = (body: Body) => (body.messages ?? []) as Turn[]
 
@@ -233,6 +240,115 @@ t.test('grounded answers under an alias, through the ollama client', async (t) =
     t.match(await bare.json(), { model: ALIAS, done_reason: 'load', sources: [] }, 'no messages')
     t.equal(res.headers.get('content-type'), 'application/x-ndjson', 'stream defaults to true')
     t.match(lines, [{ model: ALIAS, response: '', done: true, done_reason: 'load', sources: [] }])
+  })
+
+  t.test('format set: the answer stays the model’s JSON, sources only beside it', async (t) => {
+    const json = ['{"answer": ', '"helm rollback billing [1]"}']
+    rig.ollama.options.respond = (body) => (respond(body) === undefined ? undefined : json)
+    t.teardown(() => {
+      rig.ollama.options.respond = respond
+    })
+    const question = [{ role: 'user', content: QUESTION }]
+    const res = await ollama.chat({ model: ALIAS, messages: question, format: 'json' })
+    t.same(JSON.parse(res.message.content), { answer: 'helm rollback billing [1]' }, 'parses')
+    t.match((res as unknown as Json).sources, [{ n: 1, cited: true }], 'cited, in sources')
+    t.equal(lastChat().format, 'json', 'format reaches the model')
+
+    const schema = { type: 'object', properties: { answer: { type: 'string' } } }
+    const stream = await ollama.chat({
+      model: ALIAS,
+      messages: question,
+      format: schema,
+      stream: true,
+    })
+    const parts: Json[] = []
+    for await (const part of stream) parts.push(part as unknown as Json)
+    const text = parts.map((part) => part.message.content).join('')
+    t.same(JSON.parse(text), { answer: 'helm rollback billing [1]' }, 'a schema: parses too')
+    t.match(parts.at(-1), { done: true, sources: [{ n: 1, cited: true }] })
+    t.same(lastChat().format, schema)
+
+    const generated = await ollama.generate({ model: ALIAS, prompt: QUESTION, format: 'json' })
+    t.same(JSON.parse(generated.response as string), { answer: 'helm rollback billing [1]' })
+    // Ollama reads an empty or null format as none: the Sources list is then added as usual.
+    for (const format of ['', null]) {
+      const plain = await post(`${url}/ollama/api/chat`, READER_KEY, {
+        model: ALIAS,
+        messages: question,
+        stream: false,
+        format,
+      })
+      t.match(
+        plain.json.message.content,
+        /\}\n\nSources:\n- \[1\] /,
+        `format ${JSON.stringify(format)}`,
+      )
+    }
+  })
+
+  t.test('the alias of an embedding-only model: Ollama’s 400, before any retrieval', async (t) => {
+    const before = rig.ollama.requests.length
+    const chat = await failure(
+      ollama.chat({
+        model: 'nomic-embed-text+confluence',
+        messages: [{ role: 'user', content: QUESTION }],
+      }),
+    )
+    t.match(chat, { status_code: 400, error: '"nomic-embed-text" does not support chat' })
+    const generate = await failure(
+      ollama.generate({
+        model: 'nomic-embed-text:latest+confluence',
+        prompt: QUESTION,
+        stream: true,
+      }),
+    )
+    t.match(generate, {
+      status_code: 400,
+      error: '"nomic-embed-text:latest" does not support generate',
+    })
+    const paths = rig.ollama.requests.slice(before).map((r) => r.path)
+    t.notOk(paths.includes('/api/embed'), 'nothing embedded')
+    t.notOk(paths.includes('/api/chat'), 'nothing asked')
+  })
+
+  t.test('a blank options.rag_spaces ("" or []) narrows nothing', async (t) => {
+    const opsgenie = [{ role: 'user', content: 'Who is paged on-call through Opsgenie?' }]
+    for (const rag_spaces of ['', ' , ', []]) {
+      const res = await ollama.chat({
+        model: ALIAS,
+        messages: opsgenie,
+        options: { rag_spaces } as Json,
+      })
+      const spaces = ((res as unknown as Json).sources as Json[]).map((source) => source.space)
+      t.ok(spaces.includes('OPS'), `${JSON.stringify(rag_spaces)}: every space the key reads`)
+    }
+    // A key limited to ENG stays within ENG.
+    const eng = await client(ENG_KEY).chat({
+      model: ALIAS,
+      messages: [{ role: 'user', content: QUESTION }],
+      options: { rag_spaces: [] } as Json,
+    })
+    const sources = (eng as unknown as Json).sources as Json[]
+    t.ok(sources.length > 0)
+    for (const source of sources) t.equal(source.space, 'ENG')
+  })
+
+  t.test('generate: raw is refused, template/context/suffix are dropped', async (t) => {
+    const before = rig.ollama.requests.length
+    const raw = await failure(ollama.generate({ model: ALIAS, prompt: QUESTION, raw: true }))
+    t.match(raw, { status_code: 400, error: /raw prompt cannot be grounded/ })
+    t.equal(rig.ollama.requests.length, before, 'Ollama was not asked')
+    const res = await ollama.generate({
+      model: ALIAS,
+      prompt: QUESTION,
+      raw: false,
+      template: '{{ .Prompt }}',
+      context: [1, 2, 3],
+      suffix: 'end',
+    })
+    t.match(res.response, /\[1\]/)
+    const sent = lastChat()
+    for (const field of ['raw', 'template', 'context', 'suffix']) t.notOk(field in sent, field)
   })
 
   t.test('an alias of a model Ollama lacks is a 404', async (t) => {

@@ -130,10 +130,32 @@ t.test('plain models pass through untouched', async (t) => {
     t.equal(stand.requests.filter((r) => r.path === '/api/embed').length, 0, 'no retrieval')
   })
 
-  t.test('tags: each model, and its alias right after it', async (t) => {
+  t.test('tags: each model, and right after it its alias if it can chat', async (t) => {
+    const shows = () => stand.requests.filter((r) => r.path === '/api/show').length
+    const before = shows()
     const { models } = await ollama.list()
     t.same(
       models.map((model) => model.name),
+      ['llama3.2:latest', 'llama3.2:latest+confluence', 'nomic-embed-text:latest'],
+      'no alias for an embedding-only model',
+    )
+    t.equal(shows() - before, 2, 'Ollama was asked what each model can do')
+    await ollama.list()
+    t.equal(shows() - before, 2, 'and remembers it while the models stay the same')
+    // A model that changes has another digest: only it is asked about again.
+    const listed = stand.options.models
+    const embedder = listed[1] as (typeof listed)[number]
+    stand.options.models = [
+      listed[0] as (typeof listed)[number],
+      { ...embedder, digest: 'f'.repeat(64), capabilities: ['completion'] },
+    ]
+    t.teardown(() => {
+      stand.options.models = listed
+    })
+    const changed = await ollama.list()
+    t.equal(shows() - before, 3)
+    t.same(
+      changed.models.map((model) => model.name),
       [
         'llama3.2:latest',
         'llama3.2:latest+confluence',
@@ -141,7 +163,8 @@ t.test('plain models pass through untouched', async (t) => {
         'nomic-embed-text:latest+confluence',
       ],
     )
-    const [plain, alias] = models as unknown as [Json, Json]
+    stand.options.models = listed
+    const [plain, alias] = changed.models as unknown as [Json, Json]
     t.equal(alias.model, 'llama3.2:latest+confluence')
     t.same(alias.details, plain.details, 'same details')
     t.equal(alias.size, plain.size)
@@ -344,4 +367,56 @@ t.test('an Ollama that cannot answer: 503 and 502 in Ollama’s shape', async (t
   }
   const root = await fetch(`${url}/ollama/`, { headers: { authorization: `Bearer ${READER_KEY}` } })
   t.equal(root.status, 502)
+})
+
+t.test('tags when Ollama says nothing of capabilities, or lists them itself', async (t) => {
+  const digest = (n: number) => String(n).repeat(64)
+  const listed: Json[] = [
+    { name: 'old:latest', model: 'old:latest', digest: digest(1) },
+    { name: 'broken:latest', model: 'broken:latest', digest: digest(2) },
+    { name: 'embed:latest', model: 'embed:latest', digest: digest(3), capabilities: ['embedding'] },
+    { name: 'chat:latest', model: 'chat:latest', digest: digest(4), capabilities: ['completion'] },
+  ]
+  const shown: string[] = []
+  const server = createServer((req, res) => {
+    let body = ''
+    req.on('data', (chunk: Buffer) => {
+      body += chunk
+    })
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json; charset=utf-8')
+      if (req.url === '/api/tags') return res.end(JSON.stringify({ models: listed }))
+      const { model } = JSON.parse(body) as { model: string }
+      shown.push(model)
+      // An Ollama too old to report capabilities; a show that fails.
+      if (model === 'old:latest') return res.end(JSON.stringify({ details: {} }))
+      if (model === 'broken:latest') return res.writeHead(500).end('{"error":"disk on fire"}')
+      res.writeHead(404).end(`{"error":"model '${model}' not found"}`)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  const { port } = server.address() as { port: number }
+  const { url } = await listenTestApp(t, {
+    API_KEYS: READER_KEY,
+    OLLAMA_URL: `http://127.0.0.1:${port}`,
+  })
+  const ollama = new Ollama({
+    host: `${url}/ollama`,
+    headers: { Authorization: `Bearer ${READER_KEY}` },
+  })
+  const names = async () => (await ollama.list()).models.map((model) => model.name)
+  const expected = [
+    'old:latest',
+    'old:latest+confluence',
+    'broken:latest',
+    'broken:latest+confluence',
+    'embed:latest',
+    'chat:latest',
+    'chat:latest+confluence',
+  ]
+  t.same(await names(), expected, 'unknown capabilities: the alias is listed')
+  t.same(shown.sort(), ['broken:latest', 'old:latest'], 'listed capabilities are not asked')
+  t.same(await names(), expected)
+  t.same(shown.sort(), ['broken:latest', 'broken:latest', 'old:latest'], 'a failure is asked again')
 })

@@ -29,13 +29,15 @@ export const OllamaCompatOptionsSchema = Type.Object(
     rag_spaces: Type.Optional(
       Type.Union(
         [
-          Type.Array(Type.String({ minLength: 1, maxLength: 255 }), { maxItems: 100 }),
+          Type.Array(Type.String({ maxLength: 255 }), { maxItems: 100 }),
           Type.String({ maxLength: 2000 }),
         ],
         {
           description:
             'Grounded models only: search these spaces (a list, or keys separated by commas), ' +
-            'within those the API key may read. Removed before the body reaches Ollama.',
+            'within those the API key may read. Blank (`""`, `[]`, what a UI sends for an ' +
+            'empty field) narrows nothing: every space the key may read. Removed before the ' +
+            'body reaches Ollama.',
         },
       ),
     ),
@@ -196,7 +198,8 @@ export const OllamaTagsSchema = Type.Object(
   {
     ...open,
     title: 'OllamaTags',
-    description: 'Each model Ollama has, followed by its grounded alias (same details)',
+    description:
+      'Each model Ollama has, followed (if it can chat) by its grounded alias (same details)',
   },
 )
 

@@ -4,6 +4,7 @@ import { createTurnPreparer } from '../../lib/grounded-chat.ts'
 import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import type { OllamaCompatOptions } from '../../schemas/ollama-compat.ts'
+import { createCapabilities } from './capabilities.ts'
 import { createPassThrough, ollamaErrorLine } from './upstream.ts'
 
 // A grounded answer under an alias, in Ollama's own format: the turn is prepared as /api/chat
@@ -12,7 +13,8 @@ import { createPassThrough, ollamaErrorLine } from './upstream.ts'
 // back under the alias's name, as a chat or a generate line. Ollama's clients show only the
 // text, so the answer keeps its [n] citations and ends with a "Sources" list of the excerpts it
 // cites, sent as one last token before `done`; the `done:true` object also carries `sources`,
-// the same items /api/chat gives.
+// the same items /api/chat gives. A client that asked for `format` (JSON) gets the model's
+// text alone, which must parse: its sources are in `sources` only.
 
 /** One line (or the whole non-streamed answer) of Ollama's /api/chat. */
 export type ChatLine = ParsedLine & {
@@ -53,7 +55,13 @@ export function sourcesNote(sources: readonly GroundingSource[]): string {
 
 const write = (line: ParsedLine) => `${JSON.stringify(line)}\n`
 
-type Presentation = { alias: string; sources: readonly GroundingSource[]; shape: Shape }
+type Presentation = {
+  alias: string
+  sources: readonly GroundingSource[]
+  shape: Shape
+  /** false when the client asked for `format`: the text stays the model's JSON. */
+  note: boolean
+}
 
 /**
  * The client's stream from the base model's chat lines (whole lines, as relayNdjson yields
@@ -62,7 +70,7 @@ type Presentation = { alias: string; sources: readonly GroundingSource[]; shape:
  */
 async function* present(
   lines: AsyncIterable<Buffer | string> | Iterable<string>,
-  { alias, sources, shape }: Presentation,
+  { alias, sources, shape, note: withNote }: Presentation,
 ): AsyncGenerator<string> {
   let text = ''
   for await (const chunk of lines) {
@@ -80,7 +88,7 @@ async function* present(
         continue
       }
       const cited = markCited(sources, text)
-      const note = sourcesNote(cited)
+      const note = withNote ? sourcesNote(cited) : ''
       if (note !== '') {
         const { model, created_at } = line
         const token = { model, created_at, message: { role: 'assistant', content: note } }
@@ -92,22 +100,31 @@ async function* present(
   }
 }
 
-/** The non-streamed answer: the Sources list appended to the text, `sources` beside it. */
-function presentWhole(answer: ChatLine, { alias, sources, shape }: Presentation): ParsedLine {
+/** The non-streamed answer: the Sources list appended (unless `format` was asked), `sources` beside it. */
+function presentWhole(answer: ChatLine, { alias, sources, shape, note }: Presentation): ParsedLine {
   const content = tokenTextOf(answer)
   const cited = markCited(sources, content)
-  const message = { ...answer.message, content: content + sourcesNote(cited) }
+  const message = { ...answer.message, content: note ? content + sourcesNote(cited) : content }
   return { ...shape({ ...answer, message }, alias), sources: cited }
 }
 
-/** `rag_spaces` as a list: `"ENG, OPS"` is `["ENG", "OPS"]`. */
-const spacesOf = (asked: string | string[] | undefined) =>
-  typeof asked === 'string'
-    ? asked
-        .split(',')
-        .map((space) => space.trim())
-        .filter((space) => space !== '')
-    : asked
+/**
+ * `rag_spaces` as a list: `"ENG, OPS"` is `["ENG", "OPS"]`. Blank (`""`, `[]`), which is what a
+ * UI sends for a field left empty, narrows nothing (undefined: every space the key may read),
+ * rather than searching no space at all and answering that nothing was found.
+ */
+function spacesOf(asked: string | string[] | undefined): string[] | undefined {
+  const items = typeof asked === 'string' ? asked.split(',') : (asked ?? [])
+  const spaces = items.map((space) => space.trim()).filter((space) => space !== '')
+  return spaces.length === 0 ? undefined : spaces
+}
+
+/**
+ * Whether the client asked for structured output (`format`: `"json"` or a JSON schema). Its
+ * answer must stay the model's JSON, so no Sources list is appended (`sources` still carries
+ * them). Ollama reads an empty or null format as none.
+ */
+const structured = (format: unknown) => ![undefined, null, ''].includes(format as never)
 
 export type GroundedRequest = {
   /** The name the client asked for, which every answer line carries. */
@@ -119,13 +136,15 @@ export type GroundedRequest = {
   /** The rest of the client's body (format, keep_alive, think, tools…), passed on to Ollama. */
   extra: Record<string, unknown>
   stream: boolean
-  shape: Shape
+  /** Which of Ollama's endpoints was asked: the lines are written in its shape. */
+  endpoint: 'chat' | 'generate'
 }
 
 export function createGroundedAnswerer(fastify: FastifyInstance) {
   const { ollama } = fastify
   const prepareTurn = createTurnPreparer(fastify)
   const { interrupted } = createPassThrough(fastify)
+  const { requireCompletion } = createCapabilities(fastify)
 
   return async function answer(
     request: FastifyRequest,
@@ -136,6 +155,9 @@ export function createGroundedAnswerer(fastify: FastifyInstance) {
     // rag_* are the gateway's, not Ollama's: they never reach the model.
     const { rag_spaces, rag_top_k, ...options } = input.options ?? {}
     const abort = abortOnClientGone(request, reply)
+    // A model that cannot chat (an embedding model) is refused before anything is retrieved.
+    // Without a question the turn only loads or unloads the model, which Ollama answers itself.
+    if (input.messages.length > 0) await requireCompletion(base, input.endpoint, abort.signal)
     const turn = await prepareTurn(request, {
       model: base,
       messages: input.messages,
@@ -147,7 +169,12 @@ export function createGroundedAnswerer(fastify: FastifyInstance) {
       stream,
       signal: abort.signal,
     })
-    const presentation = { alias, sources: turn.sources, shape: input.shape }
+    const presentation = {
+      alias,
+      sources: turn.sources,
+      shape: input.endpoint === 'chat' ? asChat : asGenerate,
+      note: !structured(input.extra.format),
+    }
     const sendObject = (answer: ParsedLine) =>
       reply.type('application/json; charset=utf-8').send(JSON.stringify(answer))
 

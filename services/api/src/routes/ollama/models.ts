@@ -14,19 +14,19 @@ import {
   OllamaVersionSchema,
 } from '../../schemas/ollama-compat.ts'
 import { aliasOf, baseOf } from './alias.ts'
+import { createCapabilities, type ListedModel } from './capabilities.ts'
 import { createPassThrough } from './upstream.ts'
 
 // What Ollama's clients read before they chat: the model list (with an alias beside each
 // model), a model's details, the loaded models, the version, and the root that says Ollama is
 // running. Only the list and an alias's details are rewritten; the rest is Ollama's answer.
 
-type ListedModel = { name: string; model: string; [field: string]: unknown }
-
 const TAGS = ['ollama-compatible']
 
 const models: FastifyPluginAsyncTypebox = async (fastify) => {
   const { ollama } = fastify
   const { sendObject, forward } = createPassThrough(fastify)
+  const { canChatListed } = createCapabilities(fastify)
 
   fastify.get(
     '/',
@@ -84,10 +84,13 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
     {
       schema: {
         tags: TAGS,
-        summary: 'Models, each with its grounded alias (HEAD too)',
+        summary: 'Models, each chat model with its grounded alias (HEAD too)',
         description:
-          "Ollama's model list with, right after each model, its grounded alias: the same " +
-          'entry named `<name>+confluence` (e.g. `llama3.2:latest+confluence`).',
+          "Ollama's model list with, right after each model that can chat, its grounded " +
+          'alias: the same entry named `<name>+confluence` (e.g. `llama3.2:latest+confluence`). ' +
+          "A model whose capabilities (Ollama's /api/show, remembered per digest) lack " +
+          '`completion`, such as an embedding model, gets no alias; one whose capabilities ' +
+          'Ollama does not report (an older Ollama, or show failing) gets one.',
         response: { 200: OllamaTagsSchema, ...OLLAMA_GET_ERRORS },
       },
     },
@@ -95,8 +98,10 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
       const upstream = await ollama.get('/api/tags')
       if (upstream.statusCode >= 400) throw await ollama.error(upstream)
       const { models } = await ollama.json<{ models: ListedModel[] }>(upstream)
+      const canChat = await canChatListed(models)
       return {
-        models: models.flatMap((model) => {
+        models: models.flatMap((model, i) => {
+          if (!canChat[i]) return [model]
           const alias = aliasOf(model.name)
           return [model, { ...model, name: alias, model: alias }]
         }),
