@@ -86,26 +86,46 @@ t.test('the indexed spaces, narrowed to the key', async (t) => {
   })
   const docs = await rig.register({ name: 'Docs', spaces: ['DOC'] })
   t.equal((await rig.waitFor(await rig.enqueue(docs))).state, 'completed')
-  const listed = async () => {
+  /** The spaces and their page counts, once `ready` holds of them (or the bound is past). */
+  const listed = async (ready: (spaces: Json[]) => boolean) => {
     const deadline = Date.now() + SPACES_STALE_MS + 30_000
     for (;;) {
       const now = (await spaces(bearer(READER_KEY))).json.spaces
-      if (now.some((s: Json) => s.key === 'DOC') || Date.now() > deadline) return now
+      if (ready(now) || Date.now() > deadline) return now.map((s: Json) => [s.key, s.pages])
       await new Promise((resolve) => setTimeout(resolve, 500))
     }
   }
-  t.same(
-    (await listed()).map((s: Json) => [s.key, s.pages]),
-    [
-      ['DOC', 1],
-      ['ENG', 3],
-      ['OPS', 2],
-    ],
-  )
+  t.same(await listed((now) => now.some((s) => s.key === 'DOC')), [
+    ['DOC', 1],
+    ['ENG', 3],
+    ['OPS', 2],
+  ])
   t.same(
     (await spaces(bearer(ENG_KEY))).json.spaces.map((s: Json) => s.key),
     ['ENG'],
     'still ENG alone for the ENG key',
+  )
+
+  // A second source over ENG and DOC of the same site (DOC has a new page): each page counts
+  // once, whichever sources hold it.
+  rig.confluence.options.pages.push({
+    id: '302',
+    spaceKey: 'DOC',
+    title: 'Glossary',
+    version: 1,
+    storage: '<h1>Glossary</h1><p>A rollback returns to an earlier release.</p>',
+    updatedAt: '2024-07-02T08:00:00.000Z',
+  })
+  const again = await rig.register({ name: 'Again', spaces: ['ENG', 'DOC'] })
+  t.equal((await rig.waitFor(await rig.enqueue(again))).state, 'completed')
+  t.same(
+    await listed((now) => now.some((s) => s.key === 'DOC' && s.pages > 1)),
+    [
+      ['DOC', 2],
+      ['ENG', 3],
+      ['OPS', 2],
+    ],
+    'pages of two sources of one site count once',
   )
 })
 
