@@ -122,6 +122,18 @@ t.test('schema errors in plain words: unions say what the value may be', async (
     ),
     "body/a/b must be an integer or 'x'",
   )
+  // The branch that got deepest is reported even when a shallower branch is listed after it.
+  t.equal(
+    schemaErrorMessage(
+      [
+        error('/a/0', '#/anyOf/0/items/type', 'type', { type: 'string' }),
+        error('/a', '#/anyOf/1/type', 'type', { type: 'null' }),
+        error('/a', '#/anyOf', 'anyOf'),
+      ],
+      'body',
+    ),
+    'body/a/0 must be a string',
+  )
   t.equal(
     schemaErrorMessage([error('/n', '#/properties/n/maximum', 'maximum')], 'body'),
     'body/n fails maximum',
