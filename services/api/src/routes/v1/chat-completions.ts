@@ -112,6 +112,8 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
       const { body } = request
       const { model, rag } = body
       const stream = body.stream === true
+      // A message Ollama cannot take is refused (400) before anything is asked of anyone.
+      const messages = body.messages.map(toTurn)
       const abort = abortOnClientGone(request, reply)
       // An alias /ollama/api/tags lists (`llama3.2:latest+confluence`) is its base model here:
       // /v1 grounds every model. The answer still names the model as it was asked for.
@@ -119,7 +121,7 @@ const chatCompletions: FastifyPluginAsyncTypebox = async (fastify) => {
       const groundingOn = config.RAG_ENABLED && rag?.enabled !== false
       const turn = await prepareTurn(request, {
         model: base,
-        messages: body.messages.map(toTurn),
+        messages,
         grounded: groundingOn,
         spaces: rag?.spaces,
         topK: rag?.top_k,
