@@ -2,7 +2,7 @@ import type { ChildNode, Element } from 'domhandler'
 import { parseDocument } from 'htmlparser2'
 import { anchorOf } from '../chunk/anchor.ts'
 import { emoticon } from './emoticons.ts'
-import { buildTable } from './tables.ts'
+import { buildTable, MAX_EXTRA_TABLE_CELLS } from './tables.ts'
 
 // Pass 1 of the converter: Confluence storage format → plain HTML that turndown can read.
 //
@@ -185,6 +185,8 @@ type Context = {
   inTable: boolean
   inTask: boolean
   inCode: boolean
+  /** Slots the page's tables may still add beyond their own cells (tables.ts). */
+  tableBudget: number
 }
 
 /**
@@ -216,6 +218,7 @@ export function prepare(storage: string, options: ConvertOptions = {}): Prepared
     inTable: false,
     inTask: false,
     inCode: false,
+    tableBudget: MAX_EXTRA_TABLE_CELLS,
   }
   return { html: children(doc.children, ctx, 0), code: ctx.code, warnings: ctx.warnings }
 }
@@ -723,7 +726,8 @@ function table(node: Element, ctx: Context, depth: number): string {
   for (const c of childElements(node)) {
     if (c.name === 'tr') rows.push(c)
     else if (c.name === 'thead' || c.name === 'tbody' || c.name === 'tfoot') {
-      rows.push(...childElements(c).filter((r) => r.name === 'tr'))
+      // One at a time: a spread of a few hundred thousand rows overflows the stack.
+      for (const r of childElements(c)) if (r.name === 'tr') rows.push(r)
     } else if (c.name === 'caption') caption = children(c.children, ctx, depth + 1)
   }
   const captionHtml = caption.trim() ? `<p><em>${caption}</em></p>` : ''
@@ -752,5 +756,14 @@ function table(node: Element, ctx: Context, depth: number): string {
       })),
   )
   ctx.inTable = outer
-  return captionHtml + buildTable(grid)
+  const built = buildTable(grid, ctx.tableBudget)
+  if (built === null) {
+    // Its spans would multiply it past what a page may hold: its rows as lines, as a table in a
+    // cell is, so no text is lost and the work stays linear in the page.
+    ctx.warnings.push('a table too large to lay out as a grid kept as lines')
+    const lines = grid.map((row) => row.map((cell) => flattenBlocks(cell.html)).join(' · '))
+    return `${captionHtml}<p>${lines.join('<br>')}</p>`
+  }
+  ctx.tableBudget -= built.extra
+  return captionHtml + built.html
 }

@@ -5,18 +5,38 @@
 
 export type SourceCell = { html: string; colspan: number; rowspan: number }
 
+/**
+ * Slots a page's grids may hold beyond the cells the page wrote (span copies, padding of short
+ * rows). Spans multiply: forty 50-byte rows `<td colspan="1000" rowspan="1000">` made a grid of
+ * 1.6 million slots (7 s, 6 MB of markdown), a few more rows ran out of memory. The page's own
+ * cells cost nothing against it, so a big table of plain cells stays a table.
+ */
+export const MAX_EXTRA_TABLE_CELLS = 200_000
+
 const span = (n: number) => (Number.isFinite(n) && n >= 1 ? Math.min(n, 1000) : 1)
 
-export function buildTable(rows: SourceCell[][]): string {
+export type BuiltTable = { html: string; extra: number }
+
+/**
+ * The rows as a regular grid in HTML, and how many slots it holds beyond the rows' own cells;
+ * null when that would be over `budget` (the caller lays the table out otherwise).
+ */
+export function buildTable(rows: SourceCell[][], budget: number): BuiltTable | null {
+  let cells = 0
+  for (const row of rows) cells += row.length
+  // Every slot written counts (a span may write over another's): the work stays within budget.
+  let room = cells + budget
   const grid: string[][] = []
-  rows.forEach((row, r) => {
+  for (let r = 0; r < rows.length; r++) {
     grid[r] ??= []
     let c = 0
-    for (const cell of row) {
+    for (const cell of rows[r] as SourceCell[]) {
       const line = grid[r] as string[]
       while (line[c] !== undefined) c++
       const rowspan = Math.min(span(cell.rowspan), rows.length - r)
       const colspan = span(cell.colspan)
+      room -= rowspan * colspan
+      if (room < 0) return null
       for (let dr = 0; dr < rowspan; dr++) {
         grid[r + dr] ??= []
         const target = grid[r + dr] as string[]
@@ -24,9 +44,14 @@ export function buildTable(rows: SourceCell[][]): string {
       }
       c += colspan
     }
-  })
-  const width = Math.max(0, ...grid.map((line) => line.length))
-  if (width === 0) return ''
+  }
+  // A loop, not Math.max(...): a spread of many thousand rows overflows the stack.
+  let width = 0
+  for (const line of grid) width = Math.max(width, line.length)
+  if (width === 0) return { html: '', extra: 0 }
+  // Cells written over by another's span leave fewer slots than cells: no credit for those.
+  const extra = Math.max(0, grid.length * width - cells)
+  if (extra > budget) return null
   let out = '<table>'
   grid.forEach((line, r) => {
     // Stryker disable next-line ConditionalExpression,EqualityOperator: the markdown pass reads th and td alike (one table-cell rule) and makes the first row the header whatever its cells
@@ -37,5 +62,5 @@ export function buildTable(rows: SourceCell[][]): string {
     // Stryker disable next-line StringLiteral: the HTML parser behind turndown closes a row when the next <tr> or the table ends
     out += '</tr>'
   })
-  return `${out}</table>`
+  return { html: `${out}</table>`, extra }
 }
