@@ -40,6 +40,9 @@ type Export = {
   files: Map<string, Entry>
 }
 
+/** A Unix symbolic link stored as such (file type in the high 16 bits of its attributes). */
+const isSymlink = (entry: Entry) => ((entry.externalFileAttributes >>> 16) & 0o170000) === 0o120000
+
 const notAnExport = (path: string, why: string) =>
   new ExportError(`${path} is not a Confluence HTML space export: ${why}`)
 
@@ -118,6 +121,11 @@ export function openExportSource(
   }
 
   async function readPage(ex: Export, id: string, entry: Entry): Promise<PageBody> {
+    // A link's data is the path it names: indexing that as the page would be wrong, and nothing
+    // here ever resolves it (the zip is never unpacked), so the page is refused, saying why.
+    if (isSymlink(entry)) {
+      throw new ExportError(`${entry.fileName} is a symbolic link, not a page file`)
+    }
     const listed = ex.index.get(id)
     const html = await readZipEntry(ex.zip, entry, maxPageBytes)
     const page = parsePage(html, {
