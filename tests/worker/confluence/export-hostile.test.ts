@@ -10,7 +10,7 @@
 import { createWriteStream, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { MAX_INDEX_BYTES } from '@confluence-bot/shared'
+import { MAX_INDEX_BYTES, MAX_INDEX_NODES } from '@confluence-bot/shared'
 import t, { type Test } from 'tap'
 import { ZipFile } from 'yazl'
 import {
@@ -366,6 +366,11 @@ t.test('the upload route refuses each hostile zip with a 400 and keeps nothing',
       'an index.html bomb',
       await build([{ name: 'index.html', data: Buffer.alloc(MAX_INDEX_BYTES + 1, 32) }, HOME]),
       /index\.html cannot be read \(index\.html is \d+ bytes, over the \d+-byte limit\)/,
+    ],
+    [
+      'an index.html of a million empty elements (a few KB zipped)',
+      await build([{ name: 'index.html', data: INDEX + '<i></i>'.repeat(MAX_INDEX_NODES) }, HOME]),
+      new RegExp(`index\\.html holds over ${MAX_INDEX_NODES} nodes`),
     ],
     ['a web page sent as a zip', Buffer.from('<html>not a zip</html>'), /not a readable zip/],
     ['an empty body', Buffer.alloc(0), /not a readable zip/],

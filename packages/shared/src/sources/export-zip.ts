@@ -1,4 +1,4 @@
-import { type Document, DomHandler, type Element } from 'domhandler'
+import { type ChildNode, type Document, DomHandler, type Element } from 'domhandler'
 import { DomUtils, Parser, parseDocument } from 'htmlparser2'
 import yauzl, { type Entry, type ZipFile } from 'yauzl'
 
@@ -30,8 +30,23 @@ export const parseExportHtml = (html: string): Document => parseDocument(html, H
  */
 export const MAX_INDEX_DEPTH = 1_000
 
+/**
+ * Nodes index.html may hold: a page costs it a few (li, a, its title, ul, whitespace between), so
+ * this is well over 100,000 pages. Each node of the DOM costs about 0.5 KB of heap, and 30 MB of
+ * `<p>x</p>` zips to 46 KB: that upload held 1.8 GB of heap for 4 s; the 64 MB an index.html may
+ * be would have run the process out of memory.
+ */
+export const MAX_INDEX_NODES = 1_000_000
+
 class DepthBoundHandler extends DomHandler {
   private depth = 0
+  private nodes = 0
+  protected override addNode(node: ChildNode): void {
+    if (++this.nodes > MAX_INDEX_NODES) {
+      throw new ExportZipError(`index.html holds over ${MAX_INDEX_NODES} nodes`)
+    }
+    super.addNode(node)
+  }
   override onopentag(name: string, attribs: Record<string, string>): void {
     if (++this.depth > MAX_INDEX_DEPTH) {
       throw new ExportZipError(`index.html nests elements over ${MAX_INDEX_DEPTH} levels deep`)
