@@ -220,8 +220,9 @@ async function deleteConversation(conversation) {
     return
   }
   if (conversation.id === state.conversationId) clearConversation()
-  say(`Deleted the conversation “${conversation.title}”.`)
+  // The list is read again before the deletion is announced: what is said is what is shown.
   await loadHistory()
+  say(`Deleted the conversation “${conversation.title}”.`)
   el.newConversation.focus()
 }
 
