@@ -64,6 +64,12 @@ export const CommonEnvSchema = Type.Object({
     description:
       'Where uploaded HTML space export zips are kept (a volume shared by api and worker)',
   }),
+  METRICS_TOKEN: Type.String({
+    default: '',
+    pattern: '^$|^\\S{16,}$',
+    description:
+      'Bearer token a Prometheus scrape presents to /metrics (16+ characters, no spaces); the api also takes an admin key there. Unset: the worker\'s /metrics is open and the api\'s needs an admin key (open when auth is off)',
+  }),
 })
 
 export const ApiEnvSchema = Type.Object({
@@ -157,6 +163,20 @@ export const ApiEnvSchema = Type.Object({
     default: '',
     description:
       'Comma-separated web origins (scheme://host[:port]) whose pages may call the API from a browser, besides the API itself; `*` for any',
+  }),
+  PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({
+    minimum: 0,
+    maximum: 60_000,
+    default: 500,
+    description:
+      'Mean event-loop delay over a second above which the API answers 503 with Retry-After instead of taking more work (probes and /metrics still answer); 0 turns the check off',
+  }),
+  PRESSURE_MAX_EVENT_LOOP_UTILIZATION: Type.Number({
+    minimum: 0,
+    maximum: 1,
+    default: 0.98,
+    description:
+      'Share of a second the event loop may be busy before the API answers 503 with Retry-After (probes and /metrics still answer); 0 turns the check off',
   }),
 })
 

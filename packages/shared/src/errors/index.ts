@@ -29,6 +29,7 @@ export const ErrorCode = {
   indexUnavailable: 'index_unavailable',
   conversationNotFound: 'conversation_not_found',
   shuttingDown: 'shutting_down',
+  overloaded: 'overloaded',
   internal: 'internal_error',
 } as const
 
