@@ -68,7 +68,7 @@ export const CommonEnvSchema = Type.Object({
     default: '',
     pattern: '^$|^\\S{16,}$',
     description:
-      'Bearer token a Prometheus scrape presents to /metrics (16+ characters, no spaces); the api also takes an admin key there. Unset: the worker\'s /metrics is open and the api\'s needs an admin key (open when auth is off)',
+      "Bearer token a Prometheus scrape presents to /metrics (16+ characters, no spaces); the api also takes an admin key there. Unset: the worker's /metrics is open and the api's needs an admin key (open when auth is off)",
   }),
 })
 
