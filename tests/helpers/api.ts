@@ -28,6 +28,8 @@ export async function testConfig(t: Teardown, env: Env = {}): Promise<ApiConfig>
     OLLAMA_CONNECT_TIMEOUT_MS: '1000',
     // The gateway tests relay Ollama's answers as they are; grounded-answer tests turn it on.
     RAG_ENABLED: 'false',
+    // The suite sends many requests with one key: rate limits are off unless a test sets them.
+    RATE_LIMIT_PER_MINUTE: '0',
     ...env,
   })
 }

@@ -1,5 +1,6 @@
 import { envSchema } from 'env-schema'
 import Type, { type Static, type TSchema } from 'typebox'
+import { secretsKeyProblems } from '../sources/secrets.ts'
 
 // The only module that reads the environment. Each service validates its own schema at boot
 // and gets a typed, immutable config object; a bad value stops the process with a message
@@ -63,6 +64,16 @@ export const CommonEnvSchema = Type.Object({
     default: './data/exports',
     description:
       'Where uploaded HTML space export zips are kept (a volume shared by api and worker)',
+  }),
+  SECRETS_KEY: Type.String({
+    default: '',
+    description:
+      'Key that encrypts source credentials in Redis: 32 random bytes as base64 or 64 hex digits (`openssl rand -base64 32`), the same for api and worker. Unset: credentials are refused (`./confluence-bot start` generates one in data/secrets.key)',
+  }),
+  SECRETS_KEY_PREVIOUS: Type.String({
+    default: '',
+    description:
+      'Comma-separated former SECRETS_KEY values, still accepted to decrypt while credentials are re-encrypted under SECRETS_KEY (rotation)',
   }),
   METRICS_TOKEN: Type.String({
     default: '',
@@ -164,6 +175,31 @@ export const ApiEnvSchema = Type.Object({
     description:
       'Comma-separated web origins (scheme://host[:port]) whose pages may call the API from a browser, besides the API itself; `*` for any',
   }),
+  RATE_LIMIT_PER_MINUTE: Type.Integer({
+    minimum: 0,
+    maximum: 1_000_000,
+    default: 300,
+    description:
+      'Requests one API key (or, without a key, one IP address) may make per minute, counted in Redis across every api replica; 429 above it; 0: no limit',
+  }),
+  ANSWER_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 120,
+    default: 64,
+    description:
+      'Answers from the chat model one api process streams at once (below its 128 connections to Ollama); 503 above it',
+  }),
+  ANSWER_CONCURRENCY_PER_KEY: Type.Integer({
+    minimum: 1,
+    maximum: 120,
+    default: 8,
+    description:
+      'Answers one API key (or IP address, without keys) may have running at once in one api process; 429 above it',
+  }),
+  ANSWER_MAX_MS: Millis(
+    600_000,
+    'Longest an answer from the chat model may run before it is ended with an error (0: no limit); model pulls are not limited',
+  ),
   PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({
     minimum: 0,
     maximum: 60_000,
@@ -401,12 +437,16 @@ export function loadApiConfig(env: Env = process.env): ApiConfig {
   const seen: Seen = new Map()
   const readers = parseKeys(API_KEYS, 'API_KEYS', problems, spaces, seen)
   const admins = parseKeys(ADMIN_API_KEYS, 'ADMIN_API_KEYS', problems, spaces, seen)
+  problems.push(...secretsKeyProblems(rest.SECRETS_KEY, rest.SECRETS_KEY_PREVIOUS))
   if (problems.length > 0) throw new ConfigError(problems)
   return Object.freeze({ ...rest, apiKeys: Object.freeze({ readers, admins, spaces }) })
 }
 
 export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
-  return Object.freeze(validate(WorkerEnvSchema, env))
+  const config = validate(WorkerEnvSchema, env)
+  const problems = secretsKeyProblems(config.SECRETS_KEY, config.SECRETS_KEY_PREVIOUS)
+  if (problems.length > 0) throw new ConfigError(problems)
+  return Object.freeze(config)
 }
 
 /** Auth is off when no key of either role is configured (local single-user use). */

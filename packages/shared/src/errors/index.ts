@@ -29,6 +29,10 @@ export const ErrorCode = {
   indexUnavailable: 'index_unavailable',
   conversationNotFound: 'conversation_not_found',
   shuttingDown: 'shutting_down',
+  rateLimited: 'rate_limited',
+  tooManyAnswers: 'too_many_answers',
+  answersBusy: 'answers_busy',
+  answerTooLong: 'answer_too_long',
   overloaded: 'overloaded',
   internal: 'internal_error',
 } as const
