@@ -58,6 +58,12 @@ export type StandInOptions = {
    * clients see a network error (undici: `TypeError: terminated`). `stream:false` always destroys.
    */
   truncateMode?: 'end' | 'destroy'
+  /**
+   * Per-request faults: called as each request arrives, with its method and path; the knobs it
+   * returns (`failBeforeOutput`, `truncateAfterTokens`…) override the options for that request
+   * only. How the fault suite fails a random share of concurrent requests.
+   */
+  faultFor?: (request: { method: string; path: string }) => Partial<StandInOptions> | undefined
   /** Write each NDJSON line in 3 TCP writes (split mid-JSON and before the `\n`), 5 ms apart. */
   splitWrites: boolean
   /** Length of /api/embed vectors. */
@@ -1032,7 +1038,7 @@ export async function startOllamaStandIn(
       res,
       record,
       standIn,
-      knobs: { ...standIn.options },
+      knobs: { ...standIn.options, ...standIn.options.faultFor?.(record) },
       closed: closing,
       settled: false,
       startedAt: process.hrtime.bigint(),

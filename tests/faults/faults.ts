@@ -1,0 +1,127 @@
+import { spawn } from 'node:child_process'
+import { workerProcessEnv } from '@confluence-bot/shared'
+import type { Redis } from 'ioredis'
+import type { Rig } from '../helpers/ingest.ts'
+import { runService, type Service } from '../helpers/process.ts'
+
+// What the fault suite's files share: the long/short switch, a seeded random source whose seed
+// is printed (a failure is replayed with FAULTS_SEED=<seed>), worker and api processes on a
+// rig, and a Redis that can be stopped and started again without losing its data.
+
+type T = { teardown(fn: () => unknown): void; comment(...args: unknown[]): void }
+
+/** `FAULTS_LONG=1`: the long variants (issue 13's sizes) instead of the short CI ones. */
+export const LONG = process.env.FAULTS_LONG === '1'
+
+/** mulberry32 from a seed: every random fault of a run replays from the seed it printed. */
+export function seeded(t: T, name: string): () => number {
+  const seed = Number(process.env.FAULTS_SEED ?? Math.floor(Math.random() * 2 ** 31))
+  t.comment(`${name}: FAULTS_SEED=${seed}`)
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let x = state
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32
+  }
+}
+
+/** A worker process on the rig, with the environment the image and `pnpm start` give it. */
+export function workerProcess(t: T, rig: Rig, env: Record<string, string> = {}): Service {
+  return runService(
+    t,
+    'services/worker/src/main.ts',
+    workerProcessEnv({ ...rig.env, LOG_LEVEL: 'info', WORKER_CONCURRENCY: '1', ...env }),
+  )
+}
+
+/** An api process on the rig's Redis and index; its URL once it listens. */
+export async function apiProcess(
+  t: T,
+  rig: Rig,
+  env: Record<string, string>,
+): Promise<{ api: Service; url: string }> {
+  const api = runService(t, 'services/api/src/server.ts', {
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    REDIS_URL: rig.redis.url,
+    OLLAMA_URL: rig.ollama.url,
+    LANCEDB_URI: rig.lancedbUri,
+    EXPORTS_DIR: rig.config.EXPORTS_DIR,
+    CONFLUENCE_ALLOWED_HOSTS: '127.0.0.1',
+    ...env,
+  })
+  const line = await api.waitFor(/Server listening at/, 30_000)
+  const url = /listening at (http:\/\/\S+?)"/.exec(line)?.[1]
+  if (url === undefined) throw new Error(`no address in ${line}`)
+  return { api, url }
+}
+
+/** Polls `check` until it holds; throws naming `what` after the timeout. */
+export async function waitUntil(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 60_000,
+  everyMs = 25,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+/**
+ * Turns the rig's Redis into one that survives a stop: append-only file on, every write synced.
+ * `stop()` shuts it down as an operator would (SIGTERM: the AOF is flushed), `start()` starts a
+ * new redis-server on the same port and directory, which loads it back.
+ */
+export async function durableRedis(t: T, rig: Rig, client: Redis) {
+  const dir = ((await client.config('GET', 'dir')) as string[])[1] as string
+  await client.config('SET', 'appendfsync', 'always')
+  await client.config('SET', 'appendonly', 'yes')
+  await waitUntil('the first AOF rewrite', async () =>
+    /aof_rewrite_in_progress:0/.test(await client.info('persistence')),
+  )
+  let current = rig.redis.process
+  const args = [
+    '--port',
+    String(rig.redis.port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    'yes',
+    '--appendfsync',
+    'always',
+    '--maxmemory-policy',
+    'noeviction',
+  ]
+  t.teardown(() => {
+    if (current.exitCode === null && current.signalCode === null) current.kill('SIGKILL')
+  })
+  return {
+    async stop() {
+      const exited = new Promise((resolve) => current.once('exit', resolve))
+      current.kill('SIGTERM')
+      await exited
+    },
+    async start() {
+      const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      current = child
+      let out = ''
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString()
+          if (out.includes('Ready to accept connections')) resolve()
+        })
+        child.once('exit', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)))
+      })
+    },
+  }
+}
