@@ -15,6 +15,7 @@ import {
   ollamaEndpoint,
   ollamaTarget,
   redactUrl,
+  secretsKeyFile,
   workerProcessEnv,
 } from '@confluence-bot/shared'
 
@@ -165,6 +166,24 @@ const graceMs = api.SHUTDOWN_GRACE_MS
 // manager, to this process) is passed on.
 process.once('SIGINT', () => void stop(0, true))
 process.once('SIGTERM', () => void stop(0))
+
+// Source credentials are encrypted with SECRETS_KEY. A laptop install has nobody to set one, so
+// the first start creates it in the data directory and every later start reads it back; the api
+// and the worker get it through their environment. A key set in the environment wins.
+if (api.SECRETS_KEY === '') {
+  try {
+    const file = join(root, 'data', 'secrets.key')
+    const { key, created } = secretsKeyFile(file)
+    process.env.SECRETS_KEY = key
+    if (created)
+      say(
+        `confluence-bot: created ${file}, the key of stored source credentials: back it up with Redis`,
+      )
+  } catch (err) {
+    say(`confluence-bot: ${(err as Error).message}`)
+    process.exit(1)
+  }
+}
 
 await ensureRedis(api.REDIS_URL)
 run('api', 'services/api/src/server.ts')

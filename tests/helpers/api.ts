@@ -9,6 +9,8 @@ type Teardown = { teardown(fn: () => unknown): void }
 
 export const READER_KEY = 'reader-key-0123456789abcdef'
 export const ADMIN_KEY = 'admin-key-0123456789abcdef'
+/** SECRETS_KEY of test apis and workers (source credentials are refused without one). */
+export const TEST_SECRETS_KEY = Buffer.alloc(32, 7).toString('base64')
 
 /** A temp directory removed when the test ends. */
 export async function tempDir(t: Teardown, prefix = 'cnfl-'): Promise<string> {
@@ -30,6 +32,7 @@ export async function testConfig(t: Teardown, env: Env = {}): Promise<ApiConfig>
     RAG_ENABLED: 'false',
     // The suite sends many requests with one key: rate limits are off unless a test sets them.
     RATE_LIMIT_PER_MINUTE: '0',
+    SECRETS_KEY: TEST_SECRETS_KEY,
     ...env,
   })
 }

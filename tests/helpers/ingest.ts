@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
   CHUNKS_TABLE,
+  createKeyring,
   createSource,
   type Env,
   JobName,
@@ -23,7 +24,7 @@ import { pino } from 'pino'
 import type { Test } from 'tap'
 import { createIngest, type RunningIngest } from '../../services/worker/src/ingest/index.ts'
 import { type RunningWorker, startWorker } from '../../services/worker/src/worker.ts'
-import { ADMIN_KEY, listenTestApp, READER_KEY, tempDir } from './api.ts'
+import { ADMIN_KEY, listenTestApp, READER_KEY, TEST_SECRETS_KEY, tempDir } from './api.ts'
 import {
   type ConfluenceStandIn,
   type ConfluenceStandInOptions,
@@ -139,6 +140,7 @@ export async function ingestRig(
     WORKER_LOCK_MS: '2000',
     SYNC_BATCH_PAGES: '5',
     VECTOR_INDEX_MIN_ROWS: '100000',
+    SECRETS_KEY: TEST_SECRETS_KEY,
     ...(options.env as Record<string, string>),
   }
   const config = loadWorkerConfig(env)
@@ -154,13 +156,18 @@ export async function ingestRig(
     config,
     lancedbUri,
     async register(input = {}) {
-      const spec = await createSource(client, {
-        name: 'Test space',
-        kind: confluence.options.deployment === 'dc' ? 'datacenter' : 'cloud',
-        base_url: confluence.baseUrl,
-        spaces: [...new Set(options.pages.map((p) => p.spaceKey))],
-        ...input,
-      })
+      const spec = await createSource(
+        client,
+        {
+          name: 'Test space',
+          kind: confluence.options.deployment === 'dc' ? 'datacenter' : 'cloud',
+          base_url: confluence.baseUrl,
+          spaces: [...new Set(options.pages.map((p) => p.spaceKey))],
+          ...input,
+        },
+        undefined,
+        createKeyring(config),
+      )
       return spec.id
     },
     async startWorker(overrides = {}) {

@@ -1,15 +1,17 @@
 import { resolve } from 'node:path'
 import {
+  createKeyring,
   defaultJobOptions,
   JobName,
   QUEUE_PREFIX,
   QueueName,
+  resealInBackground,
   type SourceAuth,
   type SourceSpec,
   sourceAuth,
   type WorkerConfig,
 } from '@confluence-bot/shared'
-import { Queue } from 'bullmq'
+import { Queue, UnrecoverableError } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { openExportSource } from '../confluence/export.ts'
@@ -28,6 +30,10 @@ import type { Ingest } from './context.ts'
 // store, the embedder, the producer queues (for page batches and progress), and the processors
 // registered by queue and job name.
 
+const unrecoverable = (err: Error): never => {
+  throw new UnrecoverableError(err.message)
+}
+
 /** Credentials of a source registered without any: the CONFLUENCE_* settings, if set. */
 export function defaultAuth(config: WorkerConfig): SourceAuth | undefined {
   if (config.CONFLUENCE_TOKEN === '') return undefined
@@ -40,6 +46,7 @@ export type RunningIngest = { ingest: Ingest; registry: ProcessorRegistry; close
 
 export async function createIngest(config: WorkerConfig, log: Logger): Promise<RunningIngest> {
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null })
+  const keyring = createKeyring(config)
   redis.on('error', () => {}) // reported by the worker's own connection
   // The contract's retries and retention for every job the worker queues itself: upkeep, page
   // batches and the syncs its Job Schedulers create (like the api's queues).
@@ -75,7 +82,10 @@ export async function createIngest(config: WorkerConfig, log: Logger): Promise<R
         const path = resolve(config.EXPORTS_DIR, spec.export_path as string)
         return openExportSource({ ...spec, export_path: path }, { log })
       }
-      const auth = (await sourceAuth(redis, spec.id)) ?? defaultAuth(config)
+      // Commands wait for Redis to come back (maxRetriesPerRequest: null), so what fails here
+      // is credentials no configured key opens: a retry cannot help.
+      const stored = await sourceAuth(redis, spec.id, keyring).catch(unrecoverable)
+      const auth = stored ?? defaultAuth(config)
       return openRestSource(spec, auth, { redis, log, config })
     },
   }
@@ -83,6 +93,9 @@ export async function createIngest(config: WorkerConfig, log: Logger): Promise<R
   reconcileSchedulers(redis, queues.sync, log).catch((err: Error) =>
     log.warn({ err: err.message }, 'could not reconcile the sync schedules'),
   )
+  // Credentials in clear (earlier versions) or under SECRETS_KEY_PREVIOUS are sealed under
+  // SECRETS_KEY now rather than at their next sync, so a rotation can finish (SECURITY.md).
+  void resealInBackground(redis, keyring, log)
   const registry: ProcessorRegistry = {
     [QueueName.sync]: {
       [JobName.sync]: createSyncProcessor(ingest),

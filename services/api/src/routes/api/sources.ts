@@ -9,10 +9,12 @@ import {
   AppError,
   checkSourceCql,
   checkSourceHost,
+  createKeyring,
   createSource,
   ErrorCode,
   exportFileName,
   getSource,
+  hasSourceAuth,
   JobName,
   jobId,
   listSources,
@@ -21,12 +23,12 @@ import {
   publicSource,
   QueueName,
   removeSource,
+  SecretsKeyMissingError,
   type SourceInputError,
   SourceNameTakenError,
   type SourceSpec,
   type SyncJobData,
   scheduledSyncTemplate,
-  sourceAuth,
   syncDedupId,
   syncJobOptions,
   syncSchedulerId,
@@ -60,7 +62,7 @@ const ZIP_TYPES = ['application/zip', 'application/x-zip-compressed', 'applicati
 async function view(fastify: FastifyInstance, spec: SourceSpec) {
   return {
     ...publicSource(spec),
-    has_credentials: (await sourceAuth(fastify.redis, spec.id)) !== undefined,
+    has_credentials: await hasSourceAuth(fastify.redis, spec.id),
   }
 }
 
@@ -146,6 +148,7 @@ async function saveUpload(
 
 const sources: FastifyPluginAsyncTypebox = async (fastify) => {
   const { config } = fastify
+  const keyring = createKeyring(config)
 
   fastify.post(
     '/sources',
@@ -178,10 +181,13 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
       const input = { ...body, base_url: body.base_url.replace(/\/+$/, '') }
       let spec: SourceSpec
       try {
-        spec = await createSource(fastify.redis, input)
+        spec = await createSource(fastify.redis, input, undefined, keyring)
       } catch (err) {
         if (err instanceof SourceNameTakenError) {
           throw new AppError(409, ErrorCode.sourceExists, err.message)
+        }
+        if (err instanceof SecretsKeyMissingError) {
+          throw new AppError(400, ErrorCode.sourceRefused, err.message)
         }
         throw err
       }
