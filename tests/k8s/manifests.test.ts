@@ -486,6 +486,37 @@ t.test('secrets are referenced, never rendered or committed', async (t) => {
   t.match(readFileSync(join(k8s, 'README.md'), 'utf8'), /kubectl .*create secret generic/)
 })
 
+t.test(
+  'api and worker get SECRETS_KEY from the Secret, required; the previous key optional',
+  async (t) => {
+    for (const [target, objects] of rendered) {
+      for (const name of ['api', 'worker']) {
+        const c = container(workload(objects, name))
+        const ref = (key: string) => c.env?.find((e) => e.name === key)?.valueFrom?.secretKeyRef
+        t.strictSame(
+          ref('SECRETS_KEY'),
+          { name: API_SECRET, key: 'SECRETS_KEY' },
+          `${target} ${name}: SECRETS_KEY from the Secret, not optional`,
+        )
+        t.strictSame(
+          ref('SECRETS_KEY_PREVIOUS'),
+          { name: API_SECRET, key: 'SECRETS_KEY_PREVIOUS', optional: true },
+          `${target} ${name}: SECRETS_KEY_PREVIOUS from the Secret when it is there`,
+        )
+        t.equal(
+          environment(objects, c).SECRETS_KEY,
+          undefined,
+          `${target} ${name}: never a literal`,
+        )
+      }
+    }
+    const example = loadYamlFile(join(k8s, 'secret.example.yaml'))[0] as K8sObject & {
+      stringData: Record<string, string>
+    }
+    t.ok('SECRETS_KEY' in example.stringData, 'the example Secret has the key')
+  },
+)
+
 t.test("the walkthrough's Secret holds only settings the services read", async (t) => {
   const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
   // The command that creates the services' Secret, through its continuation lines.
@@ -502,6 +533,7 @@ t.test("the walkthrough's Secret holds only settings the services read", async (
   for (const key of keys)
     t.ok(known.has(key as string), `${key} is a setting of the api or the worker`)
   t.ok(keys.includes('CONFLUENCE_TOKEN'), 'the default Confluence token is among them')
+  t.ok(keys.includes('SECRETS_KEY'), 'the key of source credentials is among them')
 })
 
 t.test('LanceDB: RWX volume, or RWO with the pods co-located', async (t) => {
