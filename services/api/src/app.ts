@@ -8,17 +8,21 @@ import Fastify, {
 } from 'fastify'
 import { answerClientError } from './lib/client-errors.ts'
 import { OneLineRequestLog } from './lib/request-log.ts'
+import answerLimits from './plugins/app/answer-limits.ts'
 import auth from './plugins/app/auth.ts'
 import chunkIndex from './plugins/app/chunk-index.ts'
 import config from './plugins/app/config.ts'
 import conversations from './plugins/app/conversations.ts'
+import cors from './plugins/app/cors.ts'
 import errors from './plugins/app/errors.ts'
 import lancedb from './plugins/app/lancedb.ts'
 import ollama from './plugins/app/ollama.ts'
 import queues from './plugins/app/queues.ts'
+import rateLimit from './plugins/app/rate-limit.ts'
 import readiness from './plugins/app/readiness.ts'
 import redis from './plugins/app/redis.ts'
 import requestGuard from './plugins/app/request-guard.ts'
+import securityHeaders from './plugins/app/security-headers.ts'
 import validation from './plugins/app/validation.ts'
 import swagger from './plugins/external/swagger.ts'
 import admin from './routes/admin/index.ts'
@@ -113,7 +117,11 @@ export function buildApp(options: BuildOptions): FastifyInstance {
 
   app.register(config, { config: options.config })
   app.register(errors)
+  // Headers first, so that even a refusal carries them; CORS after the guard, which refuses
+  // a foreign Origin (a preflight too) before CORS would answer it.
+  app.register(securityHeaders)
   app.register(requestGuard)
+  app.register(cors)
   app.register(validation)
   app.register(readiness)
   app.register(swagger)
@@ -124,6 +132,10 @@ export function buildApp(options: BuildOptions): FastifyInstance {
   app.register(chunkIndex)
   app.register(queues)
   app.register(auth)
+  // Route hooks, in this order, on the routes registered below: the rate limit counts a
+  // request once its key is known, then an answer takes its slot.
+  app.register(rateLimit)
+  app.register(answerLimits)
   app.register(api, { prefix: '/api' })
   app.register(admin, { prefix: '/admin' })
   app.register(openaiCompatible, { prefix: '/v1' })

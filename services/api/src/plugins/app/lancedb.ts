@@ -1,4 +1,5 @@
-import { type Connection, connect } from '@lancedb/lancedb'
+import { lancedbConnect } from '@confluence-bot/index'
+import type { Connection } from '@lancedb/lancedb'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 
@@ -9,11 +10,12 @@ declare module 'fastify' {
 }
 
 // Opens the index lazily: the API starts (and reports itself `down`) even when the LanceDB
-// location is not usable yet, and reconnects on the next call after a failure.
+// location is not usable yet, and reconnects on the next call after a failure. Through the one
+// connect helper every reader and the writer use, so the health check sees the index as they do.
 async function lancedb(fastify: FastifyInstance) {
   let pending: Promise<Connection> | undefined
   const connection = () => {
-    pending ??= connect(fastify.config.LANCEDB_URI).catch((err: unknown) => {
+    pending ??= lancedbConnect(fastify.config.LANCEDB_URI).catch((err: unknown) => {
       pending = undefined
       throw err
     })
