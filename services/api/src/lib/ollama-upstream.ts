@@ -1,6 +1,7 @@
 import { AppError, ErrorCode, ollamaTarget, redactUrl, scrub } from '@confluence-bot/shared'
 import type { Dispatcher } from 'undici'
 import { Pool } from 'undici'
+import { countOllamaError } from './metrics.ts'
 
 // The gateway's HTTP client for Ollama: one keep-alive pool, bytes passed through untouched.
 // A connect timeout applies, but no headers or body timeout: a model may take minutes to load
@@ -33,14 +34,19 @@ export class OllamaUpstream {
   readonly #basePath: string
   readonly #query: string
   readonly #headers: Record<string, string>
+  readonly #answerMaxMs: number
 
-  constructor(url: string, options: { connectTimeoutMs: number; connections?: number }) {
+  constructor(
+    url: string,
+    options: { connectTimeoutMs: number; connections?: number; answerMaxMs?: number },
+  ) {
     const target = ollamaTarget(url)
     this.url = redactUrl(url)
     this.scrub = (text: string) => scrub(target, text)
     this.#basePath = target.basePath
     this.#query = target.query
     this.#headers = target.headers
+    this.#answerMaxMs = options.answerMaxMs ?? 0
     this.#pool = new Pool(target.origin, {
       connections: options.connections ?? 128,
       headersTimeout: 0,
@@ -51,13 +57,43 @@ export class OllamaUpstream {
 
   /** POSTs JSON to an Ollama path; connection failures become 503 ollama_unavailable. */
   post(path: string, payload: unknown, signal?: AbortSignal): Promise<UpstreamResponse> {
-    return this.#request({
-      method: 'POST',
+    const options = {
+      method: 'POST' as const,
       path: this.#path(path),
       headers: { ...this.#headers, 'content-type': 'application/json' },
       body: serialize(payload),
       signal,
-    })
+    }
+    if (this.#answerMaxMs > 0 && ANSWER_PATHS.has(path)) return this.#answer(options)
+    return this.#request(options)
+  }
+
+  /**
+   * An answer from the model, cut after ANSWER_MAX_MS: the request is aborted with an error
+   * that says so, which a stream's relay turns into its terminal error line (a response not
+   * yet begun fails with it, 504). The clock stops once the answer's body is done.
+   */
+  async #answer(options: Dispatcher.RequestOptions): Promise<UpstreamResponse> {
+    const limit = new AbortController()
+    const ms = this.#answerMaxMs
+    const timer = setTimeout(() => {
+      limit.abort(
+        new AppError(
+          504,
+          ErrorCode.answerTooLong,
+          `The answer took longer than ANSWER_MAX_MS (${ms} ms) and was stopped`,
+        ),
+      )
+    }, ms)
+    const signals = [limit.signal, options.signal].filter((s) => s instanceof AbortSignal)
+    try {
+      const response = await this.#request({ ...options, signal: AbortSignal.any(signals) })
+      response.body.once('close', () => clearTimeout(timer))
+      return response
+    } catch (err) {
+      clearTimeout(timer)
+      throw err
+    }
   }
 
   get(path: string, signal?: AbortSignal): Promise<UpstreamResponse> {
@@ -80,6 +116,7 @@ export class OllamaUpstream {
   unavailable(err: unknown): unknown {
     const code = (err as { code?: string }).code
     if (code !== undefined && CONNECTION_ERRORS.has(code)) {
+      countOllamaError('unreachable')
       return new AppError(
         503,
         ErrorCode.ollamaUnavailable,
@@ -95,6 +132,7 @@ export class OllamaUpstream {
    * the request (a proxy's "Cannot GET /api/tags?token=…"): OLLAMA_URL's credential is hidden.
    */
   async error(response: UpstreamResponse): Promise<AppError> {
+    countOllamaError('error_status')
     const text = await response.body.text()
     const status = response.statusCode
     let reason: string | undefined
@@ -161,6 +199,9 @@ const excerpt = (text: string): string =>
     .trim()
     .slice(0, 200)
     .replace(/([?&][^=&\s"'<>]*=)[^&\s"'<>]*/g, '$1***')
+
+/** Ollama's paths that generate an answer: they are time-limited by ANSWER_MAX_MS, pulls are not. */
+const ANSWER_PATHS = new Set(['/api/chat', '/api/generate'])
 
 /** A request body as JSON; one nested too deeply to write out is the client's error (400). */
 function serialize(payload: unknown): string {

@@ -11,6 +11,7 @@ declare module 'fastify' {
 async function ollama(fastify: FastifyInstance) {
   const upstream = new OllamaUpstream(fastify.config.OLLAMA_URL, {
     connectTimeoutMs: fastify.config.OLLAMA_CONNECT_TIMEOUT_MS,
+    answerMaxMs: fastify.config.ANSWER_MAX_MS,
   })
   fastify.decorate('ollama', upstream)
   fastify.addHook('onClose', () => upstream.close())

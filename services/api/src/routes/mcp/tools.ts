@@ -12,6 +12,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { CallToolResult, ServerNotification } from '@modelcontextprotocol/sdk/types.js'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import * as z from 'zod'
+import { AnswerRefused } from '../../lib/answer-slots.ts'
 import { createTurnPreparer } from '../../lib/grounded-chat.ts'
 import { type ParsedLine, tokenTextOf } from '../../lib/ndjson.ts'
 import { allowedSpaces } from '../../lib/spaces.ts'
@@ -179,21 +180,31 @@ export function createMcpServerFactory(fastify: FastifyInstance): McpServerFacto
     model: string,
     signal: AbortSignal,
   ): Promise<CallToolResult> {
-    const turn = await prepareTurn(request, {
-      model,
-      messages: [{ role: 'user', content: question }],
-      grounded: true,
-      spaces,
-      stream: false,
-      signal,
-    })
-    let answer = turn.nothingFound
+    // An answer holds a connection to Ollama like /api/chat's do: it takes an answer slot
+    // (plugins/app/answer-limits.ts), refused as a tool error when the key or the server has
+    // too many running.
+    const slot = fastify.takeAnswerSlot(request)
+    if (slot instanceof AnswerRefused) throw slot
+    let answer: string | undefined
     let sources: GroundingSource[] = []
-    if (answer === undefined) {
-      const upstream = await fastify.ollama.post('/api/chat', turn.payload, signal)
-      if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
-      answer = tokenTextOf(await fastify.ollama.json<ParsedLine>(upstream))
-      sources = markCited(turn.sources, answer)
+    try {
+      const turn = await prepareTurn(request, {
+        model,
+        messages: [{ role: 'user', content: question }],
+        grounded: true,
+        spaces,
+        stream: false,
+        signal,
+      })
+      answer = turn.nothingFound
+      if (answer === undefined) {
+        const upstream = await fastify.ollama.post('/api/chat', turn.payload, signal)
+        if (upstream.statusCode >= 400) throw await fastify.ollama.error(upstream)
+        answer = tokenTextOf(await fastify.ollama.json<ParsedLine>(upstream))
+        sources = markCited(turn.sources, answer)
+      }
+    } finally {
+      slot()
     }
     const listed = sources.map(sourceOf)
     return result(answerText(answer, listed), { answer, model, sources: listed })
