@@ -32,6 +32,9 @@ export async function testConfig(t: Teardown, env: Env = {}): Promise<ApiConfig>
     RAG_ENABLED: 'false',
     // The suite sends many requests with one key: rate limits are off unless a test sets them.
     RATE_LIMIT_PER_MINUTE: '0',
+    // A busy test process must not shed requests: back-pressure is off unless a test sets it.
+    PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
+    PRESSURE_MAX_EVENT_LOOP_UTILIZATION: '0',
     SECRETS_KEY: TEST_SECRETS_KEY,
     ...env,
   })

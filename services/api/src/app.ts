@@ -10,12 +10,14 @@ import { answerClientError } from './lib/client-errors.ts'
 import { OneLineRequestLog } from './lib/request-log.ts'
 import answerLimits from './plugins/app/answer-limits.ts'
 import auth from './plugins/app/auth.ts'
+import backPressure from './plugins/app/back-pressure.ts'
 import chunkIndex from './plugins/app/chunk-index.ts'
 import config from './plugins/app/config.ts'
 import conversations from './plugins/app/conversations.ts'
 import cors from './plugins/app/cors.ts'
 import errors from './plugins/app/errors.ts'
 import lancedb from './plugins/app/lancedb.ts'
+import metrics from './plugins/app/metrics.ts'
 import ollama from './plugins/app/ollama.ts'
 import queues from './plugins/app/queues.ts'
 import rateLimit from './plugins/app/rate-limit.ts'
@@ -132,6 +134,9 @@ export function buildApp(options: BuildOptions): FastifyInstance {
   app.register(chunkIndex)
   app.register(queues)
   app.register(auth)
+  // Before the routes, so their hooks cover every route; probes are exempt from shedding.
+  app.register(backPressure)
+  app.register(metrics)
   // Route hooks, in this order, on the routes registered below: the rate limit counts a
   // request once its key is known, then an answer takes its slot.
   app.register(rateLimit)

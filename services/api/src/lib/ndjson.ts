@@ -1,4 +1,5 @@
 import { ErrorCode } from '@confluence-bot/shared'
+import { countOllamaError } from './metrics.ts'
 
 // Relays an NDJSON stream from Ollama to a client as bytes arrive. Lines are found by byte
 // (0x0A never occurs inside a multi-byte UTF-8 sequence), so a line split across TCP packets is
@@ -147,6 +148,7 @@ export async function* relayNdjson(
   if (!ended) {
     // Only whole lines were forwarded, so the client's stream is at a line boundary here.
     const reason = failure ?? 'the upstream stream ended early'
+    countOllamaError('stream_cut')
     yield writeError(ErrorCode.ollamaStreamInterrupted, options.interruptedMessage(reason))
   }
 }

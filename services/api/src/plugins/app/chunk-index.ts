@@ -1,6 +1,7 @@
 import { ollamaQueryEmbedder, openSearchIndex, type SearchIndex } from '@confluence-bot/index'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { timedSearches } from '../../lib/metrics.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,10 +20,12 @@ async function chunkIndex(fastify: FastifyInstance) {
       uri: config.LANCEDB_URI,
       embed: ollamaQueryEmbedder({ url: config.OLLAMA_URL }),
       perPage: config.SEARCH_PER_PAGE,
-    }).catch((err: unknown) => {
-      pending = undefined
-      throw err
     })
+      .then(timedSearches)
+      .catch((err: unknown) => {
+        pending = undefined
+        throw err
+      })
     return pending
   }
   fastify.decorate('chunkIndex', { open })
