@@ -124,6 +124,8 @@ const ACCESS: Record<string, Access> = {
   'GET /api/jobs/:id': 'admin',
   'GET /admin/config': 'admin',
   'ANY /admin/queues/**': 'admin',
+  // Prometheus' scrape: an admin key or METRICS_TOKEN (tests/api/metrics.test.ts).
+  'GET /metrics': 'admin',
 }
 
 /** The queue dashboard, which a browser opens: an admin key is also taken as a Basic password. */
@@ -240,7 +242,7 @@ t.test(
     const registered: Route[] = []
     app.addHook('onRoute', (route: RouteOptions) => {
       const methods = Array.isArray(route.method) ? route.method : [route.method]
-      for (const method of methods) registered.push({ method, url: route.url ?? route.path })
+      for (const method of methods) registered.push({ method, url: route.url })
     })
     t.teardown(() => app.close())
     const url = await app.listen({ host: '127.0.0.1', port: 0 })
@@ -279,12 +281,12 @@ t.test(
         'every ACCESS entry matches a route (remove stale ones)',
       )
       // Undocumented routes are only what the table says may be: nothing a reader or admin calls
-      // on the API is left out of /docs except MCP's 405s and the dashboard.
+      // on the API is left out of /docs except MCP's 405s, the dashboard and Prometheus' scrape.
       const documentedKeys = new Set(documented.map((op) => `${op.method} ${trim(op.url)}`))
       const undocumentedProtected = registered
         .filter((r) => r.method !== 'HEAD' && !documentedKeys.has(`${r.method} ${trim(r.url)}`))
         .filter((r) => accessOf(r)?.access !== 'open')
-        .filter((r) => !BASIC_ALLOWED.test(r.url) && r.url !== '/mcp')
+        .filter((r) => !BASIC_ALLOWED.test(r.url) && r.url !== '/mcp' && r.url !== '/metrics')
       t.same(undocumentedProtected, [], 'a protected route missing from /docs')
     })
 
