@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { type ApiConfig, type ErrorBody, ErrorCode } from '@confluence-bot/shared'
+import type { ApiConfig } from '@confluence-bot/shared'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, {
   type FastifyInstance,
@@ -8,6 +8,7 @@ import Fastify, {
 } from 'fastify'
 import { answerClientError } from './lib/client-errors.ts'
 import { OneLineRequestLog } from './lib/request-log.ts'
+import { routerErrorBody } from './lib/router-errors.ts'
 import answerLimits from './plugins/app/answer-limits.ts'
 import auth from './plugins/app/auth.ts'
 import backPressure from './plugins/app/back-pressure.ts'
@@ -81,20 +82,13 @@ export function buildApp(options: BuildOptions): FastifyInstance {
     // Job ids may be 200 characters (their schema says so); the router's default stops at 100.
     routerOptions: { maxParamLength: 256 },
     clientErrorHandler: answerClientError,
-    // A path the router cannot read (`%ff`, a parameter past maxParamLength) gets the API's
-    // error shape like every other 400.
-    frameworkErrors: (error, _request, reply) => {
+    // A path the router cannot read (`%ff`, a parameter past maxParamLength) gets a 400 in the
+    // error shape of its surface like every other 400.
+    frameworkErrors: (error, request, reply) => {
       ;(reply as unknown as FastifyReply)
         .code(400)
         .type('application/json; charset=utf-8')
-        .send({
-          error: ErrorCode.validation,
-          message:
-            error.code === 'FST_ERR_BAD_URL'
-              ? 'The URL path is not valid (a %-escape that is not UTF-8?)'
-              : 'A part of the URL path is too long',
-          statusCode: 400,
-        } satisfies ErrorBody)
+        .send(routerErrorBody(request.url, error.code))
     },
     return503OnClosing: true,
     logController: new OneLineRequestLog(),
