@@ -82,6 +82,9 @@ const ACCESS: Record<string, Access> = {
   'GET /favicon.svg': 'open',
   'GET /vendor/marked.js': 'open',
   'GET /vendor/purify.js': 'open',
+  // CORS preflights, on any path: a browser sends them without credentials, and they answer only
+  // which origins, methods and headers a real request may use.
+  'OPTIONS *': 'open',
 
   // Readers: asking, searching, their own conversations, the models.
   'POST /api/chat': 'reader',
@@ -156,7 +159,9 @@ function accessOf(route: Route): { access: Access; entry: string } | undefined {
 
 /** A concrete path for a route: every parameter and wildcard filled with something plausible. */
 const concrete = (url: string) =>
-  url.replace(/:([A-Za-z]+)/g, (_m, name: string) => `x-${name}`).replace(/\*$/, 'x')
+  url === '*'
+    ? '/any/path'
+    : url.replace(/:([A-Za-z]+)/g, (_m, name: string) => `x-${name}`).replace(/\*$/, 'x')
 
 const MCP_INITIALIZE = {
   jsonrpc: '2.0',
@@ -237,6 +242,9 @@ t.test(
       ADMIN_API_KEYS: ADMIN_KEY,
       REDIS_URL: redis.url,
       OLLAMA_URL: ollama.url,
+      // A busy machine must not turn a refusal into the overload 503 (a control of its own).
+      PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
+      PRESSURE_MAX_EVENT_LOOP_UTILIZATION: '0',
     })
     const app = buildApp({ config })
     const registered: Route[] = []
