@@ -12,10 +12,11 @@ import {
   type WorkerConfig,
   withdrawEmbedModel,
 } from '@confluence-bot/shared'
-import { type Job, UnrecoverableError, Worker } from 'bullmq'
+import { DelayedError, type Job, UnrecoverableError, WaitingChildrenError, Worker } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { startHealthServer } from './health.ts'
+import { collectProcessMetrics, jobDuration, jobFailures } from './metrics.ts'
 
 // Builds one BullMQ Worker per queue of the shared contract, wraps every processor with a check
 // of the job's data against its shared schema and a per-job logger, and owns the shutdown
@@ -74,13 +75,30 @@ export async function startWorker(
         if (problem !== undefined) {
           throw new UnrecoverableError(`${job.name} job data is invalid: ${problem}`)
         }
+        // Every line a job writes names it, its attempt and (for a source's jobs) the source.
+        const sourceId = (job.data as { source_id?: unknown }).source_id
         const jobLog = log.child({
           queue,
           jobName: job.name,
           jobId: job.id,
           attempt: job.attemptsMade + 1,
+          ...(typeof sourceId === 'string' ? { sourceId } : {}),
         })
-        return processor(job, { log: jobLog, config, token })
+        const end = jobDuration.startTimer({ queue, job: job.name })
+        try {
+          const result = await processor(job, { log: jobLog, config, token })
+          end({ outcome: 'completed' })
+          return result
+        } catch (err) {
+          // A sync moving itself to wait for its page batches is not a failure.
+          if (err instanceof WaitingChildrenError || err instanceof DelayedError) {
+            end({ outcome: 'moved' })
+          } else {
+            end({ outcome: 'failed' })
+            jobFailures.inc({ queue, job: job.name })
+          }
+          throw err
+        }
       },
       {
         connection,
@@ -116,6 +134,7 @@ export async function startWorker(
   const renew = setInterval(claim, EMBED_CLAIM_MS / 3)
   renew.unref()
 
+  collectProcessMetrics()
   const health = await startHealthServer(
     config.WORKER_HEALTH_HOST,
     config.WORKER_HEALTH_PORT,
@@ -141,6 +160,7 @@ export async function startWorker(
         },
       }
     },
+    config.METRICS_TOKEN,
   )
   log.info({ queues: ALL_QUEUES, healthPort: health.port }, 'worker started')
 

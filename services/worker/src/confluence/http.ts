@@ -2,6 +2,7 @@ import { rootCertificates } from 'node:tls'
 import { isAllowedHost, type ResolveHost, SourceHostError } from '@confluence-bot/shared'
 import type { Logger } from 'pino'
 import { Agent, type Dispatcher, request } from 'undici'
+import { confluenceErrors } from '../metrics.ts'
 import { ConfluenceError } from './errors.ts'
 import { type Limiter, sleep } from './limiter.ts'
 import { pinnedLookup } from './lookup.ts'
@@ -53,6 +54,8 @@ export type HttpOptions = {
   resolve?: ResolveHost | undefined
   limiter: Limiter
   log?: Logger | undefined
+  /** The source id its error counts are labelled with (the host when not given). */
+  source?: string | undefined
   retry?: Partial<RetryOptions> | undefined
 }
 
@@ -128,6 +131,7 @@ export function createHttp(options: HttpOptions): ConfluenceHttp {
   const host = parsedBase.host
   const retry = { ...DEFAULT_RETRY, ...options.retry }
   const { limiter, log, timeoutMs } = options
+  const source = options.source ?? host
   const secret = options.auth?.token
   const headers: Record<string, string> = {
     accept: 'application/json',
@@ -342,6 +346,7 @@ export function createHttp(options: HttpOptions): ConfluenceHttp {
       }
       if ('value' in outcome) return outcome.value as T
       failure = outcome
+      confluenceErrors.inc({ source, code: failure.error.code })
       if (failure.retry && attempt < retry.attempts) {
         const waitMs = Math.max(failure.waitMs ?? 0, backoff(attempt))
         log?.warn(

@@ -42,6 +42,7 @@ export function openRestSource(
     allowedHosts: deps.config.CONFLUENCE_ALLOWED_HOSTS,
     // Keyed by source id: every worker process reading this source shares one pace.
     limiter: createLimiter(deps.redis, spec.id, rps),
+    source: spec.id,
     log: deps.log?.child({ sourceId: spec.id, sourceKind: spec.kind }),
     retry: deps.retry,
   })

@@ -1,5 +1,6 @@
 import { type OllamaTarget, ollamaTarget, scrub } from '@confluence-bot/shared'
 import { Ollama } from 'ollama'
+import { embedDuration, embedFailures } from '../metrics.ts'
 
 // Embeddings through the official `ollama` client: texts go out in batches (one /api/embed
 // call per batch, `input` as an array), one batch at a time because Ollama runs one embedding
@@ -63,6 +64,7 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
   // JS heap) die young instead of living through every call of a page batch.
   async function call(input: string[], model: string): Promise<Float32Array[] | null> {
     calls++
+    const end = embedDuration.startTimer()
     try {
       const { embeddings } = await client.embed({ model, input, truncate: true })
       if (embeddings.length !== input.length) {
@@ -86,12 +88,16 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
         return values.subarray(i * dim, (i + 1) * dim)
       })
     } catch (err) {
-      if (unreachable(err)) return null
+      const down = unreachable(err)
+      embedFailures.inc({ kind: down ? 'unreachable' : 'error' })
+      if (down) return null
       if (err instanceof EmbeddingError) throw err
       // Ollama's (or a proxy's) text may quote the request: OLLAMA_URL's credential is hidden.
       throw new EmbeddingError(
         `Ollama's embed call failed (model ${model}): ${scrub(target, (err as Error).message)}`,
       )
+    } finally {
+      end()
     }
   }
 

@@ -21,6 +21,7 @@ import {
 import type { Ingest } from '../ingest/context.ts'
 import { jobPrefixes } from '../ingest/embedding.ts'
 import { documentInput, pageRows } from '../ingest/rows.ts'
+import { chunksIndexed, pagesIndexed } from '../metrics.ts'
 import type { ProcessorDeps } from '../worker.ts'
 
 // A batch of changed pages of one sync: fetch their bodies in bulk, then convert and chunk each
@@ -138,6 +139,8 @@ export function createPagesProcessor(ingest: Ingest) {
       lap('write')
       writes++
       chunks += rows.length
+      pagesIndexed.inc({ source: spec.id }, pages.length)
+      chunksIndexed.inc({ source: spec.id }, rows.length)
       written.push(...pages)
       if (rows[0]?.vector !== null) embedded.push(...pages)
       return true
