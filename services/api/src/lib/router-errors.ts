@@ -17,6 +17,6 @@ export function routerErrorBody(url: string, code: string): object {
     statusCode: 400,
   }
   if (url.startsWith('/v1/')) return toOpenAIError(body)
-  if (url === '/ollama' || url.startsWith('/ollama/')) return { error: body.message }
+  if (url.startsWith('/ollama/')) return { error: body.message }
   return body
 }
