@@ -597,7 +597,18 @@ t.test('s3 variant: LanceDB on object storage, no volume', async (t) => {
       const ref = c.env?.find((e) => e.name === key)?.valueFrom?.secretKeyRef
       t.strictSame(ref, { name: 'confluence-bot-s3', key }, `${name}: ${key} from a Secret`)
     }
+    // LanceDB reads the region from the environment; S3-compatible stores need one as well.
+    t.ok(environment(objects, c).AWS_REGION, `${name}: AWS_REGION set`)
   }
+  // The credentials only ever come from that Secret, which is created out of band: neither the
+  // ConfigMap nor any rendered object carries them.
+  const config = find(objects, 'ConfigMap', 'confluence-bot-config').data ?? {}
+  t.strictSame(
+    Object.keys(config).filter((key) => /SECRET|ACCESS_KEY|SESSION_TOKEN/.test(key)),
+    [],
+    'no credentials in the ConfigMap',
+  )
+  t.notOk(has(objects, 'Secret', 'confluence-bot-s3'), 'the S3 Secret is not in the manifests')
   // Otherwise production: same policies, ingress and scale.
   const production = render('overlays/production')
   for (const kind of ['NetworkPolicy', 'Ingress']) {

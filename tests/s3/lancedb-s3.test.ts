@@ -41,6 +41,10 @@ async function until<T>(what: string, check: () => T | undefined | Promise<T | u
 
 t.test('worker and api in their own processes share an index in an S3 bucket', async (t) => {
   const s3 = await startS3StandIn(t)
+  // Each process its own key, as a deployment may give the api a read-only one.
+  const workerKey = s3.env()
+  const apiKey = s3.env()
+  const ownKey = s3.env()
   const pages = generatedSpace(140)
   pages[6] = withWord(pages[6] as StandInPage, 'quetzal')
   pages[20] = withWord(pages[20] as StandInPage, 'marzipan')
@@ -48,15 +52,15 @@ t.test('worker and api in their own processes share an index in an S3 bucket', a
   const rig = await ingestRig(t, {
     pages,
     // The vector index is built from 256 rows (the setting's floor): the space has more.
-    env: { ...s3.env, LANCEDB_URI: URI, VECTOR_INDEX_MIN_ROWS: '256', SYNC_BATCH_PAGES: '20' },
+    env: { ...workerKey, LANCEDB_URI: URI, VECTOR_INDEX_MIN_ROWS: '256', SYNC_BATCH_PAGES: '20' },
   })
   // This process reads the bucket with the same settings, as LanceDB storage options.
-  const storageOptions = (keyId = s3.env.AWS_ACCESS_KEY_ID) => ({
+  const storageOptions = (keyId = ownKey.AWS_ACCESS_KEY_ID) => ({
     aws_endpoint: s3.endpoint,
-    aws_region: s3.env.AWS_REGION,
+    aws_region: ownKey.AWS_REGION,
     allow_http: 'true',
     aws_access_key_id: keyId,
-    aws_secret_access_key: s3.env.AWS_SECRET_ACCESS_KEY,
+    aws_secret_access_key: ownKey.AWS_SECRET_ACCESS_KEY,
   })
   const rows = async () => {
     const db = await lancedb.connect(URI, { storageOptions: storageOptions() })
@@ -74,6 +78,7 @@ t.test('worker and api in their own processes share an index in an S3 bucket', a
   )
   const api = runService(t, 'services/api/src/server.ts', {
     ...rig.env, // Redis, Ollama, LANCEDB_URI and the AWS_* variables, as the worker has them
+    ...apiKey,
     PORT: '0',
     LOG_LEVEL: 'info',
     API_KEYS: READER_KEY,
@@ -120,7 +125,6 @@ t.test('worker and api in their own processes share an index in an S3 bucket', a
     ['source_id_idx', 'space_idx', 'text_idx', 'vector_idx'],
     'the upkeep built every index in the bucket',
   )
-  t.ok(s3.requests.get('PUT'), 'objects were written through the S3 API')
 
   const hit = await search('marzipan')
   t.equal(hit.mode, 'keyword')
@@ -173,9 +177,21 @@ t.test('worker and api in their own processes share an index in an S3 bucket', a
   })
   const view = await settings.body.text()
   t.equal((JSON.parse(view) as { lancedb_uri: string }).lancedb_uri, URI)
-  const secret = s3.env.AWS_SECRET_ACCESS_KEY
-  t.notMatch(view, secret, 'no secret in the settings view')
-  t.notMatch(worker.output() + api.output(), secret, 'no secret logged')
+  for (const secret of [workerKey.AWS_SECRET_ACCESS_KEY, apiKey.AWS_SECRET_ACCESS_KEY]) {
+    t.notMatch(view, secret, 'no secret in the settings view')
+    t.notMatch(worker.output() + api.output(), secret, 'no secret logged')
+  }
+
+  // The worker wrote through the S3 API; the api only ever read (a read-only key would do).
+  const writes = s3.methods(workerKey.AWS_ACCESS_KEY_ID)
+  t.ok(writes.includes('PUT'), `the worker wrote the bucket (${writes.join(', ')})`)
+  const reads = s3.methods(apiKey.AWS_ACCESS_KEY_ID)
+  t.ok(reads.includes('GET'), 'the api read the bucket')
+  t.strictSame(
+    reads.filter((m) => m !== 'GET' && m !== 'HEAD'),
+    [],
+    `the api only reads (${reads.join(', ')})`,
+  )
   worker.child.kill('SIGTERM')
   api.child.kill('SIGTERM')
   t.equal((await worker.exit).code, 0)

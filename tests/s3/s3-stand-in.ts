@@ -24,10 +24,10 @@ export const S3_BUCKET = 'cnfl-index'
 
 export type S3StandIn = {
   endpoint: string
-  /** The standard AWS_* variables that point LanceDB at this server. */
-  env: Record<string, string>
-  /** How many requests of each method the server has answered. */
-  requests: Map<string, number>
+  /** The standard AWS_* variables that point LanceDB at this server, with a key pair of its own. */
+  env(): Record<string, string>
+  /** The HTTP methods requests signed with this key id have used so far, sorted. */
+  methods(accessKeyId: string): string[]
 }
 
 export async function startS3StandIn(t: { teardown(fn: () => unknown): void }) {
@@ -57,23 +57,29 @@ export async function startS3StandIn(t: { teardown(fn: () => unknown): void }) {
   }
   const { port } = await server.run()
   t.teardown(() => server.close())
-  const requests = new Map<string, number>()
+  // Which key did what: SigV4 names the key id in the Authorization header's Credential.
+  const used = new Map<string, Set<string>>()
   server.httpServer.prependListener('request', (req) => {
-    const method = req.method ?? '?'
-    requests.set(method, (requests.get(method) ?? 0) + 1)
+    const key = /Credential=([^/]+)\//.exec(req.headers.authorization ?? '')?.[1] ?? 'anonymous'
+    used.set(key, (used.get(key) ?? new Set()).add(req.method ?? '?'))
   })
   const endpoint = `http://127.0.0.1:${port}`
-  // A key pair of this run (s3rver refuses any other key id), so a test can look for the secret
-  // in logs and responses.
-  const accessKeyId = `CNFL${randomBytes(8).toString('hex').toUpperCase()}`
-  const secretAccessKey = randomBytes(20).toString('base64url')
-  account.DUMMY_ACCOUNT.createKeyPair(accessKeyId, secretAccessKey)
-  const env = {
-    AWS_ENDPOINT: endpoint,
-    AWS_REGION: 'us-east-1',
-    AWS_ALLOW_HTTP: 'true',
-    AWS_ACCESS_KEY_ID: accessKeyId,
-    AWS_SECRET_ACCESS_KEY: secretAccessKey,
-  }
-  return { endpoint, env, requests } satisfies S3StandIn
+  return {
+    endpoint,
+    env() {
+      // A key pair of this run (s3rver refuses any other key id), so a test can look for the
+      // secret in logs and responses, and tell one process's requests from another's.
+      const accessKeyId = `CNFL${randomBytes(8).toString('hex').toUpperCase()}`
+      const secretAccessKey = randomBytes(20).toString('base64url')
+      account.DUMMY_ACCOUNT.createKeyPair(accessKeyId, secretAccessKey)
+      return {
+        AWS_ENDPOINT: endpoint,
+        AWS_REGION: 'us-east-1',
+        AWS_ALLOW_HTTP: 'true',
+        AWS_ACCESS_KEY_ID: accessKeyId,
+        AWS_SECRET_ACCESS_KEY: secretAccessKey,
+      }
+    },
+    methods: (accessKeyId) => [...(used.get(accessKeyId) ?? [])].sort(),
+  } satisfies S3StandIn
 }
