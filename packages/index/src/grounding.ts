@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { defuseControlTokens, defusePageText } from './page-text.ts'
 import type { SearchFilters, SearchHit, SearchIndex, SearchMode } from './search.ts'
 
 // Grounded answers: what the model is given (numbered excerpts fenced as data, inside a context
@@ -134,7 +135,7 @@ const SYSTEM = (fence: string) =>
   ].join('\n')
 
 /** A page's title or breadcrumb on one line: a newline in it cannot start a header of its own. */
-const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim()
+const oneLine = (text: string) => defuseControlTokens(text.replace(/\s+/g, ' ').trim())
 
 function excerptBlock(n: number, hit: SearchHit, fence: string): string {
   const lines = [
@@ -143,7 +144,8 @@ function excerptBlock(n: number, hit: SearchHit, fence: string): string {
     `Breadcrumb: ${oneLine(hit.breadcrumb)}`,
   ]
   if (hit.updated_at !== '') lines.push(`Updated: ${hit.updated_at}`)
-  lines.push('', hit.text, `</${fence}>`)
+  // Control tokens and fence-like tags in the page cannot act as structure (page-text.ts).
+  lines.push('', defusePageText(hit.text), `</${fence}>`)
   return lines.join('\n')
 }
 

@@ -9,6 +9,7 @@ export * from './fusion.ts'
 export * from './grounding.ts'
 export { keywordQuery, koreanStem } from './keyword-query.ts'
 export * from './page.ts'
+export { defuseControlTokens, defusePageText } from './page-text.ts'
 export {
   DEFAULT_QUERY_EMBED_TIMEOUT_MS,
   type OllamaQueryEmbedderOptions,
