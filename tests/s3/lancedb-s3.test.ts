@@ -84,6 +84,15 @@ t.test('worker and api in their own processes share an index in an S3 bucket', a
     API_KEYS: READER_KEY,
     ADMIN_API_KEYS: ADMIN_KEY,
   })
+  // A failure is diagnosed from what the two processes said (LanceDB's S3 errors included).
+  t.teardown(() => {
+    if (t.passing()) return
+    for (const [name, service] of Object.entries({ worker, api })) {
+      console.error(
+        `--- ${name} output (last 6000 characters) ---\n${service.output().slice(-6000)}`,
+      )
+    }
+  })
   await worker.waitFor(/worker started/, 30_000)
   const listening = await api.waitFor(/Server listening at/, 30_000)
   const url = /listening at (http:\/\/\S+?)"/.exec(listening)?.[1] as string
