@@ -26,13 +26,12 @@ function routeOf(request: FastifyRequest): string {
   return request.routeOptions.url ?? '(unmatched)'
 }
 
-/** `work`'s result, or a rejection once `ms` have passed (a late outcome is ignored). */
+/** `work`'s result, or a rejection once `ms` have passed (the race handles a late outcome). */
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms)
   })
-  work.catch(() => undefined)
   return Promise.race([work, late]).finally(() => clearTimeout(timer))
 }
 

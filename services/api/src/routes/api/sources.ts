@@ -104,6 +104,7 @@ async function schedule(fastify: FastifyInstance, spec: SourceSpec): Promise<voi
 
 async function enqueueSync(
   fastify: FastifyInstance,
+  request: FastifyRequest,
   sourceId: string,
   body: { full?: boolean; force?: boolean } = {},
 ) {
@@ -113,7 +114,10 @@ async function enqueueSync(
     { source_id: sourceId, ...body },
     options,
   )
-  return { job_id: job.id as string, deduplicated: job.id !== options.jobId }
+  const deduplicated = job.id !== options.jobId
+  // The request's log line names the job, and the worker's lines name it too: one joins both.
+  request.log.info({ jobId: job.id, queue: QueueName.sync, sourceId, deduplicated }, 'sync queued')
+  return { job_id: job.id as string, deduplicated }
 }
 
 const tooLarge = (limit: number) =>
@@ -247,6 +251,7 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
         { source_id: spec.id, ...(managed ? { export_path: spec.export_path } : {}) },
         { jobId: jobId('purge', spec.id) },
       )
+      request.log.info({ jobId: job.id, queue: QueueName.sync, sourceId: spec.id }, 'purge queued')
       reply.code(202)
       return { job_id: job.id as string }
     },
@@ -276,7 +281,7 @@ const sources: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request, reply) => {
       const spec = await found(fastify, request.params.id)
       reply.code(202)
-      return enqueueSync(fastify, spec.id, request.body)
+      return enqueueSync(fastify, request, spec.id, request.body)
     },
   )
 
@@ -446,7 +451,7 @@ function registerReplace(fastify: FastifyInstance, config: ApiConfig) {
         await rm(partial, { force: true })
       }
       reply.code(202)
-      return enqueueSync(fastify, spec.id)
+      return enqueueSync(fastify, request, spec.id)
     },
   )
 }
@@ -504,7 +509,7 @@ function registerUpload(fastify: FastifyInstance, config: ApiConfig) {
         throw err
       }
       await schedule(fastify, spec)
-      await enqueueSync(fastify, spec.id)
+      await enqueueSync(fastify, request, spec.id)
       reply.code(201)
       return view(fastify, spec)
     },
