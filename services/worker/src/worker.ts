@@ -17,6 +17,7 @@ import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { startHealthServer } from './health.ts'
 import { collectProcessMetrics, jobDuration, jobFailures } from './metrics.ts'
+import { storageFault } from './store/storage.ts'
 
 // Builds one BullMQ Worker per queue of the shared contract, wraps every processor with a check
 // of the job's data against its shared schema and a per-job logger, and owns the shutdown
@@ -148,13 +149,16 @@ export async function startWorker(
         new Promise<boolean>((resolve) => setTimeout(resolve, 2_000, false).unref()),
       ])
       const running = workers.every((w) => w.isRunning())
+      // A worker whose index cannot take writes fails every batch: it says why here.
+      const storage = await storageFault(config.LANCEDB_URI)
       return {
-        ready: pong && running && !closing,
+        ready: pong && running && !closing && storage === undefined,
         detail: {
           redis: {
             status: pong ? 'ok' : 'down',
             latency_ms: Math.round(performance.now() - started),
           },
+          storage: storage === undefined ? { status: 'ok' } : { status: 'down', error: storage },
           running: Object.fromEntries(workers.map((w) => [w.name, w.isRunning()])),
           shutting_down: closing,
         },

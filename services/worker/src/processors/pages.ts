@@ -22,6 +22,7 @@ import type { Ingest } from '../ingest/context.ts'
 import { jobPrefixes } from '../ingest/embedding.ts'
 import { documentInput, pageRows } from '../ingest/rows.ts'
 import { chunksIndexed, pagesIndexed } from '../metrics.ts'
+import { writeError } from '../store/storage.ts'
 import type { ProcessorDeps } from '../worker.ts'
 
 // A batch of changed pages of one sync: fetch their bodies in bulk, then convert and chunk each
@@ -132,7 +133,11 @@ export function createPagesProcessor(ingest: Ingest) {
         }
       }
       lap('embed')
-      const stored = await ingest.store.replacePages(spec.id, pages, rows, registered, prefixes)
+      const stored = await ingest.store
+        .replacePages(spec.id, pages, rows, registered, prefixes)
+        .catch((err: unknown) => {
+          throw writeError(err, ingest.config.LANCEDB_URI)
+        })
       if (stored.refused === true) return false
       // What each page read from the catalog, so a page it links to changing converts it again.
       await saveLookups(ingest.redis, spec.id, lookups)

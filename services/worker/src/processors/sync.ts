@@ -34,6 +34,7 @@ import type { Ingest } from '../ingest/context.ts'
 import { jobEmbedding, jobPrefixes } from '../ingest/embedding.ts'
 import { documentInput } from '../ingest/rows.ts'
 import type { Embedding } from '../store/chunks.ts'
+import { isUnwritable } from '../store/storage.ts'
 import type { ProcessorDeps } from '../worker.ts'
 import { type BatchPage, reportProgress } from './pages.ts'
 import { deleteRefusal, planSync, type RestampPage, splitRestamp } from './sync-plan.ts'
@@ -305,6 +306,13 @@ export function createSyncProcessor(ingest: Ingest) {
       for (const page of (batch?.data as PagesJobData | undefined)?.pages ?? []) {
         errors.push({ page_id: page.id, message: reason })
         lost++
+      }
+      // The index refused the write: not one bad page but every write until it is fixed. The
+      // sync fails saying so, rather than completing with its changes silently missing; its
+      // data goes back to the request, so its retry crawls (and writes) again.
+      if (isUnwritable(reason)) {
+        await job.updateData(requestOf(data))
+        throw new Error(reason)
       }
     }
     let deleted = 0
