@@ -48,17 +48,23 @@ t.test(`Redis away for ${OUTAGE_MS / 1000} s during a sync and chat traffic`, as
   t.equal(accepted.status, 202, accepted.text)
   const job = (JSON.parse(accepted.text) as Json).job_id as string
 
-  // Chat traffic, one request after another until told to stop: how each one ended.
+  // Chat traffic, one request after another until told to stop: how each one ended. Every other
+  // one continues a conversation, which is kept in Redis.
   const endings: string[] = []
   let chatting = true
+  let conversation: string | undefined
   const chat = async () => {
+    const continued = endings.length % 2 === 1 ? conversation : undefined
     const { status, text } = await call('/api/chat', READER_KEY, {
       model: 'llama3.2',
       stream: true,
       messages: [{ role: 'user', content: 'What are the details of topic 3?' }],
+      ...(continued === undefined ? {} : { conversation_id: continued }),
     })
     if (status !== 200) return endings.push(`error ${status}`)
-    const last = JSON.parse(text.trimEnd().split('\n').at(-1) as string) as Json
+    const lines = text.trimEnd().split('\n')
+    conversation ??= (JSON.parse(lines[0] as string) as Json).conversation_id as string
+    const last = JSON.parse(lines.at(-1) as string) as Json
     endings.push(last.done === true ? 'done' : typeof last.error === 'string' ? 'error' : 'short')
   }
   const traffic = (async () => {
