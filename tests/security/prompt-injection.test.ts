@@ -150,7 +150,7 @@ t.test('a page that tries to take over the prompt changes nothing', async (t) =>
     rag: { spaces: ['OPS'] },
     stream: false,
   })
-  t.equal(control.status, 200, control.text)
+  t.equal(control.status, 200, control.status === 200 ? 'control' : control.text)
   t.notMatch(JSON.stringify(lastChat()), /INJECT/, 'the control prompt has no attack in it')
   const controlSystem = messagesOf(lastChat())[0]?.content as string
   const controlFence = fenceOf(controlSystem)
@@ -162,7 +162,7 @@ t.test('a page that tries to take over the prompt changes nothing', async (t) =>
       messages: [{ role: 'user', content: QUESTION }],
       stream: false,
     })
-    t.equal(res.status, 200, res.text)
+    t.equal(res.status, 200, res.status === 200 ? 'res' : res.text)
     const count = checkPrompt(t, lastChat(), normalised, '/api/chat')
     t.equal(res.json.choices[0].message.content, ANSWER.join(''))
     t.equal(res.json.choices[0].message.role, 'assistant')

@@ -1,6 +1,8 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { QUEUE_PREFIX } from '@confluence-bot/shared'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { Redis } from 'ioredis'
 import t from 'tap'
 import { ADMIN_KEY, READER_KEY } from '../helpers/api.ts'
@@ -145,7 +147,7 @@ t.test('no secret of a full run is in any log, Redis value, file or response', a
   }
   async function syncAndWait(sourceId: string) {
     const queued = await call('POST', `/api/sources/${sourceId}/sync`, ADMIN_KEY, {})
-    t.equal(queued.status, 202, queued.text)
+    t.equal(queued.status, 202, queued.status === 202 ? 'queued' : queued.text)
     const jobId = queued.json.job_id as string
     for (let i = 0; i < 600; i++) {
       const job = await call('GET', `/api/jobs/${encodeURIComponent(jobId)}`, ADMIN_KEY)
@@ -165,18 +167,18 @@ t.test('no secret of a full run is in any log, Redis value, file or response', a
     name: 'Right credentials',
     auth: { type: 'basic', username: USER, token: TOKEN },
   })
-  t.equal(created.status, 201, created.text)
+  t.equal(created.status, 201, created.status === 201 ? 'created' : created.text)
   t.equal(created.json.has_credentials, true)
   const synced = await syncAndWait(created.json.id as string)
   t.equal(synced.state, 'completed', String(synced.failed_reason))
 
   const search = await call('POST', '/api/search', READER_KEY, { query: 'deploy billing helm' })
-  t.equal(search.status, 200, search.text)
+  t.equal(search.status, 200, search.status === 200 ? 'search' : search.text)
   const asked = await call('POST', '/api/chat', READER_KEY, {
     messages: [{ role: 'user', content: 'How is billing deployed?' }],
     stream: false,
   })
-  t.equal(asked.status, 200, asked.text)
+  t.equal(asked.status, 200, asked.status === 200 ? 'asked' : asked.text)
   t.ok((asked.json.sources as unknown[] | undefined)?.length, 'a grounded answer with sources')
   const streamed = await call('POST', '/api/chat', READER_KEY, {
     messages: [{ role: 'user', content: 'How do I roll back billing?' }],
@@ -186,20 +188,45 @@ t.test('no secret of a full run is in any log, Redis value, file or response', a
     model: 'llama3.2',
     messages: [{ role: 'user', content: 'Who is paged for SEV1?' }],
   })
-  t.equal(openai.status, 200, openai.text)
+  t.equal(openai.status, 200, openai.status === 200 ? 'openai' : openai.text)
   const compat = await call('POST', '/ollama/api/chat', READER_KEY, {
     model: 'llama3.2',
     messages: [{ role: 'user', content: 'Who is on call?' }],
     stream: false,
   })
-  t.equal(compat.status, 200, compat.text)
+  t.equal(compat.status, 200, compat.status === 200 ? 'compat' : compat.text)
+
+  // MCP's ask through the SDK client, every exchange recorded as the other responses are.
+  const recording = async (input: string | URL | Request, init?: RequestInit) => {
+    const res = await fetch(input, init)
+    const text = await res.clone().text()
+    const headers = [...res.headers].map(([k, v]) => `${k}: ${v}`).join('\n')
+    exchanges.push([
+      `MCP response to ${init?.method ?? 'GET'}`,
+      `${res.status}\n${headers}\n\n${text}`,
+    ])
+    return res
+  }
+  const mcp = new Client({ name: 'secrets-grep', version: '1.0.0' })
+  await mcp.connect(
+    new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+      requestInit: { headers: { Authorization: `Bearer ${READER_KEY}` } },
+      fetch: recording,
+    }),
+  )
+  const answered = (await mcp.callTool({
+    name: 'ask',
+    arguments: { question: 'How do I roll back billing?' },
+  })) as { isError?: boolean }
+  t.notOk(answered.isError, 'MCP ask answered')
+  await mcp.close()
 
   const wrong = await call('POST', '/api/sources', ADMIN_KEY, {
     ...source,
     name: 'Wrong credentials',
     auth: { type: 'basic', username: USER, token: WRONG_TOKEN },
   })
-  t.equal(wrong.status, 201, wrong.text)
+  t.equal(wrong.status, 201, wrong.status === 201 ? 'wrong' : wrong.text)
   const failed = await syncAndWait(wrong.json.id as string)
   t.equal(failed.state, 'failed', 'the sync with a wrong token fails')
   t.match(failed.failed_reason, /refused the credentials/)
