@@ -100,6 +100,11 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/models': 'reader',
   'GET /v1/models/:model': 'reader',
   'POST /v1/embeddings': 'reader',
+  // Another method on a /v1 or /ollama path: the scope's own 404/405, after its key check.
+  'OPTIONS /v1': 'reader',
+  'OPTIONS /v1/*': 'reader',
+  'OPTIONS /ollama': 'reader',
+  'OPTIONS /ollama/*': 'reader',
   'GET /ollama': 'reader',
   'GET /ollama/': 'reader',
   'GET /ollama/api/version': 'reader',
@@ -137,7 +142,7 @@ const BASIC_ALLOWED = /^\/admin\/queues(\/|$)/
 type Surface = 'api' | 'openai' | 'ollama'
 /** Which error shape a path answers in. */
 const surfaceOf = (path: string): Surface =>
-  path.startsWith('/v1/') ? 'openai' : /^\/ollama(\/|$)/.test(path) ? 'ollama' : 'api'
+  /^\/v1(\/|$)/.test(path) ? 'openai' : /^\/ollama(\/|$)/.test(path) ? 'ollama' : 'api'
 
 type Route = { method: string; url: string }
 
@@ -289,12 +294,14 @@ t.test(
         'every ACCESS entry matches a route (remove stale ones)',
       )
       // Undocumented routes are only what the table says may be: nothing a reader or admin calls
-      // on the API is left out of /docs except MCP's 405s, the dashboard and Prometheus' scrape.
+      // on the API is left out of /docs except MCP's 405s, the dashboard, Prometheus' scrape and
+      // the 404/405 answers to OPTIONS.
       const documentedKeys = new Set(documented.map((op) => `${op.method} ${trim(op.url)}`))
       const undocumentedProtected = registered
         .filter((r) => r.method !== 'HEAD' && !documentedKeys.has(`${r.method} ${trim(r.url)}`))
         .filter((r) => accessOf(r)?.access !== 'open')
         .filter((r) => !BASIC_ALLOWED.test(r.url) && r.url !== '/mcp' && r.url !== '/metrics')
+        .filter((r) => r.method !== 'OPTIONS')
       t.same(undocumentedProtected, [], 'a protected route missing from /docs')
     })
 

@@ -48,6 +48,11 @@ export default async function ollamaCompatible(fastify: FastifyInstance) {
     return reply.code(status).type('text/plain').send(text)
   })
 
+  // An OPTIONS request that is no CORS preflight (a preflight is answered by the CORS hook before
+  // any route) would fall to the root's catch-all OPTIONS route and leave in the API's shape.
+  for (const url of ['/', '/*']) {
+    fastify.options(url, { schema: { hide: true } }, (_request, reply) => reply.callNotFound())
+  }
   await fastify.register(models)
   await fastify.register(answers)
 }
