@@ -108,7 +108,7 @@ t.test('worker and api in their own processes share an index in an S3 bucket', a
       fallback?: string
       results: Array<{ page_id: string; title: string }>
     }
-    t.equal(res.statusCode, 200, JSON.stringify(body))
+    t.equal(res.statusCode, 200, res.statusCode === 200 ? `search: ${query}` : JSON.stringify(body))
     return body
   }
   const maintained = (after: number) =>
