@@ -1,0 +1,209 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type { FastifyInstance } from 'fastify'
+import { Ollama } from 'ollama'
+import OpenAI from 'openai'
+import t from 'tap'
+import { bearer, listenTestApp, READER_KEY } from '../../helpers/api.ts'
+import { ndjson, standIn } from '../../helpers/ollama.ts'
+import { startRedis } from '../../helpers/redis.ts'
+
+// Answer concurrency (review finding R1): one key cannot hold all of the api's connections to
+// Ollama with slow streams. Over real sockets, with the Ollama stand-in pacing its tokens so
+// streams stay open; each surface refuses in its own shape, and a slot comes back however the
+// answer ends.
+
+const KEY_B = 'second-reader-key-0123456789'
+const KEY_C = 'third-reader-key-0123456789'
+const MANY = Array.from({ length: 200 }, (_, i) => ` t${i}`)
+
+const redis = await startRedis()
+t.teardown(() => redis.stop())
+
+type T = Parameters<Parameters<typeof t.test>[1]>[0]
+
+async function rig(t: T, env: Record<string, string> = {}) {
+  const ollama = await standIn(t)
+  const { app, url } = await listenTestApp(t, {
+    API_KEYS: [READER_KEY, KEY_B, KEY_C].join(','),
+    REDIS_URL: redis.url,
+    OLLAMA_URL: ollama.url,
+    ANSWER_CONCURRENCY_PER_KEY: '1',
+    ANSWER_CONCURRENCY: '2',
+    ...env,
+  })
+  // A client that went away mid-stream leaves app.close() waiting out the keep-alive timeout
+  // (72 s) on the other connections; the test has nothing more to say to them.
+  t.teardown(() => app.server.closeAllConnections())
+  return { app, url, ollama }
+}
+
+const chat = (url: string, key: string, signal?: AbortSignal, path = '/api/chat') =>
+  fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { ...bearer(key), 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: true }),
+    signal,
+  })
+
+/** Waits until `check` holds (the slot is given back when the response has closed). */
+async function until(check: () => boolean, what: string) {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 25))
+  if (!check()) throw new Error(`timed out waiting for ${what}`)
+}
+
+const idle = (app: FastifyInstance) => until(() => app.answerSlots.running() === 0, 'no answer')
+
+async function mcpClient(t: T, url: string, key: string) {
+  const client = new Client({ name: 'guards-test', version: '1.0.0' })
+  const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
+    requestInit: { headers: bearer(key) },
+  })
+  await client.connect(transport)
+  t.teardown(() => client.close())
+  return client
+}
+
+const rejection = (promise: Promise<unknown>) =>
+  promise.then(
+    () => ({}),
+    (err: unknown) => err,
+  )
+
+t.test('per key 429, overall 503, on every answer route', async (t) => {
+  const { app, url, ollama } = await rig(t)
+  ollama.options.tokens = MANY
+  ollama.options.tokenDelayMs = 100
+  const held = new AbortController()
+  const first = await chat(url, READER_KEY, held.signal)
+  t.equal(first.status, 200, 'the first answer streams')
+  t.equal(app.answerSlots.running(), 1)
+
+  const again = await chat(url, READER_KEY)
+  t.equal(again.status, 429)
+  t.equal(again.headers.get('retry-after'), '2')
+  t.match(await again.json(), {
+    error: 'too_many_answers',
+    message: /already has 1 answers running.*ANSWER_CONCURRENCY_PER_KEY/,
+    statusCode: 429,
+  })
+  const generate = await fetch(`${url}/api/generate`, {
+    method: 'POST',
+    headers: bearer(READER_KEY),
+    body: JSON.stringify({ prompt: 'hi' }),
+  })
+  t.equal(generate.status, 429, '/api/generate')
+  await generate.arrayBuffer()
+
+  const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: READER_KEY, maxRetries: 0 })
+  const refused = await rejection(
+    openai.chat.completions.create({
+      model: 'llama3.2',
+      messages: [{ role: 'user', content: 'x' }],
+    }),
+  )
+  t.ok(refused instanceof OpenAI.RateLimitError, '/v1: the SDK raises RateLimitError')
+  t.match(refused, { status: 429, error: { code: 'too_many_answers' } })
+
+  const client = new Ollama({ host: `${url}/ollama`, headers: bearer(READER_KEY) })
+  for (const call of [
+    client.chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'x' }] }),
+    client.generate({ model: 'llama3.2', prompt: 'x' }),
+  ]) {
+    t.match(await rejection(call), {
+      name: 'ResponseError',
+      status_code: 429,
+      error: /ANSWER_CONCURRENCY_PER_KEY/,
+    })
+  }
+
+  const mcp = await mcpClient(t, url, READER_KEY)
+  const asked = (await mcp.callTool({ name: 'ask', arguments: { question: 'hi?' } })) as {
+    isError?: boolean
+    content: Array<{ text: string }>
+  }
+  t.equal(asked.isError, true, 'MCP ask: a tool error...')
+  t.match(asked.content[0]?.text, /ANSWER_CONCURRENCY_PER_KEY/, '...saying why')
+
+  const me = await fetch(`${url}/api/me`, { headers: bearer(READER_KEY) })
+  t.equal(me.status, 200, 'what is not an answer is not capped')
+  await me.arrayBuffer()
+
+  const second = new AbortController()
+  const other = await chat(url, KEY_B, second.signal)
+  t.equal(other.status, 200, 'another key answers')
+  const busy = await chat(url, KEY_C)
+  t.equal(busy.status, 503, 'past ANSWER_CONCURRENCY the server is busy for everybody')
+  t.equal(busy.headers.get('retry-after'), '5')
+  t.match(await busy.json(), { error: 'answers_busy', message: /ANSWER_CONCURRENCY\)/ })
+  t.equal(app.answerSlots.running(), 2, 'refusals hold no slot')
+
+  // The client goes away: the slot comes back and the upstream request is cancelled.
+  held.abort()
+  await ollama.waitForAbort()
+  await until(() => app.answerSlots.running() === 1, 'the slot to come back')
+  second.abort()
+  await idle(app)
+  t.equal(app.answerSlots.running(READER_KEY), 0)
+  ollama.options.tokenDelayMs = 0
+  const after = await chat(url, READER_KEY)
+  t.equal(after.status, 200, 'the key answers again')
+  await after.text()
+})
+
+t.test('a slot comes back however the answer ends', async (t) => {
+  const { app, url, ollama } = await rig(t, { BODY_LIMIT: '16384' })
+  const ends: Array<[string, () => void, RegExp]> = [
+    ['done', () => {}, /"done":true/],
+    [
+      'an error mid-stream',
+      () => {
+        ollama.options.failAfterTokens = { count: 2, error: 'model crashed' }
+      },
+      /model crashed/,
+    ],
+    [
+      'the upstream stream cut',
+      () => {
+        ollama.options.failAfterTokens = undefined
+        ollama.options.truncateAfterTokens = 2
+      },
+      /ollama_stream_interrupted/,
+    ],
+  ]
+  for (const [what, set, last] of ends) {
+    set()
+    const res = await chat(url, READER_KEY)
+    t.equal(res.status, 200, what)
+    const lines = ndjson(await res.text())
+    t.match(JSON.stringify(lines.at(-1)), last, `${what}: how it ended`)
+    await idle(app)
+    t.pass(`${what}: the slot is back`)
+  }
+  ollama.options.truncateAfterTokens = undefined
+  ollama.options.failBeforeOutput = { status: 500, error: 'out of memory' }
+  const failed = await chat(url, READER_KEY)
+  t.equal(failed.status, 502, 'Ollama refuses before any output')
+  await failed.arrayBuffer()
+  await idle(app)
+  ollama.options.failBeforeOutput = undefined
+
+  const huge = await fetch(`${url}/api/chat`, {
+    method: 'POST',
+    headers: bearer(READER_KEY),
+    body: JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(40_000) }] }),
+  })
+  t.equal(huge.status, 413, 'a body over BODY_LIMIT...')
+  await huge.arrayBuffer()
+  await idle(app)
+  t.pass('...gives its slot back')
+
+  const mcp = await mcpClient(t, url, READER_KEY)
+  for (let i = 0; i < 2; i++) {
+    const asked = (await mcp.callTool({ name: 'ask', arguments: { question: 'hi?' } })) as {
+      isError?: boolean
+    }
+    t.notOk(asked.isError, `MCP ask ${i + 1} answered: the first gave its slot back`)
+  }
+  t.equal(app.answerSlots.running(), 0)
+})
