@@ -71,6 +71,15 @@ t.test(
     t.strictSame(JSON.parse(job.data as string), { source_id: source }, 'job data: the source id')
     const health = await fetch(`http://127.0.0.1:${worker.healthPort}/health/ready`)
     t.equal(health.status, 200, 'the worker is still up')
+    // What an operator sees of the source: its jobs, the failed one with the same reason.
+    const { url } = await listenTestApp(t, { ...rigApiEnv(rig), ADMIN_API_KEYS: ADMIN_KEY })
+    const jobs = await wire(`${url}/api/jobs?source_id=${source}`, { headers: bearer(ADMIN_KEY) })
+    t.equal(jobs.status, 200)
+    const listed = (jobs.json as { jobs: Array<Record<string, unknown>> }).jobs
+    t.match(listed, [
+      { id: jobId, source_id: source, state: 'failed', failed_reason: run.failedReason },
+    ])
+    t.notMatch(jobs.body, TOKEN)
   },
 )
 
