@@ -659,14 +659,30 @@ t.test('every documented operation survives hostile input over a real socket', a
       conversation_id: fc.constantFrom(conversationId),
       method: fc.constantFrom('initialize', 'tools/list', 'tools/call', 'ping', 'x/unknown'),
       params: fc.oneof(
-        fc.record({
-          name: fc.constantFrom('search', 'ask', 'get_page', 'nothing'),
-          arguments: fc.oneof(
-            fc.record({ query: fc.string({ maxLength: 30 }) }),
-            fc.record({ page_id: fc.constantFrom('101', '../101', '') }),
-            fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 })),
-          ),
-        }),
+        fc.record(
+          {
+            name: fc.constantFrom('search', 'ask', 'get_page', 'nothing'),
+            arguments: fc.oneof(
+              fc.record({
+                query: fc.string({ maxLength: 30 }),
+                spaces: fc.array(fc.constantFrom('ENG', 'OPS', '', "' OR 1=1"), { maxLength: 3 }),
+                top_k: fc.integer({ min: -5, max: 200 }),
+              }),
+              fc.record({
+                question: fc.string({ maxLength: 30 }),
+                model: fc.constantFrom(...models),
+              }),
+              fc.record({ page_id: fc.constantFrom('101', '../101', '', '1'.repeat(30)) }),
+              fc.record({
+                url: fc.constantFrom(`${rig.confluence.baseUrl}/pages/101`, 'file:///'),
+              }),
+              fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 })),
+            ),
+            // A call that asks for progress is answered as an SSE stream.
+            _meta: fc.constant({ progressToken: 'fuzz' }),
+          },
+          { requiredKeys: ['name', 'arguments'] },
+        ),
         fc.record({
           protocolVersion: fc.constantFrom('2025-06-18', 'x'),
           capabilities: fc.constant({}),
