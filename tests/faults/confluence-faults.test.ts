@@ -1,15 +1,7 @@
-import {
-  defaultJobOptions,
-  JobName,
-  QUEUE_PREFIX,
-  QueueName,
-  syncJobOptions,
-} from '@confluence-bot/shared'
-import { Queue } from 'bullmq'
 import t from 'tap'
 import type { StandInFault } from '../helpers/confluence-stand-in.ts'
 import { generatedSpace, ingestRig, sameAsFromScratch, syncFromScratch } from '../helpers/ingest.ts'
-import { LONG, seeded, workerProcess } from './faults.ts'
+import { enqueueAsApi, LONG, seeded, workerProcess } from './faults.ts'
 
 // Issue 13, fault 4: Confluence answering 429 (with Retry-After), 500, or not at all (longer than
 // CONFLUENCE_TIMEOUT_MS) on requests picked from a printed seed, during a sync run by a worker
@@ -60,15 +52,7 @@ t.test('429s, 500s and hung requests from Confluence: the sync completes', async
   const worker = workerProcess(t, rig)
   await worker.waitFor(/worker started/, 30_000)
   const source = await rig.register()
-  // Queued as the api queues it: with the contract's attempts and backoff.
-  const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
-  t.teardown(() => queue.close())
-  const job = await queue.add(
-    JobName.sync,
-    { source_id: source },
-    { ...structuredClone(defaultJobOptions), ...syncJobOptions(source) },
-  )
-  const run = await rig.waitFor(job.id as string, LONG ? 300_000 : 60_000)
+  const run = await rig.waitFor(await enqueueAsApi(t, rig, source), LONG ? 300_000 : 60_000)
   t.equal(run.state, 'completed', run.failedReason ?? '')
   t.equal(run.progress.failed, 0, 'no page given up on')
   t.comment(`${rig.confluence.requests.length} requests`)

@@ -1,5 +1,13 @@
 import { spawn } from 'node:child_process'
-import { workerProcessEnv } from '@confluence-bot/shared'
+import {
+  defaultJobOptions,
+  JobName,
+  QUEUE_PREFIX,
+  QueueName,
+  syncJobOptions,
+  workerProcessEnv,
+} from '@confluence-bot/shared'
+import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Rig } from '../helpers/ingest.ts'
 import { runService, type Service } from '../helpers/process.ts'
@@ -34,6 +42,21 @@ export function workerProcess(t: T, rig: Rig, env: Record<string, string> = {}):
     'services/worker/src/main.ts',
     workerProcessEnv({ ...rig.env, LOG_LEVEL: 'info', WORKER_CONCURRENCY: '1', ...env }),
   )
+}
+
+/**
+ * Queues a sync of `source` as the api does, with the contract's attempts and backoff (the rig's
+ * `enqueue` leaves them out): a fault that fails one attempt is retried, as in production.
+ */
+export async function enqueueAsApi(t: T, rig: Rig, source: string): Promise<string> {
+  const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => queue.close())
+  const job = await queue.add(
+    JobName.sync,
+    { source_id: source },
+    { ...structuredClone(defaultJobOptions), ...syncJobOptions(source) },
+  )
+  return job.id as string
 }
 
 /** An api process on the rig's Redis and index; its URL once it listens. */

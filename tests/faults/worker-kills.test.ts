@@ -59,3 +59,32 @@ t.test(`a ${PAGES}-page sync survives ${KILLS} SIGKILLs of its worker`, async (t
   last.child.kill('SIGTERM')
   t.equal((await last.exit).code, 0, 'the last worker stops cleanly')
 })
+
+t.test('a sync whose worker dies again and again during its crawl still completes', async (t) => {
+  // BullMQ fails a job found stalled (its worker gone) more than maxStalledCount times: by
+  // default a second death during the same step lost the accepted sync ("job stalled more than
+  // allowable limit"), retries and all.
+  const rig = await ingestRig(t, {
+    pages: generatedSpace(6),
+    // Slow answers: the crawl's listing takes seconds, so each kill lands in it.
+    confluence: { delayMs: 800 },
+    env: { SYNC_BATCH_PAGES: '10', WORKER_LOCK_MS: '1000' },
+  })
+  const source = await rig.register()
+  const job = await rig.enqueue(source)
+  for (let kill = 1; kill <= 3; kill++) {
+    const worker = workerProcess(t, rig)
+    await worker.waitFor(/worker started/, 30_000)
+    await new Promise((r) => setTimeout(r, 1500))
+    t.equal((await readRun(rig.client, job)).progress.converted, 0, `kill ${kill}: in the crawl`)
+    worker.child.kill('SIGKILL')
+    await worker.exit
+  }
+  const last = workerProcess(t, rig)
+  await last.waitFor(/worker started/, 30_000)
+  const run = await rig.waitFor(job, 60_000)
+  t.equal(run.state, 'completed', run.failedReason ?? '')
+  t.equal(run.progress.converted, 6)
+  last.child.kill('SIGTERM')
+  await last.exit
+})
