@@ -20,7 +20,7 @@ const MANY = Array.from({ length: 200 }, (_, i) => ` t${i}`)
 const redis = await startRedis()
 t.teardown(() => redis.stop())
 
-type T = Parameters<Parameters<typeof t.test>[1]>[0]
+type T = { teardown(fn: () => unknown): void }
 
 async function rig(t: T, env: Record<string, string> = {}) {
   const ollama = await standIn(t)

@@ -15,7 +15,7 @@ const LIMIT = /took longer than ANSWER_MAX_MS \(400 ms\)/
 const redis = await startRedis()
 t.teardown(() => redis.stop())
 
-type T = Parameters<Parameters<typeof t.test>[1]>[0]
+type T = { teardown(fn: () => unknown): void }
 
 async function rig(t: T, env: Record<string, string>) {
   const ollama = await standIn(t, { tokens: MANY, tokenDelayMs: 50 })

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http'
 import t from 'tap'
 import { PAGE_CSP } from '../../../services/api/src/routes/page/index.ts'
-import { bearer, listenTestApp, READER_KEY } from '../../helpers/api.ts'
+import { ADMIN_KEY, bearer, listenTestApp, READER_KEY } from '../../helpers/api.ts'
 import { launchChromium, noChromium } from '../../helpers/browser.ts'
 import { startRedis } from '../../helpers/redis.ts'
 
@@ -173,3 +173,29 @@ t.test(
     t.match(await call(other), { failed: /Failed to fetch/ }, 'not allowed: blocked')
   },
 )
+
+t.test('Chromium: the queue dashboard works under its own CSP', { skip: noChromium }, async (t) => {
+  const { url } = await listenTestApp(t, { ...keys, ADMIN_API_KEYS: ADMIN_KEY })
+  const res = await fetch(`${url}/admin/queues`, { headers: bearer(ADMIN_KEY) })
+  t.match(res.headers.get('content-security-policy'), /script-src 'self'/)
+  t.notMatch(res.headers.get('content-security-policy'), /default-src 'none'/)
+  await res.arrayBuffer()
+
+  const browser = await launchChromium(t)
+  const context = await browser.newContext({
+    httpCredentials: { username: 'admin', password: ADMIN_KEY },
+  })
+  const page = await context.newPage()
+  const refused: string[] = []
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) refused.push(message.text())
+  })
+  await page.goto(`${url}/admin/queues`)
+  // bull-board's React app has rendered the queues of the contract from its API.
+  await page.getByText('confluence-pages', { exact: false }).first().waitFor({ timeout: 20_000 })
+  t.same(
+    refused.filter((text) => !text.includes('fonts.g')),
+    [],
+    'nothing of its own is refused',
+  )
+})

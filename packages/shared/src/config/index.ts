@@ -104,7 +104,7 @@ export const ApiEnvSchema = Type.Object({
   }),
   OLLAMA_CONNECT_TIMEOUT_MS: Millis(
     5_000,
-    'Time to open a connection to Ollama; answers and model loads have no timeout',
+    'Time to open a connection to Ollama; model loads and pulls have no timeout (answers: ANSWER_MAX_MS)',
   ),
   HEALTH_TIMEOUT_MS: Millis(2_000, 'Time each readiness check may take'),
   EXPORT_UPLOAD_LIMIT: Type.Integer({
@@ -114,7 +114,7 @@ export const ApiEnvSchema = Type.Object({
   }),
   REQUEST_TIMEOUT_MS: Millis(
     300_000,
-    'Time a client may take to send a whole request (headers and body, an export upload included); answers are not limited',
+    'Time a client may take to send a whole request (headers and body, an export upload included); answers are limited by ANSWER_MAX_MS',
   ),
   API_ALLOWED_HOSTS: Type.String({
     default: '',

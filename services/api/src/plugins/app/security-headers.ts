@@ -1,6 +1,7 @@
 import helmet from '@fastify/helmet'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
+import { DASHBOARD_PATH } from '../../routes/admin/queues.ts'
 
 // Security headers on every response. Most of the API answers JSON or NDJSON, which a browser
 // should never render, sniff into a script, frame, or load from another site's page; the policy
@@ -8,7 +9,9 @@ import fp from 'fastify-plugin'
 // page (routes/page, `PAGE_CSP`) and Swagger UI at /docs (@fastify/swagger-ui's staticCSP).
 // Helmet writes its headers when a request arrives; theirs are set on the reply as it is sent
 // and replace helmet's, so a response carries exactly one Content-Security-Policy, never two
-// that a browser would combine.
+// that a browser would combine. The queue dashboard (bull-board, admin only) is an app of its
+// own: it gets a CSP that lets its scripts, styles (inline ones included, which its markup
+// uses) and API calls load from the api itself.
 //
 // HSTS is not sent: the api speaks plain HTTP and TLS is the ingress's job (SECURITY.md). A
 // browser ignores HSTS over plain HTTP, and the one place it means something, the TLS
@@ -26,7 +29,30 @@ export const API_CSP = {
   },
 }
 
+/** bull-board's page: its own files and inline styles, Google's fonts, nothing else. */
+export const DASHBOARD_CSP = {
+  useDefaults: false,
+  directives: {
+    defaultSrc: ["'self'"],
+    scriptSrc: ["'self'"],
+    styleSrc: ["'self'", "'unsafe-inline'", 'https://fonts.googleapis.com'],
+    fontSrc: ["'self'", 'https://fonts.gstatic.com', 'data:'],
+    imgSrc: ["'self'", 'data:'],
+    connectSrc: ["'self'"],
+    objectSrc: ["'none'"],
+    baseUri: ["'self'"],
+    formAction: ["'self'"],
+    frameAncestors: ["'none'"],
+  },
+}
+
 async function securityHeaders(fastify: FastifyInstance) {
+  // Before helmet's own onRoute hook, which reads a route's `helmet` options.
+  fastify.addHook('onRoute', (route: RouteOptions) => {
+    if (route.url.startsWith(DASHBOARD_PATH)) {
+      route.helmet = { contentSecurityPolicy: DASHBOARD_CSP }
+    }
+  })
   await fastify.register(helmet, {
     contentSecurityPolicy: API_CSP,
     strictTransportSecurity: false,
