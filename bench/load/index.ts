@@ -1,7 +1,10 @@
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import {
   createSource,
   JobName,
@@ -13,21 +16,16 @@ import {
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { Agent, request } from 'undici'
-import {
-  type StandInPage,
-  startConfluenceStandIn,
-} from '../../tests/helpers/confluence-stand-in.ts'
-import { startOllamaStandIn } from '../../tests/helpers/ollama-stand-in.ts'
 import { runService, type Service } from '../../tests/helpers/process.ts'
 import { startRedis } from '../../tests/helpers/redis.ts'
-import { buildPage } from '../convert/pages.ts'
 import { note, reporter, setting } from '../lib/report.ts'
 import { percentile } from '../lib/stats.ts'
+import type { StandInsReady, StandInsSpec } from './stand-ins.ts'
 
 // `pnpm bench load`: the api under mixed load while a real worker syncs a space. A real api
 // process and a real worker process (as deployed: their entry files, their process settings),
-// real Redis, LanceDB in a temp directory, and the Confluence and Ollama stand-ins in this
-// process; the Ollama stand-in streams answers at LOAD_TOKENS_PER_S tokens a second, as a model
+// real Redis, LanceDB in a temp directory, and the Confluence and Ollama stand-ins in a process
+// of their own (stand-ins.ts), so this one only drives and measures; the Ollama stand-in streams answers at LOAD_TOKENS_PER_S tokens a second, as a model
 // on a GPU would. For LOAD_SECONDS, at once:
 // - LOAD_CHAT_USERS users ask grounded questions with streamed answers, one after another;
 // - LOAD_SEARCH_USERS users search, two searches a second each;
@@ -74,18 +72,6 @@ const QUESTIONS = [
 ]
 const QUERIES = ['rollback deployment', 'runbook topic', 'on-call paging', 'section details']
 
-function space(count: number, spaceKey: string, firstId: number): StandInPage[] {
-  const bodies = Array.from({ length: 20 }, (_, i) => buildPage(i))
-  return Array.from({ length: count }, (_, i) => ({
-    id: String(firstId + i),
-    title: `${spaceKey} runbook ${i + 1}`,
-    spaceKey,
-    parentId: i === 0 ? undefined : String(firstId + Math.floor((i - 1) / 8)),
-    version: 1,
-    storage: bodies[i % 20] as string,
-  }))
-}
-
 async function peakRssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN) / 1024
@@ -129,23 +115,30 @@ async function main() {
   try {
     const redis = await startRedis()
     cleanups.unshift(() => redis.stop())
-    const ollama = await startOllamaStandIn({
-      embedDimension: 768,
-      tokens: ANSWER,
-      tokenDelayMs: 1000 / TOKENS_PER_S,
-    })
-    cleanups.unshift(() => ollama.close())
-    // The stand-in keeps every request for tests; here that list would only grow.
-    const trim = setInterval(() => {
-      ollama.requests.length = 0
-      ollama.aborted.length = 0
-    }, 1000)
-    cleanups.unshift(() => clearInterval(trim))
-    const confluence = await startConfluenceStandIn({
-      pages: [...space(INDEXED_PAGES, 'DOCS', 100_001), ...space(PAGES, 'ENG', 500_001)],
-      pageSize: 250,
-    })
-    cleanups.unshift(() => confluence.close())
+    // The upstreams run in a process of their own (stand-ins.ts), killed with this one.
+    const upstreams = fork(
+      fileURLToPath(new URL('./stand-ins.ts', import.meta.url)),
+      [
+        JSON.stringify({
+          tokens: ANSWER,
+          tokenDelayMs: 1000 / TOKENS_PER_S,
+          spaces: [
+            { key: 'DOCS', pages: INDEXED_PAGES, firstId: 100_001 },
+            { key: 'ENG', pages: PAGES, firstId: 500_001 },
+          ],
+        } satisfies StandInsSpec),
+      ],
+      {
+        execArgv: ['--conditions=@confluence-bot/source'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      },
+    )
+    const killUpstreams = () => upstreams.kill('SIGKILL')
+    process.on('exit', killUpstreams)
+    cleanups.unshift(killUpstreams)
+    const [ready] = (await once(upstreams, 'message')) as [StandInsReady]
+    const ollama = { url: ready.ollama }
+    const confluence = { baseUrl: ready.confluence }
     const client = new Redis(redis.url, { maxRetriesPerRequest: null })
     cleanups.unshift(() => client.quit())
     const queue = new Queue(QueueName.sync, { connection: client, prefix: QUEUE_PREFIX })
