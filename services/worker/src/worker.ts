@@ -41,6 +41,9 @@ export type RunningWorker = {
   close(): Promise<void>
 }
 
+/** Worker deaths a job outlives (each time it is found stalled and run again). */
+export const MAX_STALLS = 5
+
 export async function startWorker(
   config: WorkerConfig,
   log: Logger,
@@ -111,6 +114,10 @@ export async function startWorker(
         // A job whose worker died is seen as stalled once its lock lapses, then run again.
         lockDuration: config.WORKER_LOCK_MS,
         stalledInterval: config.WORKER_LOCK_MS,
+        // BullMQ's default (1) fails a job whose worker died twice during it, attempts left or
+        // not: two rollouts or OOM kills during one long crawl lost the sync. A job that kills
+        // every worker that runs it still fails, after this many.
+        maxStalledCount: MAX_STALLS,
       },
     )
     worker.on('error', (err) => log.error({ err, queue }, 'worker error'))
