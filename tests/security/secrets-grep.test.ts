@@ -71,7 +71,7 @@ async function dumpRedis(redis: Redis): Promise<Array<[string, string]>> {
       else if (type === 'hash') values = await redis.hgetall(key)
       else if (type === 'list') values = await redis.lrange(key, 0, -1)
       else if (type === 'set') values = await redis.smembers(key)
-      else if (type === 'zset') values = await redis.zrange(key, 0, -1, 'WITHSCORES')
+      else if (type === 'zset') values = await redis.zrange(key, '0', '-1', 'WITHSCORES')
       else if (type === 'stream') values = await redis.xrange(key, '-', '+')
       else values = `(type ${type})`
       out.push([`redis key name ${key}`, key])
