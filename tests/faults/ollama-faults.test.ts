@@ -50,15 +50,14 @@ t.test('30% of embeds failing, 10% of chat streams cut: nothing lost, nothing sh
   const cutChat = deck(random, 1)
   let faulty = true
   let lastChatCut: boolean | undefined
-  const pages = LONG
-    ? GROUNDED_PAGES.concat(
-        Array.from({ length: 100 }, (_, i) => ({
-          ...(GROUNDED_PAGES[i % GROUNDED_PAGES.length] as (typeof GROUNDED_PAGES)[number]),
-          id: String(5000 + i),
-          title: `Copy ${i}`,
-        })),
-      )
-    : GROUNDED_PAGES
+  // Batches of 2 pages: a dozen embed calls or more, so the deck's 3 in 10 fail some of them.
+  const pages = GROUNDED_PAGES.concat(
+    Array.from({ length: LONG ? 100 : 20 }, (_, i) => ({
+      ...(GROUNDED_PAGES[i % GROUNDED_PAGES.length] as (typeof GROUNDED_PAGES)[number]),
+      id: String(5000 + i),
+      title: `Copy ${i}`,
+    })),
+  )
   const rig = await ingestRig(t, {
     pages,
     ollama: {
@@ -81,6 +80,7 @@ t.test('30% of embeds failing, 10% of chat streams cut: nothing lost, nothing sh
         return undefined
       },
     },
+    env: { SYNC_BATCH_PAGES: '2' },
   })
   const worker = workerProcess(t, rig)
   await worker.waitFor(/worker started/, 30_000)
