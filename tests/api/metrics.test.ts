@@ -3,6 +3,7 @@ import { QUEUE_PREFIX, QueueName } from '@confluence-bot/shared'
 import { Queue } from 'bullmq'
 import t from 'tap'
 import { request } from 'undici'
+import { searchDuration, timedSearches } from '../../services/api/src/lib/metrics.ts'
 import { ADMIN_KEY, listenTestApp, READER_KEY, testConfig } from '../helpers/api.ts'
 import { ENG_KEY, GROUNDED_PAGES, type Json, ndjsonLines, post } from '../helpers/grounded.ts'
 import { ingestRig, rigApiEnv } from '../helpers/ingest.ts'
@@ -71,8 +72,20 @@ t.test(
     })
     await models.body.dump()
     t.equal(models.statusCode, 503)
+    // A path no route matches is counted under one label, not its own.
+    const stray = await request(`${keyed.url}/no/such/path/12345`)
+    await stray.body.dump()
+    t.equal(stray.statusCode, 404)
     const after = await scrape(keyed.url, `Bearer ${TOKEN}`)
     t.equal(sample(after.text, 'confluence_bot_ollama_errors_total', unreachable), before + 1)
+    t.equal(
+      sample(after.text, 'confluence_bot_http_requests_total', {
+        route: '(unmatched)',
+        status_code: '404',
+      }),
+      1,
+    )
+    t.notMatch(after.text, /no\/such\/path|12345/)
 
     const tokenOnly = await listenTestApp(t, { REDIS_URL: redis.url, METRICS_TOKEN: TOKEN })
     t.equal((await scrape(tokenOnly.url)).status, 401, 'auth off, a token set: it is required')
@@ -177,4 +190,25 @@ t.test('requests by route pattern, queue depth, search latency, Ollama failures'
   t.equal(sample(text, 'confluence_bot_queue_jobs', { queue: QueueName.sync, state: 'failed' }), 0)
   t.ok(sample(text, 'confluence_bot_ollama_errors_total', { kind: 'stream_cut' }) >= 1)
   t.ok(sample(text, 'confluence_bot_ollama_errors_total', { kind: 'error_status' }) >= 1)
+})
+
+t.test('a search that throws is timed as failed, and its error passes through', async (t) => {
+  const failed = async () =>
+    (await searchDuration.get()).values.find(
+      (v) => v.labels.mode === 'failed' && v.metricName?.endsWith('_count'),
+    )?.value ?? 0
+  const before = await failed()
+  let closed = false
+  const index = timedSearches({
+    search: async () => {
+      throw new Error('the table is gone')
+    },
+    close: async () => {
+      closed = true
+    },
+  })
+  await t.rejects(index.search({ query: 'anything' }), /the table is gone/)
+  t.equal(await failed(), before + 1)
+  await index.close()
+  t.ok(closed, 'closing reaches the index')
 })
