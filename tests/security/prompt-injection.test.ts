@@ -198,6 +198,51 @@ t.test('a page that tries to take over the prompt changes nothing', async (t) =>
     checkSources(t, (res as unknown as Json).sources, count, '/ollama')
   })
 
+  t.test(
+    '/ollama: a cited page title in the Sources note is no control token next turn',
+    async (t) => {
+      // The /ollama answer ends with a "Sources" list of the cited titles; clients such as Open
+      // WebUI send it back as the assistant's turn, which reaches the model in the next prompt.
+      const answerOnce = rig.ollama.options.respond
+      rig.ollama.options.respond = (body) =>
+        /<excerpt-[0-9a-f]{12} n="1">/.test(messagesOf(body).at(-1)?.content ?? '')
+          ? ['Deploy billing with Helm ', '[1][2][3][4][5][6][7][8].']
+          : undefined
+      t.teardown(() => {
+        rig.ollama.options.respond = answerOnce
+      })
+      const ollama = new Ollama({
+        host: `${url}/ollama`,
+        headers: { Authorization: `Bearer ${READER_KEY}` },
+      })
+      const first = await ollama.chat({
+        model: 'llama3.2+confluence',
+        messages: [{ role: 'user', content: QUESTION }],
+      })
+      t.match(
+        first.message.content,
+        /\n\nSources:\n[\s\S]*INJECT-TITLE/,
+        'the attacking page is cited',
+      )
+      for (const token of [...CONTROL, `</${FAKE_FENCE}>`]) {
+        t.notOk(first.message.content.includes(token), `the Sources note: ${token}`)
+      }
+      await ollama.chat({
+        model: 'llama3.2+confluence',
+        messages: [
+          { role: 'user', content: QUESTION },
+          first.message,
+          { role: 'user', content: 'And the rollback?' },
+        ],
+      })
+      const sent = JSON.stringify(lastChat())
+      t.match(sent, /INJECT-TITLE/, 'the previous answer is in the next prompt')
+      for (const token of [...CONTROL, `</${FAKE_FENCE}>`]) {
+        t.notOk(sent.includes(JSON.stringify(token).slice(1, -1)), `the next prompt: ${token}`)
+      }
+    },
+  )
+
   t.test("MCP's ask through the MCP SDK", async (t) => {
     const client = new Client({ name: 'injection-test', version: '1.0.0' })
     await client.connect(

@@ -1,4 +1,9 @@
-import { type ChatTurn, type GroundingSource, markCited } from '@confluence-bot/index'
+import {
+  type ChatTurn,
+  defuseControlTokens,
+  type GroundingSource,
+  markCited,
+} from '@confluence-bot/index'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { createTurnPreparer } from '../../lib/grounded-chat.ts'
 import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
@@ -42,8 +47,11 @@ export const asGenerate: Shape = (line, alias) => {
   }
 }
 
-/** A title on one line: a newline in it would break the list. */
-const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim()
+/**
+ * A title on one line (a newline in it would break the list), its control tokens broken: clients
+ * send this list back as the assistant's turn, and Ollama would read them as turn boundaries.
+ */
+const oneLine = (text: string) => defuseControlTokens(text.replace(/\s+/g, ' ').trim())
 
 /** The "Sources" list that ends a grounded answer: the cited excerpts ('' when none is cited). */
 export function sourcesNote(sources: readonly GroundingSource[]): string {
