@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { Ollama } from 'ollama'
 import OpenAI from 'openai'
 import t from 'tap'
+import { AnswerSlots, type Release } from '../../../services/api/src/lib/answer-slots.ts'
 import { bearer, listenTestApp, READER_KEY } from '../../helpers/api.ts'
 import { ndjson, standIn } from '../../helpers/ollama.ts'
 import { startRedis } from '../../helpers/redis.ts'
@@ -206,4 +207,19 @@ t.test('a slot comes back however the answer ends', async (t) => {
     t.notOk(asked.isError, `MCP ask ${i + 1} answered: the first gave its slot back`)
   }
   t.equal(app.answerSlots.running(), 0)
+})
+
+t.test('slots are counted per caller and given back once', async (t) => {
+  const slots = new AnswerSlots({ overall: 3, perCaller: 2 })
+  const one = slots.take('key:a') as Release
+  const two = slots.take('key:a') as Release
+  t.match(slots.take('key:a'), { statusCode: 429, retryAfterS: 2 })
+  t.equal(slots.running('key:a'), 2)
+  one()
+  one()
+  t.equal(slots.running('key:a'), 1, 'a second release of the same slot does nothing')
+  t.equal(slots.running(), 1)
+  two()
+  t.equal(slots.running('key:a'), 0)
+  t.equal(slots.running(), 0)
 })

@@ -102,6 +102,13 @@ t.test('an answer past ANSWER_MAX_MS ends with an error in its wire format', asy
   t.equal(statuses.at(-1), 'success', 'a model pull is not cut')
 })
 
+t.test('Ollama unreachable under ANSWER_MAX_MS: 503 naming it, the clock stopped', async (t) => {
+  const { url } = await rig(t, { ANSWER_MAX_MS: '400', OLLAMA_URL: 'http://127.0.0.1:1' })
+  const res = await post(url, '/api/chat', { messages: question, stream: true })
+  t.equal(res.status, 503)
+  t.match(await res.json(), { error: 'ollama_unavailable' })
+})
+
 t.test('ANSWER_MAX_MS=0: no limit', async (t) => {
   const { url, ollama } = await rig(t, { ANSWER_MAX_MS: '0' })
   ollama.options.tokens = MANY.slice(0, 12)

@@ -38,7 +38,12 @@ export class OllamaUpstream {
 
   constructor(
     url: string,
-    options: { connectTimeoutMs: number; connections?: number; answerMaxMs?: number },
+    options: {
+      connectTimeoutMs: number
+      connections?: number
+      /** ANSWER_MAX_MS: how long an answer may run (0: no limit). */
+      answerMaxMs: number
+    },
   ) {
     const target = ollamaTarget(url)
     this.url = redactUrl(url)
@@ -46,7 +51,7 @@ export class OllamaUpstream {
     this.#basePath = target.basePath
     this.#query = target.query
     this.#headers = target.headers
-    this.#answerMaxMs = options.answerMaxMs ?? 0
+    this.#answerMaxMs = options.answerMaxMs
     this.#pool = new Pool(target.origin, {
       connections: options.connections ?? 128,
       headersTimeout: 0,
