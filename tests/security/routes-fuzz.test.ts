@@ -1,22 +1,23 @@
-// Property-based fuzzing of every operation the OpenAPI document lists, over a real socket with an
-// admin key, against a world that answers (real Redis, a real LanceDB index a real worker built,
-// the Ollama and Confluence stand-ins up): whatever the body, path, query or headers, the answer
-// is never a 5xx, never late, never a dead process, and a 4xx says what was wrong in the error
-// shape of its surface. Bodies are derived from each operation's documented schema: a valid one,
-// then one rule broken at a time (a wrong type, a missing or extra property, a huge or odd
-// string, deep nesting, a number out of range, a NaN-like string, a body that is no object);
-// or the path's other methods.
+// Property-based fuzzing of every operation the OpenAPI document lists, over a real socket with
+// an admin key (sometimes a reader's, or one limited to a space), against a world that answers
+// (real Redis, a real LanceDB index a real worker built, the Ollama and Confluence stand-ins up):
+// whatever the body, path, query, headers or method, the answer is never a 5xx, never late,
+// never a dead process, and a 4xx says what was wrong in the error shape of its surface. Bodies
+// are derived from each operation's documented schema: a valid one, then one rule broken at a
+// time (a wrong type, a missing or extra property, a huge or odd string, deep nesting, a number
+// out of range, a NaN-like string, a body that is no object), sent whole or in chunks.
 //
 // The seed is fixed and printed; FUZZ_SEED replays another, FUZZ_RUNS runs more cases per
 // operation (CI runs 20), FUZZ_SHRINK=1 shrinks a failure to its smallest form (slow).
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
 import { Client } from 'undici'
-import { ADMIN_KEY, tempDir } from '../helpers/api.ts'
+import { ADMIN_KEY, READER_KEY, tempDir } from '../helpers/api.ts'
 import { writeZip } from '../helpers/confluence-export.ts'
-import { groundedRig, type Json, post } from '../helpers/grounded.ts'
+import { ENG_KEY, groundedRig, type Json, post } from '../helpers/grounded.ts'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261305)
 const RUNS = Number(process.env.FUZZ_RUNS ?? 20)
@@ -414,6 +415,7 @@ const EXTRA_HEADERS: ExtraHeader[] = [
   { name: 'origin', value: 'null' },
   { name: 'x-forwarded-for', value: '127.0.0.1, 10.0.0.1' },
   { name: 'x-http-method-override', value: 'DELETE' },
+  { name: 'content-encoding', value: 'gzip' },
 ]
 
 /** One request to send, as a small recipe; `build` makes it. */
@@ -428,13 +430,19 @@ type Recipe = {
   contentType?: string | null | 'duplicated'
   accept?: string | null
   extra?: ExtraHeader
+  /** Whose key: mostly the admin's; a reader's, or one limited to ENG, reaches the space checks. */
+  key?: 'admin' | 'reader' | 'eng'
+  /** Sent chunked, in pieces, without Content-Length (as a streaming client does). */
+  chunked?: boolean
 }
+
+const KEYS = { admin: ADMIN_KEY, reader: READER_KEY, eng: ENG_KEY }
 
 type World = {
   /** A small readable export zip. */
   exportZip: Buffer
   hints: Hints
-  /** Path parameter values the world knows, by operation (`*` for any). */
+  /** Path parameter values the world knows, for an operation (`METHOD /path`) and a name. */
   ids: (key: string, name: string) => string[]
 }
 
@@ -514,6 +522,14 @@ function recipeArb(key: string, op: Operation, world: World): fc.Arbitrary<Recip
           : validQuery,
       body: b === 'body' ? brokenBody : validBody,
       bytes: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 64 }),
+      key: fc.constantFrom(
+        'admin' as const,
+        'admin' as const,
+        'admin' as const,
+        'reader' as const,
+        'eng' as const,
+      ),
+      chunked: fc.boolean(),
       contentType:
         b === 'headers'
           ? fc.constantFrom(...CONTENT_TYPES)
@@ -527,7 +543,11 @@ function recipeArb(key: string, op: Operation, world: World): fc.Arbitrary<Recip
   )
 }
 
-type Built = { path: string; headers: string[]; body?: string | Buffer }
+type Built = {
+  path: string
+  headers: string[]
+  body?: string | Buffer | (() => AsyncIterable<Buffer>)
+}
 
 function build(path: string, recipe: Recipe, world: World): Built {
   const concrete = path.replace(/\{([^}]+)\}/g, (_m, name: string) => recipe.params[name] ?? 'x')
@@ -542,7 +562,7 @@ function build(path: string, recipe: Recipe, world: World): Built {
   else if (b?.binary === 'zip') body = world.exportZip
   else if (b?.binary === 'bytes') body = Buffer.from(recipe.bytes ?? [])
   else if (b?.binary === 'cut') body = world.exportZip.subarray(0, world.exportZip.length >> 1)
-  const headers = ['authorization', `Bearer ${ADMIN_KEY}`]
+  const headers = ['authorization', `Bearer ${KEYS[recipe.key ?? 'admin']}`]
   if (recipe.contentType === 'duplicated') {
     headers.push('content-type', 'application/json', 'content-type', 'text/plain')
   } else if (recipe.contentType !== null && recipe.contentType !== undefined) {
@@ -553,7 +573,16 @@ function build(path: string, recipe: Recipe, world: World): Built {
   if (recipe.extra !== undefined) {
     headers.push(recipe.extra.name, recipe.extra.value ?? 'v'.repeat(recipe.extra.size ?? 1))
   }
-  return { path: query === '' ? concrete : `${concrete}?${query}`, headers, body }
+  const whole = body
+  const pieces =
+    recipe.chunked === true && whole !== undefined && whole.length > 0
+      ? async function* () {
+          const bytes = Buffer.from(whole)
+          const step = Math.max(1, Math.ceil(bytes.length / 3))
+          for (let at = 0; at < bytes.length; at += step) yield bytes.subarray(at, at + step)
+        }
+      : undefined
+  return { path: query === '' ? concrete : `${concrete}?${query}`, headers, body: pieces ?? body }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -735,7 +764,7 @@ t.test('every documented operation survives hostile input over a real socket', a
       method: method as 'GET',
       path: built.path,
       headers: built.headers,
-      body: built.body,
+      body: typeof built.body === 'function' ? Readable.from(built.body()) : built.body,
       signal: AbortSignal.timeout(DEADLINE_MS),
     })
     return { status: res.statusCode, text: await res.body.text() }
