@@ -10,6 +10,7 @@ import {
   type Keyring,
   loadApiConfig,
   loadWorkerConfig,
+  loggerOptions,
   openSecret,
   QUEUE_PREFIX,
   rekeySourceSecrets,
@@ -24,6 +25,7 @@ import {
   sourceAuth,
 } from '@confluence-bot/shared'
 import { Redis } from 'ioredis'
+import { pino } from 'pino'
 import t from 'tap'
 import { tempDir } from '../helpers/api.ts'
 import { startRedis } from '../helpers/redis.ts'
@@ -265,3 +267,18 @@ t.test(
     t.match(lines.shift(), ['warn', { err: String }, 'could not re-encrypt source credentials'])
   },
 )
+
+t.test('a logged config object never shows the key', async (t) => {
+  const lines: string[] = []
+  const log = pino(loggerOptions({ level: 'info', service: 'test' }), {
+    write: (line: string) => lines.push(line),
+  })
+  const config = loadWorkerConfig({ SECRETS_KEY: KEY_A, SECRETS_KEY_PREVIOUS: KEY_B })
+  log.info({ config }, 'config')
+  log.info({ ...config }, 'flat')
+  t.equal(lines.length, 2)
+  for (const line of lines) {
+    t.notMatch(line, KEY_A)
+    t.notMatch(line, KEY_B)
+  }
+})
