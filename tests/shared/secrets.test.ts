@@ -268,17 +268,22 @@ t.test(
   },
 )
 
-t.test('a logged config object never shows the key', async (t) => {
+t.test('a logged config object never shows the keys or the default token', async (t) => {
   const lines: string[] = []
   const log = pino(loggerOptions({ level: 'info', service: 'test' }), {
     write: (line: string) => lines.push(line),
   })
-  const config = loadWorkerConfig({ SECRETS_KEY: KEY_A, SECRETS_KEY_PREVIOUS: KEY_B })
+  const config = loadWorkerConfig({
+    SECRETS_KEY: KEY_A,
+    SECRETS_KEY_PREVIOUS: KEY_B,
+    CONFLUENCE_TOKEN: TOKEN,
+  })
   log.info({ config }, 'config')
   log.info({ ...config }, 'flat')
   t.equal(lines.length, 2)
   for (const line of lines) {
     t.notMatch(line, KEY_A)
     t.notMatch(line, KEY_B)
+    t.notMatch(line, TOKEN)
   }
 })

@@ -19,11 +19,13 @@ export const REDACT_PATHS = [
   'source.auth.token',
   'source.auth.password',
   'config.apiKeys',
-  // The key of source credentials at rest, should a config object ever be logged whole.
+  // Secret settings, should a config object ever be logged whole.
   'SECRETS_KEY',
   'SECRETS_KEY_PREVIOUS',
+  'CONFLUENCE_TOKEN',
   'config.SECRETS_KEY',
   'config.SECRETS_KEY_PREVIOUS',
+  'config.CONFLUENCE_TOKEN',
 ]
 
 export function loggerOptions(opts: { level: string; service: string }): LoggerOptions {
