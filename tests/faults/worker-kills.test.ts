@@ -60,10 +60,10 @@ t.test(`a ${PAGES}-page sync survives ${KILLS} SIGKILLs of its worker`, async (t
   t.equal((await last.exit).code, 0, 'the last worker stops cleanly')
 })
 
-t.test('a sync whose worker dies again and again during its crawl still completes', async (t) => {
-  // BullMQ fails a job found stalled (its worker gone) more than maxStalledCount times: by
-  // default a second death during the same step lost the accepted sync ("job stalled more than
-  // allowable limit"), retries and all.
+t.test('a sync whose worker dies twice during its crawl still completes', async (t) => {
+  // BullMQ fails a job found stalled (its worker gone) more than maxStalledCount times: with
+  // its default a second death during the same step lost the accepted sync ("job stalled more
+  // than allowable limit"), retries and all.
   const rig = await ingestRig(t, {
     pages: generatedSpace(6),
     // Slow answers: the crawl's listing takes seconds, so each kill lands in it.
@@ -72,7 +72,8 @@ t.test('a sync whose worker dies again and again during its crawl still complete
   })
   const source = await rig.register()
   const job = await rig.enqueue(source)
-  for (let kill = 1; kill <= 3; kill++) {
+  // Two deaths are one more than BullMQ's default allowed.
+  for (let kill = 1; kill <= 2; kill++) {
     const worker = workerProcess(t, rig)
     await worker.waitFor(/worker started/, 30_000)
     await new Promise((r) => setTimeout(r, 1500))
