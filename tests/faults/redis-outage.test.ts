@@ -30,7 +30,9 @@ t.test(`Redis away for ${OUTAGE_MS / 1000} s during a sync and chat traffic`, as
     RAG_ENABLED: 'true',
     HEALTH_TIMEOUT_MS: '500',
   })
-  await worker.waitFor(/worker started/, 30_000)
+  const started = await worker.waitFor(/worker started/, 30_000)
+  const workerReady = async () =>
+    (await fetch(`http://127.0.0.1:${/"healthPort":(\d+)/.exec(started)?.[1]}/health/ready`)).status
   const call = async (path: string, key: string, body?: unknown) => {
     const res = await fetch(`${url}${path}`, {
       method: body === undefined ? 'GET' : 'POST',
@@ -82,12 +84,14 @@ t.test(`Redis away for ${OUTAGE_MS / 1000} s during a sync and chat traffic`, as
   const stoppedAt = Date.now()
   await waitUntil('readiness down', async () => (await health()) === 'down', OUTAGE_MS)
   t.pass(`readiness down ${Date.now() - stoppedAt} ms after Redis stopped`)
+  t.equal(await workerReady(), 503, "so is the worker's")
   await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (Date.now() - stoppedAt))))
   const duringOutage = endings.length
   await redis.start()
   const backAt = Date.now()
   await waitUntil('readiness ok', async () => (await health()) === 'ok', 5_000, 100)
   t.pass(`readiness ok ${Date.now() - backAt} ms after Redis returned`)
+  await waitUntil("the worker's readiness", async () => (await workerReady()) === 200, 5_000, 100)
 
   const run = await rig.waitFor(job, 120_000)
   t.equal(run.state, 'completed', run.failedReason ?? '')
