@@ -17,10 +17,21 @@ export const RETRY_AFTER_S = 2
 
 const EXEMPT = new Set(['/api/health', '/api/health/live', '/metrics'])
 
+/**
+ * Nothing is shed until this long after the app is ready: the first samples measure the boot
+ * itself (loading and compiling everything), which is no sign of load, and a fresh replica would
+ * otherwise refuse its first requests.
+ */
+export const WARM_UP_MS = 2_000
+
 async function backPressure(fastify: FastifyInstance) {
   const { config } = fastify
   const delayLimit = config.PRESSURE_MAX_EVENT_LOOP_DELAY_MS
   const busyLimit = config.PRESSURE_MAX_EVENT_LOOP_UTILIZATION
+  let shedFrom = Number.POSITIVE_INFINITY
+  fastify.addHook('onReady', async () => {
+    shedFrom = performance.now() + WARM_UP_MS
+  })
   await fastify.register(underPressure, {
     maxEventLoopDelay: delayLimit,
     maxEventLoopUtilization: busyLimit,
@@ -28,7 +39,9 @@ async function backPressure(fastify: FastifyInstance) {
     eventLoopUtilizationMode: 'interval',
     retryAfter: RETRY_AFTER_S,
     pressureHandler: (request, reply, type, value) => {
-      if (EXEMPT.has(request.routeOptions.url as string)) return undefined
+      if (EXEMPT.has(request.routeOptions.url as string) || performance.now() < shedFrom) {
+        return undefined
+      }
       const what =
         type === underPressure.TYPE_EVENT_LOOP_DELAY
           ? `event loop delay ${Math.round(value as number)} ms > PRESSURE_MAX_EVENT_LOOP_DELAY_MS=${delayLimit}`
