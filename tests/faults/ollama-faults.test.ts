@@ -1,3 +1,5 @@
+import { Ollama } from 'ollama'
+import OpenAI from 'openai'
 import t from 'tap'
 import { listenTestApp, READER_KEY } from '../helpers/api.ts'
 import { GROUNDED_PAGES } from '../helpers/grounded.ts'
@@ -124,6 +126,49 @@ t.test('30% of embeds failing, 10% of chat streams cut: nothing lost, nothing sh
   }
   t.comment(`chats: ${seen.done} complete, ${seen.error} ended with an error`)
   t.ok(seen.done > 0 && seen.error > 0, 'both complete answers and reported failures')
+
+  // The same through the clients users run: a cut answer is an exception in the openai and the
+  // ollama SDK, never an iteration that just stops.
+  const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: READER_KEY, maxRetries: 0 })
+  const ollama = new Ollama({
+    host: `${url}/ollama`,
+    headers: { Authorization: `Bearer ${READER_KEY}` },
+  })
+  const messages = [{ role: 'user' as const, content: 'How is billing deployed with helm?' }]
+  const sdk = { finished: 0, threw: 0 }
+  for (let i = 0; i < CHATS; i++) {
+    lastChatCut = undefined
+    let outcome: 'finished' | 'threw' = 'finished'
+    let text = ''
+    try {
+      if (i % 2 === 0) {
+        const stream = await openai.chat.completions.create({
+          model: 'llama3.2',
+          messages,
+          stream: true,
+        })
+        let reason: string | null | undefined
+        for await (const chunk of stream) {
+          text += chunk.choices[0]?.delta.content ?? ''
+          reason = chunk.choices[0]?.finish_reason ?? reason
+        }
+        t.ok(reason, `openai #${i}: a finished answer has a finish_reason (${text})`)
+      } else {
+        let done = false
+        for await (const part of await ollama.chat({ model: 'llama3.2', messages, stream: true })) {
+          text += part.message.content
+          done ||= part.done
+        }
+        t.ok(done, `ollama #${i}: a finished answer ends with done (${text})`)
+      }
+    } catch {
+      outcome = 'threw'
+    }
+    sdk[outcome]++
+    if (lastChatCut === true) t.equal(outcome, 'threw', `SDK #${i}: a cut answer is an error`)
+  }
+  t.comment(`SDK chats: ${sdk.finished} finished, ${sdk.threw} threw`)
+  t.ok(sdk.finished > 0 && sdk.threw > 0, 'both finished answers and errors')
 
   // The same space synced again with a healthy Ollama: the same chunks and vectors.
   faulty = false
