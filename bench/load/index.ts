@@ -96,6 +96,22 @@ function refused(r: Route, status: number, body: string, shown: Set<string>): vo
   }
 }
 
+const ADMIN_KEY = 'load-admin-key-0123456789'
+
+/** A Prometheus scrape (the admin key works for the api; the worker's needs none here). */
+async function scrape(target: string): Promise<string> {
+  const res = await request(target, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })
+  return res.body.text()
+}
+
+/** The sum of a metric's samples in a scrape (every label set). */
+function sample(text: string, name: string): number {
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0)
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 type AutocannonResult = {
@@ -162,7 +178,8 @@ async function main() {
         WORKER_HEALTH_PORT: '0',
       }),
     )
-    await worker.waitFor(/worker started/, 60_000)
+    const startLine = await worker.waitFor(/worker started/, 60_000)
+    const workerMetrics = `http://127.0.0.1:${/"healthPort":(\d+)/.exec(startLine)?.[1]}/metrics`
 
     const userKeys = Array.from(
       { length: CHAT_USERS + SEARCH_USERS + PUSH_CONNECTIONS },
@@ -172,7 +189,7 @@ async function main() {
       ...common,
       PORT: '0',
       API_KEYS: userKeys.join(','),
-      ADMIN_API_KEYS: 'load-admin-key-0123456789',
+      ADMIN_API_KEYS: ADMIN_KEY,
       RAG_ENABLED: 'true',
       // Every question reaches the model: the stand-in's embeddings are lexical, not semantic.
       RAG_MIN_SIMILARITY: '-1',
@@ -297,6 +314,9 @@ async function main() {
     )
     const loadBefore = loadavg()[0] as number
     const started = performance.now()
+    // Each scrape restarts prom-client's event-loop lag histogram: the next one covers the load.
+    await scrape(`${url}/metrics`)
+    await scrape(workerMetrics)
     const syncId = await sync('ENG', 'eng')
     let syncSeconds = Number.NaN
     const syncWatch = (async () => {
@@ -368,6 +388,24 @@ async function main() {
       'requests',
     )
     if (!Number.isNaN(syncSeconds)) report('sync_under_load_s', syncSeconds, 's')
+    // The processes' own view (their /metrics): how late their event loops ran during the load.
+    const apiSeen = await scrape(`${url}/metrics`)
+    const workerSeen = await scrape(workerMetrics)
+    report(
+      'api_event_loop_lag_p99_ms',
+      sample(apiSeen, 'nodejs_eventloop_lag_p99_seconds') * 1000,
+      'ms',
+    )
+    report(
+      'worker_event_loop_lag_p99_ms',
+      sample(workerSeen, 'nodejs_eventloop_lag_p99_seconds') * 1000,
+      'ms',
+    )
+    report(
+      'worker_pages_indexed',
+      sample(workerSeen, 'confluence_bot_worker_pages_indexed_total'),
+      'pages',
+    )
     report('api_peak_rss_mb', await peakRssMb(api.child.pid as number), 'MB')
     report('worker_peak_rss_mb', await peakRssMb(worker.child.pid as number), 'MB')
 
