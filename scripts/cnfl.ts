@@ -24,7 +24,9 @@ Commands:
   eval FILE         Retrieval quality on a question set (JSON: [{question, page_id | url,
                     lang?}]): hit@1, hit@5 and MRR per mode and language. Options: --top-k N,
                     --mode M…, --space KEY…, --json.
-                    (cnfl search|ask|eval --help says more.)
+  secrets rekey     Encrypt every source's credentials under SECRETS_KEY (after a rotation:
+                    exit 0 means SECRETS_KEY_PREVIOUS can go).
+                    (cnfl search|ask|eval|secrets --help says more.)
 
 Options of convert:
   --base-url URL    the site as a browser shows it (https://acme.atlassian.net/wiki): page and
@@ -187,6 +189,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'eval') {
     const { evalQuestions } = await import('./eval.ts')
     return evalQuestions(rest, callerCwd())
+  }
+  if (command === 'secrets') {
+    const { secrets } = await import('./secrets.ts')
+    return secrets(rest)
   }
   if (command === 'ingest') {
     const { ingest } = await import('./ingest.ts')
