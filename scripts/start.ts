@@ -156,21 +156,11 @@ async function ollamaReachable(url: string): Promise<boolean> {
 
 const isRemoteUri = (uri: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(uri)
 
-const { api } = loadConfigs()
-if (!isRemoteUri(api.LANCEDB_URI)) {
-  const dir = isAbsolute(api.LANCEDB_URI) ? api.LANCEDB_URI : join(root, api.LANCEDB_URI)
-  mkdirSync(dir, { recursive: true })
-}
-const graceMs = api.SHUTDOWN_GRACE_MS
-// Ctrl-C: the terminal sends SIGINT to every process of the group. SIGTERM (from a process
-// manager, to this process) is passed on.
-process.once('SIGINT', () => void stop(0, true))
-process.once('SIGTERM', () => void stop(0))
-
 // Source credentials are encrypted with SECRETS_KEY. A laptop install has nobody to set one, so
 // the first start creates it in the data directory and every later start reads it back; the api
-// and the worker get it through their environment. A key set in the environment wins.
-if (api.SECRETS_KEY === '') {
+// and the worker get it through their environment. A key set in the environment wins. Read
+// before the settings are checked: SECRETS_KEY_PREVIOUS alone (a rotation) needs it.
+if ((process.env.SECRETS_KEY ?? '') === '') {
   try {
     const file = join(root, 'data', 'secrets.key')
     const { key, created } = secretsKeyFile(file)
@@ -184,6 +174,17 @@ if (api.SECRETS_KEY === '') {
     process.exit(1)
   }
 }
+
+const { api } = loadConfigs()
+if (!isRemoteUri(api.LANCEDB_URI)) {
+  const dir = isAbsolute(api.LANCEDB_URI) ? api.LANCEDB_URI : join(root, api.LANCEDB_URI)
+  mkdirSync(dir, { recursive: true })
+}
+const graceMs = api.SHUTDOWN_GRACE_MS
+// Ctrl-C: the terminal sends SIGINT to every process of the group. SIGTERM (from a process
+// manager, to this process) is passed on.
+process.once('SIGINT', () => void stop(0, true))
+process.once('SIGTERM', () => void stop(0))
 
 await ensureRedis(api.REDIS_URL)
 run('api', 'services/api/src/server.ts')
