@@ -117,6 +117,8 @@ t.test('failed and delayed runs, job logs naming the job and source, the token',
 
   const failed = await queue.add('boom', { source_id: 'src-42' }, { attempts: 1 })
   await t.rejects(failed.waitUntilFinished(events, 10_000), /boom/)
+  const stray = await queue.add('no-such-job-7', {}, { attempts: 1 })
+  await t.rejects(stray.waitUntilFinished(events, 10_000), /No processor/)
   const later = await queue.add('later', {})
   for (let i = 0; i < 100 && (await later.getState()) !== 'delayed'; i++) {
     await new Promise((resolve) => setTimeout(resolve, 50))
@@ -158,6 +160,12 @@ t.test('failed and delayed runs, job logs naming the job and source, the token',
     'a delayed job moved itself: no failure',
   )
   t.equal(sample(text, 'confluence_bot_worker_job_failures_total', { job: 'later' }), 0)
+  t.equal(
+    sample(text, 'confluence_bot_worker_job_failures_total', { job: '(unknown)' }),
+    1,
+    'a job no processor takes fails under one label',
+  )
+  t.notMatch(text, /no-such-job-7/)
 })
 
 t.test('embed failures are counted by kind', async (t) => {

@@ -71,25 +71,27 @@ export async function startWorker(
       queue,
       async (job, token) => {
         const processor = processors[job.name]
-        if (!processor) {
-          throw new UnrecoverableError(`No processor for job "${job.name}" on queue "${queue}"`)
-        }
-        // Whoever queued it (the dashboard takes any data): a processor sees valid data only.
-        const problem = isJobName(job.name) ? jobDataProblem(job.name, job.data) : undefined
-        if (problem !== undefined) {
-          throw new UnrecoverableError(`${job.name} job data is invalid: ${problem}`)
-        }
-        // Every line a job writes names it, its attempt and (for a source's jobs) the source.
-        const sourceId = (job.data as { source_id?: unknown }).source_id
-        const jobLog = log.child({
-          queue,
-          jobName: job.name,
-          jobId: job.id,
-          attempt: job.attemptsMade + 1,
-          ...(typeof sourceId === 'string' ? { sourceId } : {}),
-        })
-        const end = jobDuration.startTimer({ queue, job: job.name })
+        // A name no processor has (the dashboard queues any) is one label, not one label each.
+        const name = processor ? job.name : '(unknown)'
+        const end = jobDuration.startTimer({ queue, job: name })
         try {
+          if (!processor) {
+            throw new UnrecoverableError(`No processor for job "${job.name}" on queue "${queue}"`)
+          }
+          // Whoever queued it (the dashboard takes any data): a processor sees valid data only.
+          const problem = isJobName(job.name) ? jobDataProblem(job.name, job.data) : undefined
+          if (problem !== undefined) {
+            throw new UnrecoverableError(`${job.name} job data is invalid: ${problem}`)
+          }
+          // Every line a job writes names it, its attempt and (for a source's jobs) the source.
+          const sourceId = (job.data as { source_id?: unknown }).source_id
+          const jobLog = log.child({
+            queue,
+            jobName: job.name,
+            jobId: job.id,
+            attempt: job.attemptsMade + 1,
+            ...(typeof sourceId === 'string' ? { sourceId } : {}),
+          })
           const result = await processor(job, { log: jobLog, config, token })
           end({ outcome: 'completed' })
           return result
@@ -99,7 +101,7 @@ export async function startWorker(
             end({ outcome: 'moved' })
           } else {
             end({ outcome: 'failed' })
-            jobFailures.inc({ queue, job: job.name })
+            jobFailures.inc({ queue, job: name })
           }
           throw err
         }
