@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, statfsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,6 +21,8 @@ import { LONG, workerProcess } from './faults.ts'
 // Needs `mount` (root on Linux): skipped with the reason where it is refused.
 
 const PAGES = LONG ? 200 : 24
+/** Free space left when the index is "full": about half of what the changed pages need. */
+const LEFT_BYTES = 112 * 1024
 
 type Row = Record<string, unknown>
 
@@ -116,21 +118,28 @@ t.test(
 
     t.test('full', async (t) => {
       change(rig, 2)
-      // Everything but a few KB taken: the sync starts writing, then runs out.
-      try {
-        execFileSync('dd', ['if=/dev/zero', `of=${join(rig.lancedbUri, 'filler')}`, 'bs=64k'], {
-          stdio: 'pipe',
-        })
-      } catch {
-        // dd stops at ENOSPC: that is the point
-      }
+      // All but LEFT_BYTES taken: the sync's first writes may fit, then it runs out.
+      const { bavail, bsize } = statfsSync(rig.lancedbUri)
+      const blocks = Math.floor((bavail * bsize - LEFT_BYTES) / 65536)
+      execFileSync('dd', [
+        'if=/dev/zero',
+        `of=${join(rig.lancedbUri, 'filler')}`,
+        'bs=64k',
+        `count=${blocks}`,
+      ])
       const run = await rig.waitFor(await rig.enqueue(source), 60_000)
       t.equal(run.state, 'failed', 'the sync fails')
       t.match(run.failedReason, /no space left/i, `it says why: ${run.failedReason}`)
       const ready = await workerReadiness(healthPort)
       t.equal(ready.status, 503)
       t.match(JSON.stringify(ready.body), /no space left/i, 'so does the worker readiness')
-      during.push(await rig.rows())
+      const rows = await rig.rows()
+      const old = byPage(before)
+      const rewritten = [...byPage(rows)].filter(
+        ([page, chunks]) => JSON.stringify(old.get(page)) !== JSON.stringify(chunks),
+      )
+      t.comment(`${rewritten.length} pages written before the space ran out`)
+      during.push(rows)
       await writeFile(join(rig.lancedbUri, 'filler'), '')
     })
 
