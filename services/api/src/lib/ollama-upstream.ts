@@ -90,6 +90,8 @@ export class OllamaUpstream {
         ),
       )
     }, ms)
+    // A deadline left behind (a body nobody read to its end) must not keep the process alive.
+    timer.unref()
     const signals = [limit.signal, options.signal].filter((s) => s instanceof AbortSignal)
     try {
       const response = await this.#request({ ...options, signal: AbortSignal.any(signals) })
