@@ -152,6 +152,33 @@ t.test('per key 429, overall 503, on every answer route', async (t) => {
   await after.text()
 })
 
+t.test('R1: one key opening 130 slow streams cannot starve the others', async (t) => {
+  // The default caps (ANSWER_CONCURRENCY_PER_KEY=8, ANSWER_CONCURRENCY=64).
+  const { app, url, ollama } = await rig(t, {
+    ANSWER_CONCURRENCY_PER_KEY: '8',
+    ANSWER_CONCURRENCY: '64',
+  })
+  ollama.options.tokens = MANY
+  ollama.options.tokenDelayMs = 100
+  const flood = new AbortController()
+  const opened = await Promise.all(
+    Array.from({ length: 130 }, () => chat(url, READER_KEY, flood.signal)),
+  )
+  const statuses = opened.map((res) => res.status)
+  t.equal(statuses.filter((s) => s === 200).length, 8, 'eight streams are answered')
+  t.equal(statuses.filter((s) => s === 429).length, 122, 'the rest are refused at once')
+  await Promise.all(opened.filter((res) => res.status === 429).map((res) => res.arrayBuffer()))
+  t.equal(ollama.requests.filter((r) => r.path === '/api/chat').length, 8, 'only 8 reach Ollama')
+
+  ollama.options.tokens = ['fine']
+  ollama.options.tokenDelayMs = 0
+  const other = await chat(url, KEY_B)
+  t.equal(other.status, 200)
+  t.match(ndjson(await other.text()).at(-1), { done: true }, 'another key is answered meanwhile')
+  flood.abort()
+  await idle(app)
+})
+
 t.test('a slot comes back however the answer ends', async (t) => {
   const { app, url, ollama } = await rig(t, { BODY_LIMIT: '16384' })
   const ends: Array<[string, () => void, RegExp]> = [
