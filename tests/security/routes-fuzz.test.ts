@@ -510,7 +510,7 @@ function recipeArb(key: string, op: Operation, world: World): fc.Arbitrary<Recip
       breaks: fc.constant(b),
       method:
         b === 'method'
-          ? fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE')
+          ? fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE')
           : fc.constant(undefined),
       params: b === 'params' ? oddParams : validParams,
       query:
@@ -787,7 +787,8 @@ t.test('every documented operation survives hostile input over a real socket', a
         if (answer.status >= 500) {
           throw new Error(`${answer.status}: ${answer.text.slice(0, 500)}`)
         }
-        if (answer.status >= 400) {
+        // A HEAD answer has no body to name anything in.
+        if (answer.status >= 400 && recipe.method !== 'HEAD') {
           const wrong = badRefusal(surface, answer.status, answer.text)
           if (wrong !== undefined) throw new Error(wrong)
         }
