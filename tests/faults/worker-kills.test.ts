@@ -72,11 +72,20 @@ t.test('a sync whose worker dies twice during its crawl still completes', async 
   })
   const source = await rig.register()
   const job = await rig.enqueue(source)
+  const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
+  t.teardown(() => queue.close())
   // Two deaths are one more than BullMQ's default allowed.
   for (let kill = 1; kill <= 2; kill++) {
     const worker = workerProcess(t, rig)
     await worker.waitFor(/worker started/, 30_000)
-    await new Promise((r) => setTimeout(r, 1500))
+    // Killed once it runs the sync (its stalled run found and taken again after a death).
+    await waitUntil(`worker ${kill} running the sync`, async () => {
+      const sync = await queue.getJob(job)
+      return (
+        (await sync?.getState()) === 'active' &&
+        sync?.processedBy?.endsWith(`:${worker.child.pid}`) === true
+      )
+    })
     t.equal((await readRun(rig.client, job)).progress.converted, 0, `kill ${kill}: in the crawl`)
     worker.child.kill('SIGKILL')
     await worker.exit
