@@ -635,6 +635,26 @@ function badRefusal(surface: Surface, status: number, text: string): string | un
 
 // ---------------------------------------------------------------------------------------------
 
+t.test('the verdict tells a 4xx that names its problem from one that does not', async (t) => {
+  const api = '{"error":"validation_failed","message":"body/query is required","statusCode":400}'
+  t.equal(badRefusal('api', 400, api), undefined)
+  t.match(badRefusal('api', 404, api), /names no problem/, 'statusCode must match')
+  t.match(badRefusal('api', 400, '{"error":"x","message":"","statusCode":400}'), /names no problem/)
+  t.match(badRefusal('api', 400, 'Bad Request'), /not JSON/)
+  t.equal(badRefusal('openai', 401, '{"error":{"message":"Send a key","code":"x"}}'), undefined)
+  t.match(badRefusal('openai', 400, api), /openai shape/)
+  t.equal(badRefusal('ollama', 400, '{"error":"model is required"}'), undefined)
+  t.equal(badRefusal('ollama', 405, '405 method not allowed'), undefined)
+  t.match(badRefusal('ollama', 400, api), /ollama shape/)
+  t.equal(
+    badRefusal('mcp', 406, '{"jsonrpc":"2.0","error":{"code":-32000,"message":"x"}}'),
+    undefined,
+  )
+  // What Node refuses before routing is in the API's shape on every surface.
+  const big = '{"error":"headers_too_large","message":"too large","statusCode":431}'
+  t.equal(badRefusal('openai', 431, big), undefined)
+})
+
 t.test('every documented operation survives hostile input over a real socket', async (t) => {
   t.comment(`fast-check seed ${SEED}, ${RUNS} runs per operation (FUZZ_SEED, FUZZ_RUNS)`)
   const exportsDir = await tempDir(t, 'cnfl-fuzz-exports-')
