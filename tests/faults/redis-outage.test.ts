@@ -85,6 +85,10 @@ t.test(`Redis away for ${OUTAGE_MS / 1000} s during a sync and chat traffic`, as
   await waitUntil('readiness down', async () => (await health()) === 'down', OUTAGE_MS)
   t.pass(`readiness down ${Date.now() - stoppedAt} ms after Redis stopped`)
   t.equal(await workerReady(), 503, "so is the worker's")
+  const down = JSON.parse((await call('/api/health', READER_KEY)).text) as {
+    checks: { redis: { error?: string } }
+  }
+  t.match(down.checks.redis.error, /REDIS_URL=redis:\/\/127\.0\.0\.1:\d+/, 'naming what is down')
   await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (Date.now() - stoppedAt))))
   const duringOutage = endings.length
   await redis.start()
