@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
 import type { ApiConfig } from '@confluence-bot/shared'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, {
@@ -64,6 +65,23 @@ function httpOptions(requestTimeout: number) {
   }
 }
 
+/**
+ * Browsers preconnect and HTTP clients keep a spare connection before they send on it. Node
+ * counts such a connection as a request under way, so close() would wait for it until
+ * headersTimeout and a rollout would sit out its shutdown grace. Nothing was asked on it: it
+ * is ended when the server starts closing (answers under way are still waited for).
+ */
+function endUnusedConnectionsOnClose(app: FastifyInstance) {
+  const open = new Set<Socket>()
+  app.server.on('connection', (socket: Socket) => {
+    open.add(socket)
+    socket.once('close', () => open.delete(socket))
+  })
+  app.addHook('preClose', async () => {
+    for (const socket of open) if (socket.bytesRead === 0) socket.destroy()
+  })
+}
+
 /** Builds the API without listening: the server process and the tests both start here. */
 export function buildApp(options: BuildOptions): FastifyInstance {
   const app = Fastify({
@@ -111,6 +129,7 @@ export function buildApp(options: BuildOptions): FastifyInstance {
     reply.header('x-request-id', request.id)
   })
 
+  endUnusedConnectionsOnClose(app)
   app.register(config, { config: options.config })
   app.register(errors)
   // Headers first, so that even a refusal carries them; CORS after the guard, which refuses
