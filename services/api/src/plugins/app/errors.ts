@@ -25,6 +25,15 @@ export function mediaType(header: string | undefined): string {
 // Types read as JSON besides application/json (which Fastify's own parser reads).
 const JSON_LIKE = new Set(['', 'text/plain', 'application/x-www-form-urlencoded'])
 
+// Refusals that shed load: /metrics counts them, and a line each would be thousands a second
+// under the very flood they answer.
+const SHEDDING = new Set<string>([
+  ErrorCode.overloaded,
+  ErrorCode.answersBusy,
+  ErrorCode.tooManyAnswers,
+  ErrorCode.rateLimited,
+])
+
 const REDIS_DOWN = /Stream isn't writeable|Connection is closed|enableOfflineQueue/
 
 function toBody(error: FastifyError, request: FastifyRequest, bodyLimit: number): ErrorBody {
@@ -112,7 +121,9 @@ async function errors(fastify: FastifyInstance) {
       return reply
     }
     const body = toBody(error, request, bodyLimit)
-    if (error instanceof AppError && body.statusCode >= 500) {
+    if (SHEDDING.has(body.error)) {
+      request.log.debug({ error: body.error, statusCode: body.statusCode }, body.message)
+    } else if (error instanceof AppError && body.statusCode >= 500) {
       // A known dependency failure: its message says it all, a stack adds nothing.
       request.log.warn({ error: body.error, statusCode: body.statusCode }, body.message)
     } else if (body.statusCode >= 500) {
