@@ -34,8 +34,8 @@ type Operation = {
 }
 type Document = { paths: Record<string, Record<string, Operation>> }
 
-/** The three gateways a case can talk to. */
-type World = 'up' | 'down' | 'broken'
+/** The gateways a case can talk to ('limited': its admin key is past its rate limit). */
+type World = 'up' | 'down' | 'broken' | 'limited'
 
 /** One request that must get the case's status. */
 type Probe = {
@@ -814,6 +814,16 @@ function derived(method: string, path: string, op: Operation, status: number): P
           error: 'host_not_allowed',
         },
       ]
+    case 429:
+      return [
+        {
+          ...base,
+          what: 'a key past RATE_LIMIT_PER_MINUTE',
+          world: 'limited',
+          key: admin,
+          error: 'rate_limited',
+        },
+      ]
   }
   if (!takesJson(op)) return undefined
   const json = { ...base, key: admin, json: undefined, raw: undefined }
@@ -928,6 +938,8 @@ async function brokenUpstream(t: Test): Promise<string> {
   return `http://127.0.0.1:${address.port}`
 }
 
+const SPEND: Probe = { what: 'spend the limit', method: 'GET', path: '' }
+
 /** Resolves once the app's Redis connection has noticed that Redis is gone. */
 async function redisLost(app: FastifyInstance): Promise<void> {
   for (let i = 0; i < 100 && app.redis.status === 'ready'; i++) {
@@ -968,7 +980,21 @@ t.test('every documented error status is answered over a real socket', async (t)
   })
   await doomed.stop()
   await redisLost(down.app)
-  const worlds: Record<World, string> = { up: up.url, down: down.url, broken: broken.url }
+  // One request a minute, spent here: every request after it is over the limit.
+  const limited = await listenTestApp(t, {
+    ...common,
+    REDIS_URL: redis.url,
+    OLLAMA_URL: ollama.url,
+    RATE_LIMIT_PER_MINUTE: '1',
+  })
+  const spent = await wire(`${limited.url}/api/me`, requestOf({ ...SPEND, key: admin }))
+  if (spent.status !== 200) throw new Error(`spending the rate limit: ${spent.status}`)
+  const worlds: Record<World, string> = {
+    up: up.url,
+    down: down.url,
+    broken: broken.url,
+    limited: limited.url,
+  }
 
   const zipDir = await tempDir(t, 'cnfl-zip-')
   await writeZip(join(zipDir, 'space.zip'), [

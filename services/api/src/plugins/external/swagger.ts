@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { isLimited } from '../app/rate-limit.ts'
 
 /**
  * Marks a route whose body may be left out (its handler takes none as `{}`): @fastify/swagger
@@ -31,10 +32,22 @@ const GUARD_403 = {
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
 }
 
+// Every route but the probes counts against its caller's RATE_LIMIT_PER_MINUTE; an answer
+// route also refuses a key past ANSWER_CONCURRENCY_PER_KEY with the same status.
+const RATE_429 = {
+  description:
+    'Too many requests: the key (or address) is past RATE_LIMIT_PER_MINUTE, or past ANSWER_CONCURRENCY_PER_KEY answers at once; see Retry-After',
+  headers: {
+    'Retry-After': { description: 'Seconds to wait', schema: { type: 'integer' } },
+  },
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+}
+
 function fixUp(doc: { paths: Paths }) {
-  for (const item of Object.values(doc.paths)) {
+  for (const [path, item] of Object.entries(doc.paths)) {
     for (const op of Object.values(item)) {
       op.responses['403'] ??= GUARD_403
+      if (isLimited(path)) op.responses['429'] ??= RATE_429
       // A parameter with a default may be left out (the default is filled in), whatever the
       // schema's `required` list says.
       for (const parameter of op.parameters ?? []) {
