@@ -3,6 +3,7 @@ import t from 'tap'
 import { listenTestApp, READER_KEY } from '../../helpers/api.ts'
 import type { Json } from '../../helpers/grounded.ts'
 import { standIn } from '../../helpers/ollama.ts'
+import { startRedis } from '../../helpers/redis.ts'
 
 // Every status an /ollama route documents, provoked over a real socket, each answered in
 // Ollama's `{"error":"…"}` shape (nothing else in the body); and the OpenAPI document lists
@@ -25,8 +26,8 @@ const ROUTES: Route[] = [
   },
   { method: 'POST', path: '/api/generate', body: { model: 'nope', prompt: 'hi' } },
 ]
-const GET_STATUSES = [401, 403, 502, 503]
-const POST_STATUSES = [400, 401, 403, 404, 413, 415, 502, 503]
+const GET_STATUSES = [401, 403, 429, 502, 503]
+const POST_STATUSES = [400, 401, 403, 404, 413, 415, 429, 502, 503]
 const statusesOf = (route: Route) => (route.method === 'GET' ? GET_STATUSES : POST_STATUSES)
 
 type Probe = { key?: string | null; body?: string; type?: string; headers?: Record<string, string> }
@@ -73,6 +74,19 @@ t.test('each documented status, over a real socket, in Ollama’s shape', async 
   t.teardown(() => new Promise((resolve) => other.close(resolve)))
   const { port } = other.address() as { port: number }
   const wrong = await listenTestApp(t, { ...env, OLLAMA_URL: `http://127.0.0.1:${port}` })
+  // One request a minute, spent here: every request after it is over the limit.
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const limited = await listenTestApp(t, {
+    ...env,
+    OLLAMA_URL: stand.url,
+    REDIS_URL: redis.url,
+    RATE_LIMIT_PER_MINUTE: '1',
+  })
+  const spent = await exchange(`${limited.url}/ollama/api/version`, 'GET', {
+    authorization: `Bearer ${READER_KEY}`,
+  })
+  t.equal(spent.status, 200, 'the one request of the minute')
 
   const plain = { model: 'llama3.2' }
   for (const route of ROUTES) {
@@ -113,6 +127,7 @@ t.test('each documented status, over a real socket, in Ollama’s shape', async 
         ],
       ],
       415: [['a body that is not JSON', () => send(live.url, { type: 'application/xml' })]],
+      429: [['a key past RATE_LIMIT_PER_MINUTE', () => send(limited.url, { body: valid })]],
       502: [['OLLAMA_URL is some other server', () => send(wrong.url, { body: valid })]],
       503: [['Ollama is down', () => send(down.url, { body: valid })]],
     }
