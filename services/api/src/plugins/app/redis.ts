@@ -37,14 +37,17 @@ async function redis(fastify: FastifyInstance) {
   fastify.addHook('onReady', async () => {
     /* c8 ignore next: the connection rarely wins the race against the plugins' boot */
     if (client.status === 'ready') return
+    // A refused connection is an answer too: waiting longer would not open it.
     await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer)
         client.off('ready', done)
+        client.off('error', done)
         resolve()
       }
       const timer = setTimeout(done, 2_000)
       client.once('ready', done)
+      client.once('error', done)
     })
   })
   fastify.addHook('onClose', async () => {
