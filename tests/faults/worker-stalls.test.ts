@@ -19,6 +19,7 @@ t.test('a sync whose worker dies twice during its crawl still completes', async 
   })
   const source = await rig.register()
   const job = await rig.enqueue(source)
+  const t0 = performance.now()
   const queue = new Queue(QueueName.sync, { connection: rig.client, prefix: QUEUE_PREFIX })
   t.teardown(() => queue.close())
   // Two deaths are one more than BullMQ's default allowed.
@@ -33,13 +34,28 @@ t.test('a sync whose worker dies twice during its crawl still completes', async 
         sync?.processedBy?.endsWith(`:${worker.child.pid}`) === true
       )
     })
+    // …and lists the space: past the writer lock its crawl takes first (a worker killed holding
+    // it holds every write back for the lock's 30 s TTL, a wait this test is not about).
+    const asked = rig.confluence.requests.length
+    await waitUntil('a listing request', () => rig.confluence.requests.length > asked)
     t.equal((await readRun(rig.client, job)).progress.converted, 0, `kill ${kill}: in the crawl`)
+    t.comment(`kill ${kill} at ${Math.round(performance.now() - t0)} ms`)
     worker.child.kill('SIGKILL')
     await worker.exit
   }
   const last = workerProcess(t, rig)
   await last.waitFor(/worker started/, 30_000)
+  t.comment(`last worker started at ${Math.round(performance.now() - t0)} ms`)
   const run = await rig.waitFor(job, 60_000)
+  t.comment(`done at ${Math.round(performance.now() - t0)} ms`)
+  if (process.env.DEBUG_STALLS)
+    t.comment(
+      last
+        .output()
+        .split('\n')
+        .map((l) => l.slice(0, 300))
+        .join('\n'),
+    )
   t.equal(run.state, 'completed', run.failedReason ?? '')
   t.equal(run.progress.converted, 6)
   last.child.kill('SIGTERM')
