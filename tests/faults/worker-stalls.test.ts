@@ -48,14 +48,6 @@ t.test('a sync whose worker dies twice during its crawl still completes', async 
   t.comment(`last worker started at ${Math.round(performance.now() - t0)} ms`)
   const run = await rig.waitFor(job, 60_000)
   t.comment(`done at ${Math.round(performance.now() - t0)} ms`)
-  if (process.env.DEBUG_STALLS)
-    t.comment(
-      last
-        .output()
-        .split('\n')
-        .map((l) => l.slice(0, 300))
-        .join('\n'),
-    )
   t.equal(run.state, 'completed', run.failedReason ?? '')
   t.equal(run.progress.converted, 6)
   last.child.kill('SIGTERM')
