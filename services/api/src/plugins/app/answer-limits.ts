@@ -43,6 +43,13 @@ async function answerLimits(fastify: FastifyInstance) {
       reply.header('retry-after', String(slot.retryAfterS))
       throw slot
     }
+    // The client may have gone while the key was checked (auth and the rate limit wait on
+    // Redis): its response has closed already and will not say so again. Nobody is left to
+    // answer; the error handler logs it and writes nothing.
+    if (reply.raw.destroyed || request.raw.socket.destroyed) {
+      slot()
+      throw new Error('client closed the connection before its answer began')
+    }
     reply.raw.once('close', slot)
   }
 
