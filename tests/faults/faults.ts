@@ -105,7 +105,7 @@ export async function waitUntil(
  * `stop()` shuts it down as an operator would (SIGTERM: the AOF is flushed), `start()` starts a
  * new redis-server on the same port and directory, which loads it back.
  */
-export async function durableRedis(t: T, rig: Rig, client: Redis) {
+export async function durableRedis(rig: Rig, client: Redis) {
   // The test's own connections see the outage too: they retry, nothing to report.
   client.on('error', () => {})
   const dir = ((await client.config('GET', 'dir')) as string[])[1] as string
@@ -131,9 +131,17 @@ export async function durableRedis(t: T, rig: Rig, client: Redis) {
     '--maxmemory-policy',
     'noeviction',
   ]
-  t.teardown(() => {
-    if (current.exitCode === null && current.signalCode === null) current.kill('SIGKILL')
-  })
+  // Stopped where the rig stops its Redis: after the test's own connections have quit (a kill
+  // in a teardown of its own ran first, and their quit() failed on a closed connection).
+  const stopRig = rig.redis.stop
+  rig.redis.stop = async () => {
+    if (current.exitCode === null && current.signalCode === null) {
+      const exited = new Promise((resolve) => current.once('exit', resolve))
+      current.kill('SIGKILL')
+      await exited
+    }
+    await stopRig()
+  }
   return {
     async stop() {
       const exited = new Promise((resolve) => current.once('exit', resolve))
