@@ -20,6 +20,10 @@ t.test('all dependencies up: ok, each check with its latency', async (t) => {
     t.type(body.checks[name].latency_ms, 'number')
   }
   t.equal(body.checks.ollama.version, '0.12.6')
+  // A probe right after is answered from the same round (health-shared.test.ts has the detail).
+  const again = await app.inject({ method: 'GET', url: '/api/health' })
+  t.same(again.json(), body)
+  t.equal(ollama.requests.filter((sent) => sent.path === '/api/version').length, 1)
 })
 
 t.test('Ollama down: degraded, still 200', async (t) => {
