@@ -118,6 +118,12 @@ export type ConfluenceStandInOptions = {
   clampLimit?: number
   /** Ids the search index has not caught up with: left out of CQL results, served elsewhere. */
   unindexed: string[]
+  /**
+   * Spaces the user cannot see (access withdrawn): every route answers as though they and their
+   * pages did not exist, as Confluence answers no view permission (v2 leaves them out, v1 says
+   * 404; reference §2). Deleting a space is removing its pages (and its `spaceKeys` entry).
+   */
+  hiddenSpaces: string[]
   /** Serve HTTPS with this PEM key and certificate (read at start only). */
   tls?: { key: string; cert: string }
   /**
@@ -391,6 +397,7 @@ function defaults(): ConfluenceStandInOptions {
     faults: [],
     spaceNames: {},
     unindexed: [],
+    hiddenSpaces: [],
     cursorOverlap: 0,
   }
 }
@@ -423,14 +430,21 @@ export async function startConfluenceStandIn(
   // ------------------------------------------------------------------------------------------
   // Shapes
 
+  /** The pages the user can see (see hiddenSpaces). */
+  function visiblePages(): StandInPage[] {
+    return standIn.options.pages.filter(
+      (page) => !standIn.options.hiddenSpaces.includes(page.spaceKey),
+    )
+  }
+
   function sortedPages(spaceKey: string): StandInPage[] {
-    return standIn.options.pages
+    return visiblePages()
       .filter((page) => page.spaceKey === spaceKey)
       .sort((a, b) => compareIds(a.id, b.id))
   }
 
   function findPage(id: string): StandInPage | undefined {
-    return standIn.options.pages.find((page) => page.id === id)
+    return visiblePages().find((page) => page.id === id)
   }
 
   function position(page: StandInPage): number {
@@ -707,7 +721,7 @@ export async function startConfluenceStandIn(
   function v2Pages(query: URLSearchParams): Reply {
     const raw = query.get('id')
     const ids = raw === null ? undefined : new Set(raw.split(',').filter((id) => id !== ''))
-    const pages = [...standIn.options.pages]
+    const pages = visiblePages()
       .filter((page) => ids === undefined || ids.has(page.id))
       .sort((a, b) => compareIds(a.id, b.id))
     return v2List(pages, query, '/api/v2/pages', ['id'])
@@ -781,7 +795,7 @@ export async function startConfluenceStandIn(
   function knownSpaces(): string[] {
     const keys = new Set(standIn.options.spaceKeys)
     for (const page of standIn.options.pages) keys.add(page.spaceKey)
-    return [...keys]
+    return [...keys].filter((key) => !standIn.options.hiddenSpaces.includes(key))
   }
 
   function v2Space(key: string) {
@@ -847,7 +861,7 @@ export async function startConfluenceStandIn(
         type !== 'page'
           ? []
           : spaceKey === null
-            ? [...standIn.options.pages].sort((a, b) => compareIds(a.id, b.id))
+            ? visiblePages().sort((a, b) => compareIds(a.id, b.id))
             : sortedPages(spaceKey)
       const expand = parseExpand(query)
       const slice = all.slice(start, start + limit)
@@ -932,7 +946,7 @@ export async function startConfluenceStandIn(
     if (limit === undefined || !Number.isInteger(requestedStart) || requestedStart < 0) {
       return v1Error(400, 'Bad Request', 'Invalid start or limit')
     }
-    const all = [...standIn.options.pages]
+    const all = visiblePages()
       .sort((a, b) => compareIds(a.id, b.id))
       .filter((page) => !standIn.options.unindexed.includes(page.id) && predicate(page))
     let start = requestedStart

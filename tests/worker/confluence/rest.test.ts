@@ -372,17 +372,53 @@ t.test('Cloud: root page, exclusions and the source cql narrow the listing', asy
   t.same(await source.spaceNames(), new Map([['ENG', 'Engineering']]), 'names met in results')
 })
 
-t.test('Cloud: an unknown space key stops the listing, naming the key', async (t) => {
-  const { s, source } = await setup(t, { spec: { spaces: ['ENG', 'NOPE', 'ZZZ'] } })
-  const err = await failure(list(source))
-  t.equal(err.code, 'not_found')
-  t.ok(isFatal(err))
-  t.match(err.message, 'has no space NOPE, ZZZ')
-  t.match(err.message, "check the source's spaces")
-  await t.rejects(source.spaceNames(), { code: 'not_found' })
-  s.options.spaceKeys.push('NOPE', 'ZZZ')
-  t.equal((await list(source)).length, 7, 'looked up again once the spaces exist')
-})
+t.test(
+  'Cloud: unknown space keys are gone, the others listed; none known stops the listing',
+  async (t) => {
+    const { source } = await setup(t, { spec: { spaces: ['ENG', 'NOPE', 'ZZZ'] } })
+    t.equal((await list(source)).length, 7, "ENG's pages")
+    t.same(await source.goneSpaces(), ['NOPE', 'ZZZ'])
+    t.same([...(await source.spaceNames()).keys()], ['ENG'])
+
+    const none = await setup(t, { spec: { spaces: ['NOPE', 'ZZZ'] } })
+    const err = await failure(list(none.source))
+    t.equal(err.code, 'not_found')
+    t.ok(isFatal(err))
+    t.match(err.message, 'has no space NOPE, ZZZ')
+    t.match(err.message, "check the source's spaces")
+    await t.rejects(none.source.goneSpaces(), { code: 'not_found' })
+    none.s.options.spaceKeys.push('NOPE')
+    t.equal((await list(none.source)).length, 0, 'looked up again once a space exists')
+    t.same(await none.source.goneSpaces(), ['ZZZ'])
+  },
+)
+
+t.test(
+  'a space hidden from the user is out of scope: listing, narrowed CQL, confirmGone',
+  async (t) => {
+    for (const options of [{}, dc]) {
+      const whole = await setup(t, { options: { ...options, hiddenSpaces: ['OPS'] } })
+      t.same(ids(await list(whole.source)), EVERY_ID.slice(0, 7))
+      t.same(await whole.source.goneSpaces(), ['OPS'])
+      t.same(await confirmGone(whole.source, ['1002', '2001', '2002']), ['2001', '2002'])
+
+      const narrowed = await setup(t, {
+        options: { ...options, hiddenSpaces: ['OPS'] },
+        spec: { labels: { include: ['howto'] } },
+      })
+      t.same(ids(await list(narrowed.source)), ['1002', '1003'])
+      t.match(named(narrowed.s, '/content/search')[0]?.query.cql, 'space = "ENG" AND')
+      t.same(await confirmGone(narrowed.source, ['1002', '2002']), ['2002'])
+    }
+    // DC: a page still readable in a space its lookup called gone stays (the lookup was wrong).
+    const glitch = await setup(t, {
+      options: { ...dc, faults: [{ path: /\/rest\/api\/space\/OPS/, status: 404 }] },
+    })
+    t.equal((await list(glitch.source)).length, 7)
+    t.same(await glitch.source.goneSpaces(), ['OPS'])
+    t.same(await confirmGone(glitch.source, ['2001', '2002']), [], 'both still readable in OPS')
+  },
+)
 
 t.test('Cloud: a base_url without v2 (no /wiki, or a DC server) is named', async (t) => {
   const { s, source } = await setup(t, { options: dc, spec: { kind: 'cloud' } })
@@ -661,14 +697,17 @@ t.test('DC: a root page narrows the listing through CQL, offset-paged', async (t
   )
 })
 
-t.test('DC: unknown spaces and refused access stop the listing', async (t) => {
-  const { s, source } = await setup(t, { options: dc, spec: { spaces: ['ENG', 'NOPE'] } })
+t.test('DC: no space known, or refused access, stops the listing', async (t) => {
+  const some = await setup(t, { options: dc, spec: { spaces: ['ENG', 'NOPE'] } })
+  t.equal((await list(some.source)).length, 7, 'one unknown key: the others are listed')
+  t.same(await some.source.goneSpaces(), ['NOPE'])
+  const { s, source } = await setup(t, { options: dc, spec: { spaces: ['NOPE', 'ZZZ'] } })
   const err = await failure(list(source))
   t.match(err, { code: 'not_found', status: 404, fatal: true })
-  t.match(err.message, 'has no space NOPE')
+  t.match(err.message, 'has no space NOPE, ZZZ')
   t.match(err.message, 'context path')
   t.equal((err.cause as ConfluenceError).code, 'not_found')
-  s.options.spaceKeys.push('NOPE')
+  s.options.spaceKeys.push('NOPE', 'ZZZ')
   s.options.forbidden = true
   const forbidden = await failure(source.spaceNames())
   t.match(forbidden, { code: 'forbidden', fatal: true })

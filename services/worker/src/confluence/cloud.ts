@@ -69,16 +69,23 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
         )
       }
     }
-    const missing = spec.spaces.filter((key) => !found.has(key))
-    if (missing.length > 0) {
-      // An empty answer means missing or hidden: both need the source's settings changed.
+    // An empty answer means missing or hidden (reference §3.1): a space deleted, or its user's
+    // access withdrawn, is reported as gone (goneSpaces) while the others sync on. Only when
+    // none is left is there nothing to sync: that is the source's settings (or its user) to fix.
+    if (found.size === 0 && spec.spaces.length > 0) {
       throw new ConfluenceError(
         'not_found',
-        `Confluence at ${http.host} has no space ${missing.join(', ')}, or the source's user cannot see it: check the source's spaces (keys are case-sensitive) and that user's permissions`,
+        `Confluence at ${http.host} has no space ${spec.spaces.join(', ')}, or the source's user cannot see it: check the source's spaces (keys are case-sensitive) and that user's permissions`,
         { fatal: true },
       )
     }
     return found
+  }
+
+  /** The source's scope without its gone spaces: what is listed, and what stays in scope. */
+  async function presentScope(signal?: AbortSignal): Promise<SourceSpec> {
+    const bySpace = await resolveSpaces(signal)
+    return { ...spec, spaces: spec.spaces.filter((key) => bySpace.has(key)) }
   }
 
   function resolveSpaces(signal?: AbortSignal): Promise<Map<string, V2Space>> {
@@ -108,9 +115,12 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
   }
 
   /** The pages of a CQL listing, those of other spaces left out (see inSpaces). */
-  async function* refs(items: AsyncIterable<V1Content>): AsyncGenerator<PageRef> {
+  async function* refs(
+    scope: SourceSpec,
+    items: AsyncIterable<V1Content>,
+  ): AsyncGenerator<PageRef> {
     for await (const item of items) {
-      if (!inSpaces(spec, item)) continue
+      if (!inSpaces(scope, item)) continue
       const ref = v1Ref(item, pageUrl)
       if (item.space?.name !== undefined) seenNames.set(ref.spaceKey, item.space.name)
       yield ref
@@ -118,13 +128,14 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
   }
 
   async function* listPages(signal?: AbortSignal): AsyncGenerator<PageRef> {
+    const scope = await presentScope(signal)
     const bySpace = await resolveSpaces(signal)
     if (narrowed) {
-      yield* uniqueById(refs(walkV1(http, search(scopeCql(spec), V1_REF_EXPAND), signal)))
+      yield* uniqueById(refs(scope, walkV1(http, search(scopeCql(scope), V1_REF_EXPAND), signal)))
       return
     }
     async function* all(): AsyncGenerator<PageRef> {
-      for (const key of spec.spaces) {
+      for (const key of scope.spaces) {
         const space = bySpace.get(key) as V2Space
         // v2 lists no labels, and a label change makes no new version: the space's labels come
         // from one CQL walk (200 pages a request); a page the search index lacks asks alone.
@@ -150,15 +161,17 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
    * the same CQL with `id in (…)` says which are still in scope (a page of another space is not).
    */
   async function confirmGone(candidates: readonly string[], signal?: AbortSignal) {
+    // A gone space is out of scope: its pages are gone with it (under the sync's deletion guard).
+    const scope = await presentScope(signal)
     const bySpace = await resolveSpaces(signal)
     const { asked, gone } = contentIds(candidates)
     const live = new Set<string>()
     for (let i = 0; i < asked.length; i += V2_LIMIT) {
       const ids = asked.slice(i, i + V2_LIMIT)
       if (narrowed) {
-        const cql = `${scopeCql(spec)} AND id in (${ids.join(',')})`
+        const cql = `${scopeCql(scope)} AND id in (${ids.join(',')})`
         for await (const item of walkV1(http, search(cql, 'space'), signal)) {
-          if (inSpaces(spec, item)) live.add(String(item.id))
+          if (inSpaces(scope, item)) live.add(String(item.id))
         }
         continue
       }
@@ -225,6 +238,10 @@ export function createCloudSource(spec: SourceSpec, http: ConfluenceHttp): Confl
     kind: 'cloud',
     listPages,
     confirmGone,
+    async goneSpaces() {
+      const bySpace = await resolveSpaces()
+      return spec.spaces.filter((key) => !bySpace.has(key))
+    },
     async spaceNames() {
       const own = [...(await resolveSpaces()).values()].map((space): [string, string] => [
         space.key,

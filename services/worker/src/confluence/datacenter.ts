@@ -26,20 +26,34 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
 
   async function loadSpaces(signal?: AbortSignal): Promise<Map<string, string>> {
     const names = new Map<string, string>()
+    let notFound: unknown
     for (const key of spec.spaces) {
       const url = `${base}/rest/api/space/${encodeURIComponent(key)}`
       try {
         names.set(key, (await http.getJson<{ name: string }>(url, signal)).name)
       } catch (err) {
+        // Only a 404 (deleted, or no view permission: v1 answers both alike, reference §2) makes
+        // a space gone; anything else (403, 5xx after the retries, a timeout) fails the sync.
         if (!(err instanceof ConfluenceError && err.code === 'not_found')) throw err
-        throw new ConfluenceError(
-          'not_found',
-          `Confluence at ${http.host} has no space ${key}, or the source's user cannot see it: check the source's spaces (keys are case-sensitive), its base_url (with the context path, e.g. /confluence) and that user's permissions`,
-          { status: 404, fatal: true, cause: err },
-        )
+        notFound = err
       }
     }
+    // A gone space is reported (goneSpaces) while the others sync on. Not one found: nothing to
+    // sync, and more likely the source's settings (a base_url without its context path).
+    if (names.size === 0 && spec.spaces.length > 0) {
+      throw new ConfluenceError(
+        'not_found',
+        `Confluence at ${http.host} has no space ${spec.spaces.join(', ')}, or the source's user cannot see it: check the source's spaces (keys are case-sensitive), its base_url (with the context path, e.g. /confluence) and that user's permissions`,
+        { status: 404, fatal: true, cause: notFound },
+      )
+    }
     return names
+  }
+
+  /** The source's scope without its gone spaces: what is listed, and what stays in scope. */
+  async function presentScope(signal?: AbortSignal): Promise<SourceSpec> {
+    const names = await resolveSpaces(signal)
+    return { ...spec, spaces: spec.spaces.filter((key) => names.has(key)) }
   }
 
   // Also proves every key exists before a listing could come back empty for a typo (and have the
@@ -68,10 +82,10 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
   }
 
   async function* listPages(signal?: AbortSignal): AsyncGenerator<PageRef> {
-    await resolveSpaces(signal)
+    const scope = await presentScope(signal)
     const firsts = narrowed
-      ? [search(scopeCql(spec), V1_REF_EXPAND, LIST_LIMIT)]
-      : spec.spaces.map(
+      ? [search(scopeCql(scope), V1_REF_EXPAND, LIST_LIMIT)]
+      : scope.spaces.map(
           (key) =>
             `${base}/rest/api/content?spaceKey=${encodeURIComponent(key)}&type=page&status=current&expand=${V1_REF_EXPAND}&limit=${LIST_LIMIT}&start=0`,
         )
@@ -80,7 +94,7 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
       for (const first of firsts) {
         for (const item of await listByOffsets(http, first, signal)) {
           // A CQL listing may answer pages of other spaces: they are left out (see inSpaces).
-          if (!narrowed || inSpaces(spec, item)) yield ref(item)
+          if (!narrowed || inSpaces(scope, item)) yield ref(item)
         }
       }
     }
@@ -95,16 +109,17 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
    * listed through that same search, so its answer stands (but for pages of other spaces).
    */
   async function confirmGone(candidates: readonly string[], signal?: AbortSignal) {
-    await resolveSpaces(signal)
+    // A gone space is out of scope: its pages are gone with it (under the sync's deletion guard).
+    const scope = await presentScope(signal)
     const { asked, gone } = contentIds(candidates)
     const live = new Set<string>()
     for (let i = 0; i < asked.length; i += GONE_CHUNK) {
       const ids = asked.slice(i, i + GONE_CHUNK)
-      const cql = `${scopeCql(spec)} AND id in (${ids.join(',')})`
+      const cql = `${scopeCql(scope)} AND id in (${ids.join(',')})`
       // A narrowed scope's own cql could reach other spaces: their pages are not in scope.
       const expand = narrowed ? 'space' : ''
       for (const item of await listByOffsets(http, search(cql, expand, LIST_LIMIT), signal)) {
-        if (!narrowed || inSpaces(spec, item)) live.add(String(item.id))
+        if (!narrowed || inSpaces(scope, item)) live.add(String(item.id))
       }
     }
     const unsure = asked.filter((id) => !live.has(id))
@@ -113,6 +128,8 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
       const url = `${base}/rest/api/content/${id}?expand=space`
       try {
         const item = await http.getJson<V1Content>(url, signal)
+        // Still readable in a space the lookup called gone: the lookup was wrong this time (the
+        // source's spaces, not the present ones), and the page stays.
         const inScope = item.status === 'current' && spec.spaces.includes(item.space?.key ?? '')
         return inScope ? undefined : id
       } catch (err) {
@@ -127,6 +144,10 @@ export function createDataCenterSource(spec: SourceSpec, http: ConfluenceHttp): 
     kind: 'datacenter',
     listPages,
     confirmGone,
+    async goneSpaces() {
+      const names = await resolveSpaces()
+      return spec.spaces.filter((key) => !names.has(key))
+    },
     async spaceNames() {
       // The names of the source's own spaces win over names met in search results.
       return new Map([...seenNames, ...(await resolveSpaces())])

@@ -210,6 +210,11 @@ export function openExportSource(
       return [...ids]
     },
 
+    // An export holds its one space: it cannot lose it.
+    async goneSpaces() {
+      return []
+    },
+
     async spaceNames() {
       const ex = await open()
       return new Map([[ex.spaceKey, ex.spaceName]])

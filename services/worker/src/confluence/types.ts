@@ -51,6 +51,13 @@ export interface ConfluenceSource {
    * Anything not confirmed gone stays indexed. Call it through gone.ts `confirmGone`.
    */
   confirmGone(ids: readonly string[], signal?: AbortSignal): Promise<string[]>
+  /**
+   * The source's space keys that Confluence no longer shows it (after listPages): deleted, or
+   * hidden from the source's user. Confluence answers both alike (v2 leaves the key out, v1
+   * says 404), so they are one case. The other spaces are listed as usual; the gone ones are out
+   * of scope, so their indexed pages are confirmed gone.
+   */
+  goneSpaces(): Promise<string[]>
   /** Space key → space name, for breadcrumbs (after or during listPages). */
   spaceNames(): Promise<Map<string, string>>
   /**

@@ -79,6 +79,13 @@ const batchPrefix = (runId: string, crawl: string) => `${jobId('pages', runId, c
 
 const SYNC_LOCK_TTL_S = 24 * 3600
 
+/** What a run reports for a space of its source that Confluence no longer shows. */
+export const goneSpaceMessage = (key: string) =>
+  `Space ${key} is gone: Confluence has no such space, or the source's user can no longer see it ` +
+  '(Confluence answers both alike). The other spaces were synced; its pages leave the index ' +
+  `like deleted pages (within SYNC_MAX_DELETE_SHARE, else on a sync with {"force":true}). If ` +
+  `${key} was not removed, check the key (case-sensitive) and that user's permissions`
+
 /** Pages restamped per read and write (a renamed root restamps its whole space). */
 const RESTAMP_PAGES = 100
 
@@ -191,9 +198,11 @@ export function createSyncProcessor(ingest: Ingest) {
     const source = await ingest.openSource(spec)
     const listed: PageRef[] = []
     let spaceNames: Map<string, string>
+    let goneSpaces: string[]
     try {
       for await (const page of source.listPages()) listed.push(page)
       spaceNames = await source.spaceNames()
+      goneSpaces = await source.goneSpaces()
     } catch (err) {
       throw asJobError(err)
     } finally {
@@ -223,12 +232,17 @@ export function createSyncProcessor(ingest: Ingest) {
     await saveCatalog(ingest.redis, spec.id, listed, catalog)
     const embedded = await restamp(spec.id, restamped)
 
+    // A space deleted in Confluence, or hidden from the source's user, does not stop the others:
+    // the run reports it, and its pages are among the confirmed-gone ones, which the finish step
+    // deletes under the same guard as any deletion (a permission glitch looks just like it).
+    const spaceErrors = goneSpaces.map((key) => ({ message: goneSpaceMessage(key) }))
+    for (const { message } of spaceErrors) log.warn({ source: spec.id }, message)
     await addToRun(
       ingest.redis,
       job.id as string,
       'crawl',
       { discovered: listed.length, unchanged: listed.length - changed.length },
-      [],
+      spaceErrors,
       embedded,
     )
     await ingest.redis.set(crawlKey(runId), crawlId, 'EX', RUN_TTL_S)
@@ -240,6 +254,7 @@ export function createSyncProcessor(ingest: Ingest) {
         changed: changed.length,
         restamped: restamped.length,
         gone: gone.length,
+        gone_spaces: goneSpaces,
       },
       'crawl done',
     )
