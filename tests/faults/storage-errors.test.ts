@@ -10,6 +10,7 @@ import {
   storageProblem,
   writeError,
 } from '../../services/worker/src/store/storage.ts'
+import { startWorker } from '../../services/worker/src/worker.ts'
 import { generatedSpace, ingestRig } from '../helpers/ingest.ts'
 
 // The index's storage refusing writes, without a file system that does (lancedb-storage.test.ts
@@ -80,16 +81,16 @@ t.test(
 )
 
 t.test('a worker whose index is unwritable is not ready, and says why', async (t) => {
-  const { startWorker } = await t.mockImport<typeof import('../../services/worker/src/worker.ts')>(
-    '../../services/worker/src/worker.ts',
+  const rig = await ingestRig(t, { pages: [] })
+  // Readiness asks about the storage through its checks: this one names a read-only file system.
+  const worker = await startWorker(
+    rig.config,
+    pino({ level: 'silent' }),
+    {},
     {
-      '../../services/worker/src/store/storage.ts': {
-        storageFault: async () => '/db: EROFS: read-only file system',
-      },
+      storageFault: async () => '/db: EROFS: read-only file system',
     },
   )
-  const rig = await ingestRig(t, { pages: [] })
-  const worker = await startWorker(rig.config, pino({ level: 'silent' }))
   t.teardown(() => worker.close())
   await worker.ready()
   const res = await fetch(`http://127.0.0.1:${worker.healthPort}/health/ready`)

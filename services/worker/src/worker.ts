@@ -48,6 +48,8 @@ export async function startWorker(
   config: WorkerConfig,
   log: Logger,
   registry: ProcessorRegistry = {},
+  /** How readiness looks at the index's storage (a test names a fault without a file system). */
+  checks: { storageFault: typeof storageFault } = { storageFault },
 ): Promise<RunningWorker> {
   // Workers block on Redis, so their connection must never give up on a command.
   const connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null })
@@ -159,7 +161,7 @@ export async function startWorker(
       ])
       const running = workers.every((w) => w.isRunning())
       // A worker whose index cannot take writes fails every batch: it says why here.
-      const storage = await storageFault(config.LANCEDB_URI)
+      const storage = await checks.storageFault(config.LANCEDB_URI)
       return {
         ready: pong && running && !closing && storage === undefined,
         detail: {
