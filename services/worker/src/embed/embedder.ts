@@ -65,6 +65,10 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
   async function call(input: string[], model: string): Promise<Float32Array[] | null> {
     calls++
     const end = embedDuration.startTimer()
+    return embedOnce(input, model).finally(() => end())
+  }
+
+  async function embedOnce(input: string[], model: string): Promise<Float32Array[] | null> {
     try {
       const { embeddings } = await client.embed({ model, input, truncate: true })
       if (embeddings.length !== input.length) {
@@ -96,8 +100,6 @@ export function createEmbedder(options: EmbedderOptions): Embedder {
       throw new EmbeddingError(
         `Ollama's embed call failed (model ${model}): ${scrub(target, (err as Error).message)}`,
       )
-    } finally {
-      end()
     }
   }
 
