@@ -646,6 +646,7 @@ t.test('close: idempotent, reopens on the next call, safe while opening fails', 
   await source.close()
   await source.close()
   t.same(await source.spaceNames(), new Map([['DEMO', 'Demo Space']]))
+  t.same(await source.goneSpaces(), [], 'an export cannot lose its one space')
   await source.close()
 
   const broken = openExportSource(spec(join(dir, 'absent.zip')))
