@@ -85,7 +85,8 @@ t.test('per key 429, overall 503, on every answer route', async (t) => {
   t.equal(again.headers.get('retry-after'), '2')
   t.match(await again.json(), {
     error: 'too_many_answers',
-    message: /already has 1 answers running.*ANSWER_CONCURRENCY_PER_KEY/,
+    message:
+      /already has 1 answers or embeddings running.*ANSWER_CONCURRENCY_PER_KEY.*retry in 2 s/,
     statusCode: 429,
   })
   const generate = await fetch(`${url}/api/generate`, {
@@ -124,7 +125,11 @@ t.test('per key 429, overall 503, on every answer route', async (t) => {
     content: Array<{ text: string }>
   }
   t.equal(asked.isError, true, 'MCP ask: a tool error...')
-  t.match(asked.content[0]?.text, /ANSWER_CONCURRENCY_PER_KEY/, '...saying why')
+  t.match(
+    asked.content[0]?.text,
+    /^too_many_answers: This API key already has 1 answers or embeddings running.*\(ANSWER_CONCURRENCY_PER_KEY\); retry in 2 s/,
+    '...starting with the code, naming the setting and when to retry',
+  )
 
   const me = await fetch(`${url}/api/me`, { headers: bearer(READER_KEY) })
   t.equal(me.status, 200, 'what is not an answer is not capped')
@@ -136,7 +141,17 @@ t.test('per key 429, overall 503, on every answer route', async (t) => {
   const busy = await chat(url, KEY_C)
   t.equal(busy.status, 503, 'past ANSWER_CONCURRENCY the server is busy for everybody')
   t.equal(busy.headers.get('retry-after'), '5')
-  t.match(await busy.json(), { error: 'answers_busy', message: /ANSWER_CONCURRENCY\)/ })
+  t.match(await busy.json(), {
+    error: 'answers_busy',
+    message: /running 2 answers and embeddings at once.*\(ANSWER_CONCURRENCY\); retry in 5 s/,
+  })
+  const mcpB = await mcpClient(t, url, KEY_C)
+  const busyAsk = (await mcpB.callTool({ name: 'ask', arguments: { question: 'hi?' } })) as {
+    isError?: boolean
+    content: Array<{ text: string }>
+  }
+  t.equal(busyAsk.isError, true, 'MCP ask past ANSWER_CONCURRENCY: a tool error...')
+  t.match(busyAsk.content[0]?.text, /^answers_busy: .*\(ANSWER_CONCURRENCY\); retry in 5 s/)
   t.equal(app.answerSlots.running(), 2, 'refusals hold no slot')
 
   // The client goes away: the slot comes back and the upstream request is cancelled.
@@ -150,6 +165,65 @@ t.test('per key 429, overall 503, on every answer route', async (t) => {
   const after = await chat(url, READER_KEY)
   t.equal(after.status, 200, 'the key answers again')
   await after.text()
+})
+
+t.test('D2: embeddings take a slot under the same caps, on every surface', async (t) => {
+  const { app, url, ollama } = await rig(t)
+  ollama.options.tokens = MANY
+  ollama.options.tokenDelayMs = 100
+  const held = new AbortController()
+  const first = await chat(url, READER_KEY, held.signal)
+  t.equal(first.status, 200, "an answer holds the key's one slot")
+
+  const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: READER_KEY, maxRetries: 0 })
+  const refused = await rejection(
+    openai.embeddings.create({ model: 'nomic-embed-text', input: ['a', 'b'] }),
+  )
+  t.ok(refused instanceof OpenAI.RateLimitError, '/v1/embeddings: the SDK raises RateLimitError')
+  t.match(refused, {
+    status: 429,
+    error: { code: 'too_many_answers', message: /ANSWER_CONCURRENCY_PER_KEY/ },
+  })
+  t.equal((refused as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after'), '2')
+  const client = new Ollama({ host: `${url}/ollama`, headers: bearer(READER_KEY) })
+  for (const [path, call] of [
+    ['/ollama/api/embed', client.embed({ model: 'nomic-embed-text', input: 'a' })],
+    ['/ollama/api/embeddings', client.embeddings({ model: 'nomic-embed-text', prompt: 'a' })],
+  ] as const) {
+    t.match(
+      await rejection(call),
+      { name: 'ResponseError', status_code: 429, error: /ANSWER_CONCURRENCY_PER_KEY/ },
+      `${path}: Ollama's {error}, raised by its SDK`,
+    )
+  }
+  const raw = await fetch(`${url}/ollama/api/embed`, {
+    method: 'POST',
+    headers: bearer(READER_KEY),
+    body: JSON.stringify({ model: 'nomic-embed-text', input: 'a' }),
+  })
+  t.equal(raw.headers.get('retry-after'), '2')
+  t.same(Object.keys(await raw.json()), ['error'], "/ollama: Ollama's shape, nothing more")
+  t.equal(ollama.requests.filter((r) => r.path.includes('embed')).length, 0, 'none reach Ollama')
+  held.abort()
+  await idle(app)
+
+  // A slow embedding (a model load) holds the slot while it runs, and gives it back.
+  ollama.options.firstByteDelayMs = 600
+  // The SDK sends its request once its promise is awaited or chained.
+  const embedding = openai.embeddings
+    .create({ model: 'nomic-embed-text', input: 'slow' })
+    .then((answer) => answer)
+  await until(() => app.answerSlots.running() === 1, 'the embedding to take a slot')
+  const meanwhile = await chat(url, READER_KEY)
+  t.equal(meanwhile.status, 429, 'an answer waits for the embedding of the same key')
+  await meanwhile.arrayBuffer()
+  const done = await embedding
+  t.equal(done.data.length, 1, 'the embedding is answered')
+  await idle(app)
+  ollama.options.firstByteDelayMs = 0
+  const vectors = await client.embed({ model: 'nomic-embed-text', input: ['x', 'y'] })
+  t.equal(vectors.embeddings.length, 2, 'the key embeds again')
+  await idle(app)
 })
 
 t.test('R1: one key opening 130 slow streams cannot starve the others', async (t) => {

@@ -187,18 +187,18 @@ export const ApiEnvSchema = Type.Object({
     maximum: 120,
     default: 64,
     description:
-      'Answers from the chat model one api process streams at once (below its 128 connections to Ollama); 503 above it',
+      'Answers from the chat model and embeddings asked for by clients that one api process runs at once (below its 128 connections to Ollama); 503 above it',
   }),
   ANSWER_CONCURRENCY_PER_KEY: Type.Integer({
     minimum: 1,
     maximum: 120,
     default: 8,
     description:
-      'Answers one API key (or IP address, without keys) may have running at once in one api process; 429 above it',
+      'Answers and embeddings one API key (or IP address, without keys) may have running at once in one api process; 429 above it',
   }),
   ANSWER_MAX_MS: Millis(
     600_000,
-    'Longest an answer from the chat model may run before it is ended with an error (0: no limit); model pulls are not limited',
+    'Longest an answer from the chat model may run before it is ended with an error (0: no limit); an answer or embedding whose client has not taken all of it this long plus a grace (the smaller of this and 10 s) after its request arrived has its connection closed; model pulls are not limited',
   ),
   PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({
     minimum: 0,

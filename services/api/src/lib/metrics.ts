@@ -55,6 +55,21 @@ export function countOllamaError(kind: OllamaFailure): void {
   ollamaErrors.inc({ kind })
 }
 
+/** Why the api itself stopped a model call (none of these is Ollama's failure). */
+export type AnswerStop = 'answer_max_ms' | 'undelivered'
+
+export const answersStopped = new Counter({
+  name: `${PREFIX}answers_stopped_total`,
+  help: 'Answers and embeddings the api stopped itself: answer_max_ms (the model ran past ANSWER_MAX_MS; cancelled at Ollama), undelivered (the client had not taken the whole response when ANSWER_MAX_MS and its grace had passed; connection closed)',
+  labelNames: ['reason'] as const,
+  registers: [processRegistry],
+})
+
+/** Counts one model call the api stopped. */
+export function countAnswerStopped(reason: AnswerStop): void {
+  answersStopped.inc({ reason })
+}
+
 /** The index with each search timed into searchDuration. */
 export function timedSearches(index: SearchIndex): SearchIndex {
   return {

@@ -1,4 +1,4 @@
-import { ErrorCode } from '@confluence-bot/shared'
+import { AppError, ErrorCode } from '@confluence-bot/shared'
 import { countOllamaError } from './metrics.ts'
 
 // Relays an NDJSON stream from Ollama to a client as bytes arrive. Lines are found by byte
@@ -20,7 +20,10 @@ export type RelayOptions = {
   onData?: (line: Buffer) => void
   /** Rewrites the terminal success line (`done:true` / `status:"success"`); default keeps it. */
   onTerminal?: (line: ParsedLine) => ParsedLine
-  /** Called once if the upstream stream ends without a terminal line; returns the message. */
+  /**
+   * Called once if the upstream stream ends without a terminal line (not when the api's own
+   * ANSWER_MAX_MS stopped it: that line is `answer_too_long`); returns the message.
+   */
   interruptedMessage: (reason: string) => string
   /** True when the relay was stopped on purpose (client went away): emit nothing more. */
   isAborted: () => boolean
@@ -125,7 +128,7 @@ export async function* relayNdjson(
     return out
   }
 
-  let failure: string | undefined
+  let failure: Error | undefined
   try {
     for await (const chunk of upstream) {
       // Stryker disable next-line ConditionalExpression,EqualityOperator: saves a copy only
@@ -137,7 +140,7 @@ export async function* relayNdjson(
       if (ended) break
     }
   } catch (err) {
-    failure = (err as Error).message
+    failure = err as Error
   }
   if (options.isAborted()) return
   if (!ended && failure === undefined) {
@@ -145,10 +148,15 @@ export async function* relayNdjson(
     const out = emitLines(Buffer.concat([carry, NEWLINE]))
     if (ended) yield Buffer.concat(out)
   }
-  if (!ended) {
-    // Only whole lines were forwarded, so the client's stream is at a line boundary here.
-    const reason = failure ?? 'the upstream stream ended early'
-    countOllamaError('stream_cut')
-    yield writeError(ErrorCode.ollamaStreamInterrupted, options.interruptedMessage(reason))
+  if (ended) return
+  // Only whole lines were forwarded, so the client's stream is at a line boundary here.
+  if (failure instanceof AppError && failure.code === ErrorCode.answerTooLong) {
+    // The api's own ANSWER_MAX_MS stopped the answer (lib/ollama-upstream.ts): no fault of
+    // Ollama's, named as the limit it is.
+    yield writeError(failure.code, failure.message)
+    return
   }
+  countOllamaError('stream_cut')
+  const reason = failure?.message ?? 'the upstream stream ended early'
+  yield writeError(ErrorCode.ollamaStreamInterrupted, options.interruptedMessage(reason))
 }

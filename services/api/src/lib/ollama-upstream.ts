@@ -1,7 +1,7 @@
 import { AppError, ErrorCode, ollamaTarget, redactUrl, scrub } from '@confluence-bot/shared'
 import type { Dispatcher } from 'undici'
 import { Pool } from 'undici'
-import { countOllamaError } from './metrics.ts'
+import { countAnswerStopped, countOllamaError } from './metrics.ts'
 
 // The gateway's HTTP client for Ollama: one keep-alive pool, bytes passed through untouched.
 // A connect timeout applies, but no headers or body timeout: a model may take minutes to load
@@ -75,13 +75,16 @@ export class OllamaUpstream {
 
   /**
    * An answer from the model, cut after ANSWER_MAX_MS: the request is aborted with an error
-   * that says so, which a stream's relay turns into its terminal error line (a response not
-   * yet begun fails with it, 504). The clock stops once the answer's body is done.
+   * that says so (`answer_too_long`), which a stream's relay turns into its terminal error line
+   * as it is (lib/ndjson.ts; a response not yet begun fails with it, 504). The clock stops once
+   * the answer's body is done.
    */
   async #answer(options: Dispatcher.RequestOptions): Promise<UpstreamResponse> {
     const limit = new AbortController()
     const ms = this.#answerMaxMs
     const timer = setTimeout(() => {
+      // The api's own limit, not a failure of Ollama's: counted apart from ollama_errors_total.
+      countAnswerStopped('answer_max_ms')
       limit.abort(
         new AppError(
           504,

@@ -3,6 +3,7 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { isLimited } from '../app/rate-limit.ts'
+import { DOCS_CSP } from '../app/security-headers.ts'
 
 /**
  * Marks a route whose body may be left out (its handler takes none as `{}`): @fastify/swagger
@@ -32,11 +33,11 @@ const GUARD_403 = {
   content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
 }
 
-// Every route but the probes counts against its caller's RATE_LIMIT_PER_MINUTE; an answer
-// route also refuses a key past ANSWER_CONCURRENCY_PER_KEY with the same status.
+// Every route but the probes counts against its caller's RATE_LIMIT_PER_MINUTE; an answer or
+// embeddings route also refuses a key past ANSWER_CONCURRENCY_PER_KEY with the same status.
 const RATE_429 = {
   description:
-    'Too many requests: the key (or address) is past RATE_LIMIT_PER_MINUTE, or past ANSWER_CONCURRENCY_PER_KEY answers at once; see Retry-After',
+    'Too many requests: the key (or address) is past RATE_LIMIT_PER_MINUTE, or past ANSWER_CONCURRENCY_PER_KEY answers or embeddings at once; see Retry-After',
   headers: {
     'Retry-After': { description: 'Seconds to wait', schema: { type: 'integer' } },
   },
@@ -123,7 +124,7 @@ async function docs(fastify: FastifyInstance) {
   await fastify.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true },
-    staticCSP: true,
+    staticCSP: DOCS_CSP,
   })
 }
 

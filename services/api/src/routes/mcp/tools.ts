@@ -8,6 +8,7 @@ import {
   type PageReader,
   type SearchHit,
 } from '@confluence-bot/index'
+import { AppError } from '@confluence-bot/shared'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { CallToolResult, ServerNotification } from '@modelcontextprotocol/sdk/types.js'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
@@ -182,9 +183,12 @@ export function createMcpServerFactory(fastify: FastifyInstance): McpServerFacto
   ): Promise<CallToolResult> {
     // An answer holds a connection to Ollama like /api/chat's do: it takes an answer slot
     // (plugins/app/answer-limits.ts), refused as a tool error when the key or the server has
-    // too many running.
+    // too many running. A tool call's result carries no HTTP status or Retry-After, so its text
+    // starts with the code and says when to retry (the message names the setting).
     const slot = fastify.takeAnswerSlot(request)
-    if (slot instanceof AnswerRefused) throw slot
+    if (slot instanceof AnswerRefused) {
+      throw new AppError(slot.statusCode, slot.code, `${slot.code}: ${slot.message}`)
+    }
     let answer: string | undefined
     let sources: GroundingSource[] = []
     try {
