@@ -1,4 +1,5 @@
 import t from 'tap'
+import { request } from 'undici'
 import { ADMIN_KEY, listenTestApp } from '../helpers/api.ts'
 import type { Json } from '../helpers/grounded.ts'
 import { wire } from '../helpers/wire.ts'
@@ -43,5 +44,25 @@ t.test('a path the router refuses is answered in its surface error shape', async
   for (const path of ['/ollama/api/t%ffags', '/ollama/%ff']) {
     const res = await wire(`${url}${path}`, { headers })
     t.same(res.json, { error: 'The URL path is not valid (a %-escape that is not UTF-8?)' }, path)
+  }
+})
+
+t.test('a path the router refuses carries the request id and the security headers', async (t) => {
+  const { url } = await listenTestApp(t, { ADMIN_API_KEYS: ADMIN_KEY })
+  const res = await request(`${url}/api/jobs/%ff`, {
+    headers: { ...headers, 'x-request-id': 'trace-me-1' },
+  })
+  await res.body.dump()
+  t.equal(res.statusCode, 400)
+  t.equal(res.headers['x-request-id'], 'trace-me-1', 'the request id, as for every answer')
+  t.equal(res.headers['x-content-type-options'], 'nosniff')
+  t.equal(res.headers['x-frame-options'], 'DENY')
+  t.equal(res.headers['referrer-policy'], 'no-referrer')
+  t.match(res.headers['content-security-policy'], /default-src 'none'/)
+  const routed = await request(`${url}/api/nothing-here`, { headers })
+  await routed.body.dump()
+  t.equal(routed.statusCode, 404)
+  for (const name of ['content-security-policy', 'x-frame-options', 'referrer-policy']) {
+    t.equal(res.headers[name], routed.headers[name], `${name}: as on every other answer`)
   }
 })

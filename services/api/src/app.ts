@@ -82,6 +82,14 @@ function endUnusedConnectionsOnClose(app: FastifyInstance) {
   })
 }
 
+const ROUTER_ERROR_HEADERS = {
+  'content-security-policy':
+    "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+}
+
 /** Builds the API without listening: the server process and the tests both start here. */
 export function buildApp(options: BuildOptions): FastifyInstance {
   const app = Fastify({
@@ -103,7 +111,11 @@ export function buildApp(options: BuildOptions): FastifyInstance {
     // A path the router cannot read (`%ff`, a parameter past maxParamLength) gets a 400 in the
     // error shape of its surface like every other 400.
     frameworkErrors: (error, request, reply) => {
+      // No hook runs for a path the router refused: the headers every answer carries are
+      // written here (it is data, like every error: nothing may render or frame it).
       ;(reply as unknown as FastifyReply)
+        .headers(ROUTER_ERROR_HEADERS)
+        .header('x-request-id', request.id)
         .code(400)
         .type('application/json; charset=utf-8')
         .send(routerErrorBody(request.url, error.code))
