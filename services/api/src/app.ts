@@ -84,7 +84,7 @@ function endUnusedConnectionsOnClose(app: FastifyInstance) {
 
 const ROUTER_ERROR_HEADERS = {
   'content-security-policy':
-    "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "default-src 'none';base-uri 'none';form-action 'none';frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
