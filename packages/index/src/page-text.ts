@@ -2,7 +2,7 @@
 // could still let a page reach outside its excerpt:
 //
 // - Chat-template control tokens spelt out in the text (`<|eot_id|>`, `<|im_start|>`, `[INST]`,
-//   `<end_of_turn>`, `</think>`…). Ollama renders the messages into one prompt and tokenizes it
+//   `<end_of_turn>`, `[|endofturn|]`, `<extra_id_1>`, `[gMASK]`, `</think>`…). Ollama renders the messages into one prompt and tokenizes it
 //   with special tokens parsed everywhere, content included, so such a literal becomes a real
 //   turn boundary: a page could end the user's turn and open a system one. Their brackets are
 //   swapped for look-alikes, which no tokenizer reads as a control token; the words stay.
@@ -12,14 +12,24 @@
 //   message, the question included, into "code" for the model: it is closed at the excerpt's
 //   end.
 
+// The control tokens of the chat templates Ollama's models use (its template/*.gotmpl and the
+// model cards), by shape where a family names them by a pattern, by name where the brackets
+// alone are ordinary text. Each alternative needs its brackets, so the words themselves, and
+// text that merely looks similar (`[|1; 2|]` arrays, `<T>`, `[ARGS]`, `<Enter>`), are left as
+// they are (tests/index/page-text.test.ts holds both sides).
 const CONTROL = new RegExp(
   [
-    // `<|…|>`: Llama 3, ChatML (Qwen, Phi, Granite), Harmony, DeepSeek (full-width bars too).
+    // `<|…|>`: Llama 3 / 4, ChatML (Qwen, Phi, Yi), Phi-3, Zephyr, Harmony, Granite, Command-R,
+    // OpenChat, GLM roles; DeepSeek's with full-width bars (`<｜User｜>`).
     '<[|｜][^<>\\s]{1,48}?[|｜]>',
-    // Gemma, Llama 2 / Mistral sentence marks, thinking and tool tags of several families.
-    '</?(?:s|bos|eos|pad|unk|start_of_turn|end_of_turn|think|tool_call|tool_response|tools)>',
-    // Llama 2 / Mistral instruction and system markers.
-    '\\[/?(?:INST|SYS|TOOL_CALLS|AVAILABLE_TOOLS|TOOL_RESULTS|SYSTEM_PROMPT)\\]',
+    // `[|…|]`: EXAONE's roles and turn end. A word only: F# and OCaml arrays are `[|1; 2|]`.
+    '\\[\\|[a-z_]{2,24}\\|\\]',
+    // Tags: Gemma, Llama 2 / Mistral sentence marks, GLM-4 (`<sop>`), Alfred, CodeLlama 70B
+    // (`<step>`), thinking and tool tags of several families, Nemotron's `<extra_id_N>`.
+    '</?(?:s|bos|eos|pad|unk|sop|eop|step|start_of_turn|end_of_turn|start_(?:system|user|assistant)|end_message|think|tool_call|tool_response|tools|extra_id_\\d{1,3})>',
+    // Llama 2 / Mistral instruction, system, tool and thinking markers; GLM-4's `[gMASK]`.
+    '\\[/?(?:INST|SYS|SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS|TOOL_CONTENT|THINK)\\]',
+    '\\[[gs]MASK\\]',
     '<</?SYS>>',
     // Anything shaped like the fence's tags.
     '</?excerpt-[^\\s>]*',
