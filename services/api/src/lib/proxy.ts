@@ -2,16 +2,43 @@ import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /**
+ * Calls `closed` once, when the request's response has closed: with `true` if the whole answer
+ * was written, `false` if the client went away first. Node emits `close` on the response when
+ * its connection ends, except for a pipelined request whose response was still queued behind
+ * another: that one never hears, so the connection's own `close` counts too. Gone already
+ * (while hooks waited), it is called at once.
+ */
+export function onceClosed(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  closed: (finished: boolean) => void,
+): void {
+  const socket = request.raw.socket
+  let called = false
+  const call = () => {
+    if (called) return
+    called = true
+    socket.off('close', call)
+    closed(reply.raw.writableFinished)
+  }
+  if (reply.raw.destroyed || socket.destroyed) {
+    call()
+    return
+  }
+  reply.raw.once('close', call)
+  socket.once('close', call)
+}
+
+/**
  * An AbortController that fires when the client goes away before its answer is complete, so
  * the upstream request to Ollama is cancelled too (Ollama then stops generating or loading).
  */
 export function abortOnClientGone(request: FastifyRequest, reply: FastifyReply): AbortController {
   const controller = new AbortController()
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) {
-      request.log.info('client went away; cancelling the upstream request')
-      controller.abort(new Error('client closed the connection'))
-    }
+  onceClosed(request, reply, (finished) => {
+    if (finished) return
+    request.log.info('client went away; cancelling the upstream request')
+    controller.abort(new Error('client closed the connection'))
   })
   return controller
 }
