@@ -1,11 +1,15 @@
-// Page text is put in the prompt as data, between tags named with a random fence. Two things
-// could still let a page reach outside its excerpt:
+// Page text is put in the prompt as data, between tags named with a random fence. A few things
+// could still let a page reach outside its excerpt, or hide what it says there:
 //
 // - Chat-template control tokens spelt out in the text (`<|eot_id|>`, `<|im_start|>`, `[INST]`,
-//   `<end_of_turn>`, `[|endofturn|]`, `<extra_id_1>`, `[gMASK]`, `</think>`…). Ollama renders the messages into one prompt and tokenizes it
-//   with special tokens parsed everywhere, content included, so such a literal becomes a real
-//   turn boundary: a page could end the user's turn and open a system one. Their brackets are
-//   swapped for look-alikes, which no tokenizer reads as a control token; the words stay.
+//   `<end_of_turn>`, `[|endofturn|]`, `<extra_id_1>`, `[gMASK]`, `</think>`…). Ollama renders
+//   the messages into one prompt and tokenizes it with special tokens parsed everywhere,
+//   content included, so such a literal becomes a real turn boundary: a page could end the
+//   user's turn and open a system one. Their brackets are swapped for look-alikes, which no
+//   tokenizer reads as a control token; the words stay.
+// - Text spelt in Unicode tag characters (U+E0000–U+E007F, an invisible copy of ASCII): a page
+//   could carry instructions nobody reviewing it sees and a model reads. They are dropped; their
+//   one real use, the subdivision flags (🏴 England, Scotland, Wales), falls back to a black flag.
 // - A tag shaped like the fence (`</excerpt-…>`): it cannot match the random one, but it is
 //   broken the same way so that a model is not misled into reading the excerpt as closed.
 // - A code fence (``` or ~~~) the excerpt opens and never closes would turn the rest of the
@@ -56,9 +60,13 @@ function openFence(text: string): string {
   return open
 }
 
+const TAG_CHARACTERS = /[\u{E0000}-\u{E007F}]/gu
+
 /** Text with every control token and fence-like tag broken (a title or a breadcrumb: one line). */
 export const defuseControlTokens = (text: string): string =>
-  text.replace(CONTROL, (token) => token.replace(/[<>[\]]/g, (c) => LOOK_ALIKE[c] as string))
+  text
+    .replace(TAG_CHARACTERS, '')
+    .replace(CONTROL, (token) => token.replace(/[<>[\]]/g, (c) => LOOK_ALIKE[c] as string))
 
 /** A chunk's text made safe to place inside the prompt's fence: tokens broken, fences closed. */
 export function defusePageText(text: string): string {
