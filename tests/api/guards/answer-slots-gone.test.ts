@@ -23,7 +23,9 @@ t.test('a client gone before its answer took a slot gives the slot back', async 
   })
   // Runs before every route's own hooks: holds the request until its client has gone.
   let late = 0
+  let arrived = 0
   app.addHook('onRequest', async (request) => {
+    arrived += 1
     if (request.headers['x-test-late'] === undefined) return
     const socket = request.raw.socket
     if (!socket.destroyed) await once(socket, 'close')
@@ -49,11 +51,18 @@ t.test('a client gone before its answer took a slot gives the slot back', async 
     socket.destroy()
   }
   for (const path of ['/api/chat', '/ollama/api/chat', '/v1/chat/completions']) {
+    const sent = arrived + 4
     for (let i = 0; i < 4; i++) await send(path, false)
+    // Each has reached the api, and none holds a slot any more; the pause lets one that has
+    // arrived but not yet reached its slot (its key is being checked) ask Ollama before the
+    // count below, which the late request must leave unchanged.
+    await until(() => arrived >= sent, `${path}: the requests to arrive`)
     await until(
       () => app.answerSlots.running() === 0,
       `${path}: the slots come back (FIN while loading)`,
     )
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await until(() => app.answerSlots.running() === 0, `${path}: the slots stay back`)
     const before = ollama.requests.length
     const seen = late
     await send(path, true)

@@ -156,9 +156,10 @@ t.test('D5: a client that stops reading loses its connection and its slot', asyn
   // Long enough for the stream to begin on a busy machine (a 504 before any output would
   // finish the response and prove nothing); the connection goes at ANSWER_MAX_MS + its grace.
   const { app, url, ollama } = await rig(t, { ANSWER_MAX_MS: '1500' })
-  // About 24 MB sent as fast as the sockets take it: more than the kernel buffers between the
-  // api and a client that reads nothing hold, so the api's response cannot finish.
-  ollama.options.tokens = Array.from({ length: 3000 }, () => 'x'.repeat(8000))
+  // 48 MB in lines of 1 MB, sent as fast as the sockets take them: far more than the kernel
+  // buffers between the api and a client that reads nothing hold, so the api's response cannot
+  // finish, even on a machine too busy to send much before ANSWER_MAX_MS cuts the answer.
+  ollama.options.tokens = Array.from({ length: 48 }, () => 'x'.repeat(1 << 20))
   ollama.options.tokenDelayMs = 0
   const { port } = new URL(url)
   const before = await count(answersStopped, { reason: 'undelivered' })
@@ -192,7 +193,11 @@ t.test('D5: a client that stops reading loses its connection and its slot', asyn
       socket.on('error', () => {})
       const closed = once(socket, 'close')
       socket.resume()
+      // A response that did finish would leave the connection open until keep-alive ends it.
+      const timeout = setTimeout(() => socket.destroy(new Error('still open')), 10_000)
       await closed
+      clearTimeout(timeout)
+      t.notOk(socket.errored?.message === 'still open', `${path}: the server closed it`)
       t.match(head, /^HTTP\/1\.1 200 /, `${path}: the answer had begun`)
       t.notMatch(tail, /\r\n0\r\n\r\n$/, `${path}: the server closed it unfinished`)
     }),
