@@ -36,6 +36,10 @@ t.test('a pipelined request whose client went away cancels its Ollama request', 
   const second = await ollama.waitForAbort(5_000)
   t.equal(first.path, '/api/chat')
   t.equal(second.path, '/api/chat', 'the queued one too')
+  for (let i = 0; i < 200 && app.answerSlots.running() > 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  t.equal(app.answerSlots.running(), 0, 'both answer slots are given back')
 })
 
 t.test('a client gone before its handler ran: Ollama is not asked at all', async (t) => {

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import { AnswerRefused, AnswerSlots, type Release } from '../../lib/answer-slots.ts'
 import { callerOf } from '../../lib/caller.ts'
 import { countAnswerStopped } from '../../lib/metrics.ts'
+import { onceClosed } from '../../lib/proxy.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -65,7 +66,7 @@ async function answerLimits(fastify: FastifyInstance) {
       reply.raw.destroy()
     }, maxMs + deliveryGraceMs(maxMs))
     timer.unref()
-    reply.raw.once('close', () => clearTimeout(timer))
+    onceClosed(request, reply, () => clearTimeout(timer))
   }
 
   const holdSlot = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -81,7 +82,7 @@ async function answerLimits(fastify: FastifyInstance) {
       slot()
       throw new Error('client closed the connection before its answer began')
     }
-    reply.raw.once('close', slot)
+    onceClosed(request, reply, slot)
     if (maxMs > 0) deadline(request, reply)
   }
 
