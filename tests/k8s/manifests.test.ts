@@ -135,6 +135,7 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
     EMBED_MODEL: 'nomic-embed-text',
     LANCEDB_URI: '/data/lancedb',
     EXPORTS_DIR: '/data/exports',
+    EXPORT_UPLOAD_LIMIT: '2147483648',
     LOG_LEVEL: 'info',
   })
   // Uploaded export zips: written by the api, read and deleted by the worker.
