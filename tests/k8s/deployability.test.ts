@@ -1,8 +1,18 @@
+import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { loadApiConfig } from '@confluence-bot/shared'
-import type { IPersistentVolumeClaim } from 'kubernetes-models/v1'
+import type { IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
 import t from 'tap'
-import { container, find, podOf, quantity, selects, workload } from './kube.ts'
+import {
+  container,
+  find,
+  podOf,
+  quantity,
+  selects,
+  type Workload,
+  workload,
+  workloads,
+} from './kube.ts'
 import { build, type K8sObject } from './render.ts'
 
 // Invariants an operator relies on when applying an overlay to a real cluster (issue 14): storage
@@ -84,4 +94,73 @@ t.test('uploads: the ingress lets an export of EXPORT_UPLOAD_LIMIT through', asy
     t.ok(nginxBytes(size ?? '0') >= limit, `${overlay}: proxy-body-size ${size} ≥ ${limit}`)
   }
   t.ok(ingresses >= 3, 'staging, production and s3 have an ingress')
+})
+
+// The node each overlay is sized for, as k8s/README.md ("Node sizes") states it, with what is
+// left for pods after the kubelet's reservations and the system pods (control plane on minikube).
+const NODES: Record<string, { node: string; cpu: number; memory: string; allOnOne: boolean }> = {
+  // Everything on one node: a single-node cluster.
+  dev: { node: 'minikube start --cpus 4 --memory 8g', cpu: 3.25, memory: '6.5Gi', allOnOne: true },
+  staging: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
+  production: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
+  s3: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
+}
+
+/** What the scheduler reserves for one pod: the larger of its init containers and the sum of its containers. */
+function podRequests(w: Workload): { cpu: number; memory: number } {
+  const spec = w.spec.template.spec
+  const sum = (cs: readonly IContainer[] | undefined, r: 'cpu' | 'memory') =>
+    (cs ?? []).reduce((acc, c) => acc + quantity(c.resources?.requests?.[r] ?? '0'), 0)
+  const initMax = (r: 'cpu' | 'memory') =>
+    Math.max(
+      0,
+      ...(spec.initContainers ?? []).map((c) => quantity(c.resources?.requests?.[r] ?? '0')),
+    )
+  return {
+    cpu: Math.max(sum(spec.containers, 'cpu'), initMax('cpu')),
+    memory: Math.max(sum(spec.containers, 'memory'), initMax('memory')),
+  }
+}
+
+t.test('requests: every pod fits the node its overlay is sized for', async (t) => {
+  const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+  for (const [overlay, objects] of rendered) {
+    const node = NODES[overlay]
+    if (!node) throw new Error(`${overlay}: add its node size to NODES and k8s/README.md`)
+    t.ok(readme.includes(node.node), `${overlay}: k8s/README.md states "${node.node}"`)
+    const memory = quantity(node.memory)
+    let total = { cpu: 0, memory: 0 }
+    for (const w of workloads(objects)) {
+      const pod = podRequests(w)
+      const where = `${overlay} ${w.metadata.name}: ${pod.cpu} CPU / ${pod.memory / 2 ** 30} GiB`
+      t.ok(pod.cpu <= node.cpu && pod.memory <= memory, `${where} fits ${node.node}`)
+      const replicas = w.spec.replicas ?? 1
+      total = { cpu: total.cpu + replicas * pod.cpu, memory: total.memory + replicas * pod.memory }
+    }
+    if (node.allOnOne) {
+      t.ok(total.cpu <= node.cpu, `${overlay}: all pods together, ${total.cpu} CPU`)
+      t.ok(total.memory <= memory, `${overlay}: all pods together, ${total.memory / 2 ** 30} GiB`)
+    }
+  }
+  // s3: api and worker pods are co-located with the exports volume: together they fit a node.
+  const objects = render('s3')
+  const together = ['api', 'worker'].map((name) => {
+    const w = workload(objects, name)
+    const pod = podRequests(w)
+    return { cpu: pod.cpu * (w.spec.replicas ?? 1), memory: pod.memory * (w.spec.replicas ?? 1) }
+  })
+  const cpu = together.reduce((a, p) => a + p.cpu, 0)
+  const memory = together.reduce((a, p) => a + p.memory, 0)
+  t.ok(
+    cpu <= NODES.s3.cpu && memory <= quantity(NODES.s3.memory),
+    `s3: co-located api + worker fit`,
+  )
+})
+
+t.test('ollama: the first rollout may take its time (image + models)', async (t) => {
+  for (const [overlay, objects] of rendered) {
+    const spec = workload(objects, 'ollama').spec as { progressDeadlineSeconds?: number }
+    const deadline = spec.progressDeadlineSeconds ?? 600
+    t.ok(deadline >= 1800, `${overlay}: progressDeadlineSeconds ${deadline} ≥ 1800`)
+  }
 })
