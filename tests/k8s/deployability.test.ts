@@ -5,6 +5,7 @@ import type { IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
 import t from 'tap'
 import {
   container,
+  environment,
   find,
   podOf,
   quantity,
@@ -163,4 +164,46 @@ t.test('ollama: the first rollout may take its time (image + models)', async (t)
     const deadline = spec.progressDeadlineSeconds ?? 600
     t.ok(deadline >= 1800, `${overlay}: progressDeadlineSeconds ${deadline} ≥ 1800`)
   }
+})
+
+t.test('redis: a password from a Secret reaches redis and every client', async (t) => {
+  const secretRef = (c: IContainer, name: string) =>
+    c.env?.find((e) => e.name === name)?.valueFrom?.secretKeyRef
+  const REDIS_SECRET = { name: 'confluence-bot-redis', key: 'password' }
+  for (const [overlay, objects] of rendered) {
+    const redis = container(workload(objects, 'redis'))
+    const args = [...(redis.command ?? []), ...(redis.args ?? [])]
+    t.equal(args[args.indexOf('--requirepass') + 1], '$(REDIS_PASSWORD)', `${overlay}: requirepass`)
+    t.strictSame(secretRef(redis, 'REDIS_PASSWORD'), REDIS_SECRET, `${overlay}: redis's password`)
+    // The probes' redis-cli authenticates from the environment.
+    t.strictSame(secretRef(redis, 'REDISCLI_AUTH'), REDIS_SECRET, `${overlay}: probes authenticate`)
+    for (const name of ['api', 'worker']) {
+      const c = container(workload(objects, name))
+      const env = c.env ?? []
+      t.strictSame(secretRef(c, 'REDIS_PASSWORD'), REDIS_SECRET, `${overlay} ${name}: password`)
+      const url = env.find((e) => e.name === 'REDIS_URL')
+      t.equal(url?.value, 'redis://:$(REDIS_PASSWORD)@redis:6379', `${overlay} ${name}: URL`)
+      // The kubelet expands $(VAR) only from entries listed before.
+      const order = (n: string) => env.findIndex((e) => e.name === n)
+      t.ok(order('REDIS_PASSWORD') < order('REDIS_URL'), `${overlay} ${name}: password first`)
+      // The URL a pod sees is the one in `env` (it overrides envFrom).
+      t.equal(environment(objects, c).REDIS_URL, url?.value, `${overlay} ${name}: no other URL`)
+    }
+    for (const o of objects.filter((o) => o.kind === 'ConfigMap')) {
+      const data = (o as K8sObject & { data?: Record<string, string> }).data ?? {}
+      for (const [key, value] of Object.entries(data)) {
+        t.notMatch(value, /^rediss?:\/\/[^/]*@/, `${overlay} ConfigMap ${o.metadata.name} ${key}`)
+      }
+      t.notOk('REDIS_URL' in data, `${overlay}: no REDIS_URL in ConfigMap ${o.metadata.name}`)
+    }
+    t.ok(
+      objects.some((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'redis'),
+      `${overlay}: Redis behind a NetworkPolicy`,
+    )
+  }
+  // The walkthrough creates that Secret, and the example shows it.
+  const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+  t.match(readme, /create secret generic confluence-bot-redis \\\n\s+--from-literal=password=/)
+  const example = readFileSync(join(k8s, 'secret.example.yaml'), 'utf8')
+  t.match(example, /name: confluence-bot-redis[\s\S]*password:/)
 })
