@@ -45,9 +45,15 @@ export type StandInOptions = {
   firstByteDelayMs: number
   /** Delay between streamed lines of chat/generate (also spent, silently, when `stream:false`). */
   tokenDelayMs: number
-  /** chat/generate/embed/pull reply `status` + `{"error":…}` (application/json) before any output. */
+  /**
+   * chat/generate/embed/pull/create and a blob's POST reply `status` + `{"error":…}`
+   * (application/json) before any output.
+   */
   failBeforeOutput?: { status: number; error: string }
-  /** After `count` token lines write an NDJSON `{"error":…}` line (status stays 200) and end. */
+  /**
+   * After `count` token lines (create: status lines) write an NDJSON `{"error":…}` line (status
+   * stays 200) and end.
+   */
   failAfterTokens?: { count: number; error: string }
   /** After N token lines the stream stops with no done and no error line (a crash). */
   truncateAfterTokens?: number
@@ -100,6 +106,11 @@ export type OllamaStandIn = {
   waitForAbort(timeoutMs?: number): Promise<RecordedRequest>
   /** Number of /api/embed requests served successfully. */
   embedCalls: number
+  /**
+   * The blobs `POST /api/blobs/sha256:<hex>` stored, by digest (`sha256:<hex>`): only their size
+   * and whether they began with the GGUF magic are kept, never their bytes.
+   */
+  blobs: Map<string, { size: number; gguf: boolean }>
   /** Closes the server, destroys open sockets and clears every timer. */
   close(): Promise<void>
 }
@@ -924,6 +935,130 @@ function handleDelete(ex: Exchange): void {
   sendBody(ex, 200, '', '')
 }
 
+// Blobs and create: how a GGUF file becomes a model (`HEAD|POST /api/blobs/sha256:<hex>`, then
+// `POST /api/create` with `files`).
+
+const DIGEST_RE = /^sha256[:-]([0-9a-f]{64})$/i
+const GGUF_MAGIC = Buffer.from('GGUF')
+
+/** `sha256:<hex>` from a path's digest (Ollama takes `sha256:` or `sha256-`), or a 400. */
+function blobDigest(raw: string): string {
+  const match = DIGEST_RE.exec(decodeURIComponent(raw))
+  if (!match) throw new HttpError(400, 'invalid digest format')
+  return `sha256:${(match[1] as string).toLowerCase()}`
+}
+
+async function handleBlob(ex: Exchange): Promise<void> {
+  const method = ex.record.method
+  if (method !== 'HEAD' && method !== 'POST') {
+    return sendBody(ex, 405, 'text/plain', '405 method not allowed')
+  }
+  const digest = blobDigest(ex.record.path.slice('/api/blobs/'.length))
+  const blobs = ex.standIn.blobs
+  if (method === 'HEAD') {
+    if (blobs.has(digest)) return sendBody(ex, 200, '', '')
+    return sendError(ex, 404, `blob ${JSON.stringify(digest)} not found`)
+  }
+  const hash = createHash('sha256')
+  let size = 0
+  let head = Buffer.alloc(0)
+  for await (const chunk of ex.req as AsyncIterable<Buffer>) {
+    hash.update(chunk)
+    size += chunk.length
+    if (head.length < GGUF_MAGIC.length) head = Buffer.concat([head, chunk.subarray(0, 4)])
+  }
+  if (blobs.has(digest)) return sendBody(ex, 200, '', '')
+  const fail = ex.knobs.failBeforeOutput
+  if (fail) return sendError(ex, fail.status, fail.error)
+  const got = `sha256:${hash.digest('hex')}`
+  if (got !== digest) {
+    return sendError(
+      ex,
+      400,
+      `digest mismatch, expected ${JSON.stringify(digest)}, got ${JSON.stringify(got)}`,
+    )
+  }
+  blobs.set(digest, { size, gguf: head.subarray(0, 4).equals(GGUF_MAGIC) })
+  sendBody(ex, 201, '', '')
+}
+
+/** A streamed create's lines before the model exists, or the error that ends it. */
+function createSteps(ex: Exchange, body: Body): { lines: Body[]; size: number } | string {
+  const files = body.files as Record<string, unknown> | undefined
+  const from = str(body.from)
+  if (files === undefined || Object.keys(files).length === 0) {
+    const base = findModel(ex.standIn.options.models, from)
+    if (!base) return `model '${from}' not found`
+    return { lines: [{ status: `using existing layer sha256:${base.digest}` }], size: base.size }
+  }
+  const lines: Body[] = [{ status: 'parsing GGUF' }]
+  let size = 0
+  for (const digest of Object.values(files)) {
+    const blob = DIGEST_RE.test(str(digest)) ? ex.standIn.blobs.get(str(digest)) : undefined
+    const hex = str(digest).slice(7)
+    if (!blob) return `open /root/.ollama/models/blobs/sha256-${hex}: no such file or directory`
+    if (!blob.gguf) return 'invalid file magic'
+    size += blob.size
+    lines.push({ status: `using existing layer sha256:${hex}` })
+  }
+  return { lines, size }
+}
+
+async function handleCreate(ex: Exchange): Promise<void> {
+  const body = parseBody(ex, 'CreateRequest')
+  expectType(body.model, 'string', 'CreateRequest.model', 'string')
+  expectType(body.from, 'string', 'CreateRequest.from', 'string')
+  expectType(body.files, 'object', 'CreateRequest.files', 'map[string]string')
+  const stream = wantsStream(body, 'CreateRequest')
+  const name = str(body.model) || str(body.name)
+  if (!isValidName(name)) throw new HttpError(400, 'invalid model name')
+  if (body.files === undefined && str(body.from) === '') {
+    throw new HttpError(400, "neither 'from' or 'files' was specified")
+  }
+  const fail = ex.knobs.failBeforeOutput
+  if (fail) return sendError(ex, fail.status, fail.error)
+  const steps = createSteps(ex, body)
+  const lines: Body[] = typeof steps === 'string' ? [] : [...steps.lines]
+  for (const field of ['template', 'system', 'parameters'] as const) {
+    if (body[field] !== undefined && typeof steps !== 'string') {
+      lines.push({
+        status: `creating new layer sha256:${sha256(goJson(body[field])).toString('hex')}`,
+      })
+    }
+  }
+  if (typeof steps !== 'string') lines.push({ status: 'writing manifest' })
+  const failAt = ex.knobs.failAfterTokens
+  for (const [i, line] of lines.entries()) {
+    if (i > 0 && !(await ex.sleep(ex.knobs.pullTickMs))) return
+    if (failAt && i === failAt.count) return writeError(ex, stream, failAt.error)
+    if (stream && !(await writeLine(ex, line))) return
+  }
+  if (typeof steps === 'string') return writeError(ex, stream, steps)
+  const tagged = canonicalName(name) === name.toLowerCase() ? name : `${name}:latest`
+  const models = ex.standIn.options.models
+  const replaced = findModel(models, name)
+  if (replaced) models.splice(models.indexOf(replaced), 1)
+  models.push({
+    name: tagged,
+    size: steps.size,
+    digest: sha256(`${tagged}#${ex.standIn.requests.length}`).toString('hex'),
+    family: 'llama',
+    parameterSize: '1B',
+    quantization: 'Q4_K_M',
+    modifiedAt: rfc3339Nano(),
+    capabilities: ['completion'],
+  })
+  if (!stream) return sendJson(ex, 200, { status: 'success' })
+  await writeLine(ex, { status: 'success' })
+  endStream(ex)
+}
+
+/** A create that failed once under way: an error line (streamed) or a 500, no model made. */
+async function writeError(ex: Exchange, stream: boolean, error: string): Promise<void> {
+  if (!stream) return sendError(ex, 500, error)
+  if (await writeLine(ex, { error })) endStream(ex)
+}
+
 type Handler = (ex: Exchange) => void | Promise<void>
 
 const running: Handler = (ex) => sendBody(ex, 200, 'text/plain; charset=utf-8', 'Ollama is running')
@@ -941,9 +1076,12 @@ const ROUTES: Record<string, Record<string, Handler>> = {
   '/api/show': { POST: handleShow },
   '/api/pull': { POST: handlePull },
   '/api/delete': { DELETE: handleDelete },
+  '/api/create': { POST: handleCreate },
 }
 
 async function dispatch(ex: Exchange): Promise<void> {
+  // A blob's body may be gigabytes: it is hashed as it streams, never held.
+  if (ex.record.path.startsWith('/api/blobs/')) return handleBlob(ex)
   const chunks: Buffer[] = []
   for await (const chunk of ex.req) chunks.push(chunk as Buffer)
   ex.record.rawBody = Buffer.concat(chunks).toString('utf8')
@@ -978,6 +1116,7 @@ export async function startOllamaStandIn(
     requests: [],
     aborted: [],
     embedCalls: 0,
+    blobs: new Map(),
     waitForAbort(timeoutMs = DEFAULT_ABORT_WAIT_MS) {
       const ready = unclaimedAborts.shift()
       if (ready) return Promise.resolve(ready)
