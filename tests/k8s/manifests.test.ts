@@ -46,7 +46,7 @@ import { build, type K8sObject, loadYamlFile, splitImage } from './render.ts'
 
 const execFileAsync = promisify(execFile)
 const k8s = resolve(import.meta.dirname, '../../k8s')
-const OVERLAYS = ['dev', 'staging', 'production', 's3']
+const OVERLAYS = ['dev', 'staging', 'production', 's3', 'airgap']
 const TARGETS = ['base', ...OVERLAYS.map((o) => `overlays/${o}`)]
 const rendered = new Map(TARGETS.map((target) => [target, build(join(k8s, target))]))
 const render = (target: string) => rendered.get(target) as K8sObject[]
@@ -112,6 +112,7 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
     .sort()
   t.strictSame(ids, [
     'ConfigMap/confluence-bot-config',
+    'ConfigMap/ollama-init',
     'Deployment/api',
     'Deployment/ollama',
     'Deployment/worker',
@@ -132,6 +133,8 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
     OLLAMA_URL: 'http://ollama-service:11434',
     CHAT_MODEL: 'llama3.2',
     EMBED_MODEL: 'nomic-embed-text',
+    MODEL_SOURCES: 'llama3.2=registry nomic-embed-text=registry',
+    MODEL_REGISTRY: 'on',
     LANCEDB_URI: '/data/lancedb',
     EXPORTS_DIR: '/data/exports',
     EXPORT_UPLOAD_LIMIT: '2147483648',
@@ -336,83 +339,7 @@ t.test('ollama: service, model volume, CPU sizing, probes', async (t) => {
   }
 })
 
-// Runs the init container's script with a stand-in `ollama` on PATH that records its calls.
-function runPullScript(
-  init: IContainer,
-  env: Record<string, string>,
-  stand: { pullFails?: string[]; present?: string[] } = {},
-) {
-  const dir = mkdtempSync(join(tmpdir(), 'ollama-init-'))
-  try {
-    const log = join(dir, 'calls')
-    writeFileSync(log, '')
-    writeFileSync(
-      join(dir, 'ollama'),
-      [
-        '#!/bin/sh',
-        `echo "$*" >> "${log}"`,
-        'case "$1" in',
-        // Like the real server, `list` only answers once `serve` is up (and has its TERM trap).
-        `  serve) trap 'echo stopped >> "${log}"; exit 0' TERM; touch "${dir}/up"; while :; do sleep 0.05; done ;;`,
-        `  list) [ -f "${dir}/up" ]; exit $? ;;`,
-        `  pull) case " ${(stand.pullFails ?? []).join(' ')} " in *" $2 "*) exit 1 ;; esac; exit 0 ;;`,
-        `  show) case " ${(stand.present ?? []).join(' ')} " in *" $2 "*) exit 0 ;; esac; exit 1 ;;`,
-        'esac',
-        'exit 2',
-        '',
-      ].join('\n'),
-      { mode: 0o755 },
-    )
-    const [program, ...args] = [...(init.command ?? []), ...(init.args ?? [])] as [string]
-    const run = spawnSync(program, args, {
-      env: { ...env, PATH: `${dir}:${process.env.PATH}` },
-      stdio: 'ignore',
-      timeout: 15_000,
-    })
-    const calls = readFileSync(log, 'utf8').trim().split('\n')
-    return { status: run.status, calls }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
-
-t.test('ollama init container pre-pulls both models named in the ConfigMap', async (t) => {
-  for (const target of ['base', 'overlays/dev']) {
-    const objects = render(target)
-    const w = workload(objects, 'ollama')
-    const init = w.spec.template.spec.initContainers?.[0] as IContainer
-    t.ok(init, `${target}: has an init container`)
-    t.equal(init.image, container(w).image, `${target}: same image as the server`)
-    t.strictSame(
-      init.volumeMounts?.map((m) => m.mountPath),
-      ['/root/.ollama'],
-      `${target}: pulls onto the model volume`,
-    )
-    const env = environment(objects, init)
-    const config = find(objects, 'ConfigMap', 'confluence-bot-config').data as Record<
-      string,
-      string
-    >
-    t.equal(env.CHAT_MODEL, config.CHAT_MODEL, `${target}: chat model from the ConfigMap`)
-    t.equal(env.EMBED_MODEL, config.EMBED_MODEL, `${target}: embed model from the ConfigMap`)
-
-    const ok = runPullScript(init, env)
-    t.equal(ok.status, 0, `${target}: the script succeeds`)
-    t.ok(ok.calls.includes('serve'), 'starts a server')
-    t.ok(ok.calls.includes(`pull ${config.CHAT_MODEL}`), 'pulls the chat model')
-    t.ok(ok.calls.includes(`pull ${config.EMBED_MODEL}`), 'pulls the embedding model')
-    t.equal(ok.calls.at(-1), 'stopped', 'stops the server when done')
-
-    const offline = runPullScript(init, env, {
-      pullFails: [env.CHAT_MODEL as string, env.EMBED_MODEL as string],
-      present: [env.CHAT_MODEL as string, env.EMBED_MODEL as string],
-    })
-    t.equal(offline.status, 0, 'registry unreachable but models on the volume: starts')
-    const missing = runPullScript(init, env, { pullFails: [env.EMBED_MODEL as string] })
-    t.not(missing.status, 0, 'a model that can neither be pulled nor found: fails')
-    t.equal(missing.calls.at(-1), 'stopped', 'and still stops the server')
-  }
-})
+// The init container's script (k8s/base/ollama/init-models.sh) is tested in ollama-init.test.ts.
 
 t.test('redis: AOF, noeviction, probes, persistent volume, reachable at REDIS_URL', async (t) => {
   for (const [target, objects] of rendered) {
@@ -696,6 +623,7 @@ t.test('overlays set namespace, images and replicas, and only patch the base', a
     staging: { namespace: 'confluence-bot-staging', api: 2, worker: 1 },
     production: { namespace: 'confluence-bot', api: 3, worker: 2 },
     s3: { namespace: 'confluence-bot', api: 3, worker: 2 },
+    airgap: { namespace: 'confluence-bot', api: 3, worker: 2 },
   }
   for (const overlay of OVERLAYS) {
     const want = expected[overlay] as (typeof expected)[string]

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, statSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 
 // A small, offline `kustomize build` for the tests: kubectl/kustomize are not installed on every
@@ -10,7 +10,8 @@ import { parseAllDocuments } from 'yaml'
 //
 // Supported: resources (files and directories), components (kind: Component), patches (strategic
 // merge, `path:` only, target taken from the patch's kind + name), namespace, labels (pairs with
-// includeSelectors: false, optional includeTemplates), replicas, images.
+// includeSelectors: false, optional includeTemplates), replicas, images, and configMapGenerator
+// with `files:` only and disableNameSuffixHash (no hash suffix to compute or references to rename).
 
 export type K8sObject = {
   apiVersion: string
@@ -40,6 +41,8 @@ type Kustomization = {
   }[]
   replicas?: { name: string; count: number }[]
   images?: { name: string; newName?: string; newTag?: string; digest?: string }[]
+  configMapGenerator?: { name: string; files: string[] }[]
+  generatorOptions?: { disableNameSuffixHash: boolean }
 }
 
 const KNOWN_FIELDS = new Set([
@@ -52,6 +55,8 @@ const KNOWN_FIELDS = new Set([
   'labels',
   'replicas',
   'images',
+  'configMapGenerator',
+  'generatorOptions',
 ])
 
 const CLUSTER_SCOPED = new Set([
@@ -139,6 +144,7 @@ function accumulate(k: Kustomization, dir: string, initial: K8sObject[]): K8sObj
       : loadObjects(path)
     objects.push(...loaded)
   }
+  objects.push(...generated(k, dir))
   const seen = new Set<string>()
   for (const o of objects) {
     const id = idOf(o)
@@ -152,6 +158,23 @@ function accumulate(k: Kustomization, dir: string, initial: K8sObject[]): K8sObj
     objects = transform(component, path, accumulate(component, path, objects))
   }
   return objects
+}
+
+// ConfigMaps from files, as kustomize writes them: one data key per file, named by its basename.
+function generated(k: Kustomization, dir: string): K8sObject[] {
+  const generators = k.configMapGenerator ?? []
+  if (generators.length > 0 && k.generatorOptions?.disableNameSuffixHash !== true) {
+    throw new Error(`${dir}: configMapGenerator needs generatorOptions.disableNameSuffixHash`)
+  }
+  return generators.map(({ name, files, ...rest }) => {
+    if (Object.keys(rest).length > 0 || !Array.isArray(files)) {
+      throw new Error(`${dir}: configMapGenerator ${name}: only \`files:\` is supported`)
+    }
+    const data = Object.fromEntries(
+      files.map((file) => [basename(file), readFileSync(resolve(dir, file), 'utf8')]),
+    )
+    return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data }
+  })
 }
 
 // Same order as kustomize's built-in transformers: patches, namespace, labels, replicas, images.

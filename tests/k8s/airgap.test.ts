@@ -1,0 +1,89 @@
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import type { IConfigMap, IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
+import t, { type Test } from 'tap'
+import { creates, pulls, runInit, stubDir } from './init-script.ts'
+import { container, environment, find, validateObject, workload } from './kube.ts'
+import { build, type K8sObject, loadYamlFile } from './render.ts'
+
+// The `airgap` component (through the `airgap` overlay: production without internet access):
+// every model comes from a GGUF on the `ollama-models-import` volume and the registry is never
+// asked, whatever is or is not on the volumes.
+
+const k8s = resolve(import.meta.dirname, '../../k8s')
+const objects = build(join(k8s, 'overlays/airgap'))
+const ollama = workload(objects, 'ollama')
+const init = ollama.spec.template.spec.initContainers?.[0] as IContainer
+const env = environment(objects, init)
+const config = find<K8sObject & IConfigMap>(objects, 'ConfigMap', 'confluence-bot-config')
+  .data as Record<string, string>
+const script = find<K8sObject & IConfigMap>(objects, 'ConfigMap', 'ollama-init').data?.[
+  'init-models.sh'
+] as string
+
+t.test('the overlay renders valid objects', async (t) => {
+  const errors = (await Promise.all(objects.map(validateObject))).flat()
+  t.strictSame(errors, [], `${objects.length} objects`)
+  // The loader pod the README applies by hand is valid too.
+  const loader = loadYamlFile(join(k8s, 'components/airgap/loader-pod.yaml'))
+  t.strictSame((await Promise.all(loader.map(validateObject))).flat(), [])
+  t.equal(loader[0]?.kind, 'Pod')
+})
+
+t.test('the registry is off and every model comes from a file on the import volume', async (t) => {
+  t.equal(env.MODEL_REGISTRY, 'off')
+  const mount = init.volumeMounts?.find((m) => m.mountPath === '/models')
+  t.ok(mount?.readOnly, 'import volume mounted read-only at /models')
+  const volume = ollama.spec.template.spec.volumes?.find((v) => v.name === mount?.name)
+  const claim = find<K8sObject & IPersistentVolumeClaim>(
+    objects,
+    'PersistentVolumeClaim',
+    volume?.persistentVolumeClaim?.claimName ?? '',
+  )
+  t.equal(claim.metadata.name, 'ollama-models-import')
+  t.equal(claim.metadata.namespace, 'confluence-bot')
+  t.strictSame(claim.spec?.accessModes, ['ReadWriteOnce'])
+  for (const model of [config.CHAT_MODEL, config.EMBED_MODEL] as string[]) {
+    t.match(
+      env.MODEL_SOURCES,
+      new RegExp(`(^|\\s)${model.replace('.', '\\.')}=file:/models/\\S+\\.gguf(\\s|$)`),
+      `${model} from a file on /models`,
+    )
+  }
+  for (const c of [init, container(ollama)]) {
+    t.equal(c.imagePullPolicy, 'IfNotPresent', `${c.name}: images from the node or the mirror`)
+  }
+})
+
+// The rendered script and environment, with /models pointing at a temp dir.
+async function run(t: Test, files: string[], present: string[] = []) {
+  const dir = stubDir()
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  mkdirSync(join(dir, 'models'))
+  for (const file of files) writeFileSync(join(dir, 'models', file), `GGUF ${file}`)
+  writeFileSync(join(dir, 'init-models.sh'), script)
+  const sources = (env.MODEL_SOURCES as string).replaceAll('file:/models/', `file:${dir}/models/`)
+  return runInit(join(dir, 'init-models.sh'), dir, { ...env, MODEL_SOURCES: sources }, { present })
+}
+
+t.test('the init script never calls the registry', async (t) => {
+  const fresh = await run(t, ['llama3.2.gguf', 'nomic-embed-text.gguf'])
+  t.equal(fresh.status, 0, fresh.stderr)
+  t.strictSame(pulls(fresh), [], 'files present: created, no pull')
+  t.strictSame(
+    creates(fresh).map((c) => c.split(' ')[1]),
+    [config.CHAT_MODEL, config.EMBED_MODEL],
+  )
+
+  const kept = await run(t, [], [config.CHAT_MODEL, config.EMBED_MODEL] as string[])
+  t.equal(kept.status, 0, 'models on the volume: starts without the files')
+  t.strictSame([...pulls(kept), ...creates(kept)], [])
+
+  const empty = await run(t, ['nomic-embed-text.gguf'])
+  t.not(empty.status, 0, 'a missing file stops the pod')
+  t.strictSame(pulls(empty), [], 'and never falls back to the registry')
+  t.match(
+    empty.stderr.trim().split('\n').at(-1),
+    /^init-models: model llama3\.2 is not on the volume; tried: file:\S+\/models\/llama3\.2\.gguf \(no such file\); to fix: copy the GGUF to /,
+  )
+})
