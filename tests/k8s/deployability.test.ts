@@ -14,7 +14,7 @@ import {
   workload,
   workloads,
 } from './kube.ts'
-import { build, type K8sObject } from './render.ts'
+import { build, type K8sObject, splitImage } from './render.ts'
 
 // Invariants an operator relies on when applying an overlay to a real cluster (issue 14): storage
 // the cluster can provide, an ingress that lets uploads through, requests that fit a node,
@@ -206,4 +206,65 @@ t.test('redis: a password from a Secret reaches redis and every client', async (
   t.match(readme, /create secret generic confluence-bot-redis \\\n\s+--from-literal=password=/)
   const example = readFileSync(join(k8s, 'secret.example.yaml'), 'utf8')
   t.match(example, /name: confluence-bot-redis[\s\S]*password:/)
+})
+
+t.test('images: patch releases or digests; a moving tag is pulled every time', async (t) => {
+  const RELEASE = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?$/
+  for (const [overlay, objects] of rendered) {
+    for (const w of workloads(objects)) {
+      const spec = w.spec.template.spec
+      for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+        const image = splitImage(c.image ?? '')
+        const where = `${overlay} ${w.metadata.name}/${c.name}: ${c.image}`
+        if (image.digest || RELEASE.test(image.tag ?? '')) {
+          t.pass(`${where} is pinned`)
+          continue
+        }
+        // Only our own dev images follow a branch (`:main`), and then the node must not reuse
+        // whatever it pulled before.
+        t.match(image.name, /\/confluence-bot\/(api|worker)$/, `${where}: a moving tag of ours`)
+        t.equal(c.imagePullPolicy, 'Always', `${where}: pulled on every start`)
+      }
+    }
+  }
+  t.equal(splitImage(container(workload(render('production'), 'redis')).image ?? '').tag, '7.4.6')
+})
+
+t.test('Dockerfile: pinned base, health checks, each image carries only its service', async (t) => {
+  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
+  const node = /^ARG NODE_IMAGE=node:(\d+\.\d+\.\d+)-bookworm-slim$/m.exec(dockerfile)
+  t.ok(node, 'the base image is a patch release')
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+  t.equal(node?.[1], pkg.devDependencies.node, "the Node.js the project's tests run on")
+  const froms = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1])
+  for (const from of froms) {
+    t.ok(
+      ['$' + '{NODE_IMAGE}', 'runtime'].includes(from as string),
+      `FROM ${from}: the pinned base`,
+    )
+  }
+  t.match(dockerfile, /docker buildx imagetools inspect node:/, 'how to pin the digest')
+  // Stages: the text from one FROM to the next.
+  const stages = Object.fromEntries(
+    dockerfile
+      .split(/^(?=FROM )/m)
+      .map((text) => [/ AS (\w+)/.exec(text)?.[1] ?? '', text] as const),
+  )
+  for (const [stage, path] of [
+    ['api', '/api/health/live'],
+    ['worker', '/health/live'],
+  ] as const) {
+    t.match(stages[stage], new RegExp(`HEALTHCHECK [^\\n]*\\\\\\n[^\\n]*${path}`), `${stage}`)
+    t.match(stages[stage], new RegExp(`COPY --from=build --chown=node:node /out/${stage} /app`))
+  }
+  const build = stages.build ?? ''
+  t.match(build, /prune \/out\/api api worker/, 'api image: no worker, no api copy, no sources')
+  t.match(build, /prune \/out\/worker worker api/, 'worker image: no api')
+  for (const gone of ['src', 'tsconfig', 'typescript@', 'tsbuildinfo']) {
+    t.ok(build.includes(gone), `the pruning removes ${gone}`)
+  }
+  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n')
+  for (const entry of ['**/node_modules', '**/dist', '**/*.tsbuildinfo', '.git', 'tests', 'k8s']) {
+    t.ok(ignore.includes(entry), `.dockerignore: ${entry}`)
+  }
 })
