@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { loadApiConfig } from '@confluence-bot/shared'
+import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy'
 import type { IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
 import t from 'tap'
 import {
@@ -266,5 +267,88 @@ t.test('Dockerfile: pinned base, health checks, each image carries only its serv
   const ignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n')
   for (const entry of ['**/node_modules', '**/dist', '**/*.tsbuildinfo', '.git', 'tests', 'k8s']) {
     t.ok(ignore.includes(entry), `.dockerignore: ${entry}`)
+  }
+})
+
+/** An IPv4 address as a number. */
+const ipv4 = (ip: string) => ip.split('.').reduce((n, part) => n * 256 + Number(part), 0)
+function inCidr(ip: string, cidr: string): boolean {
+  const [base, bits] = cidr.split('/') as [string, string]
+  const size = 2 ** (32 - Number(bits))
+  return Math.floor(ipv4(ip) / size) === Math.floor(ipv4(base) / size)
+}
+
+type Destination = { ip?: string; pod?: Record<string, string>; port: number; protocol?: string }
+
+/** Whether a policy's egress rules let its pods open a connection to a destination. */
+function egressAllowed(policy: INetworkPolicy, to: Destination): boolean {
+  return (policy.spec?.egress ?? []).some((rule) => {
+    const portOk =
+      !rule.ports ||
+      rule.ports.some(
+        (p) => (p.protocol ?? 'TCP') === (to.protocol ?? 'TCP') && (p.port ?? to.port) === to.port,
+      )
+    const peerOk =
+      !rule.to ||
+      rule.to.some((peer) => {
+        if (peer.ipBlock) {
+          const { cidr, except = [] } = peer.ipBlock
+          return !!to.ip && inCidr(to.ip, cidr) && !except.some((e) => inCidr(to.ip as string, e))
+        }
+        if (peer.podSelector && !peer.namespaceSelector) {
+          return !!to.pod && selects(peer.podSelector, to.pod)
+        }
+        throw new Error(`${policy.metadata?.name}: peer kind not modelled by the test`)
+      })
+    return portOk && peerOk
+  })
+}
+
+t.test('egress: Ollama and the worker reach what they need, never cloud metadata', async (t) => {
+  t.ok(inCidr('169.254.169.254', '169.254.0.0/16'))
+  t.notOk(inCidr('203.0.113.7', '169.254.0.0/16'))
+  const METADATA = '169.254.169.254'
+  const PUBLIC = '203.0.113.7' // Confluence Cloud, the Ollama registry, an S3 endpoint
+  for (const overlay of OVERLAYS) {
+    const objects = render(overlay)
+    const policy = (name: string) =>
+      find<K8sObject & INetworkPolicy>(objects, 'NetworkPolicy', name)
+    const labels = (name: string) => podOf(workload(objects, name)).labels
+    for (const name of ['ollama', 'worker']) {
+      const p = policy(name)
+      const where = `${overlay} ${name}`
+      t.ok(p.spec?.policyTypes?.includes('Egress'), `${where}: egress is restricted`)
+      t.ok(selects(p.spec?.podSelector ?? {}, labels(name)), `${where}: selects its pods`)
+      for (const protocol of ['UDP', 'TCP']) {
+        t.ok(
+          egressAllowed(p, { ip: '10.96.0.10', port: 53, protocol }),
+          `${where}: DNS ${protocol}`,
+        )
+      }
+      t.ok(egressAllowed(p, { ip: PUBLIC, port: 443 }), `${where}: HTTPS out`)
+      for (const port of [80, 443, 8080]) {
+        t.notOk(egressAllowed(p, { ip: METADATA, port }), `${where}: no metadata on ${port}`)
+      }
+      t.notOk(egressAllowed(p, { ip: PUBLIC, port: 22 }), `${where}: nothing else out`)
+      t.notOk(egressAllowed(p, { pod: labels('api'), port: 3000 }), `${where}: ↛ api`)
+    }
+    const worker = policy('worker')
+    t.ok(egressAllowed(worker, { pod: labels('redis'), port: 6379 }), `${overlay}: worker → redis`)
+    t.ok(
+      egressAllowed(worker, { pod: labels('ollama'), port: 11434 }),
+      `${overlay}: worker → ollama`,
+    )
+    const ollama = policy('ollama')
+    t.notOk(
+      egressAllowed(ollama, { pod: labels('redis'), port: 6379 }),
+      `${overlay}: ollama ↛ redis`,
+    )
+    // The api: from the ingress controller's namespace only, which an overlay may relabel.
+    const api = policy('api')
+    const peers = api.spec?.ingress?.flatMap((rule) => rule.from ?? []) ?? []
+    t.ok(peers.length > 0, `${overlay}: api ingress names its sources`)
+    for (const peer of peers) {
+      t.ok(peer.namespaceSelector && !peer.podSelector, `${overlay}: api from a namespace`)
+    }
   }
 })

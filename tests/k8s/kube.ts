@@ -362,7 +362,12 @@ export function selects(selector: LabelSelector, labels: Record<string, string>)
   return byLabels && byExpressions
 }
 
-export type Pod = { labels: Record<string, string>; ports: Record<string, number> }
+/** A pod; `namespace` holds its namespace's labels when it runs in another namespace. */
+export type Pod = {
+  labels: Record<string, string>
+  ports: Record<string, number>
+  namespace?: Record<string, string>
+}
 
 export function podOf(w: Workload): Pod {
   const ports: Record<string, number> = {}
@@ -375,9 +380,10 @@ export function podOf(w: Workload): Pod {
 /**
  * NetworkPolicy ingress semantics for pods of one namespace: a pod selected by no policy accepts
  * everything; a selected pod accepts a connection when some rule of a selecting policy matches
- * both the peer and the port. `from: 'outside'` is a client outside the namespace (an ingress
- * controller, another team's pod). Peers other than same-namespace podSelectors are refused
- * here rather than guessed.
+ * both the peer and the port. `from: 'outside'` is a client outside the namespace with no
+ * labels the policies name (another team's pod); a Pod with `namespace` is one in another
+ * namespace with those labels (the ingress controller's). Peers other than same-namespace
+ * podSelectors and bare namespaceSelectors are refused here rather than guessed.
  */
 export function ingressAllowed(
   policies: readonly INetworkPolicy[],
@@ -397,10 +403,18 @@ export function ingressAllowed(
         !rule.from ||
         rule.from.length === 0 ||
         rule.from.some((peer) => {
+          // A namespaceSelector alone admits every pod of the namespaces it selects.
+          if (peer.namespaceSelector && !peer.podSelector && !peer.ipBlock) {
+            return (
+              from !== 'outside' &&
+              !!from.namespace &&
+              selects(peer.namespaceSelector, from.namespace)
+            )
+          }
           if (peer.namespaceSelector || peer.ipBlock || !peer.podSelector) {
             throw new Error(`${p.metadata?.name}: peer kind not modelled by the test`)
           }
-          return from !== 'outside' && selects(peer.podSelector, from.labels)
+          return from !== 'outside' && !from.namespace && selects(peer.podSelector, from.labels)
         })
       const portOk =
         !rule.ports ||

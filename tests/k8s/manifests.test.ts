@@ -577,8 +577,16 @@ t.test('production: NetworkPolicies let only api and worker reach Ollama and Red
     t.ok(allowed(api, redis, 6379), `${target}: api → redis`)
     t.ok(allowed(worker, redis, 6379), `${target}: worker → redis`)
     t.notOk(allowed(api, ollama, 22), `${target}: only the Ollama port`)
-    t.ok(allowed('outside', api, 3000), `${target}: anyone → api:3000`)
-    t.notOk(allowed('outside', api, 9229), `${target}: nothing else on the api pods`)
+    // The api: from the ingress controller's namespace only.
+    const controller: Pod = {
+      labels: { 'app.kubernetes.io/name': 'ingress-nginx' },
+      ports: {},
+      namespace: { 'kubernetes.io/metadata.name': 'ingress-nginx' },
+    }
+    t.ok(allowed(controller, api, 3000), `${target}: ingress controller → api:3000`)
+    t.notOk(allowed('outside', api, 3000), `${target}: another namespace ↛ api:3000`)
+    t.notOk(allowed(stranger, api, 3000), `${target}: another pod of the namespace ↛ api:3000`)
+    t.notOk(allowed(controller, api, 9229), `${target}: nothing else on the api pods`)
     t.notOk(allowed('outside', worker, 3000), `${target}: worker takes no traffic`)
   }
 })
