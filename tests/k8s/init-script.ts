@@ -67,13 +67,14 @@ export async function runInit(
   const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>(
     (done) => {
       execFile(
-        'sh',
+        '/bin/sh',
         [script],
         {
           env: {
             MODEL_DOWNLOAD_DIR: join(dir, 'downloads'),
             ...env,
-            PATH: `${join(dir, 'bin')}:${process.env.PATH}`,
+            // env.PATH, when given, replaces the machine's tools (to take curl and wget away).
+            PATH: `${join(dir, 'bin')}:${env.PATH ?? process.env.PATH}`,
             STUB_DIR: dir,
             STUB_PRESENT: (stand.present ?? []).join(' '),
             STUB_PULL_FAILS: (stand.pullFails ?? []).join(' '),

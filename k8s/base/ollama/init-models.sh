@@ -79,6 +79,7 @@ download() {
     wget -q -O "$target" "$url" || return 1
   else
     echo "no curl or wget in this image" >"$work/why"
+    echo "give the init container an image built FROM ollama/ollama with curl added (k8s/README.md, Where the models come from), or use a file: source in MODEL_SOURCES (confluence-bot-config)" >"$work/fix"
     return 1
   fi
   if [ -n "$sum" ]; then
@@ -107,7 +108,7 @@ for model in "$CHAT_MODEL" "$EMBED_MODEL"; do
     continue
   fi
   source=$(source_of "$model")
-  rm -f "$work/why"
+  rm -f "$work/why" "$work/fix"
   case "$source" in
     registry)
       if [ "$MODEL_REGISTRY" = off ]; then
@@ -130,7 +131,9 @@ for model in "$CHAT_MODEL" "$EMBED_MODEL"; do
       if ! file=$(download "$model" "$source"); then
         why="download failed"
         if [ -f "$work/why" ]; then why=$(cat "$work/why"); fi
-        fail "model $model is not on the volume; tried: ${source%%#*} ($why); to fix: check that the URL is served inside the cluster and its sha256, or use a file: source in MODEL_SOURCES (confluence-bot-config)"
+        fix="check that the URL is served inside the cluster and its sha256, or use a file: source in MODEL_SOURCES (confluence-bot-config)"
+        if [ -f "$work/fix" ]; then fix=$(cat "$work/fix"); fi
+        fail "model $model is not on the volume; tried: ${source%%#*} ($why); to fix: $fix"
       fi
       echo "init-models: creating $model from the download"
       created=0
