@@ -207,6 +207,7 @@ t.test('URL source: downloaded, checked against its sha256, created, cleaned up'
     gone.stderr.trim().split('\n').at(-1),
     `init-models: model llama3.2 is not on the volume; tried: ${base}/missing.gguf (download failed)`,
   )
+  t.strictSame(downloadsLeft(gone), [], 'no partial file is left behind')
 
   const broken = await runInit(
     script,

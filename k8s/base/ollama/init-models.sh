@@ -19,6 +19,8 @@
 # A model already on the volume is kept as is: no network is needed to restart. A model no source
 # can provide stops the pod with one line naming the model, what was tried and what to do.
 set -eu
+# MODEL_SOURCES is split on whitespace below, never expanded as a file pattern.
+set -f
 
 MODEL_SOURCES=${MODEL_SOURCES:-}
 MODEL_REGISTRY=${MODEL_REGISTRY:-on}
@@ -74,9 +76,15 @@ download() {
   mkdir -p "$MODEL_DOWNLOAD_DIR"
   target="$MODEL_DOWNLOAD_DIR/$(printf '%s' "$1" | tr -c 'A-Za-z0-9._-' '_').gguf"
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 3 -o "$target" "$url" || return 1
+    curl -fsSL --retry 3 -o "$target" "$url" || {
+      rm -f "$target"
+      return 1
+    }
   elif command -v wget >/dev/null 2>&1; then
-    wget -q -O "$target" "$url" || return 1
+    wget -q -O "$target" "$url" || {
+      rm -f "$target"
+      return 1
+    }
   else
     echo "no curl or wget in this image" >"$work/why"
     echo "give the init container an image built FROM ollama/ollama with curl added (k8s/README.md, Where the models come from), or use a file: source in MODEL_SOURCES (confluence-bot-config)" >"$work/fix"
