@@ -76,7 +76,12 @@ t.test('uploads: the ingress lets an export of EXPORT_UPLOAD_LIMIT through', asy
   t.throws(() => nginxBytes('2 GB'), /not an nginx size/)
   let ingresses = 0
   for (const [overlay, objects] of rendered) {
-    const config = find(objects, 'ConfigMap', 'confluence-bot-config').data ?? {}
+    const config =
+      find<K8sObject & { data?: Record<string, string> }>(
+        objects,
+        'ConfigMap',
+        'confluence-bot-config',
+      ).data ?? {}
     const limit = Number(config.EXPORT_UPLOAD_LIMIT)
     // The value the api would use: the ConfigMap's, which must parse as the api's setting does.
     t.equal(loadApiConfig({ ...config, API_KEYS: 'k'.repeat(16) }).EXPORT_UPLOAD_LIMIT, limit)
@@ -153,10 +158,8 @@ t.test('requests: every pod fits the node its overlay is sized for', async (t) =
   })
   const cpu = together.reduce((a, p) => a + p.cpu, 0)
   const memory = together.reduce((a, p) => a + p.memory, 0)
-  t.ok(
-    cpu <= NODES.s3.cpu && memory <= quantity(NODES.s3.memory),
-    `s3: co-located api + worker fit`,
-  )
+  const s3 = NODES.s3 as (typeof NODES)[string]
+  t.ok(cpu <= s3.cpu && memory <= quantity(s3.memory), `s3: co-located api + worker fit`)
 })
 
 t.test('ollama: the first rollout may take its time (image + models)', async (t) => {
