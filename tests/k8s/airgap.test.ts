@@ -1,10 +1,11 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { IConfigMap, IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
 import { creates, pulls, runInit, stubDir } from './init-script.ts'
 import { container, environment, find, validateObject, workload } from './kube.ts'
-import { build, type K8sObject, loadYamlFile } from './render.ts'
+import { build, type K8sObject, loadYamlFile, podSpecOf } from './render.ts'
 
 // The `airgap` component (through the `airgap` overlay: production without internet access):
 // every model comes from a GGUF on the `ollama-models-import` volume and the registry is never
@@ -86,4 +87,34 @@ t.test('the init script never calls the registry', async (t) => {
     empty.stderr.trim().split('\n').at(-1),
     /^init-models: model llama3\.2 is not on the volume; tried: file:\S+\/models\/llama3\.2\.gguf \(no such file\); to fix: copy the GGUF to /,
   )
+})
+
+t.test("the README's mirror step points all four images at the private registry", async (t) => {
+  const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+  const step = readme.slice(readme.indexOf('Point the overlay at the mirror'))
+  const block = /```yaml\n([\s\S]*?)```/.exec(step)?.[1] ?? ''
+  t.match(block, /^\s*images:/, 'the step has an images: block')
+  const dir = mkdtempSync(join(tmpdir(), 'airgap-mirror-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const indented = block.replace(/^ {3}/gm, '')
+  writeFileSync(
+    join(dir, 'kustomization.yaml'),
+    `resources:\n  - ${join(k8s, 'overlays/airgap')}\n${indented}`,
+  )
+  const images = build(dir).flatMap((o) => {
+    const pod = podSpecOf(o)
+    const containers = [
+      ...((pod?.initContainers ?? []) as IContainer[]),
+      ...((pod?.containers ?? []) as IContainer[]),
+    ]
+    return containers.map((c) => c.image as string)
+  })
+  t.equal(new Set(images.map((i) => i.split(':')[0])).size, 4, 'four images')
+  for (const image of images) t.match(image, /^registry\.internal\/\S+:\S+$/, image)
+  // ... and the mirroring step copies exactly the third-party tags the manifests run.
+  const mirror = /for image in ([^;]+); do/.exec(readme)?.[1]?.split(' ') ?? []
+  const mirrored = images
+    .filter((i) => i.startsWith('registry.internal/mirror/'))
+    .map((i) => i.slice('registry.internal/mirror/'.length))
+  t.strictSame([...new Set(mirrored)].sort(), [...mirror].sort(), 'skopeo copies these tags')
 })
