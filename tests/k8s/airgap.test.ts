@@ -104,8 +104,8 @@ t.test("the README's mirror step points all four images at the private registry"
   const images = build(dir).flatMap((o) => {
     const pod = podSpecOf(o)
     const containers = [
-      ...((pod?.initContainers ?? []) as IContainer[]),
-      ...((pod?.containers ?? []) as IContainer[]),
+      ...((pod?.initContainers ?? []) as unknown as IContainer[]),
+      ...((pod?.containers ?? []) as unknown as IContainer[]),
     ]
     return containers.map((c) => c.image as string)
   })
