@@ -83,6 +83,8 @@ const sourceBody = (name: string, base_url = `https://${SOURCE_HOST}/wiki`) => (
   spaces: ['ENG'],
 })
 const reader = READER_KEY
+const GGUF_TYPE = 'application/octet-stream'
+const GGUF_FILE = Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(1024, 3)])
 const admin = ADMIN_KEY
 
 /** Ways a JSON route refuses a body as 400, sent to `path` with `key`. */
@@ -99,7 +101,8 @@ const badBodies = (path: string, key: string, invalid: unknown): Probe[] => [
 const OWN_CONTRACT = /^\/(ollama|v1)\//
 
 // Operations only an admin key may call (README: "who").
-const adminOnly = (path: string) => /^\/(admin\/|api\/(pull|sources|jobs)\b)/.test(path)
+const adminOnly = (path: string) =>
+  /^\/(admin\/|api\/(pull|models\/import|sources|jobs)\b)/.test(path)
 
 const CASES: Record<string, Case> = {
   'GET /api/health 503': {
@@ -312,6 +315,103 @@ const CASES: Record<string, Case> = {
         path: '/api/pull',
         key: admin,
         json: { name: 'llama3.2' },
+        error: 'ollama_unavailable',
+      },
+    ],
+  },
+
+  'POST /api/models/import 400': {
+    probes: () => [
+      {
+        what: 'a body that is not a GGUF file',
+        method: 'POST',
+        path: '/api/models/import?name=not-gguf',
+        key: admin,
+        raw: Buffer.from('PK\u0003\u0004 an archive'),
+        type: GGUF_TYPE,
+        error: 'not_gguf',
+      },
+      {
+        what: 'a digest that is not the sha256 of the body',
+        method: 'POST',
+        path: `/api/models/import?name=cut&digest=sha256:${'0'.repeat(64)}`,
+        key: admin,
+        raw: GGUF_FILE,
+        type: GGUF_TYPE,
+        error: 'digest_mismatch',
+      },
+      {
+        what: 'no name',
+        method: 'POST',
+        path: '/api/models/import',
+        key: admin,
+        raw: GGUF_FILE,
+        type: GGUF_TYPE,
+      },
+    ],
+  },
+  'POST /api/models/import 409': {
+    probes: () => [
+      {
+        what: 'a model of that name exists',
+        method: 'POST',
+        path: '/api/models/import?name=llama3.2',
+        key: admin,
+        raw: GGUF_FILE,
+        type: GGUF_TYPE,
+        error: 'model_exists',
+      },
+    ],
+  },
+  'POST /api/models/import 413': {
+    probes: () => [
+      {
+        what: 'a file over MODEL_IMPORT_LIMIT',
+        method: 'POST',
+        path: '/api/models/import?name=huge',
+        key: admin,
+        raw: Buffer.concat([GGUF_FILE, Buffer.alloc(EXPORT_UPLOAD_LIMIT, 1)]),
+        type: GGUF_TYPE,
+        error: 'payload_too_large',
+      },
+    ],
+  },
+  'POST /api/models/import 415': {
+    probes: () => [
+      {
+        what: 'a JSON body',
+        method: 'POST',
+        path: '/api/models/import?name=json',
+        key: admin,
+        json: { gguf: 'no' },
+        error: 'unsupported_media_type',
+      },
+    ],
+  },
+  'POST /api/models/import 502': {
+    probes: () => [
+      {
+        what: 'an upstream answering 500',
+        world: 'broken',
+        method: 'POST',
+        path: '/api/models/import?name=broken',
+        key: admin,
+        raw: GGUF_FILE,
+        type: GGUF_TYPE,
+        error: 'ollama_error',
+      },
+    ],
+  },
+  'POST /api/models/import 503': {
+    probes: () => [
+      {
+        what: 'Ollama is down',
+        world: 'down',
+        method: 'POST',
+        path: '/api/models/import?name=down',
+        key: admin,
+        raw: GGUF_FILE,
+        type: GGUF_TYPE,
         error: 'ollama_unavailable',
       },
     ],
@@ -961,6 +1061,8 @@ t.test('every documented error status is answered over a real socket', async (t)
     BODY_LIMIT: String(BODY_LIMIT),
     EXPORT_UPLOAD_LIMIT: String(EXPORT_UPLOAD_LIMIT),
     EXPORTS_DIR: exportsDir,
+    MODEL_IMPORT_LIMIT: String(EXPORT_UPLOAD_LIMIT),
+    MODEL_IMPORT_DIR: join(exportsDir, 'model-imports'),
     CONFLUENCE_ALLOWED_HOSTS: SOURCE_HOST,
     HEALTH_TIMEOUT_MS: '500',
   }

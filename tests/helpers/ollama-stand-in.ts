@@ -41,7 +41,7 @@ export type StandInOptions = {
    * in text even when offered tools.
    */
   toolCalls?: Array<{ name: string; arguments: Record<string, unknown> }>
-  /** Delay before any byte (headers included) of chat/generate/embed: simulates a model load. */
+  /** Delay before any byte (headers included) of chat/generate/embed/create: simulates a model load. */
   firstByteDelayMs: number
   /** Delay between streamed lines of chat/generate (also spent, silently, when `stream:false`). */
   tokenDelayMs: number
@@ -55,7 +55,10 @@ export type StandInOptions = {
    * stays 200) and end.
    */
   failAfterTokens?: { count: number; error: string }
-  /** After N token lines the stream stops with no done and no error line (a crash). */
+  /**
+   * After N token lines (create: status lines) the stream stops with no done and no error line
+   * (a crash).
+   */
   truncateAfterTokens?: number
   /**
    * How a truncated stream stops. `'end'` (default): the chunked body is terminated and the
@@ -1017,6 +1020,8 @@ async function handleCreate(ex: Exchange): Promise<void> {
   }
   const fail = ex.knobs.failBeforeOutput
   if (fail) return sendError(ex, fail.status, fail.error)
+  // Reading a large GGUF takes a while before the first line.
+  if (!(await ex.sleep(ex.knobs.firstByteDelayMs))) return
   const steps = createSteps(ex, body)
   const lines: Body[] = typeof steps === 'string' ? [] : [...steps.lines]
   for (const field of ['template', 'system', 'parameters'] as const) {
@@ -1031,6 +1036,7 @@ async function handleCreate(ex: Exchange): Promise<void> {
   for (const [i, line] of lines.entries()) {
     if (i > 0 && !(await ex.sleep(ex.knobs.pullTickMs))) return
     if (failAt && i === failAt.count) return writeError(ex, stream, failAt.error)
+    if (i === ex.knobs.truncateAfterTokens) return crash(ex)
     if (stream && !(await writeLine(ex, line))) return
   }
   if (typeof steps === 'string') return writeError(ex, stream, steps)

@@ -17,10 +17,12 @@ async function setup(t: Test, options?: Partial<StandInOptions>) {
 }
 
 const blob = (url: string, method: string, digest: string, body?: Buffer) =>
-  fetch(`${url}/api/blobs/${digest}`, { method, body })
+  fetch(`${url}/api/blobs/${digest}`, { method, body: body as BodyInit | undefined })
 
 /** create() with `files`, which the client's CreateRequest type does not name but sends as is. */
-const withFiles = (request: CreateRequest & { files: Record<string, string> }) => request
+type WithFiles = CreateRequest & { files: Record<string, string> }
+const streamed = (request: WithFiles) => ({ ...request, stream: true as const })
+const withFiles = (request: WithFiles) => ({ ...request, stream: false as const })
 
 t.test('HEAD answers 404 until the blob is POSTed (201), then 200', async (t) => {
   const { standIn } = await setup(t)
@@ -56,12 +58,11 @@ t.test(
     const digest = digestOf(GGUF)
     await blob(standIn.url, 'POST', digest, GGUF)
     const progress = await ollama.create(
-      withFiles({
+      streamed({
         model: 'acme/tiny:1b',
         files: { 'tiny.gguf': digest },
         system: 'Be brief.',
         parameters: { temperature: 0.1 },
-        stream: true,
       }),
     )
     const statuses: string[] = []
@@ -100,7 +101,7 @@ t.test(
     const missing = `sha256:${'a'.repeat(64)}`
     await t.rejects(
       ollama
-        .create(withFiles({ model: 'nope', files: { 'x.gguf': missing }, stream: true }))
+        .create(streamed({ model: 'nope', files: { 'x.gguf': missing } }))
         .then(async (parts) => {
           for await (const _ of parts);
         }),
@@ -149,9 +150,7 @@ t.test('knobs: an error before output, or a line after N status lines', async (t
   standIn.options.failBeforeOutput = undefined
   standIn.options.failAfterTokens = { count: 1, error: 'unsupported architecture' }
   await blob(standIn.url, 'POST', digest, GGUF)
-  const parts = await ollama.create(
-    withFiles({ model: 'x', files: { 'x.gguf': digest }, stream: true }),
-  )
+  const parts = await ollama.create(streamed({ model: 'x', files: { 'x.gguf': digest } }))
   const seen: string[] = []
   await t.rejects(
     (async () => {

@@ -121,6 +121,7 @@ const ACCESS: Record<string, Access> = {
 
   // Admins: what changes the server or reads its configuration.
   'POST /api/pull': 'admin',
+  'POST /api/models/import': 'admin',
   'POST /api/sources': 'admin',
   'GET /api/sources': 'admin',
   'GET /api/sources/:id': 'admin',

@@ -112,6 +112,17 @@ export const ApiEnvSchema = Type.Object({
     default: 2 * 1024 * 1024 * 1024,
     description: 'Largest HTML space export zip the upload route accepts, in bytes',
   }),
+  MODEL_IMPORT_LIMIT: Type.Integer({
+    minimum: 1024,
+    default: 64 * 1024 * 1024 * 1024,
+    description: 'Largest GGUF file POST /api/models/import accepts, in bytes (413 above it)',
+  }),
+  MODEL_IMPORT_DIR: Type.String({
+    minLength: 1,
+    default: './data/model-imports',
+    description:
+      'Where POST /api/models/import keeps an uploaded GGUF until Ollama has it (removed afterwards; needs room for the largest file)',
+  }),
   REQUEST_TIMEOUT_MS: Millis(
     300_000,
     'Time a client may take to send a whole request (headers and body, an export upload included); answers are limited by ANSWER_MAX_MS',

@@ -106,6 +106,26 @@ export class OllamaUpstream {
     }
   }
 
+  /**
+   * A blob request (`HEAD`, or `POST` with a file's bytes streamed as the body): no JSON, no
+   * answer time limit; connection failures as for post().
+   */
+  blob(
+    method: 'HEAD' | 'POST',
+    path: string,
+    body: NodeJS.ReadableStream | null,
+    signal: AbortSignal,
+  ): Promise<UpstreamResponse> {
+    const type = body === null ? {} : { 'content-type': 'application/octet-stream' }
+    return this.#request({
+      method,
+      path: this.#path(path),
+      headers: { ...this.#headers, ...type },
+      body: body as Dispatcher.RequestOptions['body'],
+      signal,
+    })
+  }
+
   get(path: string, signal?: AbortSignal): Promise<UpstreamResponse> {
     return this.#request({ method: 'GET', path: this.#path(path), headers: this.#headers, signal })
   }

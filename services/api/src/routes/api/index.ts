@@ -6,6 +6,7 @@ import health from './health.ts'
 import jobs from './jobs.ts'
 import me from './me.ts'
 import models from './models.ts'
+import modelsImport from './models-import.ts'
 import pull from './pull.ts'
 import search from './search.ts'
 import sources from './sources.ts'
@@ -31,6 +32,7 @@ export default async function api(fastify: FastifyInstance) {
   await fastify.register(async (admins) => {
     admins.addHook('onRequest', admins.requireRole('admin'))
     await admins.register(pull)
+    await admins.register(modelsImport)
     await admins.register(sources)
     await admins.register(jobs)
   })
