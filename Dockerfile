@@ -1,8 +1,10 @@
 # One Dockerfile, two images (the k8s manifests name them confluence-bot-api / -worker):
 #   docker build --target api    -t confluence-bot-api .
 #   docker build --target worker -t confluence-bot-worker .
-# Both architectures at once (LanceDB ships a native binary per platform; k8s/README.md):
-#   docker buildx build --platform linux/amd64,linux/arm64 --target api -t REGISTRY/api:TAG --push .
+# linux/amd64 only: LanceDB's native binary for the version in use (0.37.1) is published for
+# x64 alone (its linux-arm64 builds stop at 0.31.0), so the build refuses other platforms below
+# instead of shipping an image that dies at import (k8s/README.md, "Images"). From a Mac or an
+# arm64 machine: docker buildx build --platform linux/amd64 --target api -t REGISTRY/api:TAG --push .
 # The build stage compiles TypeScript to dist/ with `tsc -b`; the runtime images hold only the
 # compiled service and its production dependencies, run as the unprivileged `node` user.
 #
@@ -40,6 +42,11 @@ RUN prune() { \
     } \
  && prune /out/api api worker \
  && prune /out/worker worker api
+# Both services load LanceDB's native binding: fail the build here, with the reason, on a platform
+# it has no binary for.
+RUN cd /out/worker && node -e "import('@lancedb/lancedb').then((m) => m.connect('memory://')).catch(() => { \
+      console.error('LanceDB has no native binary for linux/' + process.arch + ': build with --platform linux/amd64'); \
+      process.exit(1) })"
 
 FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app

@@ -355,3 +355,30 @@ t.test('egress: Ollama and the worker reach what they need, never cloud metadata
     }
   }
 })
+
+t.test('LanceDB: the images are built only where its native binary exists', async (t) => {
+  const workspace = readFileSync(join(root, 'pnpm-workspace.yaml'), 'utf8')
+  const version = /^\s+"@lancedb\/lancedb": (\S+)$/m.exec(workspace)?.[1]
+  t.match(version, /^\d+\.\d+\.\d+$/, 'one exact LanceDB version')
+  const lock = readFileSync(join(root, 'pnpm-lock.yaml'), 'utf8')
+  const binary = (arch: string) => lock.includes(`'@lancedb/lancedb-linux-${arch}-gnu@${version}':`)
+  t.ok(binary('x64'), `the lockfile carries the linux-x64 binary of ${version}`)
+  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
+  const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+  // The build loads the binding, so a platform without one fails at build time, not in a pod.
+  t.match(dockerfile, /import\('@lancedb\/lancedb'\)\.then\(\(m\) => m\.connect\('memory:\/\/'\)\)/)
+  if (binary('arm64')) {
+    t.match(dockerfile, /--platform linux\/amd64,linux\/arm64/, 'a multi-arch build line')
+  } else {
+    // No arm64 build of this version exists (LanceDB's linux-arm64 packages stop at 0.31.0): the
+    // docs must not promise one.
+    t.notMatch(dockerfile, /linux\/arm64/, 'the Dockerfile offers no arm64 build')
+    t.match(readme, /linux\/amd64 only/, 'k8s/README.md says the images are amd64 only')
+    for (const [overlay, objects] of rendered) {
+      for (const name of ['api', 'worker']) {
+        const selector = workload(objects, name).spec.template.spec.nodeSelector
+        t.equal(selector?.['kubernetes.io/arch'], 'amd64', `${overlay} ${name}: amd64 nodes only`)
+      }
+    }
+  }
+})
