@@ -382,3 +382,39 @@ t.test('LanceDB: the images are built only where its native binary exists', asyn
     }
   }
 })
+
+t.test('the walkthrough runs as written from the repository root', async (t) => {
+  const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+  const deploy = readme.slice(
+    readme.indexOf('## Deploy'),
+    readme.indexOf('\n## ', readme.indexOf('## Deploy') + 1),
+  )
+  const commands = [...deploy.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1] as string)
+  t.ok(commands.length >= 3, 'its steps have commands')
+  const text = commands.join('\n')
+  t.notMatch(text, /^\s*cd /m, 'no step changes directory: every path is from the root')
+  t.notMatch(
+    text.replace(/kubectl kustomize/g, ''),
+    /\bkustomize\b/,
+    'kubectl only, no standalone kustomize',
+  )
+  for (const path of text.matchAll(/-k (\S+)/g)) {
+    t.ok(readFileSync(join(root, path[1] as string, 'kustomization.yaml')), `${path[1]} exists`)
+  }
+  // The images built are pushed, and are the ones the production overlay runs.
+  const production = render('production')
+  for (const name of ['api', 'worker']) {
+    const image = container(workload(production, name)).image as string
+    const build = new RegExp(
+      `--target ${name} \\\\\\n\\s+-t ${image.replace(/[.]/g, '\\.')} --push`,
+    )
+    t.match(text, build, `${name}: built and pushed as ${image}`)
+  }
+  t.match(readme, /Requirements:[^#]*`kubectl`/, 'kubectl among the requirements')
+  t.match(deploy, /rollout status deployment\/ollama --timeout=30m/, 'waits for the first pull')
+  t.match(
+    deploy,
+    /`CHAT_MODEL` or `EMBED_MODEL`[^.]*rollout restart deployment\/ollama/,
+    'model change',
+  )
+})
