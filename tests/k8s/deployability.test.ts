@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { loadApiConfig } from '@confluence-bot/shared'
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy'
@@ -23,7 +23,8 @@ import { build, type K8sObject, splitImage } from './render.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 const k8s = join(root, 'k8s')
-const OVERLAYS = ['dev', 'staging', 'production', 's3']
+// Every overlay there is, so a new one meets these invariants too (and needs a row in NODES).
+const OVERLAYS = readdirSync(join(k8s, 'overlays')).sort()
 const rendered = new Map(OVERLAYS.map((o) => [o, build(join(k8s, 'overlays', o))]))
 const render = (overlay: string) => rendered.get(overlay) as K8sObject[]
 const claims = (objects: readonly K8sObject[]) =>
@@ -111,6 +112,7 @@ const NODES: Record<string, { node: string; cpu: number; memory: string; allOnOn
   staging: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
   production: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
   s3: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
+  airgap: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
 }
 
 /** What the scheduler reserves for one pod: the larger of its init containers and the sum of its containers. */
@@ -328,7 +330,15 @@ t.test('egress: Ollama and the worker reach what they need, never cloud metadata
           `${where}: DNS ${protocol}`,
         )
       }
-      t.ok(egressAllowed(p, { ip: PUBLIC, port: 443 }), `${where}: HTTPS out`)
+      // Ollama needs the registry unless the overlay turned it off (air-gapped).
+      const config = find<K8sObject & { data?: Record<string, string> }>(
+        objects,
+        'ConfigMap',
+        'confluence-bot-config',
+      ).data
+      if (name === 'worker' || config?.MODEL_REGISTRY !== 'off') {
+        t.ok(egressAllowed(p, { ip: PUBLIC, port: 443 }), `${where}: HTTPS out`)
+      }
       for (const port of [80, 443, 8080]) {
         t.notOk(egressAllowed(p, { ip: METADATA, port }), `${where}: no metadata on ${port}`)
       }
