@@ -26,7 +26,11 @@ Commands:
                     --mode M…, --space KEY…, --json.
   secrets rekey     Encrypt every source's credentials under SECRETS_KEY (after a rotation:
                     exit 0 means SECRETS_KEY_PREVIOUS can go).
-                    (cnfl search|ask|eval|secrets --help says more.)
+  models import FILE --name NAME
+                    Make a GGUF file a model of the Ollama at OLLAMA_URL, with a progress
+                    bar. Options: --system TEXT, --template FILE, --parameters JSON,
+                    --replace.
+                    (cnfl search|ask|eval|secrets|models --help says more.)
 
 Options of convert:
   --base-url URL    the site as a browser shows it (https://acme.atlassian.net/wiki): page and
@@ -193,6 +197,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'secrets') {
     const { secrets } = await import('./secrets.ts')
     return secrets(rest)
+  }
+  if (command === 'models') {
+    const { models } = await import('./models.ts')
+    return models(rest, callerCwd())
   }
   if (command === 'ingest') {
     const { ingest } = await import('./ingest.ts')

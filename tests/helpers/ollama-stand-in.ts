@@ -1036,7 +1036,9 @@ async function handleCreate(ex: Exchange): Promise<void> {
   for (const [i, line] of lines.entries()) {
     if (i > 0 && !(await ex.sleep(ex.knobs.pullTickMs))) return
     if (failAt && i === failAt.count) return writeError(ex, stream, failAt.error)
-    if (i === ex.knobs.truncateAfterTokens) return crash(ex)
+    if (i === ex.knobs.truncateAfterTokens) {
+      return ex.knobs.truncateMode === 'destroy' ? crash(ex) : endStream(ex)
+    }
     if (stream && !(await writeLine(ex, line))) return
   }
   if (typeof steps === 'string') return writeError(ex, stream, steps)

@@ -1,0 +1,202 @@
+// `pnpm --silent cnfl models import FILE --name NAME`: a GGUF file on this machine becomes a model
+// of the Ollama at OLLAMA_URL, as POST /api/models/import does it (the same blob and create
+// calls, the same checks), but straight to Ollama like the other cnfl commands: no api key, and
+// no copy of a multi-GB file into MODEL_IMPORT_DIR, since the file is already on this disk. The
+// api route is for a file that is not on the machine (curl from a laptop).
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { open, readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { Transform } from 'node:stream'
+import { loadApiConfig, ollamaModelName } from '@confluence-bot/shared'
+import { humanBytes } from '../services/api/src/lib/human-bytes.ts'
+import { OllamaUpstream } from '../services/api/src/lib/ollama-upstream.ts'
+import { UsageError } from './ingest-usage.ts'
+import { parseCommand } from './search.ts'
+
+export const MODELS_USAGE = `Usage: cnfl models import FILE --name NAME [--system TEXT] [--template FILE]
+                         [--parameters JSON] [--replace]
+
+Makes the GGUF file FILE a model named NAME on the Ollama at OLLAMA_URL: the file is hashed,
+sent to Ollama as a blob (unless Ollama has it already) and created as a model, with a progress
+bar on stderr and one JSON line on stdout at the end. (POST /api/models/import does the same
+through the api, for a file on another machine.)
+
+  --name NAME        the model's name in Ollama (refused if taken, unless --replace)
+  --system TEXT      its default system prompt
+  --template FILE    a file holding its prompt template (Go template syntax)
+  --parameters JSON  its default options, e.g. '{"temperature":0.2,"num_ctx":8192}'
+  --replace          replace a model of that name
+`
+
+const GGUF_MAGIC = Buffer.from('GGUF')
+
+/** A progress bar on stderr: redrawn in place on a terminal, a line per tenth otherwise. */
+function progressBar(label: string, total: number) {
+  // Redrawn at each percent on a terminal; a tenth per line in a log.
+  /* c8 ignore next: tests read stderr through a pipe, never a terminal */
+  const [tty, steps] = process.stderr.isTTY === true ? [true, 100] : [false, 10]
+  let shown = -1
+  return (done: number) => {
+    const fraction = done / total
+    const step = Math.floor(fraction * steps)
+    if (step === shown) return
+    shown = step
+    const filled = Math.round(fraction * 30)
+    const line = `${label} [${'#'.repeat(filled)}${' '.repeat(30 - filled)}] ${humanBytes(done)} / ${humanBytes(total)}`
+    /* c8 ignore next: a terminal only */
+    process.stderr.write(tty ? `\r${line}${done === total ? '\n' : ''}` : `${line}\n`)
+  }
+}
+
+/** Reads the file through `counter`-like progress, as a stream (never held in memory). */
+function withProgress(path: string, draw: (done: number) => void): NodeJS.ReadableStream {
+  let done = 0
+  return createReadStream(path).pipe(
+    new Transform({
+      transform(chunk: Buffer, _encoding, next) {
+        done += chunk.length
+        draw(done)
+        next(null, chunk)
+      },
+    }),
+  )
+}
+
+async function sha256Of(path: string, size: number): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of withProgress(path, progressBar('hashing  ', size))) {
+    hash.update(chunk as Buffer)
+  }
+  return `sha256:${hash.digest('hex')}`
+}
+
+/** The file's size, after checking it exists and begins with the GGUF magic. */
+async function checkGguf(path: string, file: string): Promise<number> {
+  const handle = await open(path).catch((err: Error) => {
+    throw new Error(`cannot read ${file}: ${err.message}`)
+  })
+  try {
+    const head = Buffer.alloc(GGUF_MAGIC.length)
+    await handle.read(head, 0, head.length, 0)
+    if (!head.equals(GGUF_MAGIC)) {
+      throw new Error(`${file} is not a GGUF file (it does not begin with "GGUF")`)
+    }
+    return (await handle.stat()).size
+  } finally {
+    await handle.close()
+  }
+}
+
+function parseParameters(text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    parsed = undefined
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new UsageError('--parameters must be a JSON object such as {"temperature":0.2}')
+  }
+  return parsed as Record<string, unknown>
+}
+
+async function importModel(args: string[], cwd: string): Promise<number> {
+  const { values, positionals } = parseCommand(args, {
+    name: { type: 'string' },
+    system: { type: 'string' },
+    template: { type: 'string' },
+    parameters: { type: 'string' },
+    replace: { type: 'boolean' },
+  })
+  const [file] = positionals
+  const name = values.name
+  if (file === undefined || positionals.length > 1 || name === undefined) {
+    throw new UsageError('cnfl models import takes one FILE and --name NAME')
+  }
+  const parameters = parseParameters(values.parameters)
+  const template =
+    values.template === undefined
+      ? undefined
+      : await readFile(resolve(cwd, values.template), 'utf8').catch((err: Error) => {
+          throw new Error(`cannot read --template ${values.template}: ${err.message}`)
+        })
+  const path = resolve(cwd, file)
+  const size = await checkGguf(path, file)
+
+  const config = loadApiConfig()
+  const ollama = new OllamaUpstream(config.OLLAMA_URL, {
+    connectTimeoutMs: config.OLLAMA_CONNECT_TIMEOUT_MS,
+    connections: 2,
+    answerMaxMs: 0,
+  })
+  const signal = new AbortController().signal
+  try {
+    if (values.replace !== true) {
+      const tags = await ollama.get('/api/tags', signal)
+      if (tags.statusCode >= 400) throw await ollama.error(tags)
+      const { models } = await ollama.json<{ models: Array<{ name: string }> }>(tags)
+      const taken = models.find((m) => ollamaModelName(m.name) === ollamaModelName(name))
+      if (taken) {
+        throw new Error(
+          `Ollama already has a model named ${taken.name}: add --replace to replace it`,
+        )
+      }
+    }
+    const digest = await sha256Of(path, size)
+    const blobPath = `/api/blobs/${digest}`
+    const head = await ollama.blob('HEAD', blobPath, null, signal)
+    await head.body.dump()
+    if (head.statusCode !== 200) {
+      const body = withProgress(path, progressBar('uploading', size))
+      const sent = await ollama.blob('POST', blobPath, body, signal)
+      if (sent.statusCode >= 400) throw await ollama.error(sent)
+      await sent.body.dump()
+    }
+    const created = await ollama.post(
+      '/api/create',
+      {
+        model: name,
+        files: { [`${name.replace(/[/:]/g, '-')}.gguf`]: digest },
+        template,
+        system: values.system,
+        parameters,
+        stream: true,
+      },
+      signal,
+    )
+    if (created.statusCode >= 400) throw await ollama.error(created)
+    let last: { status?: string; error?: string } = {}
+    let carry = ''
+    for await (const chunk of created.body) {
+      const lines = (carry + chunk.toString()).split('\n')
+      carry = lines.pop() as string
+      for (const line of lines.filter((l) => l.trim() !== '')) {
+        last = JSON.parse(line) as typeof last
+        if (last.status !== undefined) process.stderr.write(`${last.status}\n`)
+      }
+    }
+    if (last.status !== 'success') {
+      throw new Error(`Ollama did not create ${name}: ${last.error ?? 'its answer ended early'}`)
+    }
+    process.stdout.write(`${JSON.stringify({ model: name, digest, size, status: 'success' })}\n`)
+    return 0
+  } finally {
+    // Ollama's errors and its unreachability (AppErrors) reach cnfl as one line each.
+    await ollama.close()
+  }
+}
+
+export async function models(args: string[], cwd: string): Promise<number> {
+  const [sub, ...rest] = args
+  if (sub === '-h' || sub === '--help') {
+    process.stdout.write(MODELS_USAGE)
+    return 0
+  }
+  if (sub !== 'import') {
+    process.stderr.write(MODELS_USAGE)
+    return 2
+  }
+  return importModel(rest, cwd)
+}

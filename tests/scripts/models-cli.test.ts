@@ -1,0 +1,182 @@
+// `cnfl models import`: once as an operator runs it (a real process, the Ollama stand-in as
+// OLLAMA_URL), then its other paths in-process (quicker than a process each).
+import { createHash, randomBytes } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { models } from '../../scripts/models.ts'
+import { tempDir } from '../helpers/api.ts'
+import { standIn } from '../helpers/ollama.ts'
+import type { StandInOptions } from '../helpers/ollama-stand-in.ts'
+import { runScript } from '../helpers/process.ts'
+
+const GGUF = Buffer.concat([Buffer.from('GGUF'), randomBytes(1024 * 1024)])
+const DIGEST = `sha256:${createHash('sha256').update(GGUF).digest('hex')}`
+
+async function files(t: Test) {
+  const dir = await tempDir(t, 'cnfl-models-')
+  await writeFile(join(dir, 'tiny.gguf'), GGUF)
+  await writeFile(join(dir, 'notes.txt'), 'not a model')
+  await writeFile(join(dir, 'chat.tmpl'), '{{ .System }} {{ .Prompt }}')
+  return dir
+}
+
+/** Runs `models` in this process against `url`, with its stdout and stderr captured. */
+async function run(t: Test, url: string, args: string[], cwd: string) {
+  const previous = process.env.OLLAMA_URL
+  process.env.OLLAMA_URL = url
+  const out = { stdout: '', stderr: '' }
+  const writes = { stdout: process.stdout.write, stderr: process.stderr.write }
+  process.stdout.write = ((chunk: string) => {
+    out.stdout += chunk
+    return true
+  }) as typeof process.stdout.write
+  process.stderr.write = ((chunk: string) => {
+    out.stderr += chunk
+    return true
+  }) as typeof process.stderr.write
+  try {
+    return { code: await models(args, cwd), ...out }
+  } finally {
+    process.stdout.write = writes.stdout
+    process.stderr.write = writes.stderr
+    process.env.OLLAMA_URL = previous
+    t.comment(out.stderr.trim().split('\n').at(-1) ?? '')
+  }
+}
+
+const ollamaWith = (t: Test, options: Partial<StandInOptions> = {}) => standIn(t, options)
+
+t.test('cnfl models import: a progress bar, then the model in Ollama', async (t) => {
+  const dir = await files(t)
+  const ollama = await ollamaWith(t)
+  const result = await runScript(
+    'scripts/cnfl.ts',
+    ['models', 'import', join(dir, 'tiny.gguf'), '--name', 'acme/tiny:1b', '--system', 'Be brief.'],
+    { env: { OLLAMA_URL: ollama.url, LOG_LEVEL: 'silent' } },
+  )
+  t.equal(result.code, 0, result.stderr)
+  t.match(result.stderr, /uploading \[#{30}\] (\S+ [KM]B) \/ \1\n/)
+  t.match(result.stderr, /parsing GGUF\n[\s\S]*success\n$/)
+  t.same(JSON.parse(result.stdout), {
+    model: 'acme/tiny:1b',
+    digest: DIGEST,
+    size: GGUF.length,
+    status: 'success',
+  })
+  t.same(ollama.blobs.get(DIGEST), { size: GGUF.length, gguf: true })
+  t.match(ollama.requests.find((r) => r.path === '/api/create')?.body, {
+    model: 'acme/tiny:1b',
+    files: { 'acme-tiny-1b.gguf': DIGEST },
+    system: 'Be brief.',
+  })
+  t.ok(ollama.options.models.some((m) => m.name === 'acme/tiny:1b'))
+})
+
+t.test(
+  '--template and --parameters reach create; a blob Ollama has is not sent again',
+  async (t) => {
+    const dir = await files(t)
+    const ollama = await ollamaWith(t)
+    const args = [
+      'import',
+      'tiny.gguf',
+      '--name',
+      'llama3.2',
+      '--replace',
+      '--template',
+      'chat.tmpl',
+      '--parameters',
+      '{"temperature":0.2}',
+    ]
+    t.equal((await run(t, ollama.url, args, dir)).code, 0)
+    t.match(ollama.requests.find((r) => r.path === '/api/create')?.body, {
+      template: '{{ .System }} {{ .Prompt }}',
+      parameters: { temperature: 0.2 },
+    })
+    const again = await run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'second'], dir)
+    t.equal(again.code, 0)
+    t.notMatch(again.stderr, /uploading/)
+    t.equal(
+      ollama.requests.filter((r) => r.method === 'POST' && r.path.startsWith('/api/blobs')).length,
+      1,
+    )
+  },
+)
+
+t.test('refusals: a taken name, not GGUF, a missing file, usage', async (t) => {
+  const dir = await files(t)
+  const ollama = await ollamaWith(t)
+  await t.rejects(run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'LLAMA3.2'], dir), {
+    message: /already has a model named llama3\.2:latest: add --replace/,
+  })
+  await t.rejects(run(t, ollama.url, ['import', 'notes.txt', '--name', 'x'], dir), {
+    message: 'notes.txt is not a GGUF file (it does not begin with "GGUF")',
+  })
+  await t.rejects(run(t, ollama.url, ['import', 'absent.gguf', '--name', 'x'], dir), {
+    message: /cannot read absent\.gguf/,
+  })
+  await t.rejects(
+    run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'x', '--template', 'no.tmpl'], dir),
+    { message: /cannot read --template no\.tmpl/ },
+  )
+  for (const args of [
+    ['import', 'tiny.gguf'],
+    ['import', '--name', 'x'],
+    ['import', 'a', 'b', '--name', 'x'],
+  ]) {
+    await t.rejects(run(t, ollama.url, args, dir), { message: /takes one FILE and --name NAME/ })
+  }
+  for (const parameters of ['[1]', '{oops']) {
+    await t.rejects(
+      run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'x', '--parameters', parameters], dir),
+      { message: /--parameters must be a JSON object/ },
+    )
+  }
+  t.equal((await run(t, ollama.url, ['--help'], dir)).code, 0)
+  t.equal((await run(t, ollama.url, ['list'], dir)).code, 2)
+  t.same(
+    ollama.requests.filter((r) => r.path.startsWith('/api/blobs')),
+    [],
+  )
+})
+
+t.test("Ollama's failures are one line each, and no model is made", async (t) => {
+  const dir = await files(t)
+  const ollama = await ollamaWith(t)
+  const importing = (name: string) =>
+    run(t, ollama.url, ['import', 'tiny.gguf', '--name', name], dir)
+  ollama.options.faultFor = ({ method, path }) =>
+    method === 'POST' && path.startsWith('/api/blobs')
+      ? { failBeforeOutput: { status: 500, error: 'no space left on device' } }
+      : undefined
+  await t.rejects(importing('a'), { message: /no space left on device/ })
+  ollama.options.faultFor = ({ path }) =>
+    path === '/api/create'
+      ? { failBeforeOutput: { status: 400, error: 'bad template' } }
+      : undefined
+  await t.rejects(importing('b'), { message: 'bad template' })
+  ollama.options.faultFor = () => ({
+    failAfterTokens: { count: 1, error: 'unsupported architecture' },
+  })
+  await t.rejects(importing('c'), { message: 'Ollama did not create c: unsupported architecture' })
+  ollama.options.faultFor = () => ({ truncateAfterTokens: 1 })
+  await t.rejects(importing('d'), { message: 'Ollama did not create d: its answer ended early' })
+  ollama.options.faultFor = () => ({ truncateAfterTokens: 1, truncateMode: 'destroy' })
+  await t.rejects(importing('d'))
+  t.notOk(ollama.options.models.some((m) => /^[abcd]:/.test(m.name)))
+  await t.rejects(run(t, 'http://127.0.0.1:1', ['import', 'tiny.gguf', '--name', 'e'], dir), {
+    message: /Ollama is not reachable at OLLAMA_URL=http:\/\/127\.0\.0\.1:1/,
+  })
+  const foreign = createServer((_req, res) => {
+    res.writeHead(500, { 'content-type': 'application/json' })
+    res.end('{"error":"database locked"}')
+  })
+  await new Promise<void>((resolve) => foreign.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => foreign.close(resolve)))
+  const { port } = foreign.address() as { port: number }
+  await t.rejects(run(t, `http://127.0.0.1:${port}`, ['import', 'tiny.gguf', '--name', 'f'], dir), {
+    message: /database locked/,
+  })
+})
