@@ -9,6 +9,7 @@ const GATEWAY = [
   'POST /api/generate',
   'GET /api/models',
   'POST /api/pull',
+  'POST /api/models/import',
   'GET /api/health',
   'GET /api/health/live',
   'GET /admin/config',

@@ -55,6 +55,8 @@ const PLAN: Record<string, string> = {
   'POST /api/search': 'read only, over the rig index',
   'GET /api/spaces': 'read only',
   'POST /api/pull': "the stand-in's pull: instant, nothing downloaded",
+  'POST /api/models/import':
+    'no fuzzed body is a GGUF upload (415, or 400 before a byte is kept); the stand-in creates',
   'POST /api/sources':
     'registers sources of the Confluence stand-in in the private Redis; nothing syncs unless asked',
   'GET /api/sources': 'read only',
