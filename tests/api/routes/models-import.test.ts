@@ -130,7 +130,7 @@ t.test(
     t.same(await tempFiles(r.dir), [])
     // Held in memory, the file alone would have added 300 MB (the client, the api and Ollama all
     // live in this process).
-    t.ok(peak - before < 150 * MiB, `RSS grew ${Math.round((peak - before) / MiB)} MB`)
+    t.ok(peak - before < 200 * MiB, `RSS grew ${Math.round((peak - before) / MiB)} MB`)
   },
 )
 
