@@ -373,3 +373,23 @@ t.test('a client that leaves once the file is with Ollama: no create goes on', a
   const creates = r.ollama.requests.filter((q) => q.path === '/api/create')
   if (creates.length > 0) t.equal((await r.ollama.waitForAbort(10_000)).path, '/api/create')
 })
+
+t.test("the blob and create requests carry OLLAMA_URL's credential", async (t) => {
+  const ollama = await standIn(t)
+  const dir = join(await tempDir(t, 'cnfl-import-'), 'imports')
+  const { url } = await listenTestApp(t, {
+    OLLAMA_URL: `${ollama.url.replace('http://', 'http://gw:secret@')}/?token=t0k3n`,
+    MODEL_IMPORT_DIR: dir,
+  })
+  const res = await upload({ url }, { name: 'guarded' }, SMALL, { authorization: '' })
+  t.equal(res.status, 200, res.body)
+  const sent = blobRequests(ollama)
+  t.same(
+    sent.map((q) => q.method),
+    ['HEAD', 'POST', 'POST'],
+  )
+  for (const q of sent) {
+    t.equal(q.query, '?token=t0k3n', `${q.method} ${q.path}: query kept`)
+    t.equal(q.headers.authorization, `Basic ${Buffer.from('gw:secret').toString('base64')}`)
+  }
+})

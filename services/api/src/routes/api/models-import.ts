@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream, createWriteStream, rm as removeFile } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { pipeline as pipe, Transform } from 'node:stream'
@@ -253,7 +253,8 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
       await mkdir(dir, { recursive: true })
       const path = join(dir, `${randomBytes(8).toString('hex')}.gguf.part`)
       // However the request ends (a client gone before the lines were read included).
-      onceClosed(request, reply, () => void rm(path, { force: true }))
+      // (The callback form: a failure to remove is not worth an unhandled rejection.)
+      onceClosed(request, reply, () => removeFile(path, { force: true }, () => {}))
       let file: Received
       try {
         file = await receive(request, path, config.MODEL_IMPORT_LIMIT)
