@@ -56,7 +56,7 @@ const PLAN: Record<string, string> = {
   'GET /api/spaces': 'read only',
   'POST /api/pull': "the stand-in's pull: instant, nothing downloaded",
   'POST /api/models/import':
-    'no fuzzed body is a GGUF upload (415, or 400 before a byte is kept); the stand-in creates',
+    'fuzzed uploads land in a temp MODEL_IMPORT_DIR and are removed; the stand-in creates',
   'POST /api/sources':
     'registers sources of the Confluence stand-in in the private Redis; nothing syncs unless asked',
   'GET /api/sources': 'read only',
@@ -663,6 +663,7 @@ t.test('every documented operation survives hostile input over a real socket', a
   const { url, rig, sourceId } = await groundedRig(t, {
     env: {
       EXPORTS_DIR: exportsDir,
+      MODEL_IMPORT_DIR: join(exportsDir, 'model-imports'),
       BODY_LIMIT: String(BODY_LIMIT),
       EXPORT_UPLOAD_LIMIT: String(64 * 1024),
       CONFLUENCE_ALLOWED_HOSTS: '127.0.0.1',
