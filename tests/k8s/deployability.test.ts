@@ -428,3 +428,41 @@ t.test('the walkthrough runs as written from the repository root', async (t) => 
     'model change',
   )
 })
+
+t.test(
+  'model imports: MODEL_IMPORT_DIR is a writable volume in the api pod that holds the largest import',
+  async (t) => {
+    for (const [overlay, objects] of rendered) {
+      const config =
+        find<K8sObject & { data?: Record<string, string> }>(
+          objects,
+          'ConfigMap',
+          'confluence-bot-config',
+        ).data ?? {}
+      const api = loadApiConfig({ ...config, API_KEYS: 'k'.repeat(16) })
+      const spec = find<Workload>(objects, 'Deployment', 'api').spec.template.spec
+      const container = spec.containers.find((c) => c.name === 'api') ?? spec.containers[0]
+      // The root file system is read-only: the directory must be a mount of its own, written to.
+      const mount = container?.volumeMounts?.find(
+        (m) =>
+          api.MODEL_IMPORT_DIR === m.mountPath ||
+          api.MODEL_IMPORT_DIR.startsWith(`${m.mountPath}/`),
+      )
+      t.ok(mount, `${overlay}: MODEL_IMPORT_DIR ${api.MODEL_IMPORT_DIR} is on a volume`)
+      t.notOk(mount?.readOnly, `${overlay}: and written to`)
+      const volume = spec.volumes?.find((v) => v.name === mount?.name)
+      const room = volume?.emptyDir?.sizeLimit ?? '0'
+      t.ok(
+        quantity(room) >= api.MODEL_IMPORT_LIMIT,
+        `${overlay}: its volume (${room}) holds an import of MODEL_IMPORT_LIMIT (${api.MODEL_IMPORT_LIMIT})`,
+      )
+      const ingress = objects.find((o) => o.kind === 'Ingress')
+      if (!ingress) continue
+      const size = ingress.metadata.annotations?.['nginx.ingress.kubernetes.io/proxy-body-size']
+      t.ok(
+        nginxBytes(size ?? '0') >= api.MODEL_IMPORT_LIMIT,
+        `${overlay}: proxy-body-size ${size} ≥ MODEL_IMPORT_LIMIT`,
+      )
+    }
+  },
+)

@@ -138,6 +138,8 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
     LANCEDB_URI: '/data/lancedb',
     EXPORTS_DIR: '/data/exports',
     EXPORT_UPLOAD_LIMIT: '2147483648',
+    MODEL_IMPORT_DIR: '/data/model-imports',
+    MODEL_IMPORT_LIMIT: '17179869184',
     LOG_LEVEL: 'info',
   })
   // Uploaded export zips: written by the api, read and deleted by the worker.
