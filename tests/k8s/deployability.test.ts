@@ -162,6 +162,23 @@ t.test('requests: every pod fits the node its overlay is sized for', async (t) =
   const memory = together.reduce((a, p) => a + p.memory, 0)
   const s3 = NODES.s3 as (typeof NODES)[string]
   t.ok(cpu <= s3.cpu && memory <= quantity(s3.memory), `s3: co-located api + worker fit`)
+  // A rollout (the `rollout restart` a ConfigMap change asks for) adds its surge pods on the same
+  // node: they must fit too, or the rollout stays Pending.
+  let surgeCpu = 0
+  let surgeMemory = 0
+  for (const name of ['api', 'worker']) {
+    const w = workload(objects, name)
+    const strategy = (w.spec as { strategy?: { rollingUpdate?: { maxSurge?: number | string } } })
+      .strategy
+    const surge = Number(strategy?.rollingUpdate?.maxSurge ?? 1)
+    const pod = podRequests(w)
+    surgeCpu = Math.max(surgeCpu, surge * pod.cpu)
+    surgeMemory = Math.max(surgeMemory, surge * pod.memory)
+  }
+  t.ok(
+    cpu + surgeCpu <= s3.cpu && memory + surgeMemory <= quantity(s3.memory),
+    `s3: a rollout's surge fits beside them (${cpu + surgeCpu} CPU)`,
+  )
 })
 
 t.test('ollama: the first rollout may take its time (image + models)', async (t) => {

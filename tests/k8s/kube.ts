@@ -232,7 +232,10 @@ export type Workload = K8sObject & {
     replicas?: number
     selector: { matchLabels?: Record<string, string> }
     template: IPodTemplateSpec & { spec: IPodSpec; metadata: { labels: Record<string, string> } }
-    strategy?: { type?: string; rollingUpdate?: { maxUnavailable?: number | string } }
+    strategy?: {
+      type?: string
+      rollingUpdate?: { maxUnavailable?: number | string; maxSurge?: number | string }
+    }
     volumeClaimTemplates?: NonNullable<IStatefulSet['spec']>['volumeClaimTemplates']
   }
 }
