@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs'
 import { open, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Transform } from 'node:stream'
-import { loadApiConfig, ollamaModelName } from '@confluence-bot/shared'
+import { loadApiConfig, modelParameters, ollamaModelName } from '@confluence-bot/shared'
 import { humanBytes } from '../services/api/src/lib/human-bytes.ts'
 import { OllamaUpstream } from '../services/api/src/lib/ollama-upstream.ts'
 import { UsageError } from './ingest-usage.ts'
@@ -90,16 +90,11 @@ async function checkGguf(path: string, file: string): Promise<number> {
 
 function parseParameters(text: string | undefined): Record<string, unknown> | undefined {
   if (text === undefined) return undefined
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    parsed = undefined
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+  const parameters = modelParameters(text)
+  if (parameters === undefined) {
     throw new UsageError('--parameters must be a JSON object such as {"temperature":0.2}')
   }
-  return parsed as Record<string, unknown>
+  return parameters
 }
 
 async function importModel(args: string[], cwd: string): Promise<number> {

@@ -66,3 +66,19 @@ export function scrub(target: Pick<OllamaTarget, 'secrets'>, text: string): stri
 /** The full URL of an Ollama endpoint (`/api/version`), with the query; no credentials in it. */
 export const ollamaEndpoint = (target: OllamaTarget, path: string): string =>
   `${target.origin}${target.basePath}${path}${target.query}`
+
+/**
+ * A model's default parameters as given on the command line or in a query string: a JSON
+ * object (`{"temperature":0.2}`), or undefined when the text is not one; each caller names the
+ * problem in its own terms.
+ */
+export function modelParameters(text: string): Record<string, unknown> | undefined {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined
+  return parsed as Record<string, unknown>
+}

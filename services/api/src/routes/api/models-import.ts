@@ -4,7 +4,7 @@ import { mkdir, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { pipeline as pipe, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { AppError, ErrorCode, ollamaModelName } from '@confluence-bot/shared'
+import { AppError, ErrorCode, modelParameters, ollamaModelName } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { errorLine, relayNdjson } from '../../lib/ndjson.ts'
@@ -75,20 +75,15 @@ async function receive(request: FastifyRequest, path: string, limit: number): Pr
 /** The default options as a JSON object, or a 400 naming the query parameter. */
 function parseParameters(text: string | undefined): Record<string, unknown> | undefined {
   if (text === undefined) return undefined
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    parsed = undefined
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+  const parameters = modelParameters(text)
+  if (parameters === undefined) {
     throw new AppError(
       400,
       ErrorCode.validation,
       'querystring/parameters must be a JSON object such as {"temperature":0.2}',
     )
   }
-  return parsed as Record<string, unknown>
+  return parameters
 }
 
 const line = (value: object) => `${JSON.stringify(value)}\n`
