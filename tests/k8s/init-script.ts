@@ -39,7 +39,8 @@ case "$1" in
   show) listed "$STUB_PRESENT" "$2" && exit 0; echo "Error: model '$2' not found" >&2; exit 1 ;;
   pull) listed "$STUB_PULL_FAILS" "$2" && { echo "Error: pull failed" >&2; exit 1; }; exit 0 ;;
   create)
-    from=$(sed -n 's/^FROM //p' "$4")
+    # The script writes the FROM instruction first; later lines may be a template's own text.
+    from=$(sed -n '1s/^FROM //p' "$4")
     [ -f "$from" ] || { echo "Error: no such file $from" >&2; exit 1; }
     cp "$4" "$STUB_DIR/modelfile-$2"
     listed "$STUB_CREATE_FAILS" "$2" && { echo "Error: invalid file magic" >&2; exit 1; }

@@ -9,22 +9,40 @@
 #                              registry                      `ollama pull` (the default)
 #                              file:/models/x.gguf           a GGUF on a volume the operator fills
 #                              https://host/x.gguf[#sha256=HEX]   a GGUF served inside the cluster
-#                            Next to a GGUF, an optional `x.Modelfile` adds TEMPLATE, SYSTEM and
-#                            PARAMETER lines (its FROM lines are ignored).
-#   MODEL_REGISTRY           `off` refuses every registry source (air-gapped clusters): the script
-#                            then never calls `ollama pull`.
+#                            A file path may contain spaces: a new entry starts only where a space
+#                            is followed by `name=`. Next to a GGUF, an optional `x.Modelfile` adds
+#                            TEMPLATE, SYSTEM and PARAMETER lines (its FROM instruction is
+#                            ignored), and an optional `x.gguf.sha256` (sha256sum's output) is
+#                            checked before the file is used.
+#   MODEL_REGISTRY           `off` (or false, no, 0) refuses every registry source (air-gapped
+#                            clusters): the script then never calls `ollama pull`. `on` (true,
+#                            yes, 1, or unset) allows it; any other value stops the pod.
 #   MODEL_DOWNLOAD_DIR       where URL downloads are staged (default: on the model volume, since
 #                            a GGUF can be larger than the container's scratch space).
 #
 # A model already on the volume is kept as is: no network is needed to restart. A model no source
 # can provide stops the pod with one line naming the model, what was tried and what to do.
 set -eu
-# MODEL_SOURCES is split on whitespace below, never expanded as a file pattern.
+# Nothing below is ever expanded as a file pattern.
 set -f
 
 MODEL_SOURCES=${MODEL_SOURCES:-}
 MODEL_REGISTRY=${MODEL_REGISTRY:-on}
 MODEL_DOWNLOAD_DIR=${MODEL_DOWNLOAD_DIR:-/root/.ollama/downloads}
+
+fail() {
+  echo "init-models: $1" >&2
+  exit 1
+}
+
+lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
+
+# A yes/no setting is read the way operators write it; a typo must not quietly mean "on".
+case "$(lower "$MODEL_REGISTRY")" in
+  on | true | yes | 1) registry=on ;;
+  off | false | no | 0) registry=off ;;
+  *) fail "MODEL_REGISTRY=\"$MODEL_REGISTRY\" is neither on nor off; to fix: set it to off (or false, no, 0) or on (or true, yes, 1) in confluence-bot-config" ;;
+esac
 
 work=$(mktemp -d)
 server=
@@ -39,40 +57,72 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-fail() {
-  echo "init-models: $1" >&2
-  exit 1
-}
+# MODEL_SOURCES, one entry per line. Entries are separated by white space, but a file path may
+# hold spaces, so a new entry starts only where the white space is followed by `name=`.
+printf '%s\n' "$MODEL_SOURCES" |
+  sed -e 's|[[:space:]]\{1,\}\([A-Za-z0-9][A-Za-z0-9._:/-]*=\)|\n\1|g' \
+    -e 's|^[[:space:]]*||' -e 's|[[:space:]]*$||' >"$work/sources"
 
 # The source configured for a model, `registry` when MODEL_SOURCES does not name it.
 source_of() {
   found=registry
-  for entry in $MODEL_SOURCES; do
+  while IFS= read -r entry; do
     case "$entry" in
       "$1="*) found=${entry#"$1="} ;;
     esac
-  done
-  echo "$found"
+  done <"$work/sources"
+  printf '%s\n' "$found"
+}
+
+# $1 lower-cased if it is a sha256 (64 hex digits, either case), nothing otherwise.
+digest() {
+  sum=$(lower "$1")
+  case "$sum" in
+    *[!0-9a-f]*) return 0 ;;
+  esac
+  if [ "${#sum}" -eq 64 ]; then printf '%s\n' "$sum"; fi
+}
+
+# The sha256 of file $1, read from stdin so that no file name can change sha256sum's output.
+sha256_of() { sha256sum <"$1" | cut -d ' ' -f 1; }
+
+# Copies Modelfile $1 without its FROM instruction. Text inside a """ block (a TEMPLATE, SYSTEM
+# or LICENSE over several lines) is copied as it is, even a line of it that begins with "from".
+without_from() {
+  quoted=no
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [ "$quoted" = no ]; then
+      case "${line#"${line%%[![:space:]]*}"}" in
+        [Ff][Rr][Oo][Mm] | [Ff][Rr][Oo][Mm][[:space:]]*) continue ;;
+      esac
+    fi
+    printf '%s\n' "$line"
+    rest=$line
+    while :; do
+      case "$rest" in
+        *'"""'*) ;;
+        *) break ;;
+      esac
+      rest=${rest#*'"""'}
+      if [ "$quoted" = no ]; then quoted=yes; else quoted=no; fi
+    done
+  done <"$1"
 }
 
 # Creates model $1 from the GGUF at $2, with the optional Modelfile sidecar next to it.
 create_from() {
   modelfile="$work/Modelfile"
-  echo "FROM $2" >"$modelfile"
+  printf 'FROM %s\n' "$2" >"$modelfile"
   sidecar="${2%.gguf}.Modelfile"
-  if [ -f "$sidecar" ]; then
-    grep -v -i '^[[:space:]]*FROM[[:space:]]' "$sidecar" >>"$modelfile" || true
-  fi
+  if [ -f "$sidecar" ]; then without_from "$sidecar" >>"$modelfile"; fi
   ollama create "$1" -f "$modelfile"
 }
 
-# Downloads $2 (an http(s) URL, optionally ending in #sha256=HEX) to a file and prints its path.
+# Downloads $2 (an http(s) URL) to a file, checks it against sha256 $3 when one is given, and
+# prints the file's path.
 download() {
-  url=${2%%#*}
-  sum=
-  case "$2" in
-    *"#sha256="*) sum=${2##*#sha256=} ;;
-  esac
+  url=$2
+  sum=$3
   mkdir -p "$MODEL_DOWNLOAD_DIR"
   target="$MODEL_DOWNLOAD_DIR/$(printf '%s' "$1" | tr -c 'A-Za-z0-9._-' '_').gguf"
   if command -v curl >/dev/null 2>&1; then
@@ -91,14 +141,14 @@ download() {
     return 1
   fi
   if [ -n "$sum" ]; then
-    actual=$(sha256sum "$target" | cut -d ' ' -f 1)
+    actual=$(sha256_of "$target")
     if [ "$actual" != "$sum" ]; then
       rm -f "$target"
       echo "sha256 $actual, expected $sum" >"$work/why"
       return 1
     fi
   fi
-  echo "$target"
+  printf '%s\n' "$target"
 }
 
 ollama serve &
@@ -119,8 +169,8 @@ for model in "$CHAT_MODEL" "$EMBED_MODEL"; do
   rm -f "$work/why" "$work/fix"
   case "$source" in
     registry)
-      if [ "$MODEL_REGISTRY" = off ]; then
-        fail "model $model is not on the volume; tried: registry (refused: MODEL_REGISTRY=off); to fix: set $model=file:/models/<file>.gguf in MODEL_SOURCES (confluence-bot-config) and copy the GGUF to the models-import volume (k8s/README.md, Air-gapped cluster)"
+      if [ "$registry" = off ]; then
+        fail "model $model is not on the volume; tried: registry (refused: MODEL_REGISTRY=$MODEL_REGISTRY); to fix: set $model=file:/models/<file>.gguf in MODEL_SOURCES (confluence-bot-config) and copy the GGUF to the models-import volume (k8s/README.md, Air-gapped cluster)"
       fi
       echo "init-models: pulling $model from the registry"
       ollama pull "$model" ||
@@ -131,24 +181,48 @@ for model in "$CHAT_MODEL" "$EMBED_MODEL"; do
       if [ ! -f "$path" ]; then
         fail "model $model is not on the volume; tried: $source (no such file); to fix: copy the GGUF to $path (k8s/README.md, Air-gapped cluster) or change its entry in MODEL_SOURCES (confluence-bot-config)"
       fi
+      if [ -f "$path.sha256" ]; then
+        read -r written _ <"$path.sha256" || true
+        expected=$(digest "${written:-}")
+        if [ -z "$expected" ]; then
+          fail "model $model: $path.sha256 holds no sha256 (64 hex digits); to fix: write it with \`sha256sum ${path##*/} > ${path##*/}.sha256\` next to the GGUF, or remove it"
+        fi
+        echo "init-models: checking $path against $path.sha256"
+        actual=$(sha256_of "$path")
+        if [ "$actual" != "$expected" ]; then
+          fail "model $model is not on the volume; tried: $source (sha256 $actual, expected $expected from $path.sha256); to fix: copy the GGUF again (the copy is damaged or incomplete; k8s/README.md, Air-gapped cluster)"
+        fi
+      fi
       echo "init-models: creating $model from $path"
       create_from "$model" "$path" || fail "model $model: ollama create from $path failed (is it a GGUF file?); to fix: replace the file or its Modelfile sidecar"
       ;;
     http://* | https://*)
-      echo "init-models: downloading $model from ${source%%#*}"
-      if ! file=$(download "$model" "$source"); then
+      url=${source%%#*}
+      sum=
+      if [ "$url" != "$source" ]; then
+        fragment=${source#*#}
+        if [ "$(lower "${fragment%%=*}")" != sha256 ] || [ "$fragment" = "${fragment%%=*}" ]; then
+          fail "model $model has \"#$fragment\" after its URL in MODEL_SOURCES; to fix: end the URL with #sha256=HEX (the GGUF's sha256sum) or nothing"
+        fi
+        sum=$(digest "${fragment#*=}")
+        if [ -z "$sum" ]; then
+          fail "model $model has a malformed sha256 \"${fragment#*=}\" in MODEL_SOURCES (64 hex digits expected); to fix: put the GGUF's sha256sum after #sha256= in its entry (confluence-bot-config)"
+        fi
+      fi
+      echo "init-models: downloading $model from $url"
+      if ! file=$(download "$model" "$url" "$sum"); then
         why="download failed"
         if [ -f "$work/why" ]; then why=$(cat "$work/why"); fi
         fix="check that the URL is served inside the cluster and its sha256, or use a file: source in MODEL_SOURCES (confluence-bot-config)"
         if [ -f "$work/fix" ]; then fix=$(cat "$work/fix"); fi
-        fail "model $model is not on the volume; tried: ${source%%#*} ($why); to fix: $fix"
+        fail "model $model is not on the volume; tried: $url ($why); to fix: $fix"
       fi
       echo "init-models: creating $model from the download"
       created=0
       create_from "$model" "$file" || created=$?
       rm -f "$file"
       if [ "$created" -ne 0 ]; then
-        fail "model $model: ollama create from ${source%%#*} failed (is it a GGUF file?); to fix: serve a GGUF at that URL"
+        fail "model $model: ollama create from $url failed (is it a GGUF file?); to fix: serve a GGUF at that URL"
       fi
       ;;
     *)
