@@ -1,16 +1,21 @@
+import { execFile, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join, relative, resolve } from 'node:path'
+import { promisify } from 'node:util'
 import type { IConfigMap, IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
+import { parseAllDocuments } from 'yaml'
 import { creates, pulls, runInit, stubDir } from './init-script.ts'
-import { container, environment, find, validateObject, workload } from './kube.ts'
-import { build, type K8sObject, loadYamlFile, podSpecOf } from './render.ts'
+import { container, environment, find, podOf, selects, validateObject, workload } from './kube.ts'
+import { build, type K8sObject, podSpecOf } from './render.ts'
 
 // The `airgap` component (through the `airgap` overlay: production without internet access):
 // every model comes from a GGUF on the `ollama-models-import` volume and the registry is never
 // asked, whatever is or is not on the volumes.
 
+const execFileAsync = promisify(execFile)
+const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0
 const k8s = resolve(import.meta.dirname, '../../k8s')
 const objects = build(join(k8s, 'overlays/airgap'))
 const ollama = workload(objects, 'ollama')
@@ -25,10 +30,35 @@ const script = find<K8sObject & IConfigMap>(objects, 'ConfigMap', 'ollama-init')
 t.test('the overlay renders valid objects', async (t) => {
   const errors = (await Promise.all(objects.map(validateObject))).flat()
   t.strictSame(errors, [], `${objects.length} objects`)
-  // The loader pod the README applies by hand is valid too.
-  const loader = loadYamlFile(join(k8s, 'components/airgap/loader-pod.yaml'))
-  t.strictSame((await Promise.all(loader.map(validateObject))).flat(), [])
-  t.equal(loader[0]?.kind, 'Pod')
+})
+
+t.test("the loader: idle until scaled up, on Ollama's node, with the import volume", async (t) => {
+  const loader = workload(objects, 'ollama-models-loader')
+  t.equal(loader.kind, 'Deployment')
+  t.equal(loader.spec.replicas, 0, 'no pod until the operator scales it up')
+  t.equal(loader.metadata.namespace, 'confluence-bot')
+  const c = container(loader, 'loader')
+  // The same image as the Ollama server, so the overlay's images: block rewrites both alike.
+  t.equal(c.image, container(ollama).image, 'the Ollama image, tag included')
+  t.equal(c.imagePullPolicy, 'IfNotPresent')
+  const spec = loader.spec.template.spec
+  const term = spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.[0]
+  t.equal(term?.topologyKey, 'kubernetes.io/hostname')
+  t.ok(selects(term?.labelSelector ?? {}, podOf(ollama).labels), 'next to the Ollama pod')
+  const mount = c.volumeMounts?.find((m) => m.mountPath === '/models')
+  const volume = spec.volumes?.find((v) => v.name === mount?.name)
+  t.equal(volume?.persistentVolumeClaim?.claimName, 'ollama-models-import')
+  t.notOk(mount?.readOnly, 'written to by kubectl cp')
+  // The walkthrough's commands name it as rendered.
+  const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+  const step = readme.slice(readme.indexOf('5. Fill the import volume'), readme.indexOf('6. First'))
+  t.match(step, 'scale deployment/ollama-models-loader --replicas=1')
+  t.match(
+    step,
+    `get pod -l app.kubernetes.io/name=${podOf(loader).labels['app.kubernetes.io/name']}`,
+  )
+  t.match(step, 'scale deployment/ollama-models-loader --replicas=0')
+  t.match(step, /exec "\$loader" -- sh -c 'cd \/models && cat \*\.gguf\.sha256 \| sha256sum -c'/)
 })
 
 t.test('the registry is off and every model comes from a file on the import volume', async (t) => {
@@ -99,18 +129,35 @@ t.test("the README's mirror step points all four images at the private registry"
   const indented = block.replace(/^ {3}/gm, '')
   writeFileSync(
     join(dir, 'kustomization.yaml'),
-    `resources:\n  - ${join(k8s, 'overlays/airgap')}\n${indented}`,
+    // Relative: kustomize refuses an absolute root.
+    `resources:\n  - ${relative(dir, join(k8s, 'overlays/airgap'))}\n${indented}`,
   )
-  const images = build(dir).flatMap((o) => {
-    const pod = podSpecOf(o)
-    const containers = [
-      ...((pod?.initContainers ?? []) as unknown as IContainer[]),
-      ...((pod?.containers ?? []) as unknown as IContainer[]),
-    ]
-    return containers.map((c) => c.image as string)
-  })
+  const imagesOf = (list: K8sObject[]) =>
+    list.flatMap((o) => {
+      const pod = podSpecOf(o)
+      const containers = [
+        ...((pod?.initContainers ?? []) as unknown as IContainer[]),
+        ...((pod?.containers ?? []) as unknown as IContainer[]),
+      ]
+      return containers.map((c) => `${o.kind}/${o.metadata.name} ${c.image as string}`)
+    })
+  const named = imagesOf(build(dir))
+  t.ok(
+    named.some((i) => i.startsWith('Deployment/ollama-models-loader ')),
+    'the loader is among them',
+  )
+  // kubectl's own kustomize, where installed, rewrites the same images.
+  if (kubectl) {
+    const { stdout } = await execFileAsync('kubectl', ['kustomize', dir], { timeout: 30_000 })
+    const theirs = parseAllDocuments(stdout).map((d) => d.toJS() as K8sObject)
+    t.strictSame(imagesOf(theirs).sort(), [...named].sort(), 'kubectl kustomize agrees')
+  }
+  const images = named.map((i) => i.split(' ')[1] as string)
   t.equal(new Set(images.map((i) => i.split(':')[0])).size, 4, 'four images')
-  for (const image of images) t.match(image, /^registry\.internal\/\S+:\S+$/, image)
+  for (const image of named) {
+    t.match(image, / registry\.internal\/\S+:\S+$/, `${image}: from the mirror`)
+    t.notMatch(image, / (docker\.io\/|ollama\/|redis)/, `${image}: nothing from Docker Hub`)
+  }
   // ... and the mirroring step copies exactly the third-party tags the manifests run.
   const mirror = /for image in ([^;]+); do/.exec(readme)?.[1]?.split(' ') ?? []
   const mirrored = images
@@ -118,3 +165,24 @@ t.test("the README's mirror step points all four images at the private registry"
     .map((i) => i.slice('registry.internal/mirror/'.length))
   t.strictSame([...new Set(mirrored)].sort(), [...mirror].sort(), 'skopeo copies these tags')
 })
+
+t.test(
+  "the docs' image builds are for linux/amd64, the only platform the images run on",
+  async (t) => {
+    const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+    // Each build command with its continuation lines.
+    const builds = [...readme.matchAll(/docker (?:buildx )?build(?= )(?:[^\n]*\\\n)*[^\n]*/g)].map(
+      (m) => m[0],
+    )
+    t.ok(builds.length >= 3, `the walkthroughs build images (${builds.length} commands)`)
+    for (const command of builds) {
+      t.match(command, /--platform linux\/amd64(\s|$)/, command)
+    }
+    const airgap = readme.slice(readme.indexOf('## Air-gapped cluster'))
+    t.match(
+      airgap,
+      /docker build --platform linux\/amd64 --target "\$service"/,
+      'the air-gapped build',
+    )
+  },
+)

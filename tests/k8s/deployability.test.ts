@@ -6,8 +6,10 @@ import type { IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
 import t from 'tap'
 import {
   container,
+  egressRuleAllows,
   environment,
   find,
+  inCidr,
   podOf,
   quantity,
   selects,
@@ -292,39 +294,8 @@ t.test('Dockerfile: pinned base, health checks, each image carries only its serv
   }
 })
 
-/** An IPv4 address as a number. */
-const ipv4 = (ip: string) => ip.split('.').reduce((n, part) => n * 256 + Number(part), 0)
-function inCidr(ip: string, cidr: string): boolean {
-  const [base, bits] = cidr.split('/') as [string, string]
-  const size = 2 ** (32 - Number(bits))
-  return Math.floor(ipv4(ip) / size) === Math.floor(ipv4(base) / size)
-}
-
-type Destination = { ip?: string; pod?: Record<string, string>; port: number; protocol?: string }
-
 /** Whether a policy's egress rules let its pods open a connection to a destination. */
-function egressAllowed(policy: INetworkPolicy, to: Destination): boolean {
-  return (policy.spec?.egress ?? []).some((rule) => {
-    const portOk =
-      !rule.ports ||
-      rule.ports.some(
-        (p) => (p.protocol ?? 'TCP') === (to.protocol ?? 'TCP') && (p.port ?? to.port) === to.port,
-      )
-    const peerOk =
-      !rule.to ||
-      rule.to.some((peer) => {
-        if (peer.ipBlock) {
-          const { cidr, except = [] } = peer.ipBlock
-          return !!to.ip && inCidr(to.ip, cidr) && !except.some((e) => inCidr(to.ip as string, e))
-        }
-        if (peer.podSelector && !peer.namespaceSelector) {
-          return !!to.pod && selects(peer.podSelector, to.pod)
-        }
-        throw new Error(`${policy.metadata?.name}: peer kind not modelled by the test`)
-      })
-    return portOk && peerOk
-  })
-}
+const egressAllowed = egressRuleAllows
 
 t.test('egress: Ollama and the worker reach what they need, never cloud metadata', async (t) => {
   t.ok(inCidr('169.254.169.254', '169.254.0.0/16'))

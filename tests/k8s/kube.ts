@@ -370,6 +370,100 @@ export type Pod = {
   labels: Record<string, string>
   ports: Record<string, number>
   namespace?: Record<string, string>
+  /** Its source address, for ipBlock peers (a pod on hostNetwork has its node's). */
+  ip?: string
+}
+
+// ---- Addresses -----------------------------------------------------------------------------
+
+/** An IPv4 or IPv6 address as its family and a 32/128-bit number. */
+export function parseIp(ip: string): { family: 4 | 6; value: bigint } {
+  if (ip.includes(':')) {
+    const [head = '', tail] = ip.split('::') as [string, string | undefined]
+    const groups = (part: string) => (part === '' ? [] : part.split(':'))
+    const left = groups(head)
+    const right = tail === undefined ? [] : groups(tail)
+    const zeros = tail === undefined ? 0 : 8 - left.length - right.length
+    const all = [...left, ...Array(zeros).fill('0'), ...right]
+    if (all.length !== 8 || all.some((g) => !/^[0-9a-f]{1,4}$/i.test(g))) {
+      throw new Error(`not an IPv6 address: ${ip}`)
+    }
+    return { family: 6, value: all.reduce((n, g) => (n << 16n) + BigInt(`0x${g}`), 0n) }
+  }
+  const parts = ip.split('.')
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    throw new Error(`not an IPv4 address: ${ip}`)
+  }
+  return { family: 4, value: parts.reduce((n, p) => (n << 8n) + BigInt(p), 0n) }
+}
+
+/** Whether an address lies in a CIDR block of its own family. */
+export function inCidr(ip: string, cidr: string): boolean {
+  const [base = '', bits = ''] = cidr.split('/')
+  const address = parseIp(ip)
+  const block = parseIp(base)
+  if (address.family !== block.family) return false
+  const shift = BigInt((address.family === 4 ? 32 : 128) - Number(bits))
+  return address.value >> shift === block.value >> shift
+}
+
+type IpBlock = { cidr: string; except?: string[] }
+const inBlock = (ip: string, { cidr, except = [] }: IpBlock) =>
+  inCidr(ip, cidr) && !except.some((e) => inCidr(ip, e))
+
+/** Where a pod connects to: an address (outside the cluster) or a pod of the namespace. */
+export type Destination = {
+  ip?: string
+  pod?: Record<string, string>
+  port: number
+  protocol?: string
+}
+
+/** Whether one policy's egress rules let the pods it selects open a connection to `to`. */
+export function egressRuleAllows(policy: INetworkPolicy, to: Destination): boolean {
+  return (policy.spec?.egress ?? []).some((rule) => {
+    const portOk =
+      !rule.ports ||
+      rule.ports.length === 0 ||
+      rule.ports.some(
+        (p) => (p.protocol ?? 'TCP') === (to.protocol ?? 'TCP') && (p.port ?? to.port) === to.port,
+      )
+    const peerOk =
+      !rule.to ||
+      rule.to.length === 0 ||
+      rule.to.some((peer) => {
+        if (peer.ipBlock) return !!to.ip && inBlock(to.ip, peer.ipBlock)
+        if (peer.podSelector && !peer.namespaceSelector) {
+          return !!to.pod && selects(peer.podSelector, to.pod)
+        }
+        throw new Error(`${policy.metadata?.name}: peer kind not modelled by the test`)
+      })
+    return portOk && peerOk
+  })
+}
+
+/**
+ * NetworkPolicy egress semantics: a pod selected by no Egress policy may connect anywhere;
+ * otherwise some rule of some policy selecting it must allow the connection (policies add up).
+ */
+export function egressAllowed(
+  policies: readonly INetworkPolicy[],
+  from: Record<string, string>,
+  to: Destination,
+): boolean {
+  const applying = egressPoliciesOf(policies, from)
+  return applying.length === 0 || applying.some((p) => egressRuleAllows(p, to))
+}
+
+/** The policies that restrict the egress of pods with these labels. */
+export function egressPoliciesOf(
+  policies: readonly INetworkPolicy[],
+  labels: Record<string, string>,
+): INetworkPolicy[] {
+  return policies.filter(
+    (p) =>
+      (p.spec?.policyTypes ?? []).includes('Egress') && selects(p.spec?.podSelector ?? {}, labels),
+  )
 }
 
 export function podOf(w: Workload): Pod {
@@ -385,7 +479,8 @@ export function podOf(w: Workload): Pod {
  * everything; a selected pod accepts a connection when some rule of a selecting policy matches
  * both the peer and the port. `from: 'outside'` is a client outside the namespace with no
  * labels the policies name (another team's pod); a Pod with `namespace` is one in another
- * namespace with those labels (the ingress controller's). Peers other than same-namespace
+ * namespace with those labels (the ingress controller's); a Pod with `ip` also matches ipBlock
+ * peers (a node, for a controller on hostNetwork). Peers other than ipBlocks, same-namespace
  * podSelectors and bare namespaceSelectors are refused here rather than guessed.
  */
 export function ingressAllowed(
@@ -413,6 +508,9 @@ export function ingressAllowed(
               !!from.namespace &&
               selects(peer.namespaceSelector, from.namespace)
             )
+          }
+          if (peer.ipBlock && !peer.namespaceSelector && !peer.podSelector) {
+            return from !== 'outside' && !!from.ip && inBlock(from.ip, peer.ipBlock)
           }
           if (peer.namespaceSelector || peer.ipBlock || !peer.podSelector) {
             throw new Error(`${p.metadata?.name}: peer kind not modelled by the test`)
