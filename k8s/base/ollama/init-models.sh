@@ -30,8 +30,9 @@ MODEL_SOURCES=${MODEL_SOURCES:-}
 MODEL_REGISTRY=${MODEL_REGISTRY:-on}
 MODEL_DOWNLOAD_DIR=${MODEL_DOWNLOAD_DIR:-/root/.ollama/downloads}
 
+# printf, not echo: dash's echo would turn a backslash in a path into an escape.
 fail() {
-  echo "init-models: $1" >&2
+  printf 'init-models: %s\n' "$1" >&2
   exit 1
 }
 
