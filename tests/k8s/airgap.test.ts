@@ -1,5 +1,5 @@
-import { execFile, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFile, execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -87,15 +87,66 @@ t.test('the registry is off and every model comes from a file on the import volu
 })
 
 // The rendered script and environment, with /models pointing at a temp dir.
-async function run(t: Test, files: string[], present: string[] = []) {
+async function run(
+  t: Test,
+  files: string[],
+  present: string[] = [],
+  prepare?: (dir: string) => void,
+) {
   const dir = stubDir()
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   mkdirSync(join(dir, 'models'))
   for (const file of files) writeFileSync(join(dir, 'models', file), `GGUF ${file}`)
+  prepare?.(dir)
   writeFileSync(join(dir, 'init-models.sh'), script)
   const sources = (env.MODEL_SOURCES as string).replaceAll('file:/models/', `file:${dir}/models/`)
   return runInit(join(dir, 'init-models.sh'), dir, { ...env, MODEL_SOURCES: sources }, { present })
 }
+
+t.test(
+  "the walkthrough's checksums: written before the copy, checked after it and by the init container",
+  async (t) => {
+    const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+    const airgap = readme.slice(
+      readme.indexOf('## Air-gapped cluster'),
+      readme.indexOf('## LanceDB'),
+    )
+    const blocks = [...airgap.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
+      (m[1] as string).replace(/^ {3}/gm, ''),
+    )
+    const write = blocks.find((b) => b.includes('sha256sum') && !b.includes('kubectl')) ?? ''
+    const check = /sh -c '([^']*sha256sum -c[^']*)'/.exec(airgap)?.[1] ?? ''
+    t.ok(write && check, 'step 1 writes the checksums, step 5 checks them in the pod')
+    const files = ['llama3.2.gguf', 'nomic-embed-text.gguf']
+    // Step 1 verbatim on this machine, then the pod's check on the "copied" files.
+    const ok = await run(t, files, [], (dir) => {
+      execFileSync('sh', ['-c', write], { cwd: dir })
+      t.ok(existsSync(join(dir, 'models/llama3.2.gguf.sha256')), 'llama3.2.gguf.sha256 written')
+      const inPod = check.replace('cd /models', `cd ${dir}/models`)
+      t.match(execFileSync('sh', ['-c', inPod], { encoding: 'utf8' }), /llama3\.2\.gguf: OK/)
+    })
+    t.equal(ok.status, 0, ok.stderr)
+    t.match(
+      ok.stdout,
+      /checking \S+\/models\/llama3\.2\.gguf against/,
+      'the init container checks too',
+    )
+    t.equal(creates(ok).length, 2)
+    // A copy cut short: the pod's check says FAILED, the init container refuses it.
+    const damaged = await run(t, files, [], (dir) => {
+      execFileSync('sh', ['-c', write], { cwd: dir })
+      writeFileSync(join(dir, 'models/llama3.2.gguf'), 'GGUF')
+      const inPod = check.replace('cd /models', `cd ${dir}/models`)
+      t.throws(() => execFileSync('sh', ['-c', inPod], { stdio: 'pipe' }), 'sha256sum -c fails')
+    })
+    t.not(damaged.status, 0)
+    t.strictSame(creates(damaged), [])
+    t.match(
+      damaged.stderr,
+      /model llama3\.2 is not on the volume; tried: file:\S+ \(sha256 [0-9a-f]{64}, expected/,
+    )
+  },
+)
 
 t.test('the init script never calls the registry', async (t) => {
   const fresh = await run(t, ['llama3.2.gguf', 'nomic-embed-text.gguf'])
