@@ -323,15 +323,6 @@ const CASES: Record<string, Case> = {
   'POST /api/models/import 400': {
     probes: () => [
       {
-        what: 'a body that is not a GGUF file',
-        method: 'POST',
-        path: '/api/models/import?name=not-gguf',
-        key: admin,
-        raw: Buffer.from('PK\u0003\u0004 an archive'),
-        type: GGUF_TYPE,
-        error: 'not_gguf',
-      },
-      {
         what: 'a digest that is not the sha256 of the body',
         method: 'POST',
         path: `/api/models/import?name=cut&digest=sha256:${'0'.repeat(64)}`,
@@ -385,6 +376,15 @@ const CASES: Record<string, Case> = {
         key: admin,
         json: { gguf: 'no' },
         error: 'unsupported_media_type',
+      },
+      {
+        what: 'a body that is not a GGUF file',
+        method: 'POST',
+        path: '/api/models/import?name=not-gguf',
+        key: admin,
+        raw: Buffer.from('PK\u0003\u0004 an archive'),
+        type: GGUF_TYPE,
+        error: 'not_gguf',
       },
     ],
   },

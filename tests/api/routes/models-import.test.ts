@@ -12,6 +12,7 @@ import { request } from 'undici'
 import { ADMIN_KEY, bearer, listenTestApp, READER_KEY, tempDir } from '../../helpers/api.ts'
 import { ndjson, standIn } from '../../helpers/ollama.ts'
 import type { OllamaStandIn, StandInOptions } from '../../helpers/ollama-stand-in.ts'
+import { startRedis } from '../../helpers/redis.ts'
 
 const MiB = 1024 * 1024
 const BIG = 300 * MiB
@@ -20,11 +21,16 @@ const digestOf = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes)
 
 type Rig = { ollama: OllamaStandIn; url: string; dir: string }
 
+// Where an import holds its model's name while it runs (one for the whole file).
+const redis = await startRedis()
+t.teardown(() => redis.stop())
+
 async function rig(t: Test, options: Partial<StandInOptions> = {}, env = {}): Promise<Rig> {
   const ollama = await standIn(t, options)
   const dir = join(await tempDir(t, 'cnfl-import-'), 'imports')
   const { url } = await listenTestApp(t, {
     OLLAMA_URL: ollama.url,
+    REDIS_URL: redis.url,
     MODEL_IMPORT_DIR: dir,
     ADMIN_API_KEYS: ADMIN_KEY,
     API_KEYS: READER_KEY,
@@ -134,13 +140,13 @@ t.test(
   },
 )
 
-t.test('not GGUF: 400 before anything is sent to Ollama', async (t) => {
+t.test('not GGUF: 415 before anything is sent to Ollama', async (t) => {
   const r = await rig(t)
   const res = await upload(r, { name: 'zip' }, Buffer.from('PK\u0003\u0004 an archive'))
-  t.equal(res.status, 400)
+  t.equal(res.status, 415)
   t.match(res.json(), { error: 'not_gguf', message: /does not begin with "GGUF"/ })
   const tiny = await upload(r, { name: 'zip' }, Buffer.from('GG'))
-  t.equal(tiny.status, 400)
+  t.equal(tiny.status, 415)
   t.same(blobRequests(r.ollama), [])
   await nothingLeft(t, r, 'zip')
 })
@@ -380,6 +386,7 @@ t.test("the blob and create requests carry OLLAMA_URL's credential", async (t) =
   const { url } = await listenTestApp(t, {
     OLLAMA_URL: `${ollama.url.replace('http://', 'http://gw:secret@')}/?token=t0k3n`,
     MODEL_IMPORT_DIR: dir,
+    REDIS_URL: redis.url,
   })
   const res = await upload({ url }, { name: 'guarded' }, SMALL, { authorization: '' })
   t.equal(res.status, 200, res.body)

@@ -123,6 +123,20 @@ export const ApiEnvSchema = Type.Object({
     description:
       'Where POST /api/models/import keeps an uploaded GGUF until Ollama has it (removed afterwards; needs room for the largest file)',
   }),
+  MODEL_IMPORT_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 64,
+    default: 1,
+    description:
+      'Model imports one api process runs at once (each holds a multi-GB file in MODEL_IMPORT_DIR); 503 with Retry-After above it',
+  }),
+  MODEL_IMPORT_LOCK_MS: Type.Integer({
+    minimum: 1_000,
+    maximum: 3_600_000,
+    default: 30_000,
+    description:
+      "How long a model import's hold on its name (in Redis, for every api replica) outlives an api that died mid-import; renewed while the import runs",
+  }),
   REQUEST_TIMEOUT_MS: Millis(
     300_000,
     'Time a client may take to send a whole request (headers and body, an export upload included); answers are limited by ANSWER_MAX_MS',

@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, createWriteStream, rm as removeFile } from 'node:fs'
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, readdir, rm } from 'node:fs/promises'
+import type { IncomingMessage } from 'node:http'
 import { join, resolve } from 'node:path'
-import { pipeline as pipe, Transform } from 'node:stream'
+import { finished, pipeline as pipe, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { AppError, ErrorCode, modelParameters, ollamaModelName } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyRequest } from 'fastify'
 import { errorLine, relayNdjson } from '../../lib/ndjson.ts'
 import { abortOnClientGone, lastLine, onceClosed, sendNdjson } from '../../lib/proxy.ts'
 import { mediaType } from '../../plugins/app/errors.ts'
@@ -22,54 +22,97 @@ import {
 // to a temporary file under MODEL_IMPORT_DIR (hashed and checked on the way, never held in
 // memory), then sent to Ollama as a blob, then `/api/create` names a model after it. The
 // temporary file is removed however the import ends.
+// A refusal (too large, not GGUF, the name being imported already, too many imports, a full
+// disk) comes while the client may still be sending gigabytes: it is answered at once with
+// `Connection: close` and the rest of the body is never read. While an import runs, its name is
+// held in Redis (for every api replica) and it takes one of MODEL_IMPORT_CONCURRENCY slots of
+// this process.
 
 const GGUF_TYPE = 'application/octet-stream'
 const GGUF_MAGIC = Buffer.from('GGUF')
 /** How often a progress line reports the upload to Ollama. */
 const PROGRESS_MS = 500
+/** Seconds a client refused for too many imports is told to wait: an import takes minutes. */
+const BUSY_RETRY_AFTER_S = 60
+/** Redis key of a model name's hold (the name as Ollama reads it: `llama3.2:latest`). */
+const HOLD_PREFIX = 'cnfl:model-import:'
+/** Extends a hold, or removes it, only while it is still this import's. */
+const RENEW_HOLD = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0`
+const DROP_HOLD = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`
+/**
+ * A part file: `<pid>-<random>.gguf.part`, named after the api process writing it, so that at
+ * start one api removes what a crashed one left without touching a live import of another api
+ * process sharing the directory on this machine.
+ */
+const PART_FILE = /^([1-9][0-9]*)-[0-9a-f]+\.gguf\.part$/
+/** Errors of a file system with no room left (a full disk, or a user's quota). */
+const NO_ROOM = new Set(['ENOSPC', 'EDQUOT'])
 
 type Received = { digest: string; size: number }
 
+const tooLarge = (limit: number) =>
+  new AppError(
+    413,
+    ErrorCode.payloadTooLarge,
+    `The file is over ${limit} bytes (MODEL_IMPORT_LIMIT)`,
+  )
+
+const notGguf = () =>
+  new AppError(
+    415,
+    ErrorCode.notGguf,
+    'The body is not a GGUF file (it does not begin with "GGUF"): send the model file itself',
+  )
+
 /**
- * Streams the body to `path`, hashing it. Past `limit` bytes, or when it does not begin with
- * the GGUF magic, the rest is read and dropped (not written), so the client gets its 413 or 400
- * rather than a reset connection.
+ * Streams the body to `path`, hashing it. Past `limit` bytes, when it does not begin with the
+ * GGUF magic, or when the file cannot be written, reading stops there: the request is left
+ * paused (not destroyed, so the refusal can still be answered) and the connection is closed
+ * after the answer.
  */
-async function receive(request: FastifyRequest, path: string, limit: number): Promise<Received> {
-  const tooLarge = () =>
-    new AppError(
-      413,
-      ErrorCode.payloadTooLarge,
-      `The file is over ${limit} bytes (MODEL_IMPORT_LIMIT)`,
-    )
-  if (Number(request.headers['content-length'] ?? 0) > limit) throw tooLarge()
+async function receive(body: IncomingMessage, path: string, limit: number): Promise<Received> {
   const hash = createHash('sha256')
   let size = 0
   let head = Buffer.alloc(0)
-  let refused = false
   const check = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       size += chunk.length
       if (head.length < GGUF_MAGIC.length) {
         head = Buffer.concat([head, chunk]).subarray(0, GGUF_MAGIC.length)
-        refused ||= !GGUF_MAGIC.subarray(0, head.length).equals(head)
+        if (!GGUF_MAGIC.subarray(0, head.length).equals(head)) return done(notGguf())
       }
-      refused ||= size > limit
-      if (refused) return done()
+      if (size > limit) return done(tooLarge(limit))
       hash.update(chunk)
       done(null, chunk)
     },
+    flush(done) {
+      done(size < GGUF_MAGIC.length ? notGguf() : null)
+    },
   })
-  await pipeline(request.body as NodeJS.ReadableStream, check, createWriteStream(path))
-  if (size > limit) throw tooLarge()
-  if (refused || size < GGUF_MAGIC.length) {
-    throw new AppError(
-      400,
-      ErrorCode.notGguf,
-      'The body is not a GGUF file (it does not begin with "GGUF"): send the model file itself',
-    )
+  // pipe(), not pipeline(): a refusal must not destroy the request (and with it the socket the
+  // answer goes out on). A client that goes away still fails the write.
+  finished(body, (err) => {
+    if (err) check.destroy(err)
+  })
+  body.pipe(check)
+  try {
+    await pipeline(check, createWriteStream(path))
+  } catch (err) {
+    body.unpipe(check)
+    body.pause()
+    throw err
   }
   return { digest: `sha256:${hash.digest('hex')}`, size }
+}
+
+/** Whether process `pid` runs (EPERM: it does, as another user). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 /** The default options as a JSON object, or a 400 naming the query parameter. */
@@ -89,10 +132,64 @@ function parseParameters(text: string | undefined): Record<string, unknown> | un
 const line = (value: object) => `${JSON.stringify(value)}\n`
 
 const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { config, ollama } = fastify
+  const { config, ollama, redis } = fastify
+  const dir = resolve(config.MODEL_IMPORT_DIR)
   // In this scope only, an octet-stream body is the request stream itself (no BODY_LIMIT, never
   // buffered); every other route refuses it (415).
   fastify.addContentTypeParser(GGUF_TYPE, (_request, payload, done) => done(null, payload))
+
+  // At start: part files of uploads cut by a crash (theirs is this pid if it came back with it,
+  // as a restarted container's first process does; or a pid no process has any more). A part
+  // file of the older, pid-less naming has no live owner to find and is removed too.
+  const names = await readdir(dir).catch(() => [] as string[])
+  const stale = names.filter((name) => {
+    if (!name.endsWith('.gguf.part')) return false
+    const owner = Number(PART_FILE.exec(name)?.[1])
+    return owner === process.pid || !alive(owner)
+  })
+  await Promise.allSettled(stale.map((name) => rm(join(dir, name), { force: true })))
+  if (stale.length > 0) {
+    fastify.log.info(
+      { dir, files: stale.length },
+      'removed part files of interrupted model imports',
+    )
+  }
+
+  /** Imports this process is running (each holds one of MODEL_IMPORT_CONCURRENCY). */
+  let importing = 0
+
+  /**
+   * Holds `name` for this import across every api replica (SET NX in Redis), renewed while it
+   * runs so that only an api that died lets it lapse (after MODEL_IMPORT_LOCK_MS). The hold's
+   * release may be called any number of times.
+   */
+  async function holdName(name: string): Promise<() => Promise<void>> {
+    const key = HOLD_PREFIX + ollamaModelName(name)
+    const token = randomBytes(16).toString('hex')
+    const ttl = config.MODEL_IMPORT_LOCK_MS
+    if ((await redis.set(key, token, 'PX', ttl, 'NX')) === null) {
+      throw new AppError(
+        409,
+        ErrorCode.importInProgress,
+        `${name} is being imported already (on this or another api process): wait for that import to end; to replace the model it makes, send replace=true then`,
+      )
+    }
+    // A renewal Redis refuses is not worth failing the import for (the redis plugin logs the
+    // outage); at worst the hold lapses and another import of the name could start.
+    const renewal = setInterval(
+      () => {
+        void Promise.allSettled([redis.eval(RENEW_HOLD, 1, key, token, ttl)])
+      },
+      Math.floor(ttl / 3),
+    )
+    renewal.unref()
+    let dropped: Promise<unknown> | undefined
+    return async () => {
+      clearInterval(renewal)
+      dropped ??= Promise.allSettled([redis.eval(DROP_HOLD, 1, key, token)])
+      await dropped
+    }
+  }
 
   /** 409 when Ollama already has a model of that name (Ollama's create would overwrite it). */
   async function refuseExisting(name: string, signal: AbortSignal): Promise<void> {
@@ -161,6 +258,7 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
     file: Received,
     parameters: Record<string, unknown> | undefined,
     signal: AbortSignal,
+    release: () => Promise<void>,
   ): AsyncGenerator<Buffer | string> {
     try {
       yield* uploadBlob(path, file, signal)
@@ -191,6 +289,9 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
       yield errorLine(code, `Importing ${query.name} failed: ${ollama.scrub(failure.message)}`)
     } finally {
       await rm(path, { force: true })
+      // Before the last line goes out: a client that imports the name again once it has read
+      // it finds the name free.
+      await release()
     }
   }
 
@@ -206,7 +307,12 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
           'Ollama as a blob and made a model named `name`. With `stream=true`, progress lines as ' +
           "NDJSON (`uploading sha256:…` with `completed`/`total`, then Ollama's own), ending with " +
           '`{"status":"success"}` or `{error, message}`; otherwise `{"status":"success"}` once the ' +
-          'model exists. A failed import creates no model.',
+          'model exists. A failed import creates no model. Refusals come before the body is read ' +
+          '(or as soon as it shows the problem) and close the connection: 409 `model_exists` ' +
+          '(unless `replace=true`) or `import_in_progress` (the name is being imported, on any api ' +
+          'replica), 413 over MODEL_IMPORT_LIMIT, 415 `not_gguf`, 503 `imports_busy` past ' +
+          'MODEL_IMPORT_CONCURRENCY imports on this api process (with Retry-After) or ' +
+          '`import_dir_full` when MODEL_IMPORT_DIR has no room left.',
         querystring: ModelImportQuerySchema,
         response: {
           200: {
@@ -232,6 +338,10 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request, reply) => {
+      // Until the whole body has arrived, an answer closes the connection: keeping it open would
+      // have Node read (and drop) all the rest of a multi-GB body first.
+      const keepAlive = reply.raw.shouldKeepAlive
+      reply.raw.shouldKeepAlive = false
       if (mediaType(request.headers['content-type']) !== GGUF_TYPE) {
         throw new AppError(
           415,
@@ -241,18 +351,52 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
       }
       const { query } = request
       const parameters = parseParameters(query.parameters)
+      const limit = config.MODEL_IMPORT_LIMIT
+      if (Number(request.headers['content-length'] ?? 0) > limit) throw tooLarge(limit)
       const abort = abortOnClientGone(request, reply)
       if (query.replace !== true) await refuseExisting(query.name, abort.signal)
 
-      const dir = resolve(config.MODEL_IMPORT_DIR)
-      await mkdir(dir, { recursive: true })
-      const path = join(dir, `${randomBytes(8).toString('hex')}.gguf.part`)
+      const releaseName = await holdName(query.name)
+      if (importing >= config.MODEL_IMPORT_CONCURRENCY) {
+        void releaseName()
+        reply.header('retry-after', String(BUSY_RETRY_AFTER_S))
+        throw new AppError(
+          503,
+          ErrorCode.importsBusy,
+          `This api process is running ${importing} model imports, its most (MODEL_IMPORT_CONCURRENCY); retry in ${BUSY_RETRY_AFTER_S} s`,
+        )
+      }
+      importing += 1
+      let counted = true
+      const release = async () => {
+        if (counted) {
+          counted = false
+          importing -= 1
+        }
+        await releaseName()
+      }
+      const path = join(dir, `${process.pid}-${randomBytes(8).toString('hex')}.gguf.part`)
       // However the request ends (a client gone before the lines were read included).
       // (The callback form: a failure to remove is not worth an unhandled rejection.)
-      onceClosed(request, reply, () => removeFile(path, { force: true }, () => {}))
+      onceClosed(request, reply, () => {
+        void release()
+        removeFile(path, { force: true }, () => {})
+      })
+      // Held now: a model made under the name since the first look is found.
+      if (query.replace !== true) await refuseExisting(query.name, abort.signal)
+      await mkdir(dir, { recursive: true })
       let file: Received
       try {
-        file = await receive(request, path, config.MODEL_IMPORT_LIMIT)
+        file = await receive(request.body as IncomingMessage, path, limit).catch((err) => {
+          const code = (err as NodeJS.ErrnoException).code as string
+          if (!NO_ROOM.has(code)) throw err
+          throw new AppError(
+            503,
+            ErrorCode.importDirFull,
+            `MODEL_IMPORT_DIR=${dir} is full (${code}): the upload was stopped and removed; free room there, or give it a larger volume`,
+          )
+        })
+        reply.raw.shouldKeepAlive = keepAlive
         if (query.digest !== undefined && query.digest !== file.digest) {
           throw new AppError(
             400,
@@ -264,7 +408,7 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
         await rm(path, { force: true })
         throw err
       }
-      const lines = importLines(query, path, file, parameters, abort.signal)
+      const lines = importLines(query, path, file, parameters, abort.signal, release)
       if (query.stream === true) return sendNdjson(reply, lines)
 
       const last = JSON.parse(await lastLine(lines)) as {
