@@ -114,6 +114,8 @@ export type OllamaStandIn = {
    * and whether they began with the GGUF magic are kept, never their bytes.
    */
   blobs: Map<string, { size: number; gguf: boolean }>
+  /** Bytes received in `POST /api/blobs/…` bodies, stored or not. */
+  blobBytes: number
   /** Closes the server, destroys open sockets and clears every timer. */
   close(): Promise<void>
 }
@@ -968,6 +970,7 @@ async function handleBlob(ex: Exchange): Promise<void> {
   for await (const chunk of ex.req as AsyncIterable<Buffer>) {
     hash.update(chunk)
     size += chunk.length
+    ex.standIn.blobBytes += chunk.length
     if (head.length < GGUF_MAGIC.length) head = Buffer.concat([head, chunk.subarray(0, 4)])
   }
   if (blobs.has(digest)) return sendBody(ex, 200, '', '')
@@ -1125,6 +1128,7 @@ export async function startOllamaStandIn(
     aborted: [],
     embedCalls: 0,
     blobs: new Map(),
+    blobBytes: 0,
     waitForAbort(timeoutMs = DEFAULT_ABORT_WAIT_MS) {
       const ready = unclaimedAborts.shift()
       if (ready) return Promise.resolve(ready)

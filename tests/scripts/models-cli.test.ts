@@ -142,6 +142,31 @@ t.test('refusals: a taken name, not GGUF, a missing file, usage', async (t) => {
   )
 })
 
+t.test(
+  'a taken name is refused before a byte of the file is sent; --replace sends it',
+  async (t) => {
+    const dir = await files(t)
+    const ollama = await ollamaWith(t)
+    await t.rejects(run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'llama3.2:latest'], dir), {
+      message: /already has a model named llama3\.2:latest: add --replace/,
+    })
+    t.equal(ollama.blobBytes, 0, 'no byte of the file reached Ollama')
+    t.same(
+      ollama.requests.map((r) => `${r.method} ${r.path}`),
+      ['GET /api/tags'],
+    )
+    const replaced = await run(
+      t,
+      ollama.url,
+      ['import', 'tiny.gguf', '--name', 'llama3.2', '--replace'],
+      dir,
+    )
+    t.equal(replaced.code, 0)
+    t.equal(ollama.blobBytes, GGUF.length)
+    t.equal(ollama.options.models.filter((m) => m.name === 'llama3.2:latest').length, 1)
+  },
+)
+
 t.test("Ollama's failures are one line each, and no model is made", async (t) => {
   const dir = await files(t)
   const ollama = await ollamaWith(t)
