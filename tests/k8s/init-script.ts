@@ -5,6 +5,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -106,3 +107,30 @@ export const creates = (run: InitRun) => run.calls.filter((c) => c.startsWith('c
 
 export const downloadsLeft = (run: InitRun) =>
   existsSync(join(run.dir, 'downloads')) ? readdirSync(join(run.dir, 'downloads')) : []
+
+/**
+ * A PATH holding only the tools the script and the stand-in use, as in the stock ollama/ollama
+ * image: no curl, no wget.
+ */
+export function stockTools(dir: string): string {
+  const tools = join(dir, 'tools')
+  mkdirSync(tools)
+  for (const tool of [
+    'cat',
+    'cp',
+    'cut',
+    'grep',
+    'mkdir',
+    'mktemp',
+    'mv',
+    'rm',
+    'sed',
+    'sleep',
+    'touch',
+    'tr',
+  ]) {
+    const found = ['/usr/bin', '/bin'].map((d) => join(d, tool)).find((p) => existsSync(p))
+    symlinkSync(found as string, join(tools, tool))
+  }
+  return tools
+}

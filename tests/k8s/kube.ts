@@ -415,6 +415,8 @@ const inBlock = (ip: string, { cidr, except = [] }: IpBlock) =>
 export type Destination = {
   ip?: string
   pod?: Record<string, string>
+  /** The labels of the pod's namespace, for peers with a namespaceSelector. */
+  namespace?: Record<string, string>
   port: number
   protocol?: string
 }
@@ -435,6 +437,14 @@ export function egressRuleAllows(policy: INetworkPolicy, to: Destination): boole
         if (peer.ipBlock) return !!to.ip && inBlock(to.ip, peer.ipBlock)
         if (peer.podSelector && !peer.namespaceSelector) {
           return !!to.pod && selects(peer.podSelector, to.pod)
+        }
+        // Pods of the namespaces selected (a pod selector never matches an outside address).
+        if (peer.namespaceSelector) {
+          return (
+            !!to.pod &&
+            selects(peer.podSelector ?? {}, to.pod) &&
+            selects(peer.namespaceSelector, to.namespace ?? {})
+          )
         }
         throw new Error(`${policy.metadata?.name}: peer kind not modelled by the test`)
       })

@@ -87,6 +87,7 @@ t.test('every overlay is rendered and checked', async (t) => {
   // Opt-in components no overlay needs, each rendered on top of one by its own test.
   const optIn: Record<string, string> = {
     'ingress-host-network': 'network-policies.test.ts, with production',
+    'model-downloads': 'model-downloads.test.ts, with production and airgap',
   }
   for (const component of readdirSync(join(k8s, 'components'))) {
     if (optIn[component]) continue

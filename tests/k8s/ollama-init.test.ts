@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
 import type { IConfigMap, IContainer } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
-import { creates, downloadsLeft, pulls, runInit, stubDir } from './init-script.ts'
+import { creates, downloadsLeft, pulls, runInit, stockTools, stubDir } from './init-script.ts'
 import { container, environment, find, workload } from './kube.ts'
 import { build, type K8sObject } from './render.ts'
 
@@ -222,36 +222,17 @@ t.test('URL source: downloaded, checked against its sha256, created, cleaned up'
 
 t.test('URL source in an image without curl or wget: the failure line says so', async (t) => {
   const dir = setup(t)
-  // Only the tools the script and the stand-in use, as in the stock ollama/ollama image.
-  const tools = join(dir, 'tools')
-  mkdirSync(tools)
-  for (const tool of [
-    'cat',
-    'cp',
-    'cut',
-    'grep',
-    'mkdir',
-    'mktemp',
-    'rm',
-    'sed',
-    'sleep',
-    'touch',
-    'tr',
-  ]) {
-    const found = ['/usr/bin', '/bin'].map((d) => join(d, tool)).find((p) => existsSync(p))
-    symlinkSync(found as string, join(tools, tool))
-  }
   const run = await runInit(
     script,
     dir,
-    { ...models, PATH: tools, MODEL_SOURCES: 'llama3.2=http://models.internal/x.gguf' },
+    { ...models, PATH: stockTools(dir), MODEL_SOURCES: 'llama3.2=http://models.internal/x.gguf' },
     { present: ['nomic-embed-text'] },
   )
   t.not(run.status, 0)
   t.strictSame(creates(run), [])
   t.equal(
     failureLine(t, run.stderr),
-    'init-models: model llama3.2 is not on the volume; tried: http://models.internal/x.gguf (no curl or wget in this image); to fix: give the init container an image built FROM ollama/ollama with curl added (k8s/README.md, Where the models come from), or use a file: source in MODEL_SOURCES (confluence-bot-config)',
+    'init-models: model llama3.2 is not on the volume; tried: http://models.internal/x.gguf (no curl or wget in this image); to fix: add the model-downloads component to your overlay, which downloads it first (k8s/README.md, Where the models come from), or use a file: source in MODEL_SOURCES (confluence-bot-config)',
   )
   t.equal(run.calls.at(-1), 'stopped')
 })

@@ -11,7 +11,8 @@ import { parseAllDocuments } from 'yaml'
 // Supported: resources (files and directories), components (kind: Component), patches (strategic
 // merge, `path:` only, target taken from the patch's kind + name), namespace, labels (pairs with
 // includeSelectors: false, optional includeTemplates), replicas, images, and configMapGenerator
-// with `files:` only and disableNameSuffixHash (no hash suffix to compute or references to rename).
+// with `files:` only and disableNameSuffixHash (no hash suffix to compute or references to rename),
+// and replacements selected by kind + name, on field paths of keys and `[name=x]` list items.
 
 export type K8sObject = {
   apiVersion: string
@@ -43,6 +44,13 @@ type Kustomization = {
   images?: { name: string; newName?: string; newTag?: string; digest?: string }[]
   configMapGenerator?: { name: string; files: string[] }[]
   generatorOptions?: { disableNameSuffixHash: boolean }
+  replacements?: Replacement[]
+}
+
+type Selector = { kind: string; name: string }
+type Replacement = {
+  source: Selector & { fieldPath: string }
+  targets: { select: Selector; fieldPaths: string[] }[]
 }
 
 const KNOWN_FIELDS = new Set([
@@ -57,6 +65,7 @@ const KNOWN_FIELDS = new Set([
   'images',
   'configMapGenerator',
   'generatorOptions',
+  'replacements',
 ])
 
 const CLUSTER_SCOPED = new Set([
@@ -223,7 +232,43 @@ function transform(k: Kustomization, dir: string, input: K8sObject[]): K8sObject
       }
     }
   }
+  for (const { source, targets, ...rest } of k.replacements ?? []) {
+    const { fieldPath, ...selector } = source
+    if (Object.keys(rest).length > 0) throw new Error(`${dir}: replacements: only source, targets`)
+    const value = field(selected(objects, selector, dir), fieldPath)
+    if (value === undefined) throw new Error(`${dir}: replacements: nothing at ${fieldPath}`)
+    for (const { select, fieldPaths } of targets) {
+      for (const path of fieldPaths) field(selected(objects, select, dir), path, value)
+    }
+  }
   return objects
+}
+
+function selected(objects: K8sObject[], { kind, name }: Selector, dir: string): JsonObject {
+  const found = objects.filter((o) => o.kind === kind && o.metadata.name === name)
+  if (found.length !== 1) throw new Error(`${dir}: replacements: ${found.length} ${kind}/${name}`)
+  return found[0] as unknown as JsonObject
+}
+
+/** Reads (or, given `value`, sets) a field path such as `spec.containers.[name=x].image`. */
+function field(o: JsonObject, path: string, value?: Json): Json | undefined {
+  const steps = path.split('.')
+  let at: Json = o
+  for (const [i, step] of steps.entries()) {
+    const item = /^\[(\w+)=(.+)\]$/.exec(step)
+    const next: Json | undefined = item
+      ? (Array.isArray(at) ? at : []).find((x) => isObject(x) && x[item[1] as string] === item[2])
+      : isObject(at)
+        ? at[step]
+        : undefined
+    if (next === undefined) throw new Error(`field path ${path}: nothing at ${step}`)
+    if (i === steps.length - 1 && value !== undefined) {
+      if (item) throw new Error(`field path ${path}: a list item cannot be replaced whole`)
+      ;(at as JsonObject)[step] = value
+    }
+    at = next
+  }
+  return at
 }
 
 function addLabels(o: JsonObject, labels: Record<string, string>): void {

@@ -18,7 +18,9 @@
 #                            clusters): the script then never calls `ollama pull`. `on` (true,
 #                            yes, 1, or unset) allows it; any other value stops the pod.
 #   MODEL_DOWNLOAD_DIR       where URL downloads are staged (default: on the model volume, since
-#                            a GGUF can be larger than the container's scratch space).
+#                            a GGUF can be larger than the container's scratch space). The stock
+#                            ollama image has no curl or wget: the model-downloads component adds
+#                            an init container that downloads into this directory first.
 #
 # A model already on the volume is kept as is: no network is needed to restart. A model no source
 # can provide stops the pod with one line naming the model, what was tried and what to do.
@@ -120,35 +122,43 @@ create_from() {
 }
 
 # Downloads $2 (an http(s) URL) to a file, checks it against sha256 $3 when one is given, and
-# prints the file's path.
+# prints the file's path. A file the `fetch-models` init container left (the model-downloads
+# component) is used as it is: that container checked its GGUF header and sha256 while writing it,
+# and names it only once it is whole. Downloads here go through a `.part` file for the same reason.
 download() {
   url=$2
   sum=$3
   mkdir -p "$MODEL_DOWNLOAD_DIR"
   target="$MODEL_DOWNLOAD_DIR/$(printf '%s' "$1" | tr -c 'A-Za-z0-9._-' '_').gguf"
+  if [ -f "$target" ]; then
+    echo "init-models: $1 was downloaded by fetch-models" >&2
+    printf '%s\n' "$target"
+    return 0
+  fi
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 3 -o "$target" "$url" || {
-      rm -f "$target"
+    curl -fsSL --retry 3 -o "$target.part" "$url" || {
+      rm -f "$target.part"
       return 1
     }
   elif command -v wget >/dev/null 2>&1; then
-    wget -q -O "$target" "$url" || {
-      rm -f "$target"
+    wget -q -O "$target.part" "$url" || {
+      rm -f "$target.part"
       return 1
     }
   else
     echo "no curl or wget in this image" >"$work/why"
-    echo "give the init container an image built FROM ollama/ollama with curl added (k8s/README.md, Where the models come from), or use a file: source in MODEL_SOURCES (confluence-bot-config)" >"$work/fix"
+    echo "add the model-downloads component to your overlay, which downloads it first (k8s/README.md, Where the models come from), or use a file: source in MODEL_SOURCES (confluence-bot-config)" >"$work/fix"
     return 1
   fi
   if [ -n "$sum" ]; then
-    actual=$(sha256_of "$target")
+    actual=$(sha256_of "$target.part")
     if [ "$actual" != "$sum" ]; then
-      rm -f "$target"
+      rm -f "$target.part"
       echo "sha256 $actual, expected $sum" >"$work/why"
       return 1
     fi
   fi
+  mv "$target.part" "$target"
   printf '%s\n' "$target"
 }
 
