@@ -181,6 +181,11 @@ t.test('too large, chunked: 413 once past the limit, while the client still send
     r.ollama.requests.filter((q) => q.path.startsWith('/api/blobs')),
     [],
   )
+  // The refused import let go of the name before it answered: a retry at once is not a 409.
+  const retry = upload(api, 'name=huge', { first: GGUF_CHUNK })
+  retry.end()
+  const retried = await retry.answer
+  t.equal(retried.status, 200, retried.body)
 })
 
 t.test('not GGUF: 415 as soon as the first bytes arrive, the rest never read', async (t) => {
@@ -252,6 +257,21 @@ t.test('the hold on a name is let go when the client leaves, or the import fails
   failed.end()
   t.equal((await failed.answer).status, 502)
   t.equal(await held(), 0)
+})
+
+t.test('a hold left by an api that died lapses; until then the name is refused', async (t) => {
+  const r = await rig(t)
+  const api = await r.api()
+  const keys = new Redis(r.redis.url)
+  t.teardown(() => keys.quit())
+  // As an api that died mid-import leaves it: no one renews it any more.
+  await keys.set(holdKey('orphan'), 'a-dead-api', 'PX', 700)
+  const early = upload(api, 'name=orphan', { first: GGUF_CHUNK })
+  t.equal((await early.answer).status, 409)
+  await until('the hold lapsed', async () => (await keys.exists(holdKey('orphan'))) === 0)
+  const late = upload(api, 'name=orphan', { first: GGUF_CHUNK })
+  late.end()
+  t.equal((await late.answer).status, 200)
 })
 
 t.test('past MODEL_IMPORT_CONCURRENCY: 503 with Retry-After before the body', async (t) => {

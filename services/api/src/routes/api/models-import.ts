@@ -3,7 +3,7 @@ import { createReadStream, createWriteStream, rm as removeFile } from 'node:fs'
 import { mkdir, readdir, rm } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
 import { join, resolve } from 'node:path'
-import { finished, pipeline as pipe, Transform } from 'node:stream'
+import { pipeline as pipe, Transform, finished as whenDone } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { AppError, ErrorCode, modelParameters, ollamaModelName } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
@@ -91,7 +91,7 @@ async function receive(body: IncomingMessage, path: string, limit: number): Prom
   })
   // pipe(), not pipeline(): a refusal must not destroy the request (and with it the socket the
   // answer goes out on). A client that goes away still fails the write.
-  finished(body, (err) => {
+  whenDone(body, (err) => {
     if (err) check.destroy(err)
   })
   body.pipe(check)
@@ -358,7 +358,7 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
 
       const releaseName = await holdName(query.name)
       if (importing >= config.MODEL_IMPORT_CONCURRENCY) {
-        void releaseName()
+        await releaseName()
         reply.header('retry-after', String(BUSY_RETRY_AFTER_S))
         throw new AppError(
           503,
@@ -382,11 +382,11 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
         void release()
         removeFile(path, { force: true }, () => {})
       })
-      // Held now: a model made under the name since the first look is found.
-      if (query.replace !== true) await refuseExisting(query.name, abort.signal)
-      await mkdir(dir, { recursive: true })
       let file: Received
       try {
+        // Held now: a model made under the name since the first look is found.
+        if (query.replace !== true) await refuseExisting(query.name, abort.signal)
+        await mkdir(dir, { recursive: true })
         file = await receive(request.body as IncomingMessage, path, limit).catch((err) => {
           const code = (err as NodeJS.ErrnoException).code as string
           if (!NO_ROOM.has(code)) throw err
@@ -406,6 +406,8 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
         }
       } catch (err) {
         await rm(path, { force: true })
+        // Before the refusal goes out: the client may retry the name at once.
+        await release()
         throw err
       }
       const lines = importLines(query, path, file, parameters, abort.signal, release)
