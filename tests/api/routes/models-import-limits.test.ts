@@ -4,12 +4,13 @@
 // closed rather than the rest of the body read; the name is held in Redis for every api replica
 // while its import runs, and let go however it ends; part files a crashed api left are removed
 // at start.
-import { spawn } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { ollamaModelName } from '@confluence-bot/shared'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
@@ -361,3 +362,46 @@ t.test('at start, part files no live import owns are removed', async (t) => {
   await r.api()
   t.same((await readdir(r.dir)).sort(), [names.live, names.other].sort())
 })
+
+t.test(
+  'curl -T, as the README uploads: the refusal reaches it long before the file is sent',
+  async (t) => {
+    const curl = await promisify(execFile)('curl', ['--version']).catch(() => undefined)
+    if (curl === undefined) return t.skip('curl is not installed')
+    const r = await rig(t)
+    const api = await r.api()
+    const files = await tempDir(t, 'cnfl-import-curl-')
+    const size = 64 * 1024 * 1024
+    const cases = [
+      { name: 'archive.zip', head: 'PK\u0003\u0004', status: 415 },
+      { name: 'huge.gguf', head: 'GGUF', status: 413 },
+    ]
+    for (const file of cases) {
+      const path = join(files, file.name)
+      const bytes = Buffer.alloc(size, 1)
+      bytes.write(file.head, 0, 'latin1')
+      await writeFile(path, bytes)
+      // Chunked: curl does not declare the size, so the limit is met as the body arrives.
+      const { stdout } = await promisify(execFile)('curl', [
+        '-sS',
+        '-T',
+        path,
+        '-X',
+        'POST',
+        '-H',
+        `Authorization: Bearer ${ADMIN_KEY}`,
+        '-H',
+        'Content-Type: application/octet-stream',
+        '-H',
+        'Transfer-Encoding: chunked',
+        '-w',
+        '\n%{http_code} %{size_upload}',
+        `${api.url}/api/models/import?name=curl`,
+      ])
+      const [body, tail] = stdout.split('\n')
+      const [status, uploaded] = (tail as string).split(' ').map(Number)
+      t.equal(status, file.status, `${file.name}: ${body}`)
+      t.ok((uploaded as number) < size / 2, `${file.name}: curl sent ${uploaded} of ${size} bytes`)
+    }
+  },
+)
