@@ -367,7 +367,7 @@ t.test(
   'curl -T, as the README uploads: the refusal reaches it long before the file is sent',
   async (t) => {
     const curl = await promisify(execFile)('curl', ['--version']).catch(() => undefined)
-    if (curl === undefined) return t.skip('curl is not installed')
+    if (curl === undefined) return t.plan(0, 'curl is not installed')
     const r = await rig(t)
     const api = await r.api()
     const files = await tempDir(t, 'cnfl-import-curl-')
