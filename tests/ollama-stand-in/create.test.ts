@@ -35,6 +35,8 @@ t.test('HEAD answers 404 until the blob is POSTed (201), then 200', async (t) =>
   t.same(standIn.blobs.get(digest), { size: GGUF.length, gguf: true })
   // Sent again: Ollama already has it.
   t.equal((await blob(standIn.url, 'POST', digest.replace(':', '-'), GGUF)).status, 200)
+  // Every byte received counts, stored or not (a HEAD sends none).
+  t.equal(standIn.blobBytes, 2 * GGUF.length)
 })
 
 t.test('a body whose SHA-256 is not the digest: 400 digest mismatch, nothing stored', async (t) => {
