@@ -474,6 +474,20 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
   return Object.freeze(config)
 }
 
+/**
+ * What the Ollama pod's download init container reads (k8s/components/model-downloads; the same
+ * ConfigMap keys as init-models.sh): the two models, their sources, where verified downloads go,
+ * and Ollama's model directory, read only to skip models already on the volume.
+ */
+export function loadModelFetchSettings(env: Env = process.env) {
+  return {
+    models: [env.CHAT_MODEL, env.EMBED_MODEL].filter((name): name is string => !!name),
+    sources: env.MODEL_SOURCES ?? '',
+    downloadDir: env.MODEL_DOWNLOAD_DIR ?? '/downloads',
+    modelsDir: env.OLLAMA_MODELS ?? '/root/.ollama/models',
+  }
+}
+
 /** Auth is off when no key of either role is configured (local single-user use). */
 export function authEnabled(config: Pick<ApiConfig, 'apiKeys'>): boolean {
   return config.apiKeys.readers.length + config.apiKeys.admins.length > 0
