@@ -59,6 +59,15 @@ t.test("the loader: idle until scaled up, on Ollama's node, with the import volu
   )
   t.match(step, 'scale deployment/ollama-models-loader --replicas=0')
   t.match(step, /exec "\$loader" -- sh -c 'cd \/models && cat \*\.gguf\.sha256 \| sha256sum -c'/)
+  // `kubectl cp` unpacks with tar in the pod, which (as root) keeps the archive's owner, the
+  // operator's uid, and needs CAP_CHOWN for it: the loader drops every capability, so each copy
+  // must ask tar not to (or every file ends in "Cannot change ownership", exit 2).
+  const caps = c.securityContext?.capabilities
+  t.strictSame(caps?.drop, ['ALL'], 'the loader drops every capability')
+  t.notOk(caps?.add?.includes('CHOWN'), 'and gets no CHOWN back')
+  const copies = [...step.matchAll(/kubectl\b[^\n;]*\scp\s[^\n;]*/g)].map((m) => m[0])
+  t.ok(copies.length > 0, 'step 5 copies with kubectl cp')
+  for (const copy of copies) t.match(copy, / cp --no-preserve=true /, `${copy}: owner not kept`)
 })
 
 t.test('the registry is off and every model comes from a file on the import volume', async (t) => {
