@@ -454,3 +454,40 @@ t.test(
     }
   },
 )
+
+// The slowest sustained upload k8s/README.md ("Importing a model into the cluster") promises an
+// import of MODEL_IMPORT_LIMIT gets through at, in bits per second.
+const IMPORT_MIN_BANDWIDTH = 40e6
+
+t.test(
+  'model imports: REQUEST_TIMEOUT_MS lets MODEL_IMPORT_LIMIT through at the stated bandwidth, and the Ingress waits as long',
+  async (t) => {
+    const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+    t.match(
+      readme,
+      /## Importing a model into the cluster[\s\S]*40 Mbit\/s/,
+      'the README states it',
+    )
+    for (const [overlay, objects] of rendered) {
+      const config =
+        find<K8sObject & { data?: Record<string, string> }>(
+          objects,
+          'ConfigMap',
+          'confluence-bot-config',
+        ).data ?? {}
+      const api = loadApiConfig({ ...config, API_KEYS: 'k'.repeat(16) })
+      const seconds = api.REQUEST_TIMEOUT_MS / 1000
+      t.ok(
+        api.REQUEST_TIMEOUT_MS > 0 &&
+          (seconds * IMPORT_MIN_BANDWIDTH) / 8 >= api.MODEL_IMPORT_LIMIT,
+        `${overlay}: ${seconds} s at ${IMPORT_MIN_BANDWIDTH / 1e6} Mbit/s carry MODEL_IMPORT_LIMIT (${api.MODEL_IMPORT_LIMIT})`,
+      )
+      const ingress = objects.find((o) => o.kind === 'Ingress')
+      if (!ingress) continue
+      for (const name of ['proxy-read-timeout', 'proxy-send-timeout']) {
+        const value = Number(ingress.metadata.annotations?.[`nginx.ingress.kubernetes.io/${name}`])
+        t.ok(value >= seconds, `${overlay}: ${name} ${value} s ≥ REQUEST_TIMEOUT_MS (${seconds} s)`)
+      }
+    }
+  },
+)
