@@ -10,6 +10,7 @@ import {
   FetchError,
   fetchModels,
   manifestPath,
+  redactedSource,
   sourcesOf,
 } from '../../services/worker/src/models/fetch.ts'
 import { runScript } from '../helpers/process.ts'
@@ -112,7 +113,7 @@ t.test(
       run.stdout,
       /downloading llama3\.2 from http:\/\/127\.0\.0\.1:\d+\/models\/llama\.gguf\n/,
     )
-    t.match(run.stdout, /llama3\.2 downloaded and verified/)
+    t.match(run.stdout, /llama3\.2 downloaded, sha256 verified/)
     t.notMatch(run.stdout + run.stderr, /s3cret|mirror:/, 'no credentials in the output')
   },
 )
@@ -242,3 +243,107 @@ t.test('each refusal names the model, the cause and the fix, and leaves no file'
     },
   )
 })
+
+t.test('sources are shown without user, password, query or fragment', async (t) => {
+  t.equal(
+    redactedSource(`HTTPS://mirror:s3cret@models.tools.svc:8443/a.gguf?token=abc#sha256=${SUM}`),
+    'HTTPS://models.tools.svc:8443/a.gguf',
+  )
+  t.equal(redactedSource('http://models/a.gguf'), 'http://models/a.gguf')
+  t.equal(redactedSource('not a url at all'), 'not a url at all')
+  const { downloadDir, modelsDir } = await dirs(t)
+  await t.rejects(
+    fetchModels(
+      {
+        models: ['m'],
+        sources: 'm=http://u:s3cret@host:99999/x.gguf?t=tok',
+        downloadDir,
+        modelsDir,
+      },
+      () => {},
+    ),
+    {
+      message:
+        'model m: the source "http://host:99999/x.gguf" is not a URL; to fix: correct its entry in MODEL_SOURCES (confluence-bot-config)',
+    },
+  )
+  await t.rejects(
+    fetchModels(
+      { models: ['m'], sources: 'm=http://us%zzer:pw@127.0.0.1:9/x.gguf', downloadDir, modelsDir },
+      () => {},
+    ),
+    {
+      message:
+        'model m: the user or password in the source http://127.0.0.1:9/x.gguf has a malformed %-escape; to fix: write each special character as % and two hex digits',
+    },
+  )
+})
+
+t.test('a volume it cannot read is a failure, never taken for an empty one', async (t) => {
+  const { base, requests } = await server(t, serveGguf)
+  const { downloadDir, modelsDir } = await dirs(t)
+  // A file where a directory should be: the check fails with ENOTDIR (tests run as root, so a
+  // mode 0700 directory would not refuse them).
+  await mkdir(join(modelsDir, '..'), { recursive: true })
+  await writeFile(modelsDir, '')
+  await t.rejects(
+    fetchModels(
+      {
+        models: ['m'],
+        sources: `m=${base}/m.gguf`,
+        downloadDir,
+        modelsDir: join(modelsDir, 'models'),
+      },
+      () => {},
+    ),
+    {
+      message: new RegExp(
+        `^cannot read Ollama's model directory ${modelsDir}/models \\(ENOTDIR.*\\); to fix: mount the model volume readable by this container \\(k8s/components/model-downloads\\)$`,
+      ),
+    },
+  )
+  t.same(requests, [], 'nothing downloaded')
+})
+
+t.test(
+  'without a #sha256 the download is not called verified; a trickling server is given up',
+  async (t) => {
+    let trickle = false
+    const { base } = await server(t, (_req, res) => {
+      if (!trickle) return res.end(GGUF)
+      res.writeHead(200, { 'content-length': String(GGUF.length) })
+      res.write(GGUF.subarray(0, 4))
+      let sent = 4
+      const timer = setInterval(() => {
+        if (res.destroyed) return clearInterval(timer)
+        res.write(GGUF.subarray(sent, sent + 1))
+        sent++
+      }, 20)
+      res.on('close', () => clearInterval(timer))
+    })
+    const { downloadDir, modelsDir } = await dirs(t)
+    const said: string[] = []
+    await fetchModels(
+      { models: ['m'], sources: `m=${base}/m.gguf`, downloadDir, modelsDir },
+      (line) => said.push(line),
+    )
+    t.equal(
+      said.at(-1),
+      'fetch-models: m downloaded (no #sha256 in its source: its content is not verified)',
+    )
+
+    trickle = true
+    await t.rejects(
+      fetchModels(
+        { models: ['n'], sources: `n=${base}/n.gguf`, downloadDir, modelsDir, stallWindowMs: 300 },
+        () => {},
+      ),
+      {
+        message: new RegExp(
+          `^model n: download from ${base}/n\\.gguf failed \\(\\d+ bytes in the last 0\\.3 s\\); to fix: check the server; it must send at least 64 KiB in any such window$`,
+        ),
+      },
+    )
+    t.same(await files(downloadDir), ['m.gguf'], 'the trickled file is not kept')
+  },
+)

@@ -20,6 +20,8 @@ export type FetchSettings = {
   downloadDir: string
   /** Ollama's model directory (OLLAMA_MODELS), read to skip models already on the volume. */
   modelsDir: string
+  /** How long a download may bring less than 64 KiB before it is given up (default 60 s). */
+  stallWindowMs?: number
 }
 
 type Say = (line: string) => void
@@ -28,6 +30,7 @@ type Say = (line: string) => void
 export class FetchError extends Error {}
 
 const GGUF_MAGIC = Buffer.from('GGUF')
+const MIN_BYTES_PER_WINDOW = 64 * 1024
 
 /** The source MODEL_SOURCES gives each model; a model it does not name has none here. */
 export function sourcesOf(text: string): Map<string, string> {
@@ -56,7 +59,7 @@ export function manifestPath(modelsDir: string, model: string): string {
   return join(modelsDir, 'manifests', ...full, tag)
 }
 
-/** The URL without credentials or fragment, for log lines. */
+/** The URL without credentials, query or fragment, for log lines. */
 function shown(url: URL): string {
   return `${url.protocol}//${url.host}${url.pathname}`
 }
@@ -71,14 +74,33 @@ function expectedDigest(model: string, url: URL): string | undefined {
   return url.hash.slice('#sha256='.length).toLowerCase()
 }
 
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  )
+/** Whether a file exists; any answer but "no such file" is a failure naming `what`. */
+async function exists(path: string, what: string, fix: string): Promise<boolean> {
+  try {
+    await access(path)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw new FetchError(`cannot read ${what} (${(err as Error).message}); to fix: ${fix}`)
+  }
+}
+
+/**
+ * A source as it may be shown: no user or password, no query (a token may ride in either), no
+ * fragment. Also for text that is not a URL at all.
+ */
+export function redactedSource(source: string): string {
+  return source.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1').replace(/[?#].*$/s, '')
+}
 
 /** Streams `url` to `target` through a `.part` file, checking the GGUF magic and the digest. */
-async function download(model: string, url: URL, target: string, say: Say): Promise<void> {
+async function download(
+  model: string,
+  url: URL,
+  target: string,
+  stallWindowMs: number,
+  say: Say,
+): Promise<void> {
   const expected = expectedDigest(model, url)
   const fail = (why: string, fix: string) =>
     new FetchError(`model ${model}: download from ${shown(url)} failed (${why}); to fix: ${fix}`)
@@ -88,8 +110,17 @@ async function download(model: string, url: URL, target: string, say: Say): Prom
   request.username = ''
   request.password = ''
   const headers: Record<string, string> = {}
-  if (url.username !== '')
-    headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`
+  if (url.username !== '') {
+    let user: string
+    try {
+      user = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`
+    } catch {
+      throw new FetchError(
+        `model ${model}: the user or password in the source ${shown(url)} has a malformed %-escape; to fix: write each special character as % and two hex digits`,
+      )
+    }
+    headers.authorization = `Basic ${Buffer.from(user).toString('base64')}`
+  }
   say(`fetch-models: downloading ${model} from ${shown(url)}`)
   let response: Response
   try {
@@ -108,8 +139,23 @@ async function download(model: string, url: URL, target: string, say: Say): Prom
   const part = `${target}.part`
   const hash = createHash('sha256')
   let head = Buffer.alloc(0)
+  // A server that stops sending, or trickles, would hold the pod in its init container for ever:
+  // each window must bring at least MIN_BYTES_PER_WINDOW.
+  let received = 0
+  const stalled = new AbortController()
+  const watch = setInterval(() => {
+    if (received < MIN_BYTES_PER_WINDOW)
+      stalled.abort(
+        fail(
+          `${received} bytes in the last ${stallWindowMs / 1000} s`,
+          'check the server; it must send at least 64 KiB in any such window',
+        ),
+      )
+    received = 0
+  }, stallWindowMs)
   const check = new Transform({
     transform(chunk: Buffer, _encoding, done) {
+      received += chunk.length
       if (head.length < GGUF_MAGIC.length) {
         head = Buffer.concat([head, chunk]).subarray(0, GGUF_MAGIC.length)
         if (!GGUF_MAGIC.subarray(0, head.length).equals(head))
@@ -124,6 +170,7 @@ async function download(model: string, url: URL, target: string, say: Say): Prom
       Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
       check,
       createWriteStream(part),
+      { signal: stalled.signal },
     )
     if (head.length < GGUF_MAGIC.length)
       throw fail('not a GGUF file', 'serve the model as a .gguf file')
@@ -133,10 +180,20 @@ async function download(model: string, url: URL, target: string, say: Say): Prom
     await rename(part, target)
   } catch (err) {
     await rm(part, { force: true })
-    if (err instanceof FetchError) throw err
-    throw fail((err as Error).message, 'check the server and the free space of the download volume')
+    const reason = stalled.signal.aborted ? stalled.signal.reason : err
+    if (reason instanceof FetchError) throw reason
+    throw fail(
+      (reason as Error).message,
+      'check the server and the free space of the download volume',
+    )
+  } finally {
+    clearInterval(watch)
   }
-  say(`fetch-models: ${model} downloaded and verified`)
+  say(
+    expected === undefined
+      ? `fetch-models: ${model} downloaded (no #sha256 in its source: its content is not verified)`
+      : `fetch-models: ${model} downloaded, sha256 verified`,
+  )
 }
 
 /**
@@ -148,12 +205,27 @@ export async function fetchModels(settings: FetchSettings, say: Say): Promise<vo
   for (const model of settings.models) {
     const source = sources.get(model) ?? 'registry'
     if (!/^https?:\/\//i.test(source)) continue
-    if (await exists(manifestPath(settings.modelsDir, model))) {
+    const onVolume = await exists(
+      manifestPath(settings.modelsDir, model),
+      `Ollama's model directory ${settings.modelsDir}`,
+      'mount the model volume readable by this container (k8s/components/model-downloads)',
+    )
+    if (onVolume) {
       say(`fetch-models: ${model} is on the volume`)
       continue
     }
+    await mkdir(settings.downloadDir, { recursive: true }).catch((err: Error) => {
+      throw new FetchError(
+        `model ${model}: cannot create the download directory ${settings.downloadDir} (${err.message}); to fix: mount a writable volume there`,
+      )
+    })
+    // The directory is usable now: a file that cannot be seen there is one to download.
     const target = join(settings.downloadDir, downloadName(model))
-    if (await exists(target)) {
+    const downloaded = await access(target).then(
+      () => true,
+      () => false,
+    )
+    if (downloaded) {
       say(`fetch-models: ${model} is downloaded already`)
       continue
     }
@@ -162,14 +234,9 @@ export async function fetchModels(settings: FetchSettings, say: Say): Promise<vo
       url = new URL(source)
     } catch {
       throw new FetchError(
-        `model ${model}: the source "${source}" is not a URL; to fix: correct its entry in MODEL_SOURCES (confluence-bot-config)`,
+        `model ${model}: the source "${redactedSource(source)}" is not a URL; to fix: correct its entry in MODEL_SOURCES (confluence-bot-config)`,
       )
     }
-    await mkdir(settings.downloadDir, { recursive: true }).catch((err: Error) => {
-      throw new FetchError(
-        `model ${model}: cannot create the download directory ${settings.downloadDir} (${err.message}); to fix: mount a writable volume there`,
-      )
-    })
-    await download(model, url, target, say)
+    await download(model, url, target, settings.stallWindowMs ?? 60_000, say)
   }
 }
