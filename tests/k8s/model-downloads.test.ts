@@ -75,6 +75,19 @@ for (const overlay of ['production', 'airgap']) {
     t.equal(fetch.securityContext?.readOnlyRootFilesystem, true)
     const models = fetch.volumeMounts?.find((m) => m.name === 'models')
     t.equal(models?.readOnly, true, 'the model volume is only read, to skip models on it')
+    // /root is mode 0700 in the worker image: its uid 1000 could not see a volume below it, and
+    // every start would download the models again (review 8, D1).
+    t.equal(fetch.securityContext?.runAsUser, 1000)
+    t.notMatch(
+      models?.mountPath,
+      /^\/root(\/|$)/,
+      'the volume is mounted where uid 1000 can reach it',
+    )
+    t.equal(
+      ollama.spec.template.spec.nodeSelector?.['kubernetes.io/arch'],
+      'amd64',
+      'the worker image is amd64 only, so the pod is too',
+    )
     const fetchEnv = environment(objects, fetch)
     const pullEnv = environment(objects, pull)
     t.equal(fetchEnv.MODEL_DOWNLOAD_DIR, pullEnv.MODEL_DOWNLOAD_DIR, 'one download directory')

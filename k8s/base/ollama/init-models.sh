@@ -40,6 +40,9 @@ fail() {
 
 lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
 
+# A source as it may be printed: no user or password, no query, no fragment (tokens ride there).
+redact() { printf '%s' "$1" | sed -e 's|^\([A-Za-z][A-Za-z0-9+.-]*://\)[^/?#]*@|\1|' -e 's/[?#].*$//'; }
+
 # A yes/no setting is read the way operators write it; a typo must not quietly mean "on".
 case "$(lower "$MODEL_REGISTRY")" in
   on | true | yes | 1) registry=on ;;
@@ -207,8 +210,9 @@ for model in "$CHAT_MODEL" "$EMBED_MODEL"; do
       echo "init-models: creating $model from $path"
       create_from "$model" "$path" || fail "model $model: ollama create from $path failed (is it a GGUF file?); to fix: replace the file or its Modelfile sidecar"
       ;;
-    http://* | https://*)
+    [Hh][Tt][Tt][Pp]://* | [Hh][Tt][Tt][Pp][Ss]://*)
       url=${source%%#*}
+      shown=$(redact "$url")
       sum=
       if [ "$url" != "$source" ]; then
         fragment=${source#*#}
@@ -220,24 +224,24 @@ for model in "$CHAT_MODEL" "$EMBED_MODEL"; do
           fail "model $model has a malformed sha256 \"${fragment#*=}\" in MODEL_SOURCES (64 hex digits expected); to fix: put the GGUF's sha256sum after #sha256= in its entry (confluence-bot-config)"
         fi
       fi
-      echo "init-models: downloading $model from $url"
+      echo "init-models: $model comes from $shown"
       if ! file=$(download "$model" "$url" "$sum"); then
         why="download failed"
         if [ -f "$work/why" ]; then why=$(cat "$work/why"); fi
         fix="check that the URL is served inside the cluster and its sha256, or use a file: source in MODEL_SOURCES (confluence-bot-config)"
         if [ -f "$work/fix" ]; then fix=$(cat "$work/fix"); fi
-        fail "model $model is not on the volume; tried: $url ($why); to fix: $fix"
+        fail "model $model is not on the volume; tried: $shown ($why); to fix: $fix"
       fi
       echo "init-models: creating $model from the download"
       created=0
       create_from "$model" "$file" || created=$?
       rm -f "$file"
       if [ "$created" -ne 0 ]; then
-        fail "model $model: ollama create from $url failed (is it a GGUF file?); to fix: serve a GGUF at that URL"
+        fail "model $model: ollama create from $shown failed (is it a GGUF file?); to fix: serve a GGUF at that URL"
       fi
       ;;
     *)
-      fail "model $model has an unknown source \"$source\" in MODEL_SOURCES; to fix: use registry, file:/path.gguf or an http(s) URL"
+      fail "model $model has an unknown source \"$(redact "$source")\" in MODEL_SOURCES; to fix: use registry, file:/path.gguf or an http(s) URL"
       ;;
   esac
 done
