@@ -146,6 +146,7 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
     EXPORT_UPLOAD_LIMIT: '2147483648',
     MODEL_IMPORT_DIR: '/data/model-imports',
     MODEL_IMPORT_LIMIT: '17179869184',
+    REQUEST_TIMEOUT_MS: '3600000',
     LOG_LEVEL: 'info',
   })
   // Uploaded export zips: written by the api, read and deleted by the worker.
