@@ -314,7 +314,12 @@ t.test('egress: Ollama and the worker reach what they need, never cloud metadata
       t.ok(selects(p.spec?.podSelector ?? {}, labels(name)), `${where}: selects its pods`)
       for (const protocol of ['UDP', 'TCP']) {
         t.ok(
-          egressAllowed(p, { ip: '10.96.0.10', port: 53, protocol }),
+          egressAllowed(p, {
+            pod: { 'k8s-app': 'kube-dns' },
+            namespace: { 'kubernetes.io/metadata.name': 'kube-system' },
+            port: 53,
+            protocol,
+          }),
           `${where}: DNS ${protocol}`,
         )
       }
@@ -331,6 +336,7 @@ t.test('egress: Ollama and the worker reach what they need, never cloud metadata
         t.notOk(egressAllowed(p, { ip: METADATA, port }), `${where}: no metadata on ${port}`)
       }
       t.notOk(egressAllowed(p, { ip: PUBLIC, port: 22 }), `${where}: nothing else out`)
+      t.notOk(egressAllowed(p, { ip: PUBLIC, port: 53, protocol: 'TCP' }), `${where}: no DNS out`)
       t.notOk(egressAllowed(p, { pod: labels('api'), port: 3000 }), `${where}: ↛ api`)
     }
     const worker = policy('worker')

@@ -31,6 +31,7 @@ const execFileAsync = promisify(execFile)
 const k8s = resolve(import.meta.dirname, '../../k8s')
 const OVERLAYS = readdirSync(join(k8s, 'overlays')).sort()
 const rendered = new Map(OVERLAYS.map((o) => [o, build(join(k8s, 'overlays', o))]))
+const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0
 const policiesOf = (objects: readonly K8sObject[]) =>
   objects.filter((o) => o.kind === 'NetworkPolicy') as (K8sObject & INetworkPolicy)[]
 
@@ -39,10 +40,28 @@ const policiesOf = (objects: readonly K8sObject[]) =>
 const METADATA = ['169.254.169.254', 'fd00:ec2::254', 'fd20:ce::254', 'fe80::a9fe:a9fe']
 // Somewhere on the internet (documentation ranges): Confluence Cloud, a registry, a bucket.
 const PUBLIC = ['203.0.113.7', '2001:db8::7']
+// The cluster's DNS: the kube-dns/CoreDNS pods in kube-system (a policy sees the pod a Service
+// address is translated to) and NodeLocal DNSCache's link-local address.
+const KUBE_SYSTEM = { 'kubernetes.io/metadata.name': 'kube-system' }
+const NODE_LOCAL_DNS = '169.254.20.10'
 const DNS: Destination[] = [
-  { ip: '10.96.0.10', port: 53, protocol: 'UDP' },
-  { ip: '10.96.0.10', port: 53, protocol: 'TCP' },
-  { ip: 'fd00:10:96::a', port: 53, protocol: 'UDP' },
+  { pod: { 'k8s-app': 'kube-dns' }, namespace: KUBE_SYSTEM, port: 53, protocol: 'UDP' },
+  { pod: { 'k8s-app': 'kube-dns' }, namespace: KUBE_SYSTEM, port: 53, protocol: 'TCP' },
+  { ip: NODE_LOCAL_DNS, port: 53, protocol: 'UDP' },
+  { ip: NODE_LOCAL_DNS, port: 53, protocol: 'TCP' },
+]
+// Port 53 anywhere else: a public resolver, any internet host (a tunnel), the metadata
+// endpoint's network, a VPC resolver, a pod of another namespace.
+const NOT_DNS: Destination[] = [
+  ...['8.8.8.8', ...PUBLIC, ...METADATA, '169.254.20.11', '10.0.0.2'].flatMap((ip) =>
+    ['UDP', 'TCP'].map((protocol) => ({ ip, port: 53, protocol })),
+  ),
+  {
+    pod: { 'app.kubernetes.io/name': 'dnsmasq' },
+    namespace: { 'kubernetes.io/metadata.name': 'tenant' },
+    port: 53,
+    protocol: 'UDP',
+  },
 ]
 
 t.test('parseIp and inCidr read both families', async (t) => {
@@ -79,14 +98,10 @@ t.test('internet rules cover both families and except every metadata endpoint', 
         const blocks = (rule.to ?? []).flatMap((peer) => (peer.ipBlock ? [peer.ipBlock] : []))
         const reaches = (ip: string) =>
           blocks.some((b) => inCidr(ip, b.cidr) && !(b.except ?? []).some((e) => inCidr(ip, e)))
-        if (!rule.to || rule.to.length === 0) {
-          // A rule without peers reaches every address: only DNS may be that open.
-          t.ok(
-            (rule.ports ?? []).length > 0 && (rule.ports ?? []).every((p) => p.port === 53),
-            `${where}: only DNS goes to any address`,
-          )
-          continue
-        }
+        // A rule without peers reaches every address, on its ports: none may be that open (DNS
+        // included: port 53 anywhere is a tunnel out).
+        t.ok(rule.to && rule.to.length > 0, `${where}: names where it goes`)
+        if (!rule.to || rule.to.length === 0) continue
         if (!PUBLIC.some(reaches)) continue
         t.ok(
           PUBLIC.every(reaches),
@@ -110,7 +125,9 @@ t.test('each pod reaches only what it needs', async (t) => {
       PUBLIC.every((ip) => [80, 443, 8080].every((port) => !reaches(from, { ip, port })))
 
     for (const name of ['api', 'worker', 'ollama']) {
-      for (const dns of DNS) t.ok(reaches(name, dns), `${overlay} ${name}: DNS ${dns.protocol}`)
+      for (const dns of DNS) {
+        t.ok(reaches(name, dns), `${overlay} ${name}: DNS ${dns.protocol} ${dns.ip ?? 'kube-dns'}`)
+      }
       for (const ip of METADATA) {
         for (const port of [80, 443]) {
           t.notOk(reaches(name, { ip, port }), `${overlay} ${name} ↛ ${ip}:${port}`)
@@ -152,6 +169,62 @@ t.test('each pod reaches only what it needs', async (t) => {
     }
   }
 })
+
+t.test('port 53 reaches the cluster DNS only, from every pod', async (t) => {
+  for (const [overlay, objects] of rendered) {
+    const policies = policiesOf(objects)
+    for (const w of workloads(objects)) {
+      const from = podOf(w).labels
+      for (const to of NOT_DNS) {
+        t.notOk(
+          egressAllowed(policies, from, to),
+          `${overlay} ${w.metadata.name} ↛ ${to.ip ?? 'a pod of another namespace'}:53/${to.protocol}`,
+        )
+      }
+    }
+  }
+})
+
+t.test(
+  "a cluster DNS elsewhere: the README's patch points every overlay's DNS rule at it",
+  { skip: kubectl ? false : 'kubectl is not installed (the patch is a JSON patch)' },
+  async (t) => {
+    const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+    const step = readme.slice(readme.indexOf('**A cluster DNS outside `kube-system`**'))
+    const patches = /```yaml\n([\s\S]*?)```/.exec(step)?.[1] ?? ''
+    t.match(patches, /openshift-dns/, 'the README shows the patch')
+    const openshiftDns = { 'kubernetes.io/metadata.name': 'openshift-dns' }
+    const dnsPod = { 'dns.operator.openshift.io/daemonset-dns': 'default' }
+    for (const overlay of ['production', 'airgap']) {
+      const dir = mkdtempSync(join(tmpdir(), 'dns-elsewhere-'))
+      t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+      writeFileSync(
+        join(dir, 'kustomization.yaml'),
+        [
+          'apiVersion: kustomize.config.k8s.io/v1beta1',
+          'kind: Kustomization',
+          'resources:',
+          `  - ${relative(dir, join(k8s, 'overlays', overlay))}`,
+          patches,
+        ].join('\n'),
+      )
+      const { stdout } = await execFileAsync('kubectl', ['kustomize', dir], { timeout: 30_000 })
+      const objects = parseAllDocuments(stdout).map((d) => d.toJS() as K8sObject)
+      const policies = policiesOf(objects)
+      for (const name of ['api', 'worker', 'ollama']) {
+        const from = podOf(workload(objects, name)).labels
+        for (const protocol of ['UDP', 'TCP']) {
+          const to = { pod: dnsPod, namespace: openshiftDns, port: 5353, protocol }
+          t.ok(egressAllowed(policies, from, to), `${overlay} ${name} → openshift-dns ${protocol}`)
+        }
+        t.notOk(
+          egressAllowed(policies, from, { ip: '8.8.8.8', port: 5353, protocol: 'UDP' }),
+          `${overlay} ${name}: still no resolver outside`,
+        )
+      }
+    }
+  },
+)
 
 t.test(
   'Prometheus: a namespace labelled confluence-bot/scrape=true reaches the api port',
@@ -227,8 +300,6 @@ t.test('an ingress controller on hostNetwork: the documented component and patch
   )
   t.match(component, /cidr: 192\.0\.2\.0\/24/, 'placeholder: TEST-NET-1')
 })
-
-const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0
 
 t.test(
   'kubectl kustomize renders the hostNetwork fixture the same',
