@@ -9,7 +9,14 @@ import { fileURLToPath } from 'node:url'
 export type ServerSpec =
   | { role: 'upstream' }
   | { role: 'proxy'; upstream: string }
-  | { role: 'gateway'; upstream: string; logLevel: string; lancedbUri: string }
+  | {
+      role: 'gateway'
+      upstream: string
+      logLevel: string
+      lancedbUri: string
+      /** More settings for the api (other benchmarks: Redis, keys, the import directory). */
+      env?: Record<string, string>
+    }
 
 export type ToChild = { type: 'stats'; id: number } | { type: 'stop' }
 

@@ -61,6 +61,7 @@ async function start(): Promise<Running> {
         LANCEDB_URI: spec.lancedbUri,
         // Nothing listens on port 1: generate needs no Redis, and the API starts without it.
         REDIS_URL: 'redis://127.0.0.1:1',
+        ...spec.env,
       })
       // As services/api/src/server.ts does: pino JSON lines on stdout (a file, set by the parent).
       const app = buildApp({
