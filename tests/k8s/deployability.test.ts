@@ -5,6 +5,7 @@ import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/Netw
 import type { IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
 import t from 'tap'
 import {
+  allContainers,
   container,
   egressRuleAllows,
   environment,
@@ -108,29 +109,51 @@ t.test('uploads: the ingress lets an export of EXPORT_UPLOAD_LIMIT through', asy
 
 // The node each overlay is sized for, as k8s/README.md ("Node sizes") states it, with what is
 // left for pods after the kubelet's reservations and the system pods (control plane on minikube).
-const NODES: Record<string, { node: string; cpu: number; memory: string; allOnOne: boolean }> = {
-  // Everything on one node: a single-node cluster.
-  dev: { node: 'minikube start --cpus 4 --memory 8g', cpu: 3.25, memory: '6.5Gi', allOnOne: true },
-  staging: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
-  production: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
-  s3: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
-  airgap: { node: '4 vCPU / 16 GiB', cpu: 3.5, memory: '13Gi', allOnOne: false },
+// `disk` is the node's disk left for pods' ephemeral storage (emptyDirs, logs): the disk less the
+// kubelet's 10 % eviction threshold and room for the images.
+type Node = {
+  node: string
+  cpu: number
+  memory: string
+  disk: string
+  allOnOne: boolean
+}
+const CLOUD_NODE: Node = {
+  node: '4 vCPU / 16 GiB / 100 GiB disk',
+  cpu: 3.5,
+  memory: '13Gi',
+  disk: '80Gi',
+  allOnOne: false,
+}
+const NODES: Record<string, Node> = {
+  // Everything on one node: a single-node cluster (40 GB ≈ 37 GiB, less 10 % and ~8 GiB of images).
+  dev: {
+    node: 'minikube start --cpus 4 --memory 8g --disk-size 40g',
+    cpu: 3.25,
+    memory: '6.5Gi',
+    disk: '25Gi',
+    allOnOne: true,
+  },
+  staging: CLOUD_NODE,
+  production: CLOUD_NODE,
+  s3: CLOUD_NODE,
+  airgap: CLOUD_NODE,
 }
 
+type Resource = 'cpu' | 'memory' | 'ephemeral-storage'
+
 /** What the scheduler reserves for one pod: the larger of its init containers and the sum of its containers. */
-function podRequests(w: Workload): { cpu: number; memory: number } {
+function podRequests(w: Workload): { cpu: number; memory: number; disk: number } {
   const spec = w.spec.template.spec
-  const sum = (cs: readonly IContainer[] | undefined, r: 'cpu' | 'memory') =>
+  const sum = (cs: readonly IContainer[] | undefined, r: Resource) =>
     (cs ?? []).reduce((acc, c) => acc + quantity(c.resources?.requests?.[r] ?? '0'), 0)
-  const initMax = (r: 'cpu' | 'memory') =>
+  const initMax = (r: Resource) =>
     Math.max(
       0,
       ...(spec.initContainers ?? []).map((c) => quantity(c.resources?.requests?.[r] ?? '0')),
     )
-  return {
-    cpu: Math.max(sum(spec.containers, 'cpu'), initMax('cpu')),
-    memory: Math.max(sum(spec.containers, 'memory'), initMax('memory')),
-  }
+  const pod = (r: Resource) => Math.max(sum(spec.containers, r), initMax(r))
+  return { cpu: pod('cpu'), memory: pod('memory'), disk: pod('ephemeral-storage') }
 }
 
 t.test('requests: every pod fits the node its overlay is sized for', async (t) => {
@@ -140,17 +163,26 @@ t.test('requests: every pod fits the node its overlay is sized for', async (t) =
     if (!node) throw new Error(`${overlay}: add its node size to NODES and k8s/README.md`)
     t.ok(readme.includes(node.node), `${overlay}: k8s/README.md states "${node.node}"`)
     const memory = quantity(node.memory)
-    let total = { cpu: 0, memory: 0 }
+    const disk = quantity(node.disk)
+    let total = { cpu: 0, memory: 0, disk: 0 }
     for (const w of workloads(objects)) {
       const pod = podRequests(w)
-      const where = `${overlay} ${w.metadata.name}: ${pod.cpu} CPU / ${pod.memory / 2 ** 30} GiB`
-      t.ok(pod.cpu <= node.cpu && pod.memory <= memory, `${where} fits ${node.node}`)
+      const where = `${overlay} ${w.metadata.name}: ${pod.cpu} CPU / ${pod.memory / 2 ** 30} GiB / ${pod.disk / 2 ** 30} GiB disk`
+      t.ok(
+        pod.cpu <= node.cpu && pod.memory <= memory && pod.disk <= disk,
+        `${where} fits ${node.node}`,
+      )
       const replicas = w.spec.replicas ?? 1
-      total = { cpu: total.cpu + replicas * pod.cpu, memory: total.memory + replicas * pod.memory }
+      total = {
+        cpu: total.cpu + replicas * pod.cpu,
+        memory: total.memory + replicas * pod.memory,
+        disk: total.disk + replicas * pod.disk,
+      }
     }
     if (node.allOnOne) {
       t.ok(total.cpu <= node.cpu, `${overlay}: all pods together, ${total.cpu} CPU`)
       t.ok(total.memory <= memory, `${overlay}: all pods together, ${total.memory / 2 ** 30} GiB`)
+      t.ok(total.disk <= disk, `${overlay}: all pods together, ${total.disk / 2 ** 30} GiB disk`)
     }
   }
   // s3: api and worker pods are co-located with the exports volume: together they fit a node.
@@ -158,12 +190,39 @@ t.test('requests: every pod fits the node its overlay is sized for', async (t) =
   const together = ['api', 'worker'].map((name) => {
     const w = workload(objects, name)
     const pod = podRequests(w)
-    return { cpu: pod.cpu * (w.spec.replicas ?? 1), memory: pod.memory * (w.spec.replicas ?? 1) }
+    const replicas = w.spec.replicas ?? 1
+    return { cpu: pod.cpu * replicas, memory: pod.memory * replicas, disk: pod.disk * replicas }
   })
   const cpu = together.reduce((a, p) => a + p.cpu, 0)
   const memory = together.reduce((a, p) => a + p.memory, 0)
-  const s3 = NODES.s3 as (typeof NODES)[string]
+  const disk = together.reduce((a, p) => a + p.disk, 0)
+  const s3 = NODES.s3 as Node
   t.ok(cpu <= s3.cpu && memory <= quantity(s3.memory), `s3: co-located api + worker fit`)
+  t.ok(disk <= quantity(s3.disk), `s3: their disk too (${disk / 2 ** 30} GiB of ${s3.disk})`)
+  // Nothing else may take that node's room: a pod of another workload that fits beside a worker
+  // pod (where the co-located set gathers) must be kept off it, or an api pod stays Pending.
+  const workerPod = podRequests(workload(objects, 'worker'))
+  const workerLabels = podOf(workload(objects, 'worker')).labels
+  for (const w of workloads(objects)) {
+    if (w.metadata.name === 'api' || w.metadata.name === 'worker') continue
+    const pod = podRequests(w)
+    const fitsBeside =
+      pod.cpu + workerPod.cpu <= s3.cpu &&
+      pod.memory + workerPod.memory <= quantity(s3.memory) &&
+      pod.disk + workerPod.disk <= quantity(s3.disk)
+    const keptOff = (
+      w.spec.template.spec.affinity?.podAntiAffinity
+        ?.requiredDuringSchedulingIgnoredDuringExecution ?? []
+    ).some(
+      (term) =>
+        term.topologyKey === 'kubernetes.io/hostname' &&
+        selects(term.labelSelector ?? {}, workerLabels),
+    )
+    t.ok(
+      !fitsBeside || keptOff,
+      `s3 ${w.metadata.name}: ${keptOff ? 'kept off' : 'cannot fit on'} the api/worker node`,
+    )
+  }
   // A rollout (the `rollout restart` a ConfigMap change asks for) adds its surge pods on the same
   // node: they must fit too, or the rollout stays Pending.
   let surgeCpu = 0
@@ -494,6 +553,60 @@ t.test(
         const value = Number(ingress.metadata.annotations?.[`nginx.ingress.kubernetes.io/${name}`])
         t.ok(value >= seconds, `${overlay}: ${name} ${value} s ≥ REQUEST_TIMEOUT_MS (${seconds} s)`)
       }
+    }
+  },
+)
+
+t.test(
+  'ephemeral storage: pods with emptyDirs request and cap the disk their volumes may fill',
+  async (t) => {
+    for (const [overlay, objects] of rendered) {
+      for (const w of workloads(objects)) {
+        const spec = w.spec.template.spec
+        // Node disk only: a memory-backed emptyDir counts against memory instead.
+        const onDisk = (spec.volumes ?? []).filter(
+          (v) => v.emptyDir && v.emptyDir.medium !== 'Memory',
+        )
+        if (onDisk.length === 0) continue
+        const where = `${overlay} ${w.metadata.name}`
+        const sizes = onDisk.map((v) => quantity(v.emptyDir?.sizeLimit ?? 'none'))
+        const volumes = sizes.reduce((a, b) => a + b, 0)
+        const containers = allContainers(w)
+        for (const c of containers) {
+          const r = c.resources
+          t.ok(
+            r?.requests?.['ephemeral-storage'] && r.limits?.['ephemeral-storage'],
+            `${where}/${c.name}: ephemeral-storage requested and limited`,
+          )
+        }
+        const total = (r: 'requests' | 'limits') =>
+          spec.containers.reduce(
+            (a, c) => a + quantity(c.resources?.[r]?.['ephemeral-storage'] ?? '0'),
+            0,
+          )
+        // The scheduler reserves what the volumes may hold (so a full import cannot push the node
+        // into DiskPressure), and the pod's limit lets them fill up to their sizeLimits.
+        t.ok(
+          total('requests') >= volumes,
+          `${where}: requests ${total('requests') / 2 ** 30} GiB ≥ its emptyDirs' ${volumes / 2 ** 30} GiB`,
+        )
+        t.ok(total('limits') >= total('requests'), `${where}: limits ≥ requests`)
+      }
+      // The import volume leaves room over MODEL_IMPORT_LIMIT for the file system's own blocks.
+      const config =
+        find<K8sObject & { data?: Record<string, string> }>(
+          objects,
+          'ConfigMap',
+          'confluence-bot-config',
+        ).data ?? {}
+      const api = loadApiConfig({ ...config, API_KEYS: 'k'.repeat(16) })
+      const imports = workload(objects, 'api').spec.template.spec.volumes?.find(
+        (v) => v.name === 'model-imports',
+      )
+      t.ok(
+        quantity(imports?.emptyDir?.sizeLimit) >= api.MODEL_IMPORT_LIMIT + 2 ** 29,
+        `${overlay}: model-imports (${imports?.emptyDir?.sizeLimit}) > MODEL_IMPORT_LIMIT + 512 MiB`,
+      )
     }
   },
 )
