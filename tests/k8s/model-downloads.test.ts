@@ -12,7 +12,14 @@ import t, { type Test } from 'tap'
 import { parseAllDocuments, stringify } from 'yaml'
 import { runScript } from '../helpers/process.ts'
 import { creates, downloadsLeft, pulls, runInit, stockTools, stubDir } from './init-script.ts'
-import { container, egressAllowed, environment, validateObject, workload } from './kube.ts'
+import {
+  container,
+  egressAllowed,
+  environment,
+  quantity,
+  validateObject,
+  workload,
+} from './kube.ts'
 import { build, type K8sObject } from './render.ts'
 
 // The `model-downloads` component: models served over http(s) inside the cluster reach an Ollama
@@ -98,7 +105,14 @@ for (const overlay of ['production', 'airgap']) {
       t.equal(mount?.name, 'model-downloads', `${c.name} mounts the downloads`)
     }
     const volume = ollama.spec.template.spec.volumes?.find((v) => v.name === 'model-downloads')
-    t.ok(volume?.emptyDir?.sizeLimit, 'a scratch volume with a size limit')
+    const scratch = quantity(volume?.emptyDir?.sizeLimit)
+    t.ok(scratch > 0, 'a scratch volume with a size limit')
+    for (const bound of ['requests', 'limits'] as const) {
+      t.ok(
+        quantity(fetch.resources?.[bound]?.['ephemeral-storage']) >= scratch,
+        `the download container's disk ${bound} cover the scratch volume`,
+      )
+    }
 
     const all = policies(objects)
     t.ok(egressAllowed(all, OLLAMA, { ...MODEL_SERVER, port: 80 }), 'a model server in the cluster')
