@@ -3,6 +3,9 @@
 // calls, the same checks), but straight to Ollama like the other cnfl commands: no api key, and
 // no copy of a multi-GB file into MODEL_IMPORT_DIR, since the file is already on this disk. The
 // api route is for a file that is not on the machine (curl from a laptop).
+// It does not take the api's hold on the name (in Redis): an api import of the same name at the
+// same time is not kept out by it. Both look for the name again right before creating, so neither
+// overwrites a model the other made without --replace / replace=true.
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { open, readFile } from 'node:fs/promises'
@@ -11,6 +14,7 @@ import { Transform } from 'node:stream'
 import { loadApiConfig, modelParameters, ollamaModelName } from '@confluence-bot/shared'
 import { humanBytes } from '../services/api/src/lib/human-bytes.ts'
 import { OllamaUpstream } from '../services/api/src/lib/ollama-upstream.ts'
+import { MODEL_NAME_PATTERN } from '../services/api/src/schemas/models-import.ts'
 import { UsageError } from './ingest-usage.ts'
 import { parseCommand } from './search.ts'
 
@@ -88,6 +92,57 @@ async function checkGguf(path: string, file: string): Promise<number> {
   }
 }
 
+/** Refuses a name Ollama would refuse, before the file is read at all. */
+function checkName(name: string): void {
+  if (name.length > 256 || !new RegExp(MODEL_NAME_PATTERN).test(name)) {
+    throw new UsageError(
+      `--name ${JSON.stringify(name)} is not a model name Ollama accepts ([host/][namespace/]model[:tag]; letters, digits, _ . -)`,
+    )
+  }
+}
+
+/** Fails when Ollama has a model of that name; `since` says when it was made. */
+async function refuseTaken(
+  ollama: OllamaUpstream,
+  name: string,
+  signal: AbortSignal,
+  since: string,
+): Promise<void> {
+  const tags = await ollama.get('/api/tags', signal)
+  if (tags.statusCode >= 400) throw await ollama.error(tags)
+  const { models } = await ollama.json<{ models: Array<{ name: string }> }>(tags)
+  const taken = models.find((m) => ollamaModelName(m.name) === ollamaModelName(name))
+  if (taken) {
+    throw new Error(
+      `Ollama already has a model named ${taken.name}${since}: add --replace to replace it`,
+    )
+  }
+}
+
+/** Create's status lines to stderr; its last line, or a clear error when the stream is cut. */
+async function createLines(
+  body: AsyncIterable<Buffer>,
+  name: string,
+): Promise<{ status?: string; error?: string }> {
+  let last: { status?: string; error?: string } = {}
+  let carry = ''
+  try {
+    for await (const chunk of body) {
+      const lines = (carry + chunk.toString()).split('\n')
+      carry = lines.pop() as string
+      for (const line of lines.filter((l) => l.trim() !== '')) {
+        last = JSON.parse(line) as typeof last
+        if (last.status !== undefined) process.stderr.write(`${last.status}\n`)
+      }
+    }
+  } catch (err) {
+    throw new Error(
+      `Ollama closed the stream of creating ${name} before it finished (${(err as Error).message}): the model may not exist; check \`ollama list\``,
+    )
+  }
+  return last
+}
+
 function parseParameters(text: string | undefined): Record<string, unknown> | undefined {
   if (text === undefined) return undefined
   const parameters = modelParameters(text)
@@ -110,6 +165,7 @@ async function importModel(args: string[], cwd: string): Promise<number> {
   if (file === undefined || positionals.length > 1 || name === undefined) {
     throw new UsageError('cnfl models import takes one FILE and --name NAME')
   }
+  checkName(name)
   const parameters = parseParameters(values.parameters)
   const template =
     values.template === undefined
@@ -125,20 +181,11 @@ async function importModel(args: string[], cwd: string): Promise<number> {
     connectTimeoutMs: config.OLLAMA_CONNECT_TIMEOUT_MS,
     connections: 2,
     answerMaxMs: 0,
+    responseTimeoutMs: config.OLLAMA_RESPONSE_TIMEOUT_MS,
   })
   const signal = new AbortController().signal
   try {
-    if (values.replace !== true) {
-      const tags = await ollama.get('/api/tags', signal)
-      if (tags.statusCode >= 400) throw await ollama.error(tags)
-      const { models } = await ollama.json<{ models: Array<{ name: string }> }>(tags)
-      const taken = models.find((m) => ollamaModelName(m.name) === ollamaModelName(name))
-      if (taken) {
-        throw new Error(
-          `Ollama already has a model named ${taken.name}: add --replace to replace it`,
-        )
-      }
-    }
+    if (values.replace !== true) await refuseTaken(ollama, name, signal, '')
     const digest = await sha256Of(path, size)
     const blobPath = `/api/blobs/${digest}`
     const head = await ollama.blob('HEAD', blobPath, null, signal)
@@ -148,6 +195,10 @@ async function importModel(args: string[], cwd: string): Promise<number> {
       const sent = await ollama.blob('POST', blobPath, body, signal)
       if (sent.statusCode >= 400) throw await ollama.error(sent)
       await sent.body.dump()
+    }
+    // Hashing and uploading take minutes: another tool (an api import) may have made the name.
+    if (values.replace !== true) {
+      await refuseTaken(ollama, name, signal, ' (made while the file was uploading)')
     }
     const created = await ollama.post(
       '/api/create',
@@ -162,18 +213,11 @@ async function importModel(args: string[], cwd: string): Promise<number> {
       signal,
     )
     if (created.statusCode >= 400) throw await ollama.error(created)
-    let last: { status?: string; error?: string } = {}
-    let carry = ''
-    for await (const chunk of created.body) {
-      const lines = (carry + chunk.toString()).split('\n')
-      carry = lines.pop() as string
-      for (const line of lines.filter((l) => l.trim() !== '')) {
-        last = JSON.parse(line) as typeof last
-        if (last.status !== undefined) process.stderr.write(`${last.status}\n`)
-      }
-    }
+    const last = await createLines(created.body, name)
     if (last.status !== 'success') {
-      throw new Error(`Ollama did not create ${name}: ${last.error ?? 'its answer ended early'}`)
+      throw new Error(
+        `Ollama did not create ${name}: ${last.error ?? 'its answer ended before it said success; the model may not exist; check `ollama list`'}`,
+      )
     }
     process.stdout.write(`${JSON.stringify({ model: name, digest, size, status: 'success' })}\n`)
     return 0

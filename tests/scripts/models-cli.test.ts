@@ -8,7 +8,7 @@ import t, { type Test } from 'tap'
 import { models } from '../../scripts/models.ts'
 import { tempDir } from '../helpers/api.ts'
 import { standIn } from '../helpers/ollama.ts'
-import type { StandInOptions } from '../helpers/ollama-stand-in.ts'
+import type { StandInModel, StandInOptions } from '../helpers/ollama-stand-in.ts'
 import { runScript } from '../helpers/process.ts'
 
 const GGUF = Buffer.concat([Buffer.from('GGUF'), randomBytes(1024 * 1024)])
@@ -187,9 +187,16 @@ t.test("Ollama's failures are one line each, and no model is made", async (t) =>
   })
   await t.rejects(importing('c'), { message: 'Ollama did not create c: unsupported architecture' })
   ollama.options.faultFor = () => ({ truncateAfterTokens: 1 })
-  await t.rejects(importing('d'), { message: 'Ollama did not create d: its answer ended early' })
+  await t.rejects(importing('d'), {
+    message:
+      'Ollama did not create d: its answer ended before it said success; the model may not exist; check `ollama list`',
+  })
+  // The connection cut mid-stream: not just undici's "other side closed".
   ollama.options.faultFor = () => ({ truncateAfterTokens: 1, truncateMode: 'destroy' })
-  await t.rejects(importing('d'))
+  await t.rejects(importing('d'), {
+    message:
+      /^Ollama closed the stream of creating d before it finished \(.+\): the model may not exist; check `ollama list`$/,
+  })
   t.notOk(ollama.options.models.some((m) => /^[abcd]:/.test(m.name)))
   await t.rejects(run(t, 'http://127.0.0.1:1', ['import', 'tiny.gguf', '--name', 'e'], dir), {
     message: /Ollama is not reachable at OLLAMA_URL=http:\/\/127\.0\.0\.1:1/,
@@ -205,3 +212,48 @@ t.test("Ollama's failures are one line each, and no model is made", async (t) =>
     message: /database locked/,
   })
 })
+
+t.test('a name Ollama would refuse is refused before the file is read or sent', async (t) => {
+  const dir = await files(t)
+  const ollama = await ollamaWith(t)
+  for (const name of ['../../etc/x', 'bad name', 'x:', `${'a'.repeat(257)}`]) {
+    const refused = run(t, ollama.url, ['import', 'tiny.gguf', '--name', name], dir)
+    await t.rejects(refused, { message: /is not a model name Ollama accepts/ })
+  }
+  t.same(ollama.requests, [], 'Ollama was not asked anything')
+})
+
+t.test(
+  'a model made under the name during the upload (an api import, another tool) is not overwritten',
+  async (t) => {
+    const dir = await files(t)
+    const ollama = await ollamaWith(t)
+    // Another writer creates the name while this file is hashed and uploaded.
+    ollama.options.faultFor = ({ method, path }) => {
+      if (method === 'HEAD' && path.startsWith('/api/blobs/')) {
+        ollama.options.models.push({
+          ...(ollama.options.models[0] as StandInModel),
+          name: 'race:latest',
+        })
+      }
+      return undefined
+    }
+    await t.rejects(run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'race'], dir), {
+      message:
+        'Ollama already has a model named race:latest (made while the file was uploading): add --replace to replace it',
+    })
+    t.notOk(
+      ollama.requests.some((r) => r.path === '/api/create'),
+      'create was not called',
+    )
+    ollama.options.faultFor = undefined
+    const replaced = await run(
+      t,
+      ollama.url,
+      ['import', 'tiny.gguf', '--name', 'race', '--replace'],
+      dir,
+    )
+    t.equal(replaced.code, 0)
+    t.equal(ollama.options.models.filter((m) => m.name === 'race:latest').length, 1)
+  },
+)

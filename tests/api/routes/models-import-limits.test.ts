@@ -64,7 +64,7 @@ type Upload = {
 function upload(
   api: Api,
   query: string,
-  options: { length?: number; first?: Buffer } = {},
+  options: { length?: number; first?: Buffer; type?: string | null } = {},
 ): Upload {
   const socket = connect(api.port, '127.0.0.1')
   const framing =
@@ -73,7 +73,7 @@ function upload(
       : `content-length: ${options.length}\r\n`
   socket.write(
     `POST /api/models/import?${query} HTTP/1.1\r\nhost: 127.0.0.1\r\n` +
-      `authorization: Bearer ${ADMIN_KEY}\r\ncontent-type: application/octet-stream\r\n${framing}\r\n`,
+      `authorization: Bearer ${ADMIN_KEY}\r\n${contentType(options.type)}${framing}\r\n`,
   )
   const chunked = options.length === undefined
   const send = (bytes: Buffer) => {
@@ -107,6 +107,10 @@ function upload(
   answer.catch(() => undefined)
   return { socket, chunk: send, end: () => socket.write('0\r\n\r\n'), answer, closed }
 }
+
+/** The Content-Type header line: the route's own type unless the test says (null: none). */
+const contentType = (type: string | null = 'application/octet-stream') =>
+  type === null ? '' : `content-type: ${type}\r\n`
 
 /** A complete HTTP answer (Content-Length or chunked), or undefined while it is not. */
 function parse(raw: string) {
@@ -266,9 +270,18 @@ t.test('a hold left by an api that died lapses; until then the name is refused',
   const keys = new Redis(r.redis.url)
   t.teardown(() => keys.quit())
   // As an api that died mid-import leaves it: no one renews it any more.
-  await keys.set(holdKey('orphan'), 'a-dead-api', 'PX', 700)
+  await keys.set(holdKey('orphan'), 'a-dead-api', 'PX', 1500)
   const early = upload(api, 'name=orphan', { first: GGUF_CHUNK })
-  t.equal((await early.answer).status, 409)
+  const refused = await early.answer
+  t.equal(refused.status, 409)
+  // When to retry: what is left of the hold, in whole seconds (1 or 2 here, as time passes).
+  t.match(refused.headers['retry-after'], /^[12]$/)
+  t.match(json(refused.body), {
+    error: 'import_in_progress',
+    message: new RegExp(
+      `if it is gone \\(its api process died\\), the hold on the name lapses within ${refused.headers['retry-after']} s`,
+    ),
+  })
   await until('the hold lapsed', async () => (await keys.exists(holdKey('orphan'))) === 0)
   const late = upload(api, 'name=orphan', { first: GGUF_CHUNK })
   late.end()
@@ -355,12 +368,17 @@ t.test('at start, part files no live import owns are removed', async (t) => {
     live: `${process.ppid}-4567cdef.gguf.part`,
     // This very pid: left by a crashed process that had it (a container restarted as pid 1).
     mine: `${process.pid}-89abcdef.gguf.part`,
-    older: '0a1b2c3d4e5f6a7b.gguf.part',
+    // Not the api's own naming: a browser's download in progress, another tool's file.
+    browser: 'llama.gguf.part',
+    pidless: '0a1b2c3d4e5f6a7b.gguf.part',
     other: 'notes.txt',
   }
   for (const name of Object.values(names)) await writeFile(join(r.dir, name), 'GGUF')
   await r.api()
-  t.same((await readdir(r.dir)).sort(), [names.live, names.other].sort())
+  t.same(
+    (await readdir(r.dir)).sort(),
+    [names.live, names.browser, names.pidless, names.other].sort(),
+  )
 })
 
 t.test(
@@ -405,3 +423,105 @@ t.test(
     }
   },
 )
+
+t.test(
+  'a wrong or missing Content-Type: 415 naming the type, before the body is read',
+  async (t) => {
+    const r = await rig(t)
+    const api = await r.api()
+    // curl's --data-binary default, none (curl -T), text, JSON: the JSON parser never reads it.
+    for (const type of [
+      'application/x-www-form-urlencoded',
+      null,
+      'text/plain',
+      'application/json',
+    ]) {
+      // Declared within MODEL_IMPORT_LIMIT but only begun: an answer now means none of it was
+      // waited for.
+      const sent = upload(api, 'name=typed', { length: LIMIT - 1, first: GGUF_CHUNK, type })
+      const answer = await sent.answer
+      t.equal(answer.status, 415, `${type}: ${answer.body}`)
+      t.equal(answer.headers.connection, 'close')
+      t.match(json(answer.body), {
+        error: 'unsupported_media_type',
+        message: /Send the GGUF file as the body with Content-Type: application\/octet-stream/,
+      })
+      await sent.closed
+    }
+    t.same(await partFiles(r.dir), [])
+    t.same(r.ollama.requests, [], 'Ollama was not asked anything')
+  },
+)
+
+t.test(
+  'a MODEL_IMPORT_DIR the api cannot write: 503 naming it and the cause, nothing left',
+  async (t) => {
+    const r = await rig(t)
+    // A file where the directory's parent should be: mkdir fails (ENOTDIR), as on a read-only mount.
+    const blocker = join(await tempDir(t, 'cnfl-import-blocked-'), 'a-file')
+    await writeFile(blocker, 'not a directory')
+    const blocked = join(blocker, 'imports')
+    const api = await r.api({ MODEL_IMPORT_DIR: blocked })
+    const sent = upload(api, 'name=nowhere', { first: GGUF_CHUNK })
+    const answer = await sent.answer
+    t.equal(answer.status, 503, answer.body)
+    t.equal(answer.headers.connection, 'close')
+    t.match(json(answer.body), {
+      error: 'import_dir_unwritable',
+      message: `MODEL_IMPORT_DIR=${blocked} cannot be written by the api (ENOTDIR)`,
+    })
+    await sent.closed
+    // A directory the api may not write in (EACCES; a read-only one: EROFS): the part file's
+    // open fails as the kernel would fail it (this test may run as root, whom modes do not stop).
+    const writable = await r.api()
+    const real = fs.open
+    let code = 'EACCES'
+    fs.open = ((path: string, ...rest: unknown[]) => {
+      if (!String(path).endsWith('.gguf.part'))
+        return (real as (...a: unknown[]) => void)(path, ...rest)
+      const callback = rest.pop() as (err: Error) => void
+      process.nextTick(callback, Object.assign(new Error(`${code}: open '${path}'`), { code }))
+    }) as typeof fs.open
+    t.teardown(() => {
+      fs.open = real
+    })
+    for (const cause of ['EACCES', 'EROFS']) {
+      code = cause
+      const denied = upload(writable, 'name=denied', { first: GGUF_CHUNK })
+      const refused = await denied.answer
+      t.equal(refused.status, 503, refused.body)
+      t.match(json(refused.body), {
+        error: 'import_dir_unwritable',
+        message: `MODEL_IMPORT_DIR=${r.dir} cannot be written by the api (${cause})`,
+      })
+      await denied.closed
+    }
+    fs.open = real
+    t.same(await partFiles(r.dir), [])
+    // The hold was let go: the name imports once the directory is writable.
+    const retry = upload(writable, 'name=denied', { first: GGUF_CHUNK })
+    retry.end()
+    t.equal((await retry.answer).status, 200)
+    t.equal(r.ollama.requests.filter((q) => q.path === '/api/create').length, 1)
+  },
+)
+
+t.test('a Redis that refuses writes (out of memory): 503 naming Redis, not a 500', async (t) => {
+  const r = await rig(t)
+  const api = await r.api()
+  const keys = new Redis(r.redis.url)
+  t.teardown(() => keys.quit())
+  await keys.config('SET', 'maxmemory-policy', 'noeviction')
+  await keys.config('SET', 'maxmemory', '1')
+  const sent = upload(api, 'name=oom', { first: GGUF_CHUNK })
+  const answer = await sent.answer
+  await keys.config('SET', 'maxmemory', '0')
+  t.equal(answer.status, 503, answer.body)
+  t.equal(answer.headers.connection, 'close')
+  t.match(json(answer.body), {
+    error: 'redis_unavailable',
+    message: /Redis \(REDIS_URL\) did not record this import's hold on the name oom \(OOM .*\)/,
+  })
+  await sent.closed
+  t.same(await partFiles(r.dir), [])
+})

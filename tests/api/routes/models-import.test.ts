@@ -5,13 +5,14 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readdirSync, rmSync } from 'node:fs'
 import { readdir } from 'node:fs/promises'
 import { createServer } from 'node:http'
+import { createServer as createNetServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { ADMIN_KEY, bearer, listenTestApp, READER_KEY, tempDir } from '../../helpers/api.ts'
 import { ndjson, standIn } from '../../helpers/ollama.ts'
-import type { OllamaStandIn, StandInOptions } from '../../helpers/ollama-stand-in.ts'
+import type { OllamaStandIn, StandInModel, StandInOptions } from '../../helpers/ollama-stand-in.ts'
 import { startRedis } from '../../helpers/redis.ts'
 
 const MiB = 1024 * 1024
@@ -400,3 +401,115 @@ t.test("the blob and create requests carry OLLAMA_URL's credential", async (t) =
     t.equal(q.headers.authorization, `Basic ${Buffer.from('gw:secret').toString('base64')}`)
   }
 })
+
+t.test(
+  'a model made under the name during the upload (cnfl, another tool): 409, not overwritten',
+  async (t) => {
+    const r = await rig(t)
+    const made: string[] = []
+    // Another writer creates the name once the file is here, before the import's create.
+    r.ollama.options.faultFor = ({ method, path }) => {
+      if (method === 'HEAD' && path.startsWith('/api/blobs/')) {
+        const name = `race${made.length}:latest`
+        made.push(name)
+        r.ollama.options.models.push({ ...(r.ollama.options.models[0] as StandInModel), name })
+      }
+      return undefined
+    }
+    const res = await upload(r, { name: 'race0' }, SMALL)
+    t.equal(res.status, 409)
+    t.match(res.json(), {
+      error: 'model_exists',
+      message: /race0:latest \(made while the file was uploading\).*replace=true/,
+    })
+    const streamed = await upload(r, { name: 'race1', stream: 'true' }, SMALL)
+    t.match(ndjson(streamed.body).at(-1), { error: 'model_exists', message: /race1:latest/ })
+    t.notOk(
+      r.ollama.requests.some((q) => q.path === '/api/create'),
+      'create was not called',
+    )
+    t.same(await tempFiles(r.dir), [])
+    r.ollama.options.faultFor = undefined
+    const replaced = await upload(r, { name: 'race0', replace: 'true' }, SMALL)
+    t.equal(replaced.status, 200)
+    t.equal(modelNames(r.ollama).filter((n) => n === 'race0:latest').length, 1)
+  },
+)
+
+/** An "Ollama" that accepts connections and never answers. */
+async function silentServer(t: Test): Promise<string> {
+  const sockets = new Set<Socket>()
+  const server = createNetServer((socket) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    socket.on('close', () => sockets.delete(socket))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise((resolve) => server.close(resolve))
+  })
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`
+}
+
+t.test(
+  'an Ollama that never answers: 504 naming it (model list, name check, blob check), not a hang',
+  async (t) => {
+    const silent = await silentServer(t)
+    const dir = join(await tempDir(t, 'cnfl-import-silent-'), 'imports')
+    const { url } = await listenTestApp(t, {
+      OLLAMA_URL: silent,
+      OLLAMA_RESPONSE_TIMEOUT_MS: '300',
+      REDIS_URL: redis.url,
+      MODEL_IMPORT_DIR: dir,
+      ADMIN_API_KEYS: ADMIN_KEY,
+    })
+    const expected = {
+      error: 'ollama_timeout',
+      message:
+        /Ollama at OLLAMA_URL=.* did not begin answering within OLLAMA_RESPONSE_TIMEOUT_MS \(300 ms\)/,
+    }
+    // The client gives up long after the api should have: a hang fails here, not at tap's timeout.
+    const listed = await request(`${url}/api/models`, {
+      headers: bearer(ADMIN_KEY),
+      headersTimeout: 20_000,
+    })
+    t.equal(listed.statusCode, 504)
+    t.match(await listed.body.json(), expected)
+    // The name check (GET /api/tags), then, with replace=true, the blob's HEAD.
+    for (const query of [{ name: 'hang' }, { name: 'hang', replace: 'true' }] as Array<
+      Record<string, string>
+    >) {
+      const res = await upload({ url }, query, SMALL)
+      t.equal(res.status, 504, res.body)
+      t.match(res.json(), expected)
+    }
+    t.same(await tempFiles(dir), [])
+    // The name is free again.
+    const again = await upload({ url }, { name: 'hang', replace: 'true', stream: 'true' }, SMALL)
+    t.match(ndjson(again.body).at(-1), { error: 'ollama_timeout' })
+  },
+)
+
+t.test(
+  "create's answer that never begins: 504; a slow model load elsewhere is not cut",
+  async (t) => {
+    const r = await rig(t, {}, { OLLAMA_RESPONSE_TIMEOUT_MS: '300' })
+    r.ollama.options.faultFor = ({ path }) =>
+      path === '/api/create' ? { firstByteDelayMs: 60_000 } : undefined
+    const res = await upload(r, { name: 'stuck' }, SMALL)
+    t.equal(res.status, 504, res.body)
+    t.match(res.json(), { error: 'ollama_timeout', message: /OLLAMA_RESPONSE_TIMEOUT_MS/ })
+    await nothingLeft(t, r, 'stuck')
+    // A model that takes longer than OLLAMA_RESPONSE_TIMEOUT_MS to load still answers.
+    r.ollama.options.faultFor = undefined
+    r.ollama.options.firstByteDelayMs = 1000
+    const answer = await request(`${r.url}/ollama/api/generate`, {
+      method: 'POST',
+      headers: { ...bearer(READER_KEY), 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'llama3.2', prompt: 'Hi', stream: false }),
+    })
+    t.equal(answer.statusCode, 200)
+    t.match(await answer.body.json(), { response: 'The sky is blue.', done: true })
+  },
+)

@@ -106,6 +106,10 @@ export const ApiEnvSchema = Type.Object({
     5_000,
     'Time to open a connection to Ollama; model loads and pulls have no timeout (answers: ANSWER_MAX_MS)',
   ),
+  OLLAMA_RESPONSE_TIMEOUT_MS: Millis(
+    30_000,
+    'Time Ollama may take to begin answering a call that loads no model (model list, blob check, the start of a model import): 504 above it; 0: no limit',
+  ),
   HEALTH_TIMEOUT_MS: Millis(2_000, 'Time each readiness check may take'),
   EXPORT_UPLOAD_LIMIT: Type.Integer({
     minimum: 1024,

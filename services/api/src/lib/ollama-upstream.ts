@@ -4,8 +4,11 @@ import { Pool } from 'undici'
 import { countAnswerStopped, countOllamaError } from './metrics.ts'
 
 // The gateway's HTTP client for Ollama: one keep-alive pool, bytes passed through untouched.
-// A connect timeout applies, but no headers or body timeout: a model may take minutes to load
-// (Ollama sends no headers until then) and a pull may stream for an hour.
+// A connect timeout applies, but no general headers or body timeout: a model may take minutes
+// to load (Ollama sends no headers until then) and a pull may stream for an hour. Only calls that
+// load no model (GET, a blob's HEAD, a create's answer once its small JSON body is sent) wait at
+// most OLLAMA_RESPONSE_TIMEOUT_MS for the answer to begin: an Ollama that accepts connections
+// but never answers must not hang them.
 // OLLAMA_URL may carry the gateway's own credential for an Ollama behind a proxy: user info
 // (`http://user:pass@host`) goes out as `Authorization: Basic` and a query (`?token=…`) is kept
 // on every request; neither is ever printed (`url` is redacted).
@@ -25,6 +28,9 @@ const CONNECTION_ERRORS = new Set([
   'UND_ERR_CLOSED',
 ])
 
+/** Paths whose answer begins at once even on a busy Ollama (no model is loaded for them). */
+const BOUNDED_POSTS = new Set(['/api/create'])
+
 export class OllamaUpstream {
   /** OLLAMA_URL with its password and query values hidden. */
   readonly url: string
@@ -35,6 +41,7 @@ export class OllamaUpstream {
   readonly #query: string
   readonly #headers: Record<string, string>
   readonly #answerMaxMs: number
+  readonly #responseMs: number
 
   constructor(
     url: string,
@@ -43,6 +50,8 @@ export class OllamaUpstream {
       connections?: number
       /** ANSWER_MAX_MS: how long an answer may run (0: no limit). */
       answerMaxMs: number
+      /** OLLAMA_RESPONSE_TIMEOUT_MS: how long a call that loads no model waits for headers. */
+      responseTimeoutMs: number
     },
   ) {
     const target = ollamaTarget(url)
@@ -52,6 +61,7 @@ export class OllamaUpstream {
     this.#query = target.query
     this.#headers = target.headers
     this.#answerMaxMs = options.answerMaxMs
+    this.#responseMs = options.responseTimeoutMs
     this.#pool = new Pool(target.origin, {
       connections: options.connections ?? 128,
       headersTimeout: 0,
@@ -68,6 +78,8 @@ export class OllamaUpstream {
       headers: { ...this.#headers, 'content-type': 'application/json' },
       body: serialize(payload),
       signal,
+      // undici starts this clock once the body is sent; 0 (the pool's default) waits for ever.
+      headersTimeout: BOUNDED_POSTS.has(path) ? this.#responseMs : 0,
     }
     if (this.#answerMaxMs > 0 && ANSWER_PATHS.has(path)) return this.#answer(options)
     return this.#request(options)
@@ -108,7 +120,9 @@ export class OllamaUpstream {
 
   /**
    * A blob request (`HEAD`, or `POST` with a file's bytes streamed as the body): no JSON, no
-   * answer time limit; connection failures as for post().
+   * answer time limit; connection failures as for post(). A HEAD waits at most
+   * OLLAMA_RESPONSE_TIMEOUT_MS; a POST's answer comes once Ollama has stored gigabytes, so it is
+   * not bounded (undici would also count a pause in sending the body against it).
    */
   blob(
     method: 'HEAD' | 'POST',
@@ -123,11 +137,18 @@ export class OllamaUpstream {
       headers: { ...this.#headers, ...type },
       body: body as Dispatcher.RequestOptions['body'],
       signal,
+      headersTimeout: body === null ? this.#responseMs : 0,
     })
   }
 
   get(path: string, signal?: AbortSignal): Promise<UpstreamResponse> {
-    return this.#request({ method: 'GET', path: this.#path(path), headers: this.#headers, signal })
+    return this.#request({
+      method: 'GET',
+      path: this.#path(path),
+      headers: this.#headers,
+      signal,
+      headersTimeout: this.#responseMs,
+    })
   }
 
   #path(path: string): string {
@@ -142,9 +163,21 @@ export class OllamaUpstream {
     }
   }
 
-  /** Maps a transport failure to the 503 a client sees; an abort passes through. */
+  /**
+   * Maps a transport failure to the 503 (or, for an Ollama that did not answer in time, 504) a
+   * client sees; an abort passes through.
+   */
   unavailable(err: unknown): unknown {
     const code = (err as { code?: string }).code
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+      countOllamaError('unreachable')
+      return new AppError(
+        504,
+        ErrorCode.ollamaTimeout,
+        `Ollama at OLLAMA_URL=${this.url} accepted the connection but did not begin answering within OLLAMA_RESPONSE_TIMEOUT_MS (${this.#responseMs} ms); is it stuck?`,
+        { cause: err },
+      )
+    }
     if (code !== undefined && CONNECTION_ERRORS.has(code)) {
       countOllamaError('unreachable')
       return new AppError(

@@ -2,9 +2,10 @@ import Type, { type Static } from 'typebox'
 
 /**
  * A model name Ollama accepts (`[host[:port]/][namespace/]model[:tag]`): refused here, before a
- * multi-GB upload, rather than by Ollama's create once the file has arrived.
+ * multi-GB upload, rather than by Ollama's create once the file has arrived (`cnfl models import`
+ * checks it too, before hashing the file).
  */
-const MODEL_NAME_PATTERN =
+export const MODEL_NAME_PATTERN =
   '^(?:[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]+)?/)?(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}/)?[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,79})?$'
 
 export const ModelImportQuerySchema = Type.Object(

@@ -12,6 +12,7 @@ async function ollama(fastify: FastifyInstance) {
   const upstream = new OllamaUpstream(fastify.config.OLLAMA_URL, {
     connectTimeoutMs: fastify.config.OLLAMA_CONNECT_TIMEOUT_MS,
     answerMaxMs: fastify.config.ANSWER_MAX_MS,
+    responseTimeoutMs: fastify.config.OLLAMA_RESPONSE_TIMEOUT_MS,
   })
   fastify.decorate('ollama', upstream)
   fastify.addHook('onClose', () => upstream.close())

@@ -5,8 +5,16 @@ import type { IncomingMessage } from 'node:http'
 import { join, resolve } from 'node:path'
 import { pipeline as pipe, Transform, finished as whenDone } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { AppError, ErrorCode, modelParameters, ollamaModelName } from '@confluence-bot/shared'
+import {
+  AppError,
+  ErrorCode,
+  type ErrorCodeName,
+  modelParameters,
+  ollamaModelName,
+} from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply } from 'fastify'
+import Type from 'typebox'
 import { errorLine, relayNdjson } from '../../lib/ndjson.ts'
 import { abortOnClientGone, lastLine, onceClosed, sendNdjson } from '../../lib/proxy.ts'
 import { mediaType } from '../../plugins/app/errors.ts'
@@ -42,11 +50,24 @@ const DROP_HOLD = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.ca
 /**
  * A part file: `<pid>-<random>.gguf.part`, named after the api process writing it, so that at
  * start one api removes what a crashed one left without touching a live import of another api
- * process sharing the directory on this machine.
+ * process sharing the directory on this machine, nor any file it did not write (a browser's
+ * `model.gguf.part` in a directory MODEL_IMPORT_DIR was pointed at).
  */
 const PART_FILE = /^([1-9][0-9]*)-[0-9a-f]+\.gguf\.part$/
 /** Errors of a file system with no room left (a full disk, or a user's quota). */
 const NO_ROOM = new Set(['ENOSPC', 'EDQUOT'])
+/**
+ * Errors of a MODEL_IMPORT_DIR the api cannot write at all: no permission, a read-only file
+ * system, a file where a directory should be (EEXIST, ENOTDIR), or a parent mkdir could not make
+ * (ENOENT, which a read-only mount gives for a missing directory).
+ */
+const UNWRITABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'ENOENT'])
+/** The status of an import's last line, by its error code (any other failure is Ollama's: 502). */
+const LINE_STATUS = new Map<string, number>([
+  [ErrorCode.modelExists, 409],
+  [ErrorCode.ollamaUnavailable, 503],
+  [ErrorCode.ollamaTimeout, 504],
+])
 
 type Received = { digest: string; size: number }
 
@@ -105,6 +126,26 @@ async function receive(body: IncomingMessage, path: string, limit: number): Prom
   return { digest: `sha256:${hash.digest('hex')}`, size }
 }
 
+/** A file system error of MODEL_IMPORT_DIR as the 503 that says what to fix; others as they are. */
+function diskFailure(dir: string, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code as string
+  if (NO_ROOM.has(code)) {
+    return new AppError(
+      503,
+      ErrorCode.importDirFull,
+      `MODEL_IMPORT_DIR=${dir} is full (${code}): the upload was stopped and removed; free room there, or give it a larger volume`,
+    )
+  }
+  if (UNWRITABLE.has(code)) {
+    return new AppError(
+      503,
+      ErrorCode.importDirUnwritable,
+      `MODEL_IMPORT_DIR=${dir} cannot be written by the api (${code}): make it a writable directory, or point MODEL_IMPORT_DIR at one`,
+    )
+  }
+  return err
+}
+
 /** Whether process `pid` runs (EPERM: it does, as another user). */
 function alive(pid: number): boolean {
   try {
@@ -139,13 +180,12 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addContentTypeParser(GGUF_TYPE, (_request, payload, done) => done(null, payload))
 
   // At start: part files of uploads cut by a crash (theirs is this pid if it came back with it,
-  // as a restarted container's first process does; or a pid no process has any more). A part
-  // file of the older, pid-less naming has no live owner to find and is removed too.
+  // as a restarted container's first process does; or a pid no process has any more). Only names
+  // of the api's own pattern: anything else in the directory is not the api's to remove.
   const names = await readdir(dir).catch(() => [] as string[])
   const stale = names.filter((name) => {
-    if (!name.endsWith('.gguf.part')) return false
-    const owner = Number(PART_FILE.exec(name)?.[1])
-    return owner === process.pid || !alive(owner)
+    const owner = PART_FILE.exec(name)?.[1]
+    return owner !== undefined && (Number(owner) === process.pid || !alive(Number(owner)))
   })
   await Promise.allSettled(stale.map((name) => rm(join(dir, name), { force: true })))
   if (stale.length > 0) {
@@ -163,15 +203,26 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
    * runs so that only an api that died lets it lapse (after MODEL_IMPORT_LOCK_MS). The hold's
    * release may be called any number of times.
    */
-  async function holdName(name: string): Promise<() => Promise<void>> {
+  async function holdName(name: string, reply: FastifyReply): Promise<() => Promise<void>> {
     const key = HOLD_PREFIX + ollamaModelName(name)
     const token = randomBytes(16).toString('hex')
     const ttl = config.MODEL_IMPORT_LOCK_MS
-    if ((await redis.set(key, token, 'PX', ttl, 'NX')) === null) {
+    const held = await redis.set(key, token, 'PX', ttl, 'NX').catch((err: Error) => {
+      // A Redis that refuses writes (out of memory, a read-only replica) or is gone.
+      throw new AppError(
+        503,
+        ErrorCode.redisUnavailable,
+        `Redis (REDIS_URL) did not record this import's hold on the name ${name} (${err.message}); nothing was imported, retry once Redis takes writes`,
+      )
+    })
+    if (held === null) {
+      // The hold of an import that runs is renewed; one whose api died lapses in what is left.
+      const seconds = Math.max(1, Math.ceil((await redis.pttl(key)) / 1000))
+      reply.header('retry-after', String(seconds))
       throw new AppError(
         409,
         ErrorCode.importInProgress,
-        `${name} is being imported already (on this or another api process): wait for that import to end; to replace the model it makes, send replace=true then`,
+        `${name} is being imported already (on this or another api process): wait for that import to end; if it is gone (its api process died), the hold on the name lapses within ${seconds} s (MODEL_IMPORT_LOCK_MS). To replace the model it makes, send replace=true then`,
       )
     }
     // A renewal Redis refuses is not worth failing the import for (the redis plugin logs the
@@ -191,8 +242,11 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }
 
-  /** 409 when Ollama already has a model of that name (Ollama's create would overwrite it). */
-  async function refuseExisting(name: string, signal: AbortSignal): Promise<void> {
+  /**
+   * 409 when Ollama already has a model of that name (Ollama's create would overwrite it).
+   * `since` says when it was made, for a model found on the last look before create.
+   */
+  async function refuseExisting(name: string, signal: AbortSignal, since: string): Promise<void> {
     const response = await ollama.get('/api/tags', signal)
     if (response.statusCode >= 400) throw await ollama.error(response)
     const { models } = await ollama.json<{ models: Array<{ name: string }> }>(response)
@@ -202,7 +256,7 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
       throw new AppError(
         409,
         ErrorCode.modelExists,
-        `Ollama already has a model named ${found.name}: choose another name, or send replace=true to replace it`,
+        `Ollama already has a model named ${found.name}${since}: choose another name, or send replace=true to replace it`,
       )
     }
   }
@@ -263,6 +317,12 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
     try {
       yield* uploadBlob(path, file, signal)
       await rm(path, { force: true })
+      // The hold keeps api imports apart, not `cnfl models import`, a pull or another tool: a
+      // model made under the name during the upload is not overwritten. The blob stays; Ollama
+      // prunes blobs no model uses.
+      if (query.replace !== true) {
+        await refuseExisting(query.name, signal, ' (made while the file was uploading)')
+      }
       const upstream = await ollama.post(
         '/api/create',
         {
@@ -312,7 +372,10 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
           '(unless `replace=true`) or `import_in_progress` (the name is being imported, on any api ' +
           'replica), 413 over MODEL_IMPORT_LIMIT, 415 `not_gguf`, 503 `imports_busy` past ' +
           'MODEL_IMPORT_CONCURRENCY imports on this api process (with Retry-After) or ' +
-          '`import_dir_full` when MODEL_IMPORT_DIR has no room left.',
+          '`import_dir_full` when MODEL_IMPORT_DIR has no room left, `import_dir_unwritable` when it ' +
+          'cannot be written, `redis_unavailable` when Redis does not record the hold. A name taken ' +
+          'during the upload (by another tool) is also a 409 `model_exists`, after the upload. 504 ' +
+          '`ollama_timeout` when Ollama does not begin answering within OLLAMA_RESPONSE_TIMEOUT_MS.',
         querystring: ModelImportQuerySchema,
         response: {
           200: {
@@ -323,6 +386,9 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
             },
           },
           ...errorResponses(400, 401, 403, 409, 413, 415, 502, 503),
+          504: Type.Ref('Error', {
+            description: 'Ollama did not begin answering within OLLAMA_RESPONSE_TIMEOUT_MS',
+          }),
         },
       },
       config: {
@@ -336,27 +402,32 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
           },
         }),
       },
+      // Before any parser reads the body (the JSON one would read it all, up to BODY_LIMIT, to
+      // then call it not JSON): a wrong type is refused at once, the connection closed.
+      preParsing: async (request, reply) => {
+        if (mediaType(request.headers['content-type']) !== GGUF_TYPE) {
+          reply.raw.shouldKeepAlive = false
+          throw new AppError(
+            415,
+            ErrorCode.unsupportedMediaType,
+            `Send the GGUF file as the body with Content-Type: ${GGUF_TYPE} (this request has ${request.headers['content-type'] ?? 'none'})`,
+          )
+        }
+      },
     },
     async (request, reply) => {
       // Until the whole body has arrived, an answer closes the connection: keeping it open would
       // have Node read (and drop) all the rest of a multi-GB body first.
       const keepAlive = reply.raw.shouldKeepAlive
       reply.raw.shouldKeepAlive = false
-      if (mediaType(request.headers['content-type']) !== GGUF_TYPE) {
-        throw new AppError(
-          415,
-          ErrorCode.unsupportedMediaType,
-          `Send the GGUF file as the body with Content-Type: ${GGUF_TYPE}`,
-        )
-      }
       const { query } = request
       const parameters = parseParameters(query.parameters)
       const limit = config.MODEL_IMPORT_LIMIT
       if (Number(request.headers['content-length'] ?? 0) > limit) throw tooLarge(limit)
       const abort = abortOnClientGone(request, reply)
-      if (query.replace !== true) await refuseExisting(query.name, abort.signal)
+      if (query.replace !== true) await refuseExisting(query.name, abort.signal, '')
 
-      const releaseName = await holdName(query.name)
+      const releaseName = await holdName(query.name, reply)
       if (importing >= config.MODEL_IMPORT_CONCURRENCY) {
         await releaseName()
         reply.header('retry-after', String(BUSY_RETRY_AFTER_S))
@@ -385,17 +456,12 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
       let file: Received
       try {
         // Held now: a model made under the name since the first look is found.
-        if (query.replace !== true) await refuseExisting(query.name, abort.signal)
-        await mkdir(dir, { recursive: true })
-        file = await receive(request.body as IncomingMessage, path, limit).catch((err) => {
-          const code = (err as NodeJS.ErrnoException).code as string
-          if (!NO_ROOM.has(code)) throw err
-          throw new AppError(
-            503,
-            ErrorCode.importDirFull,
-            `MODEL_IMPORT_DIR=${dir} is full (${code}): the upload was stopped and removed; free room there, or give it a larger volume`,
-          )
-        })
+        if (query.replace !== true) await refuseExisting(query.name, abort.signal, '')
+        const failed = (err: unknown) => {
+          throw diskFailure(dir, err)
+        }
+        await mkdir(dir, { recursive: true }).catch(failed)
+        file = await receive(request.body as IncomingMessage, path, limit).catch(failed)
         reply.raw.shouldKeepAlive = keepAlive
         if (query.digest !== undefined && query.digest !== file.digest) {
           throw new AppError(
@@ -405,7 +471,8 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
           )
         }
       } catch (err) {
-        await rm(path, { force: true })
+        // (Under a MODEL_IMPORT_DIR with a file in its path, even this fails: ENOTDIR.)
+        await rm(path, { force: true }).catch(() => undefined)
         // Before the refusal goes out: the client may retry the name at once.
         await release()
         throw err
@@ -419,10 +486,10 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
         message?: string
       }
       if (last.status === 'success') return { status: 'success', digest: file.digest }
-      const unavailable = last.error === ErrorCode.ollamaUnavailable
+      const status = LINE_STATUS.get(last.error as string)
       throw new AppError(
-        unavailable ? 503 : 502,
-        unavailable ? ErrorCode.ollamaUnavailable : ErrorCode.ollamaError,
+        status ?? 502,
+        (status === undefined ? ErrorCode.ollamaError : last.error) as ErrorCodeName,
         last.message as string,
       )
     },
