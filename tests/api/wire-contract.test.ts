@@ -9,6 +9,7 @@
 import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
+import { createServer as createNetServer } from 'node:net'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
@@ -34,8 +35,11 @@ type Operation = {
 }
 type Document = { paths: Record<string, Record<string, Operation>> }
 
-/** The gateways a case can talk to ('limited': its admin key is past its rate limit). */
-type World = 'up' | 'down' | 'broken' | 'limited'
+/**
+ * The gateways a case can talk to ('limited': its admin key is past its rate limit; 'stuck': its
+ * Ollama accepts connections and never answers).
+ */
+type World = 'up' | 'down' | 'broken' | 'limited' | 'stuck'
 
 /** One request that must get the case's status. */
 type Probe = {
@@ -263,6 +267,18 @@ const CASES: Record<string, Case> = {
       },
     ],
   },
+  'GET /api/models 504': {
+    probes: () => [
+      {
+        what: 'Ollama never answers',
+        world: 'stuck',
+        method: 'GET',
+        path: '/api/models',
+        key: reader,
+        error: 'ollama_timeout',
+      },
+    ],
+  },
   'GET /api/models 503': {
     probes: () => [
       {
@@ -399,6 +415,20 @@ const CASES: Record<string, Case> = {
         raw: GGUF_FILE,
         type: GGUF_TYPE,
         error: 'ollama_error',
+      },
+    ],
+  },
+  'POST /api/models/import 504': {
+    probes: () => [
+      {
+        what: 'Ollama never answers',
+        world: 'stuck',
+        method: 'POST',
+        path: '/api/models/import?name=stuck',
+        key: admin,
+        raw: GGUF_FILE,
+        type: GGUF_TYPE,
+        error: 'ollama_timeout',
       },
     ],
   },
@@ -1038,6 +1068,16 @@ async function brokenUpstream(t: Test): Promise<string> {
   return `http://127.0.0.1:${address.port}`
 }
 
+/** A TCP server that accepts connections and never answers: a stuck Ollama. */
+async function silentUpstream(t: Test): Promise<string> {
+  const server = createNetServer((socket) => socket.on('error', () => {}))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const { port } = server.address() as { port: number }
+  return `http://127.0.0.1:${port}`
+}
+
 const SPEND: Probe = { what: 'spend the limit', method: 'GET', path: '' }
 
 /** Resolves once the app's Redis connection has noticed that Redis is gone. */
@@ -1089,6 +1129,12 @@ t.test('every documented error status is answered over a real socket', async (t)
     OLLAMA_URL: ollama.url,
     RATE_LIMIT_PER_MINUTE: '1',
   })
+  const stuck = await listenTestApp(t, {
+    ...common,
+    REDIS_URL: redis.url,
+    OLLAMA_URL: await silentUpstream(t),
+    OLLAMA_RESPONSE_TIMEOUT_MS: '300',
+  })
   const spent = await wire(`${limited.url}/api/me`, requestOf({ ...SPEND, key: admin }))
   if (spent.status !== 200) throw new Error(`spending the rate limit: ${spent.status}`)
   const worlds: Record<World, string> = {
@@ -1096,6 +1142,7 @@ t.test('every documented error status is answered over a real socket', async (t)
     down: down.url,
     broken: broken.url,
     limited: limited.url,
+    stuck: stuck.url,
   }
 
   const zipDir = await tempDir(t, 'cnfl-zip-')

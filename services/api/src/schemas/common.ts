@@ -26,6 +26,7 @@ const ERROR_TEXT = {
   415: 'The body has the wrong Content-Type (the message names the right one)',
   502: 'Ollama failed',
   503: 'Ollama, Redis or the index is unavailable (the message says which)',
+  504: 'Ollama accepted the connection but did not begin answering within OLLAMA_RESPONSE_TIMEOUT_MS',
 } as const
 
 // Ollama's own options are passed through as sent: the gateway names the common ones for the

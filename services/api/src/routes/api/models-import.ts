@@ -14,7 +14,6 @@ import {
 } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
-import Type from 'typebox'
 import { errorLine, relayNdjson } from '../../lib/ndjson.ts'
 import { abortOnClientGone, lastLine, onceClosed, sendNdjson } from '../../lib/proxy.ts'
 import { mediaType } from '../../plugins/app/errors.ts'
@@ -385,10 +384,7 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
               'application/x-ndjson': { schema: ModelImportProgressSchema },
             },
           },
-          ...errorResponses(400, 401, 403, 409, 413, 415, 502, 503),
-          504: Type.Ref('Error', {
-            description: 'Ollama did not begin answering within OLLAMA_RESPONSE_TIMEOUT_MS',
-          }),
+          ...errorResponses(400, 401, 403, 409, 413, 415, 502, 503, 504),
         },
       },
       config: {

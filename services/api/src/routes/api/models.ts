@@ -28,7 +28,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
       schema: {
         tags: ['models'],
         summary: 'Models installed on the Ollama server',
-        response: { 200: ModelListSchema, ...errorResponses(401, 502, 503) },
+        response: { 200: ModelListSchema, ...errorResponses(401, 502, 503, 504) },
       },
     },
     async () => {
