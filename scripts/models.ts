@@ -126,21 +126,22 @@ async function createLines(
 ): Promise<{ status?: string; error?: string }> {
   let last: { status?: string; error?: string } = {}
   let carry = ''
-  try {
-    for await (const chunk of body) {
-      const lines = (carry + chunk.toString()).split('\n')
-      carry = lines.pop() as string
-      for (const line of lines.filter((l) => l.trim() !== '')) {
-        last = JSON.parse(line) as typeof last
-        if (last.status !== undefined) process.stderr.write(`${last.status}\n`)
-      }
+  const chunks = body[Symbol.asyncIterator]()
+  for (;;) {
+    // Only a failed read is a cut stream (undici: "other side closed", "terminated").
+    const next = await chunks.next().catch((err: Error) => {
+      throw new Error(
+        `Ollama closed the stream of creating ${name} before it finished (${err.message}): the model may not exist; check \`ollama list\``,
+      )
+    })
+    if (next.done === true) return last
+    const lines = (carry + next.value.toString()).split('\n')
+    carry = lines.pop() as string
+    for (const line of lines.filter((l) => l.trim() !== '')) {
+      last = JSON.parse(line) as typeof last
+      if (last.status !== undefined) process.stderr.write(`${last.status}\n`)
     }
-  } catch (err) {
-    throw new Error(
-      `Ollama closed the stream of creating ${name} before it finished (${(err as Error).message}): the model may not exist; check \`ollama list\``,
-    )
   }
-  return last
 }
 
 function parseParameters(text: string | undefined): Record<string, unknown> | undefined {
