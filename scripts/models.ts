@@ -3,16 +3,19 @@
 // calls, the same checks), but straight to Ollama like the other cnfl commands: no api key, and
 // no copy of a multi-GB file into MODEL_IMPORT_DIR, since the file is already on this disk. The
 // api route is for a file that is not on the machine (curl from a laptop).
-// It does not take the api's hold on the name (in Redis): an api import of the same name at the
-// same time is not kept out by it. Both look for the name again right before creating, so neither
-// overwrites a model the other made without --replace / replace=true.
+// It takes the same hold on the name in the api's Redis (REDIS_URL) as an api import, so the two
+// cannot import one name at once; with Redis unreachable it warns and goes on without. Both also
+// look for the name again right before creating, so neither overwrites a model another tool made
+// meanwhile without --replace / replace=true.
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { open, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Transform } from 'node:stream'
-import { loadApiConfig, modelParameters, ollamaModelName } from '@confluence-bot/shared'
+import { loadApiConfig, modelParameters, ollamaModelName, redactUrl } from '@confluence-bot/shared'
+import { Redis } from 'ioredis'
 import { humanBytes } from '../services/api/src/lib/human-bytes.ts'
+import { holdModelName } from '../services/api/src/lib/model-name-hold.ts'
 import { OllamaUpstream } from '../services/api/src/lib/ollama-upstream.ts'
 import { MODEL_NAME_PATTERN } from '../services/api/src/schemas/models-import.ts'
 import { UsageError } from './ingest-usage.ts'
@@ -119,6 +122,51 @@ async function refuseTaken(
   }
 }
 
+/**
+ * Holds the name in the api's Redis as an api import does (renewed until released); refuses a
+ * name an import holds. An unreachable Redis is a warning: the import goes on without the hold.
+ */
+async function holdName(url: string, name: string, ttlMs: number): Promise<() => Promise<void>> {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 3_000,
+    retryStrategy: () => null,
+  })
+  redis.on('error', () => {})
+  const where = `Redis at REDIS_URL=${redactUrl(url)}`
+  if (
+    !(await redis.connect().then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    process.stderr.write(
+      `cnfl: ${where} is unreachable: an api import of ${name} at the same time is not kept out (the name is still looked for right before creating)\n`,
+    )
+    redis.disconnect()
+    return async () => {}
+  }
+  try {
+    const hold = await holdModelName(redis, name, ttlMs).catch((err: Error) => {
+      throw new Error(`${where} did not record the hold on the name ${name} (${err.message})`)
+    })
+    if ('leftMs' in hold) {
+      throw new Error(
+        `${name} is being imported right now (through the api, or by another cnfl): wait for that import to end; if it is gone, its hold on the name lapses within ${Math.max(1, Math.ceil(hold.leftMs / 1000))} s`,
+      )
+    }
+    return async () => {
+      await hold.release()
+      redis.disconnect()
+    }
+  } catch (err) {
+    redis.disconnect()
+    throw err
+  }
+}
+
 /** Create's status lines to stderr; its last line, or a clear error when the stream is cut. */
 async function createLines(
   body: AsyncIterable<Buffer>,
@@ -185,8 +233,10 @@ async function importModel(args: string[], cwd: string): Promise<number> {
     responseTimeoutMs: config.OLLAMA_RESPONSE_TIMEOUT_MS,
   })
   const signal = new AbortController().signal
+  let release = async () => {}
   try {
     if (values.replace !== true) await refuseTaken(ollama, name, signal, '')
+    release = await holdName(config.REDIS_URL, name, config.MODEL_IMPORT_LOCK_MS)
     const digest = await sha256Of(path, size)
     const blobPath = `/api/blobs/${digest}`
     const head = await ollama.blob('HEAD', blobPath, null, signal)
@@ -224,6 +274,7 @@ async function importModel(args: string[], cwd: string): Promise<number> {
     return 0
   } finally {
     // Ollama's errors and its unreachability (AppErrors) reach cnfl as one line each.
+    await release()
     await ollama.close()
   }
 }

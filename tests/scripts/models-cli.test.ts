@@ -4,12 +4,15 @@ import { createHash, randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { join } from 'node:path'
+import { ollamaModelName } from '@confluence-bot/shared'
+import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { models } from '../../scripts/models.ts'
 import { tempDir } from '../helpers/api.ts'
 import { standIn } from '../helpers/ollama.ts'
 import type { StandInModel, StandInOptions } from '../helpers/ollama-stand-in.ts'
 import { runScript } from '../helpers/process.ts'
+import { freePort, startRedis } from '../helpers/redis.ts'
 
 const GGUF = Buffer.concat([Buffer.from('GGUF'), randomBytes(1024 * 1024)])
 const DIGEST = `sha256:${createHash('sha256').update(GGUF).digest('hex')}`
@@ -23,9 +26,10 @@ async function files(t: Test) {
 }
 
 /** Runs `models` in this process against `url`, with its stdout and stderr captured. */
-async function run(t: Test, url: string, args: string[], cwd: string) {
-  const previous = process.env.OLLAMA_URL
+async function run(t: Test, url: string, args: string[], cwd: string, redisUrl = redis.url) {
+  const previous = { ollama: process.env.OLLAMA_URL, redis: process.env.REDIS_URL }
   process.env.OLLAMA_URL = url
+  process.env.REDIS_URL = redisUrl
   const out = { stdout: '', stderr: '' }
   const writes = { stdout: process.stdout.write, stderr: process.stderr.write }
   process.stdout.write = ((chunk: string) => {
@@ -41,10 +45,16 @@ async function run(t: Test, url: string, args: string[], cwd: string) {
   } finally {
     process.stdout.write = writes.stdout
     process.stderr.write = writes.stderr
-    process.env.OLLAMA_URL = previous
+    process.env.OLLAMA_URL = previous.ollama
+    process.env.REDIS_URL = previous.redis
     t.comment(out.stderr.trim().split('\n').at(-1) ?? '')
   }
 }
+
+// The api's Redis, where cnfl holds the name it imports as an api import does.
+const redis = await startRedis()
+t.teardown(() => redis.stop())
+const holdKey = (name: string) => `cnfl:model-import:${ollamaModelName(name)}`
 
 const ollamaWith = (t: Test, options: Partial<StandInOptions> = {}) => standIn(t, options)
 
@@ -54,7 +64,7 @@ t.test('cnfl models import: a progress bar, then the model in Ollama', async (t)
   const result = await runScript(
     'scripts/cnfl.ts',
     ['models', 'import', join(dir, 'tiny.gguf'), '--name', 'acme/tiny:1b', '--system', 'Be brief.'],
-    { env: { OLLAMA_URL: ollama.url, LOG_LEVEL: 'silent' } },
+    { env: { OLLAMA_URL: ollama.url, REDIS_URL: redis.url, LOG_LEVEL: 'silent' } },
   )
   t.equal(result.code, 0, result.stderr)
   t.match(result.stderr, /uploading \[#{30}\] (\S+ [KM]B) \/ \1\n/)
@@ -255,5 +265,56 @@ t.test(
     )
     t.equal(replaced.code, 0)
     t.equal(ollama.options.models.filter((m) => m.name === 'race:latest').length, 1)
+  },
+)
+
+t.test(
+  "the name is held in the api's Redis while cnfl imports it, as an api import holds it",
+  async (t) => {
+    const dir = await files(t)
+    const ollama = await ollamaWith(t)
+    const keys = new Redis(redis.url)
+    t.teardown(() => keys.quit())
+    // An api import of the name runs: cnfl refuses it before reading the file.
+    await keys.set(holdKey('held'), 'an-api-import', 'PX', 5000)
+    await t.rejects(run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'held'], dir), {
+      message:
+        /^held is being imported right now \(through the api, or by another cnfl\): wait for that import to end; if it is gone, its hold on the name lapses within [1-5] s$/,
+    })
+    t.equal(ollama.blobBytes, 0)
+    t.equal(
+      await keys.get(holdKey('held')),
+      'an-api-import',
+      "the other import's hold is untouched",
+    )
+    // While cnfl uploads, the name is held (an api import of it would be a 409); let go after.
+    let during: Promise<number> | undefined
+    ollama.options.faultFor = ({ method, path }) => {
+      if (method === 'HEAD' && path.startsWith('/api/blobs/')) during = keys.exists(holdKey('mine'))
+      return undefined
+    }
+    t.equal((await run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'mine'], dir)).code, 0)
+    t.equal(await during, 1, 'held during the upload')
+    t.equal(await keys.exists(holdKey('mine')), 0, 'let go once done')
+    ollama.options.faultFor = undefined
+    // A Redis that refuses writes: one line naming it, nothing imported.
+    await keys.config('SET', 'maxmemory-policy', 'noeviction')
+    await keys.config('SET', 'maxmemory', '1')
+    const refused = run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'oom'], dir)
+    await t.rejects(refused, {
+      message:
+        /^Redis at REDIS_URL=redis:\/\/127\.0\.0\.1:\d+ did not record the hold on the name oom \(OOM /,
+    })
+    await keys.config('SET', 'maxmemory', '0')
+    // Redis unreachable: a warning, and the import goes on (the name still checked before create).
+    const gone = `redis://127.0.0.1:${await freePort()}`
+    const alone = await run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'alone'], dir, gone)
+    t.equal(alone.code, 0)
+    t.match(
+      alone.stderr,
+      /Redis at REDIS_URL=redis:\/\/127\.0\.0\.1:\d+ is unreachable: an api import of alone at the same time is not kept out/,
+    )
+    t.notOk(ollama.options.models.some((m) => m.name === 'oom:latest'))
+    t.ok(ollama.options.models.some((m) => m.name === 'alone:latest'))
   },
 )

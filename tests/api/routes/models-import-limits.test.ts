@@ -279,7 +279,7 @@ t.test('a hold left by an api that died lapses; until then the name is refused',
   t.match(json(refused.body), {
     error: 'import_in_progress',
     message: new RegExp(
-      `if it is gone \\(its api process died\\), the hold on the name lapses within ${refused.headers['retry-after']} s`,
+      `if it is gone \\(its process died\\), the hold on the name lapses within ${refused.headers['retry-after']} s`,
     ),
   })
   await until('the hold lapsed', async () => (await keys.exists(holdKey('orphan'))) === 0)

@@ -14,6 +14,7 @@ import {
 } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
+import { holdModelName } from '../../lib/model-name-hold.ts'
 import { errorLine, relayNdjson } from '../../lib/ndjson.ts'
 import { abortOnClientGone, lastLine, onceClosed, sendNdjson } from '../../lib/proxy.ts'
 import { mediaType } from '../../plugins/app/errors.ts'
@@ -32,8 +33,8 @@ import {
 // A refusal (too large, not GGUF, the name being imported already, too many imports, a full
 // disk) comes while the client may still be sending gigabytes: it is answered at once with
 // `Connection: close` and the rest of the body is never read. While an import runs, its name is
-// held in Redis (for every api replica) and it takes one of MODEL_IMPORT_CONCURRENCY slots of
-// this process.
+// held in Redis (for every api replica and cnfl) and it takes one of MODEL_IMPORT_CONCURRENCY
+// slots of this process.
 
 const GGUF_TYPE = 'application/octet-stream'
 const GGUF_MAGIC = Buffer.from('GGUF')
@@ -41,11 +42,6 @@ const GGUF_MAGIC = Buffer.from('GGUF')
 const PROGRESS_MS = 500
 /** Seconds a client refused for too many imports is told to wait: an import takes minutes. */
 const BUSY_RETRY_AFTER_S = 60
-/** Redis key of a model name's hold (the name as Ollama reads it: `llama3.2:latest`). */
-const HOLD_PREFIX = 'cnfl:model-import:'
-/** Extends a hold, or removes it, only while it is still this import's. */
-const RENEW_HOLD = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0`
-const DROP_HOLD = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`
 /**
  * A part file: `<pid>-<random>.gguf.part`, named after the api process writing it, so that at
  * start one api removes what a crashed one left without touching a live import of another api
@@ -198,47 +194,29 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
   let importing = 0
 
   /**
-   * Holds `name` for this import across every api replica (SET NX in Redis), renewed while it
-   * runs so that only an api that died lets it lapse (after MODEL_IMPORT_LOCK_MS). The hold's
-   * release may be called any number of times.
+   * Holds `name` for this import across every api replica and `cnfl models import` (in Redis,
+   * lib/model-name-hold.ts); the release may be called any number of times.
    */
   async function holdName(name: string, reply: FastifyReply): Promise<() => Promise<void>> {
-    const key = HOLD_PREFIX + ollamaModelName(name)
-    const token = randomBytes(16).toString('hex')
-    const ttl = config.MODEL_IMPORT_LOCK_MS
-    const held = await redis.set(key, token, 'PX', ttl, 'NX').catch((err: Error) => {
-      // A Redis that refuses writes (out of memory, a read-only replica) or is gone.
-      throw new AppError(
-        503,
-        ErrorCode.redisUnavailable,
-        `Redis (REDIS_URL) did not record this import's hold on the name ${name} (${err.message}); nothing was imported, retry once Redis takes writes`,
-      )
-    })
-    if (held === null) {
-      // The hold of an import that runs is renewed; one whose api died lapses in what is left.
-      const seconds = Math.max(1, Math.ceil((await redis.pttl(key)) / 1000))
-      reply.header('retry-after', String(seconds))
-      throw new AppError(
-        409,
-        ErrorCode.importInProgress,
-        `${name} is being imported already (on this or another api process): wait for that import to end; if it is gone (its api process died), the hold on the name lapses within ${seconds} s (MODEL_IMPORT_LOCK_MS). To replace the model it makes, send replace=true then`,
-      )
-    }
-    // A renewal Redis refuses is not worth failing the import for (the redis plugin logs the
-    // outage); at worst the hold lapses and another import of the name could start.
-    const renewal = setInterval(
-      () => {
-        void Promise.allSettled([redis.eval(RENEW_HOLD, 1, key, token, ttl)])
+    const hold = await holdModelName(redis, name, config.MODEL_IMPORT_LOCK_MS).catch(
+      (err: Error) => {
+        // A Redis that refuses writes (out of memory, a read-only replica) or is gone.
+        throw new AppError(
+          503,
+          ErrorCode.redisUnavailable,
+          `Redis (REDIS_URL) did not record this import's hold on the name ${name} (${err.message}); nothing was imported, retry once Redis takes writes`,
+        )
       },
-      Math.floor(ttl / 3),
     )
-    renewal.unref()
-    let dropped: Promise<unknown> | undefined
-    return async () => {
-      clearInterval(renewal)
-      dropped ??= Promise.allSettled([redis.eval(DROP_HOLD, 1, key, token)])
-      await dropped
-    }
+    if ('release' in hold) return hold.release
+    // The hold of an import that runs is renewed; one whose importer died lapses in what is left.
+    const seconds = Math.max(1, Math.ceil(hold.leftMs / 1000))
+    reply.header('retry-after', String(seconds))
+    throw new AppError(
+      409,
+      ErrorCode.importInProgress,
+      `${name} is being imported already (on this or another api process, or by cnfl): wait for that import to end; if it is gone (its process died), the hold on the name lapses within ${seconds} s (MODEL_IMPORT_LOCK_MS). To replace the model it makes, send replace=true then`,
+    )
   }
 
   /**
@@ -369,7 +347,8 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
           'model exists. A failed import creates no model. Refusals come before the body is read ' +
           '(or as soon as it shows the problem) and close the connection: 409 `model_exists` ' +
           '(unless `replace=true`) or `import_in_progress` (the name is being imported, on any api ' +
-          'replica), 413 over MODEL_IMPORT_LIMIT, 415 `not_gguf`, 503 `imports_busy` past ' +
+          'replica or by `cnfl models import`; Retry-After says when its hold lapses), 413 over ' +
+          'MODEL_IMPORT_LIMIT, 415 `not_gguf` or another Content-Type, 503 `imports_busy` past ' +
           'MODEL_IMPORT_CONCURRENCY imports on this api process (with Retry-After) or ' +
           '`import_dir_full` when MODEL_IMPORT_DIR has no room left, `import_dir_unwritable` when it ' +
           'cannot be written, `redis_unavailable` when Redis does not record the hold. A name taken ' +
