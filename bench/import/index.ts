@@ -16,7 +16,8 @@ import { median } from '../lib/stats.ts'
 // and (b) through the api, which streams it to MODEL_IMPORT_DIR while hashing, pushes the file as
 // a blob, then creates the model. The Ollama stand-in and the api each run in their own process
 // (bench/gateway/processes.ts); Redis is real. Figures: the medians of MB/s for each path, their
-// ratio, and the api's resident memory growth while a file 8+ times its size passes through (read
+// ratio, the api's two phases (receiving the file, then pushing it to Ollama and creating the
+// model), and the api's resident memory growth while a file 8+ times its size passes through (read
 // from /proc, sampled every 50 ms): it must stay flat, since the upload is never buffered.
 //
 // For scale, the MB/s at which this process reads and hashes the file is printed too.
@@ -71,7 +72,8 @@ async function rssMb(pid: number): Promise<number> {
 
 /**
  * Seconds an upload of the file to `url` takes, in all and until the answer's headers (through
- * the api: the file received, hashed and stored); throws unless the answer is 2xx.
+ * the api, streamed: the file received, hashed and stored; the rest is the push to Ollama and the
+ * create); throws unless the answer is 2xx and has no error line.
  */
 async function upload(url: string, path: string, headers: Record<string, string>) {
   const started = performance.now()
@@ -149,9 +151,13 @@ async function main(): Promise<void> {
           () => undefined,
         )
       }, 50)
-      const viaApi = await upload(`${api.url}/api/models/import?name=bench-import-${round}`, file, {
-        authorization: `Bearer ${ADMIN_KEY}`,
-      }).finally(() => clearInterval(sampler))
+      const viaApi = await upload(
+        `${api.url}/api/models/import?name=bench-import-${round}&stream=true`,
+        file,
+        {
+          authorization: `Bearer ${ADMIN_KEY}`,
+        },
+      ).finally(() => clearInterval(sampler))
       through.push(SIZE_MB / viaApi.total)
       received.push(SIZE_MB / viaApi.head)
       pushed.push(SIZE_MB / (viaApi.total - viaApi.head))

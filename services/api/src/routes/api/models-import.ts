@@ -37,6 +37,13 @@ import {
 // slots of this process.
 
 const GGUF_TYPE = 'application/octet-stream'
+/**
+ * Bytes a file stream holds before it waits (Node's defaults: 16 KiB written, 64 KiB read). With
+ * 1 MiB, disk writes are batched while the socket keeps arriving, and the push reads the file in
+ * large pieces. `pnpm bench import`, 1 GB, same run: 158 → 231 MB/s end to end (receiving
+ * 308 → 390, pushing 327 → 567; straight to Ollama 700–790), for about 12 MB more memory.
+ */
+const STREAM_BUFFER = 1 << 20
 const GGUF_MAGIC = Buffer.from('GGUF')
 /** How often a progress line reports the upload to Ollama. */
 const PROGRESS_MS = 500
@@ -91,6 +98,7 @@ async function receive(body: IncomingMessage, path: string, limit: number): Prom
   let size = 0
   let head = Buffer.alloc(0)
   const check = new Transform({
+    highWaterMark: STREAM_BUFFER,
     transform(chunk: Buffer, _encoding, done) {
       size += chunk.length
       if (head.length < GGUF_MAGIC.length) {
@@ -112,7 +120,7 @@ async function receive(body: IncomingMessage, path: string, limit: number): Prom
   })
   body.pipe(check)
   try {
-    await pipeline(check, createWriteStream(path))
+    await pipeline(check, createWriteStream(path, { highWaterMark: STREAM_BUFFER }))
   } catch (err) {
     body.unpipe(check)
     body.pause()
@@ -247,13 +255,14 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
     if (head.statusCode !== 200) {
       let completed = 0
       const counter = new Transform({
+        highWaterMark: STREAM_BUFFER,
         transform(chunk: Buffer, _encoding, done) {
           completed += chunk.length
           done(null, chunk)
         },
       })
       // pipeline() passes a read error on to the body, so the upload fails instead of hanging.
-      const body = pipe(createReadStream(path), counter, () => {})
+      const body = pipe(createReadStream(path, { highWaterMark: STREAM_BUFFER }), counter, () => {})
       const sent = ollama.blob('POST', blobPath, body, signal)
       let finished = false
       const settled = sent.then(
