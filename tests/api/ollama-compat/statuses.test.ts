@@ -1,4 +1,5 @@
 import { createServer, request } from 'node:http'
+import { createServer as createTcpServer, type Socket } from 'node:net'
 import t from 'tap'
 import { listenTestApp, READER_KEY } from '../../helpers/api.ts'
 import type { Json } from '../../helpers/grounded.ts'
@@ -26,7 +27,7 @@ const ROUTES: Route[] = [
   },
   { method: 'POST', path: '/api/generate', body: { model: 'nope', prompt: 'hi' } },
 ]
-const GET_STATUSES = [401, 403, 429, 502, 503]
+const GET_STATUSES = [401, 403, 429, 502, 503, 504]
 const POST_STATUSES = [400, 401, 403, 404, 413, 415, 429, 502, 503]
 const statusesOf = (route: Route) => (route.method === 'GET' ? GET_STATUSES : POST_STATUSES)
 
@@ -74,6 +75,22 @@ t.test('each documented status, over a real socket, in Ollama’s shape', async 
   t.teardown(() => new Promise((resolve) => other.close(resolve)))
   const { port } = other.address() as { port: number }
   const wrong = await listenTestApp(t, { ...env, OLLAMA_URL: `http://127.0.0.1:${port}` })
+  // An Ollama that accepts connections and never answers (a hung server).
+  const held = new Set<Socket>()
+  const hung = createTcpServer((socket) => {
+    held.add(socket)
+    socket.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of held) socket.destroy()
+    return new Promise((resolve) => hung.close(resolve))
+  })
+  const stuck = await listenTestApp(t, {
+    ...env,
+    OLLAMA_URL: `http://127.0.0.1:${(hung.address() as { port: number }).port}`,
+    OLLAMA_RESPONSE_TIMEOUT_MS: '300',
+  })
   // One request a minute, spent here: every request after it is over the limit.
   const redis = await startRedis()
   t.teardown(() => redis.stop())
@@ -130,6 +147,7 @@ t.test('each documented status, over a real socket, in Ollama’s shape', async 
       429: [['a key past RATE_LIMIT_PER_MINUTE', () => send(limited.url, { body: valid })]],
       502: [['OLLAMA_URL is some other server', () => send(wrong.url, { body: valid })]],
       503: [['Ollama is down', () => send(down.url, { body: valid })]],
+      504: [['Ollama never answers', () => send(stuck.url, { body: valid })]],
     }
     for (const status of statusesOf(route)) {
       for (const [what, probe] of probes[status] ?? []) {

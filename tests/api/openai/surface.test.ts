@@ -1,3 +1,4 @@
+import { createServer as createTcpServer, type Socket } from 'node:net'
 import OpenAI from 'openai'
 import t from 'tap'
 import { ADMIN_KEY, listenTestApp, READER_KEY } from '../../helpers/api.ts'
@@ -356,6 +357,37 @@ t.test('the /v1 surface over a real socket', async (t) => {
         message: /OLLAMA_URL/,
       })
       t.notMatch(JSON.stringify(err.error), /s3cret/, 'no secret in the error')
+    }
+  })
+
+  t.test('an Ollama that never answers: 504 within OLLAMA_RESPONSE_TIMEOUT_MS', async (t) => {
+    const held = new Set<Socket>()
+    const hung = createTcpServer((socket) => {
+      held.add(socket)
+      socket.on('error', () => {})
+    })
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => {
+      for (const socket of held) socket.destroy()
+      return new Promise((resolve) => hung.close(resolve))
+    })
+    const { url: stuck } = await listenTestApp(t, {
+      API_KEYS: READER_KEY,
+      OLLAMA_URL: `http://127.0.0.1:${(hung.address() as { port: number }).port}`,
+      OLLAMA_RESPONSE_TIMEOUT_MS: '300',
+    })
+    for (const call of [
+      () => client(stuck).models.list(),
+      () => client(stuck).models.retrieve('llama3.2'),
+    ]) {
+      const err = (await call().catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>
+      t.ok(err instanceof OpenAI.APIError, String(err))
+      t.equal(err.status, 504, String(err))
+      t.match(err.error, {
+        type: 'server_error',
+        code: 'ollama_timeout',
+        message: /OLLAMA_RESPONSE_TIMEOUT_MS/,
+      })
     }
   })
 

@@ -252,6 +252,7 @@ const ERROR_TEXT = {
   415: 'The body has the wrong Content-Type',
   502: 'Ollama failed, or OLLAMA_URL is not an Ollama server',
   503: 'Ollama or the index is unavailable (the message says which)',
+  504: 'Ollama accepted the request and did not answer within OLLAMA_RESPONSE_TIMEOUT_MS',
 } as const
 
 type ErrorStatus = keyof typeof ERROR_TEXT
@@ -261,8 +262,11 @@ const errorsOf = (codes: ErrorStatus[]): Record<number, TSchema> =>
     codes.map((code) => [code, { ...OllamaErrorSchema, description: ERROR_TEXT[code] }]),
   )
 
-/** What can go wrong on an /ollama route that reads no body, each in Ollama's `{error}` shape. */
-export const OLLAMA_GET_ERRORS = errorsOf([401, 403, 502, 503])
+/**
+ * What can go wrong on an /ollama route that reads no body, each in Ollama's `{error}` shape.
+ * These calls load no model, so OLLAMA_RESPONSE_TIMEOUT_MS bounds them (504).
+ */
+export const OLLAMA_GET_ERRORS = errorsOf([401, 403, 502, 503, 504])
 
 /** What can go wrong on an /ollama route that takes a body naming a model. */
 export const OLLAMA_POST_ERRORS = errorsOf([400, 401, 403, 404, 413, 415, 502, 503])

@@ -38,6 +38,7 @@ const ERROR_TEXT = {
   415: 'The body is not JSON (Content-Type)',
   502: 'Ollama failed',
   503: 'Ollama or the index is unavailable',
+  504: 'Ollama accepted the request and did not answer within OLLAMA_RESPONSE_TIMEOUT_MS',
 } as const
 
 /** Error responses of a /v1 route, in OpenAI's shape. */

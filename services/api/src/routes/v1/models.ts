@@ -41,7 +41,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Models (OpenAI-compatible)',
         description:
           "The models installed on the Ollama server (Ollama's /api/tags), as OpenAI lists them. Any of them answers /v1/chat/completions, grounded; embedding models answer /v1/embeddings.",
-        response: { 200: OpenAIModelListSchema, ...openAIErrors(401, 403, 502, 503) },
+        response: { 200: OpenAIModelListSchema, ...openAIErrors(401, 403, 502, 503, 504) },
       },
     },
     async () => ({ object: 'list' as const, data: await installed() }),
@@ -56,7 +56,7 @@ const models: FastifyPluginAsyncTypebox = async (fastify) => {
         description:
           "A model installed on the Ollama server; without a tag the name means its `:latest`. A name with a namespace (`hf.co/org/model`) is sent URL-encoded, as the openai SDKs do. /ollama's grounded alias (`llama3.2:latest+confluence`) answers as its base model (`llama3.2:latest`), which is what /v1/chat/completions uses for it.",
         params: ModelParamsSchema,
-        response: { 200: OpenAIModelSchema, ...openAIErrors(401, 403, 404, 502, 503) },
+        response: { 200: OpenAIModelSchema, ...openAIErrors(401, 403, 404, 502, 503, 504) },
       },
     },
     async (request) => {
