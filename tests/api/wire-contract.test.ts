@@ -9,13 +9,12 @@
 import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
-import { createServer as createNetServer } from 'node:net'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { ADMIN_KEY, listenTestApp, READER_KEY, tempDir } from '../helpers/api.ts'
 import { writeZip } from '../helpers/confluence-export.ts'
-import { standIn } from '../helpers/ollama.ts'
+import { silentOllama, standIn } from '../helpers/ollama.ts'
 import { freePort, startRedis } from '../helpers/redis.ts'
 import { type WireAnswer, type WireRequest, wire } from '../helpers/wire.ts'
 
@@ -1068,16 +1067,6 @@ async function brokenUpstream(t: Test): Promise<string> {
   return `http://127.0.0.1:${address.port}`
 }
 
-/** A TCP server that accepts connections and never answers: a stuck Ollama. */
-async function silentUpstream(t: Test): Promise<string> {
-  const server = createNetServer((socket) => socket.on('error', () => {}))
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => server.close())
-  const { port } = server.address() as { port: number }
-  return `http://127.0.0.1:${port}`
-}
-
 const SPEND: Probe = { what: 'spend the limit', method: 'GET', path: '' }
 
 /** Resolves once the app's Redis connection has noticed that Redis is gone. */
@@ -1132,7 +1121,7 @@ t.test('every documented error status is answered over a real socket', async (t)
   const stuck = await listenTestApp(t, {
     ...common,
     REDIS_URL: redis.url,
-    OLLAMA_URL: await silentUpstream(t),
+    OLLAMA_URL: await silentOllama(t),
     OLLAMA_RESPONSE_TIMEOUT_MS: '300',
   })
   const spent = await wire(`${limited.url}/api/me`, requestOf({ ...SPEND, key: admin }))

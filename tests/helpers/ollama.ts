@@ -1,3 +1,4 @@
+import { createServer, type Socket } from 'node:net'
 import { type OllamaStandIn, type StandInOptions, startOllamaStandIn } from './ollama-stand-in.ts'
 
 type Teardown = { teardown(fn: () => unknown): void }
@@ -10,6 +11,25 @@ export async function standIn(
   const server = await startOllamaStandIn(options)
   t.teardown(() => server.close())
   return server
+}
+
+/**
+ * An "Ollama" that accepts connections and never answers (a hung server), for one test: its
+ * URL. Its connections are cut when the test ends.
+ */
+export async function silentOllama(t: Teardown): Promise<string> {
+  const sockets = new Set<Socket>()
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    socket.on('close', () => sockets.delete(socket))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise((resolve) => server.close(resolve))
+  })
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`
 }
 
 /** Splits an NDJSON body into parsed objects, checking every line is complete JSON. */

@@ -1,9 +1,8 @@
 import { createServer, request } from 'node:http'
-import { createServer as createTcpServer, type Socket } from 'node:net'
 import t from 'tap'
 import { listenTestApp, READER_KEY } from '../../helpers/api.ts'
 import type { Json } from '../../helpers/grounded.ts'
-import { standIn } from '../../helpers/ollama.ts'
+import { silentOllama, standIn } from '../../helpers/ollama.ts'
 import { startRedis } from '../../helpers/redis.ts'
 
 // Every status an /ollama route documents, provoked over a real socket, each answered in
@@ -75,20 +74,10 @@ t.test('each documented status, over a real socket, in Ollama’s shape', async 
   t.teardown(() => new Promise((resolve) => other.close(resolve)))
   const { port } = other.address() as { port: number }
   const wrong = await listenTestApp(t, { ...env, OLLAMA_URL: `http://127.0.0.1:${port}` })
-  // An Ollama that accepts connections and never answers (a hung server).
-  const held = new Set<Socket>()
-  const hung = createTcpServer((socket) => {
-    held.add(socket)
-    socket.on('error', () => {})
-  })
-  await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const socket of held) socket.destroy()
-    return new Promise((resolve) => hung.close(resolve))
-  })
   const stuck = await listenTestApp(t, {
     ...env,
-    OLLAMA_URL: `http://127.0.0.1:${(hung.address() as { port: number }).port}`,
+    // An Ollama that accepts connections and never answers (a hung server).
+    OLLAMA_URL: await silentOllama(t),
     OLLAMA_RESPONSE_TIMEOUT_MS: '300',
   })
   // One request a minute, spent here: every request after it is over the limit.

@@ -1,8 +1,7 @@
-import { createServer as createTcpServer, type Socket } from 'node:net'
 import OpenAI from 'openai'
 import t from 'tap'
 import { ADMIN_KEY, listenTestApp, READER_KEY } from '../../helpers/api.ts'
-import { standIn } from '../../helpers/ollama.ts'
+import { silentOllama, standIn } from '../../helpers/ollama.ts'
 
 // The /v1 surface without an index (grounding off): models, embeddings, keys and every error
 // status in OpenAI's shape, through the official openai SDK and raw HTTP over a real socket.
@@ -361,19 +360,9 @@ t.test('the /v1 surface over a real socket', async (t) => {
   })
 
   t.test('an Ollama that never answers: 504 within OLLAMA_RESPONSE_TIMEOUT_MS', async (t) => {
-    const held = new Set<Socket>()
-    const hung = createTcpServer((socket) => {
-      held.add(socket)
-      socket.on('error', () => {})
-    })
-    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))
-    t.teardown(() => {
-      for (const socket of held) socket.destroy()
-      return new Promise((resolve) => hung.close(resolve))
-    })
     const { url: stuck } = await listenTestApp(t, {
       API_KEYS: READER_KEY,
-      OLLAMA_URL: `http://127.0.0.1:${(hung.address() as { port: number }).port}`,
+      OLLAMA_URL: await silentOllama(t),
       OLLAMA_RESPONSE_TIMEOUT_MS: '300',
     })
     for (const call of [

@@ -5,13 +5,12 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readdirSync, rmSync } from 'node:fs'
 import { readdir } from 'node:fs/promises'
 import { createServer } from 'node:http'
-import { createServer as createNetServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { ADMIN_KEY, bearer, listenTestApp, READER_KEY, tempDir } from '../../helpers/api.ts'
-import { ndjson, standIn } from '../../helpers/ollama.ts'
+import { ndjson, silentOllama, standIn } from '../../helpers/ollama.ts'
 import type { OllamaStandIn, StandInModel, StandInOptions } from '../../helpers/ollama-stand-in.ts'
 import { startRedis } from '../../helpers/redis.ts'
 
@@ -436,26 +435,10 @@ t.test(
   },
 )
 
-/** An "Ollama" that accepts connections and never answers. */
-async function silentServer(t: Test): Promise<string> {
-  const sockets = new Set<Socket>()
-  const server = createNetServer((socket) => {
-    sockets.add(socket)
-    socket.on('error', () => {})
-    socket.on('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const socket of sockets) socket.destroy()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  return `http://127.0.0.1:${(server.address() as { port: number }).port}`
-}
-
 t.test(
   'an Ollama that never answers: 504 naming it (model list, name check, blob check), not a hang',
   async (t) => {
-    const silent = await silentServer(t)
+    const silent = await silentOllama(t)
     const dir = join(await tempDir(t, 'cnfl-import-silent-'), 'imports')
     const { url } = await listenTestApp(t, {
       OLLAMA_URL: silent,
