@@ -13,12 +13,12 @@ import { open, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Transform } from 'node:stream'
 import { loadApiConfig, modelParameters, ollamaModelName, redactUrl } from '@confluence-bot/shared'
-import { Redis } from 'ioredis'
 import { humanBytes } from '../services/api/src/lib/human-bytes.ts'
 import { holdModelName } from '../services/api/src/lib/model-name-hold.ts'
 import { OllamaUpstream } from '../services/api/src/lib/ollama-upstream.ts'
 import { MODEL_NAME_PATTERN } from '../services/api/src/schemas/models-import.ts'
 import { UsageError } from './ingest-usage.ts'
+import { oneShotRedis } from './redis.ts'
 import { parseCommand } from './search.ts'
 
 export const MODELS_USAGE = `Usage: cnfl models import FILE --name NAME [--system TEXT] [--template FILE]
@@ -127,14 +127,7 @@ async function refuseTaken(
  * name an import holds. An unreachable Redis is a warning: the import goes on without the hold.
  */
 async function holdName(url: string, name: string, ttlMs: number): Promise<() => Promise<void>> {
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    connectTimeout: 3_000,
-    retryStrategy: () => null,
-  })
-  redis.on('error', () => {})
+  const redis = oneShotRedis(url)
   const where = `Redis at REDIS_URL=${redactUrl(url)}`
   if (
     !(await redis.connect().then(

@@ -9,8 +9,8 @@ import {
   redactUrl,
   rekeySourceSecrets,
 } from '@confluence-bot/shared'
-import { Redis } from 'ioredis'
 import { UsageError } from './ingest-usage.ts'
+import { oneShotRedis } from './redis.ts'
 
 export const SECRETS_USAGE = `Usage: cnfl secrets rekey
 
@@ -49,14 +49,7 @@ export async function secrets(
     )
   }
   // A one-shot command: no waiting for a Redis that is not there.
-  const redis = new Redis(config.REDIS_URL, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    connectTimeout: 3_000,
-    retryStrategy: () => null,
-  })
-  redis.on('error', () => {})
+  const redis = oneShotRedis(config.REDIS_URL)
   try {
     await redis.connect().catch(() => {
       throw new Error(`Redis at REDIS_URL=${redactUrl(config.REDIS_URL)} is unreachable`)
