@@ -1,21 +1,17 @@
-import { execFile, execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
-import { promisify } from 'node:util'
 import type { IConfigMap, IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
-import { parseAllDocuments } from 'yaml'
 import { creates, pulls, runInit, stubDir } from './init-script.ts'
 import { container, environment, find, podOf, selects, validateObject, workload } from './kube.ts'
-import { build, type K8sObject, podSpecOf } from './render.ts'
+import { build, hasKubectl, type K8sObject, kubectlKustomize, podSpecOf } from './render.ts'
 
 // The `airgap` component (through the `airgap` overlay: production without internet access):
 // every model comes from a GGUF on the `ollama-models-import` volume and the registry is never
 // asked, whatever is or is not on the volumes.
 
-const execFileAsync = promisify(execFile)
-const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0
 const k8s = resolve(import.meta.dirname, '../../k8s')
 const objects = build(join(k8s, 'overlays/airgap'))
 const ollama = workload(objects, 'ollama')
@@ -207,9 +203,8 @@ t.test("the README's mirror step points all four images at the private registry"
     'the loader is among them',
   )
   // kubectl's own kustomize, where installed, rewrites the same images.
-  if (kubectl) {
-    const { stdout } = await execFileAsync('kubectl', ['kustomize', dir], { timeout: 30_000 })
-    const theirs = parseAllDocuments(stdout).map((d) => d.toJS() as K8sObject)
+  if (hasKubectl) {
+    const theirs = await kubectlKustomize(dir)
     t.strictSame(imagesOf(theirs).sort(), [...named].sort(), 'kubectl kustomize agrees')
   }
   const images = named.map((i) => i.split(' ')[1] as string)

@@ -1,4 +1,3 @@
-import { execFile, spawnSync } from 'node:child_process'
 import {
   mkdirSync,
   mkdtempSync,
@@ -10,7 +9,6 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
-import { promisify } from 'node:util'
 import {
   ApiEnvSchema,
   loadApiConfig,
@@ -21,7 +19,6 @@ import type { IIngress } from 'kubernetes-models/networking.k8s.io/v1/Ingress'
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy'
 import type { IContainer, IPersistentVolumeClaim, IService } from 'kubernetes-models/v1'
 import t from 'tap'
-import { parseAllDocuments } from 'yaml'
 import {
   allContainers,
   container,
@@ -39,12 +36,18 @@ import {
   workload,
   workloads,
 } from './kube.ts'
-import { build, type K8sObject, loadYamlFile, splitImage } from './render.ts'
+import {
+  build,
+  hasKubectl,
+  type K8sObject,
+  kubectlKustomize,
+  loadYamlFile,
+  splitImage,
+} from './render.ts'
 
 // Renders every kustomization of k8s/ offline and checks the objects against the Kubernetes
 // schemas and the invariants the product relies on (DESIGN.md §6, STYLE.md §2.3 item 16).
 
-const execFileAsync = promisify(execFile)
 const k8s = resolve(import.meta.dirname, '../../k8s')
 const OVERLAYS = ['dev', 'staging', 'production', 's3', 'airgap']
 const TARGETS = ['base', ...OVERLAYS.map((o) => `overlays/${o}`)]
@@ -710,7 +713,6 @@ t.test('overlays set namespace, images and replicas, and only patch the base', a
 })
 
 // kubectl bundles kustomize; where it is installed, the offline renderer must agree with it.
-const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0
 const noKubectl = 'kubectl is not installed; the renderer is not compared'
 
 // The renderer's semantics on small fixtures, as `kubectl kustomize` (kustomize v5) renders them.
@@ -810,9 +812,8 @@ spec:
       },
     ]
     t.strictSame(objects, expected, 'merge keys, patch order, deletes, replaced lists')
-    if (kubectl) {
-      const run = await execFileAsync('kubectl', ['kustomize', join(dir, 'overlay')])
-      const theirs = parseAllDocuments(run.stdout).map((d) => d.toJS())
+    if (hasKubectl) {
+      const theirs = await kubectlKustomize(join(dir, 'overlay'))
       t.strictSame(theirs, expected, 'kubectl kustomize agrees')
     }
 
@@ -848,17 +849,13 @@ spec:
 
 t.test(
   'the renderer matches kubectl kustomize',
-  { skip: kubectl ? false : noKubectl },
+  { skip: hasKubectl ? false : noKubectl },
   async (t) => {
     const key = (o: K8sObject) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`
     const byKey = (list: K8sObject[]) => Object.fromEntries(list.map((o) => [key(o), o]))
-    const outputs = await Promise.all(
-      TARGETS.map((target) =>
-        execFileAsync('kubectl', ['kustomize', join(k8s, target)], { timeout: 30_000 }),
-      ),
-    )
+    const outputs = await Promise.all(TARGETS.map((target) => kubectlKustomize(join(k8s, target))))
     TARGETS.forEach((target, i) => {
-      const theirs = parseAllDocuments(outputs[i]?.stdout ?? '').map((d) => d.toJS() as K8sObject)
+      const theirs = outputs[i] ?? []
       t.strictSame(byKey(render(target)), byKey(theirs), `${target}: same objects`)
     })
   },

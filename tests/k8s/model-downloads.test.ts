@@ -1,15 +1,13 @@
-import { execFile, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
-import { promisify } from 'node:util'
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1'
 import type { IContainer } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
-import { parseAllDocuments, stringify } from 'yaml'
+import { stringify } from 'yaml'
 import { runScript } from '../helpers/process.ts'
 import { creates, downloadsLeft, pulls, runInit, stockTools, stubDir } from './init-script.ts'
 import {
@@ -20,18 +18,15 @@ import {
   validateObject,
   workload,
 } from './kube.ts'
-import { build, type K8sObject } from './render.ts'
+import { build, hasKubectl, type K8sObject, kubectlKustomize } from './render.ts'
 
 // The `model-downloads` component: models served over http(s) inside the cluster reach an Ollama
 // pod whose image has no curl or wget. Rendered the way k8s/README.md says to use it (added to the
 // overlay that sets the images), and run end to end: the download container, then init-models.sh
 // with only the stock image's tools.
 
-const execFileAsync = promisify(execFile)
 const k8s = resolve(import.meta.dirname, '../../k8s')
 const script = join(k8s, 'base/ollama/init-models.sh')
-
-const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0
 
 /**
  * The overlay `name` with the component added on top (as an overlay building on it would); with
@@ -48,9 +43,8 @@ async function withComponent(t: Test, name: string): Promise<K8sObject[]> {
   }
   writeFileSync(join(dir, 'kustomization.yaml'), stringify(copy))
   const objects = build(dir)
-  if (kubectl) {
-    const { stdout } = await execFileAsync('kubectl', ['kustomize', dir], { timeout: 30_000 })
-    const theirs = parseAllDocuments(stdout).map((d) => d.toJSON() as K8sObject)
+  if (hasKubectl) {
+    const theirs = await kubectlKustomize(dir)
     const inits = (o: K8sObject[]) => workload(o, 'ollama').spec.template.spec.initContainers
     t.strictSame(inits(objects), inits(theirs), 'kubectl kustomize agrees')
   }

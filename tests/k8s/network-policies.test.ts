@@ -1,11 +1,8 @@
-import { execFile, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative, resolve } from 'node:path'
-import { promisify } from 'node:util'
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy'
 import t from 'tap'
-import { parseAllDocuments } from 'yaml'
 import {
   type Destination,
   egressAllowed,
@@ -19,7 +16,7 @@ import {
   workload,
   workloads,
 } from './kube.ts'
-import { build, type K8sObject } from './render.ts'
+import { build, hasKubectl, type K8sObject, kubectlKustomize } from './render.ts'
 
 // The NetworkPolicies of every overlay, as a cluster would enforce them: every workload's egress
 // is restricted, the internet is reached over both address families or not at all, never a cloud
@@ -27,11 +24,9 @@ import { build, type K8sObject } from './render.ts'
 // nothing outside the cluster in `airgap`); Prometheus and an ingress controller on hostNetwork
 // can be let in as k8s/README.md says.
 
-const execFileAsync = promisify(execFile)
 const k8s = resolve(import.meta.dirname, '../../k8s')
 const OVERLAYS = readdirSync(join(k8s, 'overlays')).sort()
 const rendered = new Map(OVERLAYS.map((o) => [o, build(join(k8s, 'overlays', o))]))
-const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0
 const policiesOf = (objects: readonly K8sObject[]) =>
   objects.filter((o) => o.kind === 'NetworkPolicy') as (K8sObject & INetworkPolicy)[]
 
@@ -187,7 +182,7 @@ t.test('port 53 reaches the cluster DNS only, from every pod', async (t) => {
 
 t.test(
   "a cluster DNS elsewhere: the README's patch points every overlay's DNS rule at it",
-  { skip: kubectl ? false : 'kubectl is not installed (the patch is a JSON patch)' },
+  { skip: hasKubectl ? false : 'kubectl is not installed (the patch is a JSON patch)' },
   async (t) => {
     const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
     const step = readme.slice(readme.indexOf('**A cluster DNS outside `kube-system`**'))
@@ -208,8 +203,7 @@ t.test(
           patches,
         ].join('\n'),
       )
-      const { stdout } = await execFileAsync('kubectl', ['kustomize', dir], { timeout: 30_000 })
-      const objects = parseAllDocuments(stdout).map((d) => d.toJS() as K8sObject)
+      const objects = await kubectlKustomize(dir)
       const policies = policiesOf(objects)
       for (const name of ['api', 'worker', 'ollama']) {
         const from = podOf(workload(objects, name)).labels
@@ -303,12 +297,11 @@ t.test('an ingress controller on hostNetwork: the documented component and patch
 
 t.test(
   'kubectl kustomize renders the hostNetwork fixture the same',
-  { skip: kubectl ? false : 'kubectl is not installed' },
+  { skip: hasKubectl ? false : 'kubectl is not installed' },
   async (t) => {
     const { dir } = hostNetworkFixture()
     t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-    const { stdout } = await execFileAsync('kubectl', ['kustomize', dir], { timeout: 30_000 })
-    const theirs = parseAllDocuments(stdout).map((d) => d.toJS() as K8sObject)
+    const theirs = await kubectlKustomize(dir)
     const key = (o: K8sObject) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`
     const byKey = (list: K8sObject[]) => Object.fromEntries(list.map((o) => [key(o), o]))
     t.strictSame(byKey(build(dir)), byKey(theirs))

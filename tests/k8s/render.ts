@@ -1,5 +1,7 @@
+import { execFile, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
+import { promisify } from 'node:util'
 import { parseAllDocuments } from 'yaml'
 
 // A small, offline `kustomize build` for the tests: kubectl/kustomize are not installed on every
@@ -130,6 +132,16 @@ function loadKustomization(dir: string): Kustomization {
     if (!KNOWN_FIELDS.has(field)) throw new Error(`${file}: unsupported field "${field}"`)
   }
   return k
+}
+
+/** Whether `kubectl` is installed here: its built-in kustomize is the reference this follows. */
+export const hasKubectl =
+  spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0
+
+/** `kubectl kustomize dir`, parsed: what a cluster would be given. */
+export async function kubectlKustomize(dir: string): Promise<K8sObject[]> {
+  const { stdout } = await promisify(execFile)('kubectl', ['kustomize', dir], { timeout: 30_000 })
+  return parseAllDocuments(stdout).map((d) => d.toJS() as K8sObject)
 }
 
 /** Renders a kustomization directory (base or overlay) to its list of objects. */
