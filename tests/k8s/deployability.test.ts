@@ -30,6 +30,13 @@ const k8s = join(root, 'k8s')
 const OVERLAYS = readdirSync(join(k8s, 'overlays')).sort()
 const rendered = new Map(OVERLAYS.map((o) => [o, build(join(k8s, 'overlays', o))]))
 const render = (overlay: string) => rendered.get(overlay) as K8sObject[]
+/** The overlay's `confluence-bot-config` data. */
+const configOf = (objects: readonly K8sObject[]) =>
+  find<K8sObject & { data?: Record<string, string> }>(objects, 'ConfigMap', 'confluence-bot-config')
+    .data ?? {}
+/** The settings the api reads from it (a key of its own, since keys live in the Secret). */
+const apiConfigOf = (objects: readonly K8sObject[]) =>
+  loadApiConfig({ ...configOf(objects), API_KEYS: 'k'.repeat(16) })
 const claims = (objects: readonly K8sObject[]) =>
   objects.filter((o) => o.kind === 'PersistentVolumeClaim') as (K8sObject &
     IPersistentVolumeClaim)[]
@@ -80,12 +87,7 @@ t.test('uploads: the ingress lets an export of EXPORT_UPLOAD_LIMIT through', asy
   t.throws(() => nginxBytes('2 GB'), /not an nginx size/)
   let ingresses = 0
   for (const [overlay, objects] of rendered) {
-    const config =
-      find<K8sObject & { data?: Record<string, string> }>(
-        objects,
-        'ConfigMap',
-        'confluence-bot-config',
-      ).data ?? {}
+    const config = configOf(objects)
     const limit = Number(config.EXPORT_UPLOAD_LIMIT)
     // The value the api would use: the ConfigMap's, which must parse as the api's setting does.
     t.equal(loadApiConfig({ ...config, API_KEYS: 'k'.repeat(16) }).EXPORT_UPLOAD_LIMIT, limit)
@@ -383,12 +385,7 @@ t.test('egress: Ollama and the worker reach what they need, never cloud metadata
         )
       }
       // Ollama needs the registry unless the overlay turned it off (air-gapped).
-      const config = find<K8sObject & { data?: Record<string, string> }>(
-        objects,
-        'ConfigMap',
-        'confluence-bot-config',
-      ).data
-      if (name === 'worker' || config?.MODEL_REGISTRY !== 'off') {
+      if (name === 'worker' || configOf(objects).MODEL_REGISTRY !== 'off') {
         t.ok(egressAllowed(p, { ip: PUBLIC, port: 443 }), `${where}: HTTPS out`)
       }
       for (const port of [80, 443, 8080]) {
@@ -486,13 +483,7 @@ t.test(
   'model imports: MODEL_IMPORT_DIR is a writable volume in the api pod that holds the largest import',
   async (t) => {
     for (const [overlay, objects] of rendered) {
-      const config =
-        find<K8sObject & { data?: Record<string, string> }>(
-          objects,
-          'ConfigMap',
-          'confluence-bot-config',
-        ).data ?? {}
-      const api = loadApiConfig({ ...config, API_KEYS: 'k'.repeat(16) })
+      const api = apiConfigOf(objects)
       const spec = find<Workload>(objects, 'Deployment', 'api').spec.template.spec
       const container = spec.containers.find((c) => c.name === 'api') ?? spec.containers[0]
       // The root file system is read-only: the directory must be a mount of its own, written to.
@@ -534,13 +525,7 @@ t.test(
       'the README states it',
     )
     for (const [overlay, objects] of rendered) {
-      const config =
-        find<K8sObject & { data?: Record<string, string> }>(
-          objects,
-          'ConfigMap',
-          'confluence-bot-config',
-        ).data ?? {}
-      const api = loadApiConfig({ ...config, API_KEYS: 'k'.repeat(16) })
+      const api = apiConfigOf(objects)
       const seconds = api.REQUEST_TIMEOUT_MS / 1000
       t.ok(
         api.REQUEST_TIMEOUT_MS > 0 &&
@@ -593,13 +578,7 @@ t.test(
         t.ok(total('limits') >= total('requests'), `${where}: limits ≥ requests`)
       }
       // The import volume leaves room over MODEL_IMPORT_LIMIT for the file system's own blocks.
-      const config =
-        find<K8sObject & { data?: Record<string, string> }>(
-          objects,
-          'ConfigMap',
-          'confluence-bot-config',
-        ).data ?? {}
-      const api = loadApiConfig({ ...config, API_KEYS: 'k'.repeat(16) })
+      const api = apiConfigOf(objects)
       const imports = workload(objects, 'api').spec.template.spec.volumes?.find(
         (v) => v.name === 'model-imports',
       )
