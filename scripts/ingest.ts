@@ -29,12 +29,12 @@ import {
 } from '@confluence-bot/shared'
 import type { Queue } from 'bullmq'
 import type { Redis as RedisClient } from 'ioredis'
-import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { inspectExport } from '../services/worker/src/confluence/export.ts'
 import { createIngest } from '../services/worker/src/ingest/index.ts'
 import { startWorker } from '../services/worker/src/worker.ts'
 import { INGEST_USAGE, UsageError } from './ingest-usage.ts'
+import { oneShotRedis } from './redis.ts'
 
 /**
  * Whether a worker is connected to the sync or the pages queue, as CLIENT LIST shows BullMQ's
@@ -55,14 +55,7 @@ async function workerConnected(queues: Record<'sync' | 'pages', Queue>): Promise
 
 /** The worker's connection waits for Redis forever; a foreground command says so and stops. */
 async function checkRedis(url: string): Promise<void> {
-  const probe = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    connectTimeout: 3_000,
-    retryStrategy: () => null,
-  })
-  probe.on('error', () => {})
+  const probe = oneShotRedis(url)
   try {
     await probe.connect()
     await probe.ping()
