@@ -84,7 +84,16 @@ t.test('user, password and query of a URL source never reach the log', async (t)
   t.not(unknown.status, 0)
   t.match(unknown.stderr, 'has an unknown source "s3://bucket/x.gguf" in MODEL_SOURCES')
 
-  for (const run of [ok, failed, unknown]) {
+  // A password with an unescaped "/" (a base64 token): the URL is malformed, the secret hidden.
+  const slashed = await runInit(
+    script,
+    setup(t),
+    { ...models, ...direct, MODEL_SOURCES: `llama3.2=http://bot:${secret}/x==@${host}/gone.gguf` },
+    { present: ['nomic-embed-text'] },
+  )
+  t.not(slashed.status, 0)
+
+  for (const run of [ok, failed, unknown, slashed]) {
     t.notMatch(run.stdout + run.stderr, secret, 'no password')
     t.notMatch(run.stdout + run.stderr, token, 'no token')
     t.notMatch(run.stdout + run.stderr, 'mirror:', 'no user')

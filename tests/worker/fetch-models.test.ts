@@ -251,6 +251,8 @@ t.test('sources are shown without user, password, query or fragment', async (t) 
   )
   t.equal(redactedSource('http://models/a.gguf'), 'http://models/a.gguf')
   t.equal(redactedSource('not a url at all'), 'not a url at all')
+  // A password with an unescaped "/" (a base64 token): the URL is malformed, and still hidden.
+  t.equal(redactedSource('https://bot:Zm9v+YmFy/YmF6==@host/x.gguf'), 'https://host/x.gguf')
   const { downloadDir, modelsDir } = await dirs(t)
   await t.rejects(
     fetchModels(
@@ -278,6 +280,43 @@ t.test('sources are shown without user, password, query or fragment', async (t) 
     },
   )
 })
+
+t.test(
+  'a TLS failure is one line, and so is a malformed source with a slash in its password',
+  async (t) => {
+    const { base } = await server(t, serveGguf)
+    const { downloadDir, modelsDir } = await dirs(t)
+    const tls = fetchModels(
+      {
+        models: ['m'],
+        sources: `m=${base.replace('http:', 'https:')}/m.gguf`,
+        downloadDir,
+        modelsDir,
+      },
+      () => {},
+    )
+    const err = (await tls.catch((e: Error) => e)) as Error
+    t.match(
+      err.message,
+      /^model m: download from https:\/\/127\.0\.0\.1:\d+\/m\.gguf failed \(.+\); to fix: /,
+    )
+    t.notMatch(err.message, /\n/, 'one line')
+    const bad = fetchModels(
+      {
+        models: ['m'],
+        sources: 'm=https://bot:Zm9v+YmFy/YmF6==@host/x.gguf',
+        downloadDir,
+        modelsDir,
+      },
+      () => {},
+    )
+    const refused = (await bad.catch((e: Error) => e)) as Error
+    t.equal(
+      refused.message,
+      'model m: the source "https://host/x.gguf" is not a URL; to fix: correct its entry in MODEL_SOURCES (confluence-bot-config)',
+    )
+  },
+)
 
 t.test('a volume it cannot read is a failure, never taken for an empty one', async (t) => {
   const { base, requests } = await server(t, serveGguf)

@@ -40,8 +40,9 @@ fail() {
 
 lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
 
-# A source as it may be printed: no user or password, no query, no fragment (tokens ride there).
-redact() { printf '%s' "$1" | sed -e 's|^\([A-Za-z][A-Za-z0-9+.-]*://\)[^/?#]*@|\1|' -e 's/[?#].*$//'; }
+# A source as it may be printed: no user or password (up to the last "@", in case a password has
+# an unescaped "/", "?" or "#"), no query, no fragment (tokens ride there).
+redact() { printf '%s' "$1" | sed -e 's|^\([A-Za-z][A-Za-z0-9+.-]*://\).*@|\1|' -e 's/[?#].*$//'; }
 
 # A yes/no setting is read the way operators write it; a typo must not quietly mean "on".
 case "$(lower "$MODEL_REGISTRY")" in

@@ -90,7 +90,8 @@ async function exists(path: string, what: string, fix: string): Promise<boolean>
  * fragment. Also for text that is not a URL at all.
  */
 export function redactedSource(source: string): string {
-  return source.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1').replace(/[?#].*$/s, '')
+  // Up to the last "@": a password with an unescaped "/", "?" or "#" must not show either.
+  return source.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/is, '$1').replace(/[?#].*$/s, '')
 }
 
 /** Streams `url` to `target` through a `.part` file, checking the GGUF magic and the digest. */
@@ -126,9 +127,10 @@ async function download(
   try {
     response = await fetch(request, { headers })
   } catch (err) {
-    // fetch reports every network failure as "fetch failed", with the reason as its cause.
+    // fetch reports every network failure as "fetch failed", with the reason as its cause (for
+    // TLS, OpenSSL's lines: kept on one).
     throw fail(
-      (err as Error & { cause: Error }).cause.message,
+      (err as Error & { cause: Error }).cause.message.replace(/\s+/g, ' ').trim(),
       'serve the GGUF inside the cluster and allow the Ollama pod to reach it (NetworkPolicy)',
     )
   }
