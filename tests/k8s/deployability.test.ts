@@ -388,6 +388,13 @@ t.test('egress: Ollama and the worker reach what they need, never cloud metadata
       if (name === 'worker' || configOf(objects).MODEL_REGISTRY !== 'off') {
         t.ok(egressAllowed(p, { ip: PUBLIC, port: 443 }), `${where}: HTTPS out`)
       }
+      // GKE's Cloud DNS answers at the metadata server's address: DNS there, its HTTP API not.
+      for (const protocol of ['UDP', 'TCP']) {
+        t.ok(
+          egressAllowed(p, { ip: METADATA, port: 53, protocol }),
+          `${where}: Cloud DNS ${protocol}`,
+        )
+      }
       for (const port of [80, 443, 8080]) {
         t.notOk(egressAllowed(p, { ip: METADATA, port }), `${where}: no metadata on ${port}`)
       }

@@ -36,21 +36,29 @@ const METADATA = ['169.254.169.254', 'fd00:ec2::254', 'fd20:ce::254', 'fe80::a9f
 // Somewhere on the internet (documentation ranges): Confluence Cloud, a registry, a bucket.
 const PUBLIC = ['203.0.113.7', '2001:db8::7']
 // The cluster's DNS: the kube-dns/CoreDNS pods in kube-system (a policy sees the pod a Service
-// address is translated to) and NodeLocal DNSCache's link-local address.
+// address is translated to), NodeLocal DNSCache's link-local address, and GKE's Cloud DNS, which
+// pods query at the metadata server's address (port 53 only: its metadata API is HTTP).
 const KUBE_SYSTEM = { 'kubernetes.io/metadata.name': 'kube-system' }
 const NODE_LOCAL_DNS = '169.254.20.10'
+const CLOUD_DNS = '169.254.169.254'
 const DNS: Destination[] = [
   { pod: { 'k8s-app': 'kube-dns' }, namespace: KUBE_SYSTEM, port: 53, protocol: 'UDP' },
   { pod: { 'k8s-app': 'kube-dns' }, namespace: KUBE_SYSTEM, port: 53, protocol: 'TCP' },
-  { ip: NODE_LOCAL_DNS, port: 53, protocol: 'UDP' },
-  { ip: NODE_LOCAL_DNS, port: 53, protocol: 'TCP' },
-]
-// Port 53 anywhere else: a public resolver, any internet host (a tunnel), the metadata
-// endpoint's network, a VPC resolver, a pod of another namespace.
-const NOT_DNS: Destination[] = [
-  ...['8.8.8.8', ...PUBLIC, ...METADATA, '169.254.20.11', '10.0.0.2'].flatMap((ip) =>
+  ...[NODE_LOCAL_DNS, CLOUD_DNS].flatMap((ip) =>
     ['UDP', 'TCP'].map((protocol) => ({ ip, port: 53, protocol })),
   ),
+]
+// Port 53 anywhere else: a public resolver, any internet host (a tunnel), the other metadata
+// endpoints and their network, a VPC resolver, a pod of another namespace.
+const NOT_DNS: Destination[] = [
+  ...[
+    '8.8.8.8',
+    ...PUBLIC,
+    ...METADATA.filter((ip) => ip !== CLOUD_DNS),
+    '169.254.169.253',
+    '169.254.20.11',
+    '10.0.0.2',
+  ].flatMap((ip) => ['UDP', 'TCP'].map((protocol) => ({ ip, port: 53, protocol }))),
   {
     pod: { 'app.kubernetes.io/name': 'dnsmasq' },
     namespace: { 'kubernetes.io/metadata.name': 'tenant' },
@@ -123,8 +131,9 @@ t.test('each pod reaches only what it needs', async (t) => {
       for (const dns of DNS) {
         t.ok(reaches(name, dns), `${overlay} ${name}: DNS ${dns.protocol} ${dns.ip ?? 'kube-dns'}`)
       }
+      // The metadata API (HTTP) stays out of reach, Cloud DNS's port 53 included.
       for (const ip of METADATA) {
-        for (const port of [80, 443]) {
+        for (const port of [80, 443, 8080]) {
           t.notOk(reaches(name, { ip, port }), `${overlay} ${name} ↛ ${ip}:${port}`)
         }
       }
