@@ -111,8 +111,10 @@ t.test('uploads: the ingress lets an export of EXPORT_UPLOAD_LIMIT through', asy
 
 // The node each overlay is sized for, as k8s/README.md ("Node sizes") states it, with what is
 // left for pods after the kubelet's reservations and the system pods (control plane on minikube).
-// `disk` is the node's disk left for pods' ephemeral storage (emptyDirs, logs): the disk less the
-// kubelet's 10 % eviction threshold and room for the images.
+// `disk` is the node's disk left for pods' ephemeral storage (emptyDirs, logs): what the node
+// allocates to pods, which on a cloud node is far less than its boot disk (GKE: about 44 GiB of an
+// e2-standard-4's 100 GB, after the system's reservation, the eviction threshold and the images);
+// on minikube the disk less the kubelet's 10 % eviction threshold and room for the images.
 type Node = {
   node: string
   cpu: number
@@ -121,10 +123,10 @@ type Node = {
   allOnOne: boolean
 }
 const CLOUD_NODE: Node = {
-  node: '4 vCPU / 16 GiB / 100 GiB disk',
+  node: '4 vCPU / 16 GiB / 40 GiB disk',
   cpu: 3.5,
   memory: '13Gi',
-  disk: '80Gi',
+  disk: '40Gi',
   allOnOne: false,
 }
 const NODES: Record<string, Node> = {
@@ -201,6 +203,10 @@ t.test('requests: every pod fits the node its overlay is sized for', async (t) =
   const s3 = NODES.s3 as Node
   t.ok(cpu <= s3.cpu && memory <= quantity(s3.memory), `s3: co-located api + worker fit`)
   t.ok(disk <= quantity(s3.disk), `s3: their disk too (${disk / 2 ** 30} GiB of ${s3.disk})`)
+  t.ok(
+    readme.includes(`${disk / 2 ** 30} GiB disk)`),
+    `k8s/README.md states the co-located set's ${disk / 2 ** 30} GiB disk`,
+  )
   // Nothing else may take that node's room: a pod of another workload that fits beside a worker
   // pod (where the co-located set gathers) must be kept off it, or an api pod stays Pending.
   const workerPod = podRequests(workload(objects, 'worker'))
@@ -520,7 +526,7 @@ t.test(
 
 // The slowest sustained upload k8s/README.md ("Importing a model into the cluster") promises an
 // import of MODEL_IMPORT_LIMIT gets through at, in bits per second.
-const IMPORT_MIN_BANDWIDTH = 40e6
+const IMPORT_MIN_BANDWIDTH = 20e6
 
 t.test(
   'model imports: REQUEST_TIMEOUT_MS lets MODEL_IMPORT_LIMIT through at the stated bandwidth, and the Ingress waits as long',
@@ -528,7 +534,7 @@ t.test(
     const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
     t.match(
       readme,
-      /## Importing a model into the cluster[\s\S]*40 Mbit\/s/,
+      /## Importing a model into the cluster[\s\S]*20 Mbit\/s/,
       'the README states it',
     )
     for (const [overlay, objects] of rendered) {

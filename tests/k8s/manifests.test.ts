@@ -148,7 +148,7 @@ t.test('base composes ollama, redis, api, worker, the index volume and the confi
     EXPORTS_DIR: '/data/exports',
     EXPORT_UPLOAD_LIMIT: '2147483648',
     MODEL_IMPORT_DIR: '/data/model-imports',
-    MODEL_IMPORT_LIMIT: '17179869184',
+    MODEL_IMPORT_LIMIT: '8589934592',
     REQUEST_TIMEOUT_MS: '3600000',
     LOG_LEVEL: 'info',
   })

@@ -131,7 +131,7 @@ t.test('each pod reaches only what it needs', async (t) => {
       for (const dns of DNS) {
         t.ok(reaches(name, dns), `${overlay} ${name}: DNS ${dns.protocol} ${dns.ip ?? 'kube-dns'}`)
       }
-      // The metadata API (HTTP) stays out of reach, Cloud DNS's port 53 included.
+      // The metadata API (HTTP) stays out of reach, though Cloud DNS's port 53 there is open.
       for (const ip of METADATA) {
         for (const port of [80, 443, 8080]) {
           t.notOk(reaches(name, { ip, port }), `${overlay} ${name} ↛ ${ip}:${port}`)
