@@ -1,5 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, relative, resolve } from 'node:path'
 import { loadApiConfig } from '@confluence-bot/shared'
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy'
 import type { IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
@@ -248,6 +249,46 @@ t.test('requests: every pod fits the node its overlay is sized for', async (t) =
     cpu + surgeCpu <= s3.cpu && memory + surgeMemory <= quantity(s3.memory),
     `s3: a rollout's surge fits beside them (${cpu + surgeCpu} CPU)`,
   )
+})
+
+// `dev` with the model-downloads component: its scratch volume is requested from the node's disk
+// too, so the single node needs a larger disk, as k8s/README.md says (50 GB ≈ 46.6 GiB, less 10 %
+// and ~8 GiB of images).
+const DEV_DOWNLOADS_NODE = { node: '--disk-size 50g', disk: '33Gi' }
+
+t.test('dev with model-downloads: the whole stack fits the larger minikube disk', async (t) => {
+  const readme = readFileSync(join(k8s, 'README.md'), 'utf8')
+  const urlSources = readme.slice(readme.indexOf('**URL sources**'))
+  t.ok(
+    urlSources.slice(0, urlSources.indexOf('\n## ')).includes(DEV_DOWNLOADS_NODE.node),
+    `k8s/README.md's URL sources state "${DEV_DOWNLOADS_NODE.node}"`,
+  )
+  const dir = mkdtempSync(join(tmpdir(), 'dev-downloads-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(
+    join(dir, 'kustomization.yaml'),
+    [
+      'apiVersion: kustomize.config.k8s.io/v1beta1',
+      'kind: Kustomization',
+      'resources:',
+      `  - ${relative(dir, join(k8s, 'overlays/dev'))}`,
+      'components:',
+      `  - ${relative(dir, join(k8s, 'components/model-downloads'))}`,
+      '',
+    ].join('\n'),
+  )
+  const objects = build(dir)
+  t.ok(
+    allContainers(workload(objects, 'ollama')).some((c) => c.name === 'fetch-models'),
+    'the component is in',
+  )
+  const disk = workloads(objects).reduce(
+    (acc, w) => acc + (w.spec.replicas ?? 1) * podRequests(w).disk,
+    0,
+  )
+  const room = quantity(DEV_DOWNLOADS_NODE.disk)
+  t.ok(disk <= room, `all pods together, ${disk / 2 ** 30} GiB disk of ${DEV_DOWNLOADS_NODE.disk}`)
+  t.ok(disk > quantity(NODES.dev?.disk), 'more than the plain dev node holds: hence the note')
 })
 
 t.test('ollama: the first rollout may take its time (image + models)', async (t) => {
