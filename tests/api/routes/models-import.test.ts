@@ -7,6 +7,8 @@ import { readdir } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
+import { ollamaModelName } from '@confluence-bot/shared'
+import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { ADMIN_KEY, bearer, listenTestApp, READER_KEY, tempDir } from '../../helpers/api.ts'
@@ -493,3 +495,37 @@ t.test(
     t.match(await answer.body.json(), { response: 'The sky is blue.', done: true })
   },
 )
+
+t.test('streamed: the name is free by the time the last line arrives', async (t) => {
+  // Create answers after a moment; meanwhile Redis holds back writes (CLIENT PAUSE WRITE), so the
+  // hold's release cannot land until the pause ends. The last line must wait for it: a client
+  // that reads it and imports the name again at once must find the name free.
+  const r = await rig(t, {
+    faultFor: ({ path }) => (path === '/api/create' ? { firstByteDelayMs: 300 } : undefined),
+  })
+  const client = new Redis(redis.url)
+  t.teardown(() => client.quit())
+  const HOLD = `cnfl:model-import:${ollamaModelName('again')}`
+  const res = await request(`${r.url}/api/models/import?name=again&stream=true`, {
+    method: 'POST',
+    headers: { ...bearer(ADMIN_KEY), 'content-type': 'application/octet-stream' },
+    body: SMALL,
+  })
+  let text = ''
+  let paused = false
+  let heldAtEnd: number | undefined
+  for await (const chunk of res.body) {
+    text += chunk.toString()
+    if (!paused && text.includes(`"completed":${SMALL.length}`)) {
+      paused = true
+      t.equal(await client.exists(HOLD), 1, 'held while the import runs')
+      await client.call('CLIENT', 'PAUSE', '1500', 'WRITE')
+    }
+    if (text.includes('"status":"success"') && heldAtEnd === undefined) {
+      heldAtEnd = await client.exists(HOLD)
+    }
+  }
+  t.ok(paused, 'the upload was seen to end')
+  t.equal(ndjson(text).at(-1)?.status, 'success')
+  t.equal(heldAtEnd, 0, 'no hold once the last line is read')
+})

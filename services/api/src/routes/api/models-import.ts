@@ -37,6 +37,8 @@ import {
 // slots of this process.
 
 const GGUF_TYPE = 'application/octet-stream'
+/** A line that ends an import's stream: Ollama's success, or an error line. */
+const FINAL_LINE = /^\{"(status":"success"|error")/m
 /**
  * Bytes a file stream holds before it waits (Node's defaults: 16 KiB written, 64 KiB read). With
  * 1 MiB, disk writes are batched while the socket keeps arriving, and the push reads the file in
@@ -322,21 +324,26 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
         signal,
       )
       if (upstream.statusCode >= 400) throw await ollama.error(upstream)
-      yield* relayNdjson(upstream.body, {
+      for await (const part of relayNdjson(upstream.body, {
         interruptedMessage: (reason) =>
           `Creating ${query.name} on Ollama at ${ollama.url} stopped before it finished (${reason})`,
         isAborted: () => signal.aborted,
         scrub: ollama.scrub,
-      })
+      })) {
+        // The last line (success, or the relay's error line): the name is let go before it goes
+        // out, so a client that imports the name again as soon as it reads it finds it free.
+        if (FINAL_LINE.test(part.toString())) await release()
+        yield part
+      }
     } catch (err) {
       if (signal.aborted) return
       const failure = ollama.unavailable(err) as Error
       const code = failure instanceof AppError ? failure.code : ErrorCode.ollamaError
+      await release()
       yield errorLine(code, `Importing ${query.name} failed: ${ollama.scrub(failure.message)}`)
     } finally {
       await rm(path, { force: true })
-      // Before the last line goes out: a client that imports the name again once it has read
-      // it finds the name free.
+      // However it ended (a client gone, an abort): the name is free again.
       await release()
     }
   }
