@@ -122,6 +122,9 @@ async function refuseTaken(
   }
 }
 
+/** Redis's answers to a missing or wrong password (and ioredis' own, without a password). */
+const AUTH_REFUSED = /NOAUTH|WRONGPASS|invalid password|invalid username-password/i
+
 /**
  * Holds the name in the api's Redis as an api import does (renewed until released); refuses a
  * name an import holds. An unreachable Redis is a warning: the import goes on without the hold.
@@ -129,12 +132,22 @@ async function refuseTaken(
 async function holdName(url: string, name: string, ttlMs: number): Promise<() => Promise<void>> {
   const redis = oneShotRedis(url)
   const where = `Redis at REDIS_URL=${redactUrl(url)}`
-  if (
-    !(await redis.connect().then(
-      () => true,
-      () => false,
-    ))
-  ) {
+  // ioredis reports a refused password as an error event, then fails the connect as "closed".
+  const seen: Error[] = []
+  redis.on('error', (err: Error) => seen.push(err))
+  const refusal = await redis.connect().then(
+    () => undefined,
+    (err: Error) => err,
+  )
+  // A Redis that is there but refuses the password is a setting to fix, not one to go without.
+  const auth = seen.find((err) => AUTH_REFUSED.test(err.message))
+  if (auth) {
+    redis.disconnect()
+    throw new Error(
+      `${where} refused its credentials (${auth.message.split('\n')[0]}): put the api's Redis password in REDIS_URL (redis://:PASSWORD@host:port)`,
+    )
+  }
+  if (refusal) {
     process.stderr.write(
       `cnfl: ${where} is unreachable: an api import of ${name} at the same time is not kept out (the name is still looked for right before creating)\n`,
     )

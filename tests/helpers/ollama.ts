@@ -14,10 +14,10 @@ export async function standIn(
 }
 
 /**
- * An "Ollama" that accepts connections and never answers (a hung server), for one test: its
- * URL. Its connections are cut when the test ends.
+ * A server that accepts connections and never answers (a hung Ollama, Redis…), for one test: its
+ * port. Its connections are cut when the test ends.
  */
-export async function silentOllama(t: Teardown): Promise<string> {
+export async function silentPort(t: Teardown): Promise<number> {
   const sockets = new Set<Socket>()
   const server = createServer((socket) => {
     sockets.add(socket)
@@ -29,8 +29,11 @@ export async function silentOllama(t: Teardown): Promise<string> {
     for (const socket of sockets) socket.destroy()
     await new Promise((resolve) => server.close(resolve))
   })
-  return `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  return (server.address() as { port: number }).port
 }
+
+/** An "Ollama" that accepts connections and never answers: its URL. */
+export const silentOllama = async (t: Teardown) => `http://127.0.0.1:${await silentPort(t)}`
 
 /** Splits an NDJSON body into parsed objects, checking every line is complete JSON. */
 export function ndjson(text: string): Array<Record<string, unknown>> {

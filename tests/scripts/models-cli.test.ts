@@ -9,7 +9,7 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { models } from '../../scripts/models.ts'
 import { tempDir } from '../helpers/api.ts'
-import { standIn } from '../helpers/ollama.ts'
+import { silentPort, standIn } from '../helpers/ollama.ts'
 import type { StandInModel, StandInOptions } from '../helpers/ollama-stand-in.ts'
 import { runScript } from '../helpers/process.ts'
 import { freePort, startRedis } from '../helpers/redis.ts'
@@ -316,5 +316,24 @@ t.test(
     )
     t.notOk(ollama.options.models.some((m) => m.name === 'oom:latest'))
     t.ok(ollama.options.models.some((m) => m.name === 'alone:latest'))
+
+    // A Redis that accepts the connection and never answers: the same warning, no hang.
+    const hung = `redis://127.0.0.1:${await silentPort(t)}`
+    const waited = await run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'hung'], dir, hung)
+    t.equal(waited.code, 0)
+    t.match(waited.stderr, /is unreachable: an api import of hung at the same time is not kept out/)
+
+    // A Redis that wants a password it was not given, or another one: an error, nothing sent.
+    await keys.config('SET', 'requirepass', 'the-api-password')
+    t.teardown(() => keys.config('SET', 'requirepass', ''))
+    const before = ollama.blobBytes
+    for (const url of [redis.url, redis.url.replace('redis://', 'redis://:wrong-password@')]) {
+      await t.rejects(run(t, ollama.url, ['import', 'tiny.gguf', '--name', 'locked'], dir, url), {
+        message:
+          /^Redis at REDIS_URL=redis:\/\/\S+ refused its credentials \((NOAUTH|WRONGPASS)[^)]*\): put the api's Redis password in REDIS_URL \(redis:\/\/:PASSWORD@host:port\)$/,
+      })
+    }
+    t.equal(ollama.blobBytes, before, 'no byte of the file sent')
+    await keys.config('SET', 'requirepass', '')
   },
 )
