@@ -81,6 +81,11 @@ export function refuse(reply: FastifyReply, error: AppError): FastifyReply {
     .send(error.toBody())
 }
 
+/** Whether a request says a body follows (chunked, or a length above 0). */
+const hasBody = (request: FastifyRequest) =>
+  request.headers['transfer-encoding'] !== undefined ||
+  Number(request.headers['content-length'] ?? 0) > 0
+
 async function requestGuard(fastify: FastifyInstance) {
   const { config } = fastify
   const hostAllowed = hostPolicy(config.HOST, config.API_ALLOWED_HOSTS, authEnabled(config))
@@ -122,6 +127,16 @@ async function requestGuard(fastify: FastifyInstance) {
           `Requests from web pages of ${origin.slice(0, 200)} are not allowed; add the origin to API_ALLOWED_ORIGINS`,
         ),
       )
+    }
+    // A path no route serves is answered before its body is read, and the connection closed:
+    // otherwise the answer waits for the whole body, which may take REQUEST_TIMEOUT_MS (an hour
+    // in the cluster, for model imports) if its sender trickles it.
+    if (request.is404 && hasBody(request)) {
+      reply.header('connection', 'close')
+      // The scope's own not-found handler (each surface answers in its shape); callNotFound()
+      // would see it is already in one and send a bare default.
+      await request.routeOptions.handler.call(fastify, request, reply)
+      return reply
     }
   })
 }
