@@ -143,12 +143,26 @@ t.test('a failure is one line on stderr and a failed container', async (t) => {
   t.same(await files(downloadDir), [], 'nothing half-written is left')
 })
 
+/** A model as Ollama keeps it: a manifest naming a config and a layer, both blobs present. */
+async function haveModel(modelsDir: string, model: string, manifest?: string, blobs = 2) {
+  const path = manifestPath(modelsDir, model)
+  await mkdir(join(path, '..'), { recursive: true })
+  const digests = ['1', '2'].map((n) => `sha256:${n.repeat(64)}`)
+  await writeFile(
+    path,
+    manifest ??
+      JSON.stringify({ config: { digest: digests[0] }, layers: [{ digest: digests[1] }] }),
+  )
+  await mkdir(join(modelsDir, 'blobs'), { recursive: true })
+  for (const digest of digests.slice(0, blobs)) {
+    await writeFile(join(modelsDir, 'blobs', digest.replace(':', '-')), '')
+  }
+}
+
 t.test('no request for a model on the volume, or one downloaded already', async (t) => {
   const { base, requests } = await server(t, serveGguf)
   const { downloadDir, modelsDir } = await dirs(t)
-  const manifest = manifestPath(modelsDir, 'team/chat:q4')
-  await mkdir(join(manifest, '..'), { recursive: true })
-  await writeFile(manifest, '{}')
+  await haveModel(modelsDir, 'team/chat:q4')
   await mkdir(downloadDir, { recursive: true })
   await writeFile(join(downloadDir, downloadName('embed')), GGUF)
   const said: string[] = []
@@ -386,3 +400,28 @@ t.test(
     t.same(await files(downloadDir), ['m.gguf'], 'the trickled file is not kept')
   },
 )
+
+t.test('a model Ollama could not serve is downloaded again', async (t) => {
+  const { base, requests } = await server(t, serveGguf)
+  const broken: Array<[string, string | undefined, number]> = [
+    ['a blob missing', undefined, 1],
+    ['a manifest that is no JSON', '{"config":', 2],
+    ['a manifest naming nothing', '{}', 2],
+    [
+      'a layer without its digest',
+      `{"config":{"digest":"sha256:${'1'.repeat(64)}"},"layers":[{}]}`,
+      2,
+    ],
+  ]
+  for (const [what, manifest, blobs] of broken) {
+    const { downloadDir, modelsDir } = await dirs(t)
+    await haveModel(modelsDir, 'chat', manifest, blobs)
+    const before = requests.length
+    await fetchModels(
+      { models: ['chat'], sources: `chat=${base}/c.gguf`, downloadDir, modelsDir },
+      () => {},
+    )
+    t.equal(requests.length, before + 1, `${what}: downloaded`)
+    t.same(await files(downloadDir), ['chat.gguf'], `${what}: left for init-models.sh`)
+  }
+})

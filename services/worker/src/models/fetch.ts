@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
-import { access, mkdir, rename, rm } from 'node:fs/promises'
+import { access, mkdir, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -198,6 +198,33 @@ async function download(
   )
 }
 
+type Manifest = { config?: { digest?: unknown }; layers?: Array<{ digest?: unknown }> }
+
+/**
+ * Whether Ollama has the model whole: its manifest, and every blob that names. A damaged
+ * manifest or a missing blob (`ollama show` fails on either) does not count: the model is
+ * downloaded again, and init-models.sh creates it over the broken one.
+ */
+async function onVolume(modelsDir: string, model: string): Promise<boolean> {
+  const where = `Ollama's model directory ${modelsDir}`
+  const fix = 'mount the model volume readable by this container (k8s/components/model-downloads)'
+  const path = manifestPath(modelsDir, model)
+  if (!(await exists(path, where, fix))) return false
+  let manifest: Manifest
+  try {
+    manifest = JSON.parse(await readFile(path, 'utf8')) as Manifest
+  } catch {
+    return false
+  }
+  const digests = [manifest.config, ...(manifest.layers ?? [])].map((part) => part?.digest)
+  if (digests.length < 2 || digests.some((digest) => typeof digest !== 'string')) return false
+  for (const digest of digests as string[]) {
+    if (!(await exists(join(modelsDir, 'blobs', digest.replace(':', '-')), where, fix)))
+      return false
+  }
+  return true
+}
+
 /**
  * Leaves a verified GGUF in `downloadDir` for every model with an http(s) source that is neither
  * on the volume nor downloaded already. Other sources are `init-models.sh`'s to handle.
@@ -207,12 +234,7 @@ export async function fetchModels(settings: FetchSettings, say: Say): Promise<vo
   for (const model of settings.models) {
     const source = sources.get(model) ?? 'registry'
     if (!/^https?:\/\//i.test(source)) continue
-    const onVolume = await exists(
-      manifestPath(settings.modelsDir, model),
-      `Ollama's model directory ${settings.modelsDir}`,
-      'mount the model volume readable by this container (k8s/components/model-downloads)',
-    )
-    if (onVolume) {
+    if (await onVolume(settings.modelsDir, model)) {
       say(`fetch-models: ${model} is on the volume`)
       continue
     }
