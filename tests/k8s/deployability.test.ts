@@ -1,6 +1,5 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, relative, resolve } from 'node:path'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { loadApiConfig } from '@confluence-bot/shared'
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy'
 import type { IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
@@ -19,7 +18,7 @@ import {
   workload,
   workloads,
 } from './kube.ts'
-import { build, type K8sObject, splitImage } from './render.ts'
+import { build, type K8sObject, overlayOnTop, splitImage } from './render.ts'
 
 // Invariants an operator relies on when applying an overlay to a real cluster (issue 14): storage
 // the cluster can provide, an ingress that lets uploads through, requests that fit a node,
@@ -263,20 +262,7 @@ t.test('dev with model-downloads: the whole stack fits the larger minikube disk'
     urlSources.slice(0, urlSources.indexOf('\n## ')).includes(DEV_DOWNLOADS_NODE.node),
     `k8s/README.md's URL sources state "${DEV_DOWNLOADS_NODE.node}"`,
   )
-  const dir = mkdtempSync(join(tmpdir(), 'dev-downloads-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  writeFileSync(
-    join(dir, 'kustomization.yaml'),
-    [
-      'apiVersion: kustomize.config.k8s.io/v1beta1',
-      'kind: Kustomization',
-      'resources:',
-      `  - ${relative(dir, join(k8s, 'overlays/dev'))}`,
-      'components:',
-      `  - ${relative(dir, join(k8s, 'components/model-downloads'))}`,
-      '',
-    ].join('\n'),
-  )
+  const dir = overlayOnTop(t, 'dev', ['model-downloads'])
   const objects = build(dir)
   t.ok(
     allContainers(workload(objects, 'ollama')).some((c) => c.name === 'fetch-models'),

@@ -1,13 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join, relative, resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1'
 import type { IContainer } from 'kubernetes-models/v1'
 import t, { type Test } from 'tap'
-import { stringify } from 'yaml'
 import { runScript } from '../helpers/process.ts'
 import { creates, downloadsLeft, pulls, runInit, stockTools, stubDir } from './init-script.ts'
 import {
@@ -18,7 +16,7 @@ import {
   validateObject,
   workload,
 } from './kube.ts'
-import { build, hasKubectl, type K8sObject, kubectlKustomize } from './render.ts'
+import { build, hasKubectl, type K8sObject, kubectlKustomize, overlayOnTop } from './render.ts'
 
 // The `model-downloads` component: models served over http(s) inside the cluster reach an Ollama
 // pod whose image has no curl or wget. Rendered the way k8s/README.md says to use it (added to the
@@ -33,15 +31,7 @@ const script = join(k8s, 'base/ollama/init-models.sh')
  * kubectl installed, `kubectl kustomize` must give the Ollama pod the same init containers.
  */
 async function withComponent(t: Test, name: string): Promise<K8sObject[]> {
-  const dir = mkdtempSync(join(tmpdir(), 'model-downloads-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const copy = {
-    apiVersion: 'kustomize.config.k8s.io/v1beta1',
-    kind: 'Kustomization',
-    resources: [relative(dir, join(k8s, 'overlays', name))],
-    components: [relative(dir, join(k8s, 'components/model-downloads'))],
-  }
-  writeFileSync(join(dir, 'kustomization.yaml'), stringify(copy))
+  const dir = overlayOnTop(t, name, ['model-downloads'])
   const objects = build(dir)
   if (hasKubectl) {
     const theirs = await kubectlKustomize(dir)

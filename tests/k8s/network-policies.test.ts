@@ -16,7 +16,7 @@ import {
   workload,
   workloads,
 } from './kube.ts'
-import { build, hasKubectl, type K8sObject, kubectlKustomize } from './render.ts'
+import { build, hasKubectl, type K8sObject, kubectlKustomize, overlayOnTop } from './render.ts'
 
 // The NetworkPolicies of every overlay, as a cluster would enforce them: every workload's egress
 // is restricted, the internet is reached over both address families or not at all, never a cloud
@@ -200,18 +200,7 @@ t.test(
     const openshiftDns = { 'kubernetes.io/metadata.name': 'openshift-dns' }
     const dnsPod = { 'dns.operator.openshift.io/daemonset-dns': 'default' }
     for (const overlay of ['production', 'airgap']) {
-      const dir = mkdtempSync(join(tmpdir(), 'dns-elsewhere-'))
-      t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-      writeFileSync(
-        join(dir, 'kustomization.yaml'),
-        [
-          'apiVersion: kustomize.config.k8s.io/v1beta1',
-          'kind: Kustomization',
-          'resources:',
-          `  - ${relative(dir, join(k8s, 'overlays', overlay))}`,
-          patches,
-        ].join('\n'),
-      )
+      const dir = overlayOnTop(t, overlay, [], patches)
       const objects = await kubectlKustomize(dir)
       const policies = policiesOf(objects)
       for (const name of ['api', 'worker', 'ollama']) {

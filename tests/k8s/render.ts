@@ -1,6 +1,7 @@
 import { execFile, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, statSync } from 'node:fs'
-import { basename, join, resolve } from 'node:path'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, join, relative, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { parseAllDocuments } from 'yaml'
 
@@ -132,6 +133,33 @@ function loadKustomization(dir: string): Kustomization {
     if (!KNOWN_FIELDS.has(field)) throw new Error(`${file}: unsupported field "${field}"`)
   }
   return k
+}
+
+/**
+ * A kustomization in a temp directory (removed when the test ends) that builds on
+ * `k8s/overlays/<overlay>`, as an operator's own overlay would: with the given components of
+ * k8s/, then `extra` (more kustomization YAML, e.g. patches). Returns its directory.
+ */
+export function overlayOnTop(
+  t: { teardown(fn: () => unknown): void },
+  overlay: string,
+  components: string[] = [],
+  extra = '',
+): string {
+  const k8s = resolve(import.meta.dirname, '../../k8s')
+  const dir = mkdtempSync(join(tmpdir(), `on-${overlay}-`))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const lines = [
+    'apiVersion: kustomize.config.k8s.io/v1beta1',
+    'kind: Kustomization',
+    'resources:',
+    `  - ${relative(dir, join(k8s, 'overlays', overlay))}`,
+    ...(components.length > 0 ? ['components:'] : []),
+    ...components.map((c) => `  - ${relative(dir, join(k8s, 'components', c))}`),
+    extra,
+  ]
+  writeFileSync(join(dir, 'kustomization.yaml'), lines.join('\n'))
+  return dir
 }
 
 /** Whether `kubectl` is installed here: its built-in kustomize is the reference this follows. */
