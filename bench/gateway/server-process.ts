@@ -61,6 +61,14 @@ async function start(): Promise<Running> {
         LANCEDB_URI: spec.lancedbUri,
         // Nothing listens on port 1: generate needs no Redis, and the API starts without it.
         REDIS_URL: 'redis://127.0.0.1:1',
+        // What the gateway costs per request, not where it sheds load: one client at -c 50 would
+        // otherwise meet the per-key answer limit (8), and a saturated loop back-pressure's 503s
+        // (`pnpm bench load` measures those).
+        ANSWER_CONCURRENCY: '120',
+        ANSWER_CONCURRENCY_PER_KEY: '120',
+        RATE_LIMIT_PER_MINUTE: '0',
+        PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '0',
+        PRESSURE_MAX_EVENT_LOOP_UTILIZATION: '0',
         ...spec.env,
       })
       // As services/api/src/server.ts does: pino JSON lines on stdout (a file, set by the parent).
