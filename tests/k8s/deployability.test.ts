@@ -6,6 +6,7 @@ import type { IContainer, IPersistentVolumeClaim } from 'kubernetes-models/v1'
 import t from 'tap'
 import {
   allContainers,
+  colocatedWith,
   container,
   egressRuleAllows,
   environment,
@@ -61,16 +62,7 @@ t.test('s3: no claim needs a ReadWriteMany class; RWO users are co-located', asy
     const mount = container(w).volumeMounts?.find((m) => m.mountPath === '/data/exports')
     const volume = w.spec.template.spec.volumes?.find((v) => v.name === mount?.name)
     t.equal(volume?.persistentVolumeClaim?.claimName, 'exports', `${name} mounts exports`)
-    const terms =
-      w.spec.template.spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution
-    t.ok(
-      terms?.some(
-        (term) =>
-          term.topologyKey === 'kubernetes.io/hostname' &&
-          selects(term.labelSelector ?? {}, worker.labels),
-      ),
-      `${name}: co-located with the worker`,
-    )
+    t.ok(colocatedWith(w, worker.labels), `${name}: co-located with the worker`)
   }
 })
 

@@ -365,6 +365,16 @@ export function selects(selector: LabelSelector, labels: Record<string, string>)
   return byLabels && byExpressions
 }
 
+/** Whether a workload's pods must run on the node of pods with these labels (required podAffinity). */
+export function colocatedWith(w: Workload, labels: Record<string, string>): boolean {
+  const terms =
+    w.spec.template.spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution
+  return (terms ?? []).some(
+    (term) =>
+      term.topologyKey === 'kubernetes.io/hostname' && selects(term.labelSelector ?? {}, labels),
+  )
+}
+
 /** A pod; `namespace` holds its namespace's labels when it runs in another namespace. */
 export type Pod = {
   labels: Record<string, string>

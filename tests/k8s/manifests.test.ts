@@ -21,6 +21,7 @@ import type { IContainer, IPersistentVolumeClaim, IService } from 'kubernetes-mo
 import t from 'tap'
 import {
   allContainers,
+  colocatedWith,
   container,
   environment,
   find,
@@ -511,14 +512,8 @@ t.test('LanceDB: RWX volume, or RWO with the pods co-located', async (t) => {
     // Every pod mounting the RWO volume must land on the node of the worker pods.
     const worker = podOf(workload(objects, 'worker'))
     for (const w of users) {
-      const terms =
-        w.spec.template.spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution
       t.ok(
-        terms?.some(
-          (term) =>
-            term.topologyKey === 'kubernetes.io/hostname' &&
-            selects(term.labelSelector ?? {}, worker.labels),
-        ),
+        colocatedWith(w, worker.labels),
         `${target} ${w.metadata.name}: co-located with the worker`,
       )
     }
