@@ -85,8 +85,11 @@ export function tokenTextOf(line: Buffer | ParsedLine): string {
   return typeof text === 'string' ? text : ''
 }
 
+/** One NDJSON line: the value as JSON, then a newline. */
+export const ndjsonLine = (value: unknown): string => `${JSON.stringify(value)}\n`
+
 export const errorLine = (code: string, message: string): string =>
-  `${JSON.stringify({ error: code, message })}\n`
+  ndjsonLine({ error: code, message })
 
 export async function* relayNdjson(
   upstream: AsyncIterable<Buffer>,

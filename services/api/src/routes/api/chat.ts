@@ -3,7 +3,7 @@ import { type ChatTurn, type GroundingSource, markCited } from '@confluence-bot/
 import { AppError, ErrorCode } from '@confluence-bot/shared'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { createTurnPreparer } from '../../lib/grounded-chat.ts'
-import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
+import { ndjsonLine, type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import { refuseQuotedOutside } from '../../lib/spaces.ts'
 import { newConversationId, type StoredMessage } from '../../plugins/app/conversations.ts'
@@ -183,10 +183,7 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
             cited: [],
           },
         ]
-        return sendNdjson(
-          reply,
-          lines.map((line) => `${JSON.stringify(line)}\n`),
-        )
+        return sendNdjson(reply, lines.map(ndjsonLine))
       }
 
       const upstream = await fastify.ollama.post('/api/chat', turn.payload, abort.signal)
@@ -210,9 +207,7 @@ const chat: FastifyPluginAsyncTypebox = async (fastify) => {
       let content = ''
       let complete = false
       const relay = relayNdjson(upstream.body, {
-        prelude: [
-          `${JSON.stringify({ sources, ...retrieval, conversation_id: conversationId })}\n`,
-        ],
+        prelude: [ndjsonLine({ sources, ...retrieval, conversation_id: conversationId })],
         onData: (line) => {
           content += tokenTextOf(line)
         },

@@ -2,7 +2,7 @@ import { type ChatTurn, markCited } from '@confluence-bot/index'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { createGrounder } from '../../lib/grounding.ts'
-import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
+import { ndjsonLine, type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
 import { notAnAnswer } from '../../lib/ollama-upstream.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import { errorResponses } from '../../schemas/common.ts'
@@ -121,7 +121,7 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
         retrieval,
       }
       if (!stream) return reply.type('application/json; charset=utf-8').send(answer)
-      return sendNdjson(reply, [`${JSON.stringify({ ...answer, cited: [] })}\n`])
+      return sendNdjson(reply, [ndjsonLine({ ...answer, cited: [] })])
     }
     const [instructions, question] = grounding.messages as [ChatTurn, ChatTurn]
     const system = body.system ? `${instructions.content}\n\n${body.system}` : instructions.content
@@ -150,7 +150,7 @@ const generate: FastifyPluginAsyncTypebox = async (fastify) => {
     return sendNdjson(
       reply,
       relayNdjson(upstream.body, {
-        prelude: [`${JSON.stringify({ sources, retrieval })}\n`],
+        prelude: [ndjsonLine({ sources, retrieval })],
         onData: (line) => {
           text += tokenTextOf(line)
         },

@@ -15,7 +15,7 @@ import {
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
 import { holdModelName } from '../../lib/model-name-hold.ts'
-import { errorLine, relayNdjson } from '../../lib/ndjson.ts'
+import { errorLine, ndjsonLine, relayNdjson } from '../../lib/ndjson.ts'
 import { abortOnClientGone, lastLine, onceClosed, sendNdjson } from '../../lib/proxy.ts'
 import { mediaType } from '../../plugins/app/errors.ts'
 import { errorResponses } from '../../schemas/common.ts'
@@ -175,8 +175,6 @@ function parseParameters(text: string | undefined): Record<string, unknown> | un
   return parameters
 }
 
-const line = (value: object) => `${JSON.stringify(value)}\n`
-
 const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
   const { config, ollama, redis } = fastify
   const dir = resolve(config.MODEL_IMPORT_DIR)
@@ -276,7 +274,7 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
         },
       )
       while (!finished) {
-        yield line({ ...progress, completed })
+        yield ndjsonLine({ ...progress, completed })
         let timer: NodeJS.Timeout | undefined
         await Promise.race([
           settled,
@@ -290,7 +288,7 @@ const modelsImport: FastifyPluginAsyncTypebox = async (fastify) => {
       if (response.statusCode >= 400) throw await ollama.error(response)
       await response.body.dump()
     }
-    yield line({ ...progress, completed: file.size })
+    yield ndjsonLine({ ...progress, completed: file.size })
   }
 
   /** The progress of the blob upload, then create's own lines; always ends in success or error. */

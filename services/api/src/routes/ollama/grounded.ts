@@ -6,7 +6,7 @@ import {
 } from '@confluence-bot/index'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { createTurnPreparer } from '../../lib/grounded-chat.ts'
-import { type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
+import { ndjsonLine, type ParsedLine, relayNdjson, tokenTextOf } from '../../lib/ndjson.ts'
 import { abortOnClientGone, sendNdjson } from '../../lib/proxy.ts'
 import type { OllamaCompatOptions } from '../../schemas/ollama-compat.ts'
 import { createCapabilities } from './capabilities.ts'
@@ -61,8 +61,6 @@ export function sourcesNote(sources: readonly GroundingSource[]): string {
   return `\n\nSources:\n${items.join('\n')}`
 }
 
-const write = (line: ParsedLine) => `${JSON.stringify(line)}\n`
-
 type Presentation = {
   alias: string
   sources: readonly GroundingSource[]
@@ -92,7 +90,7 @@ async function* present(
       }
       text += tokenTextOf(line)
       if (line.done !== true) {
-        out += write(shape(line, alias))
+        out += ndjsonLine(shape(line, alias))
         continue
       }
       const cited = markCited(sources, text)
@@ -100,9 +98,9 @@ async function* present(
       if (note !== '') {
         const { model, created_at } = line
         const token = { model, created_at, message: { role: 'assistant', content: note } }
-        out += write(shape({ ...token, done: false }, alias))
+        out += ndjsonLine(shape({ ...token, done: false }, alias))
       }
-      out += write({ ...shape(line, alias), sources: cited })
+      out += ndjsonLine({ ...shape(line, alias), sources: cited })
     }
     yield out
   }
@@ -193,7 +191,7 @@ export function createGroundedAnswerer(fastify: FastifyInstance) {
       const said: ChatLine = { model: base, created_at, message, done: true, done_reason: 'stop' }
       if (!stream) return sendObject(presentWhole(said, presentation))
       const end = { ...said, message: { role: 'assistant', content: '' } }
-      const lines = [write({ ...said, done: false, done_reason: undefined }), write(end)]
+      const lines = [ndjsonLine({ ...said, done: false, done_reason: undefined }), ndjsonLine(end)]
       return sendNdjson(reply, present(lines, presentation))
     }
 
